@@ -1,0 +1,200 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+)
+
+// OverflowPolicy says what happens to a push that finds the connection's send
+// queue at its bound.
+type OverflowPolicy string
+
+const (
+	// OverflowClose refuses the push, drops what is queued and closes the
+	// slow connection with CloseSlowConsumer. The default: a client that
+	// cannot keep up would otherwise see a stream with holes in it.
+	OverflowClose OverflowPolicy = "close"
+	// OverflowDrop refuses the push (ErrQueueFull) and keeps the connection.
+	OverflowDrop OverflowPolicy = "drop"
+)
+
+// Close codes the bridge itself sends.
+const (
+	// CloseSlowConsumer is sent to a connection closed by OverflowClose.
+	CloseSlowConsumer = 1008
+	// CloseGoingAway is sent to every connection on shutdown.
+	CloseGoingAway = 1001
+	// CloseInternalError is sent when a panic is recovered in a connection's
+	// code path.
+	CloseInternalError = 1011
+	// CloseInvalidPayload is sent for a text message that is not UTF-8.
+	CloseInvalidPayload = 1007
+)
+
+// Listener receives a connection's events. Calls for one connection come
+// from that connection's reader goroutine, in order: OnOpen, then OnMessage
+// for each message, then OnClose exactly once. A Listener must not block for
+// long: while it runs, that connection reads nothing. A panic in a Listener
+// is recovered and closes only that connection.
+type Listener interface {
+	OnOpen(info ConnInfo)
+	OnMessage(fd int64, op Opcode, data []byte)
+	OnClose(fd int64, ev CloseEvent)
+}
+
+// CloseEvent describes how a connection ended.
+type CloseEvent struct {
+	Code     int    // close code; 1006 when no close frame was exchanged
+	Reason   string // close reason, if any
+	ByServer bool   // true when the bridge sent the first close frame
+}
+
+// Config configures a Hub. The zero value of every field means its
+// documented default; Config is passed by value.
+type Config struct {
+	// NodeID goes into the high bits of every fd (0..MaxNodeID). Default 0.
+	NodeID int
+	// Path is the URL path that accepts upgrades. Default "/".
+	Path string
+	// Workers is the number of partitions the connections are spread over.
+	// Default runtime.NumCPU().
+	Workers int
+	// MaxConnections caps open connections; past it a handshake gets HTTP
+	// 503 before any upgrade. Default 10000.
+	MaxConnections int
+	// QueueSize bounds each connection's send queue in messages. Default 256.
+	QueueSize int
+	// QueueBytes bounds each connection's send queue in bytes. Default 16 MiB;
+	// it must be at least MaxPushSize.
+	QueueBytes int
+	// Overflow is the policy for a push that finds the queue full.
+	// Default OverflowClose.
+	Overflow OverflowPolicy
+	// MaxMessageSize is the largest message a client may send; a larger one
+	// closes the connection with 1009. Default 1 MiB.
+	MaxMessageSize int64
+	// MaxPushSize is the largest message a push may send; a larger push is
+	// refused with ErrTooLarge. Default 8 MiB.
+	MaxPushSize int
+	// FragmentSize, when positive, sends outgoing messages larger than it as
+	// several frames of at most FragmentSize payload bytes. 0: every complete
+	// message goes out as one frame. Default 0.
+	FragmentSize int
+	// ReadBufferSize is the per-connection read buffer; 0 reuses the HTTP
+	// server's 4 KiB buffer from the handshake.
+	ReadBufferSize int
+	// WriteTimeout bounds each write to a client. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often the bridge pings a client. Default 25s.
+	PingInterval time.Duration
+	// PongTimeout: a client that sends nothing (no pong, no message) for
+	// PingInterval+PongTimeout is closed as dead. Default 10s.
+	PongTimeout time.Duration
+	// HandshakeTimeout bounds the upgrade response write. Default 10s.
+	HandshakeTimeout time.Duration
+	// CloseTimeout: after the bridge sends a close frame it waits this long
+	// for the client's close frame before closing the socket. Default 1s.
+	CloseTimeout time.Duration
+	// AllowedOrigins lists the Origin values allowed to connect, with '*'
+	// wildcards ("https://*.example.com"; "*" allows any). Empty: only
+	// requests without an Origin header or with a same-host Origin.
+	AllowedOrigins []string
+	// Compression negotiates permessage-deflate with clients that offer it.
+	Compression bool
+	// Subprotocols the server accepts, in order of preference.
+	Subprotocols []string
+	// Logger receives the Hub's logs. Default slog.Default().
+	Logger *slog.Logger
+	// Listener receives connection events. Default: none.
+	Listener Listener
+}
+
+// Defaults of Config; exported so the binary's flags show the same values.
+const (
+	DefaultMaxConnections = 10000
+	DefaultQueueSize      = 256
+	DefaultQueueBytes     = 16 << 20
+	DefaultMaxMessageSize = 1 << 20
+	DefaultMaxPushSize    = 8 << 20
+	DefaultWriteTimeout   = 10 * time.Second
+	DefaultPingInterval   = 25 * time.Second
+	DefaultPongTimeout    = 10 * time.Second
+	DefaultHandshake      = 10 * time.Second
+	DefaultCloseTimeout   = time.Second
+)
+
+// withDefaults returns c with every zero field set to its default and
+// reports the first invalid field.
+func (c Config) withDefaults() (Config, error) {
+	if c.Path == "" {
+		c.Path = "/"
+	}
+	if c.Workers == 0 {
+		c.Workers = runtime.NumCPU()
+	}
+	setInt(&c.MaxConnections, DefaultMaxConnections)
+	setInt(&c.QueueSize, DefaultQueueSize)
+	setInt(&c.QueueBytes, DefaultQueueBytes)
+	setInt(&c.MaxPushSize, DefaultMaxPushSize)
+	if c.MaxMessageSize == 0 {
+		c.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if c.Overflow == "" {
+		c.Overflow = OverflowClose
+	}
+	setDur(&c.WriteTimeout, DefaultWriteTimeout)
+	setDur(&c.PingInterval, DefaultPingInterval)
+	setDur(&c.PongTimeout, DefaultPongTimeout)
+	setDur(&c.HandshakeTimeout, DefaultHandshake)
+	setDur(&c.CloseTimeout, DefaultCloseTimeout)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.NodeID >= 0 && c.NodeID <= MaxNodeID, "node id: %d is out of range 0..%d", c.NodeID, MaxNodeID)
+	check(len(c.Path) > 0 && c.Path[0] == '/', "path: %q must start with /", c.Path)
+	check(c.Workers > 0 && c.Workers <= 4096, "workers: %d is out of range 1..4096", c.Workers)
+	check(c.MaxConnections > 0, "max connections: %d must be positive", c.MaxConnections)
+	check(c.QueueSize > 0, "queue size: %d must be positive", c.QueueSize)
+	check(c.MaxPushSize > 0, "max push size: %d must be positive", c.MaxPushSize)
+	check(c.QueueBytes >= c.MaxPushSize, "queue bytes: %d must be at least max push size %d", c.QueueBytes, c.MaxPushSize)
+	check(c.MaxMessageSize > 0, "max message size: %d must be positive", c.MaxMessageSize)
+	check(c.FragmentSize >= 0, "fragment size: %d must not be negative", c.FragmentSize)
+	check(c.FragmentSize == 0 || c.FragmentSize >= 125, "fragment size: %d must be 0 (off) or at least 125", c.FragmentSize)
+	check(c.ReadBufferSize >= 0, "read buffer size: %d must not be negative", c.ReadBufferSize)
+	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"write timeout", c.WriteTimeout}, {"ping interval", c.PingInterval}, {"pong timeout", c.PongTimeout},
+		{"handshake timeout", c.HandshakeTimeout}, {"close timeout", c.CloseTimeout},
+	} {
+		check(d.d > 0, "%s: %s must be positive", d.name, d.d)
+	}
+	return errors.Join(errs...)
+}
+
+func setInt(p *int, def int) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+func setDur(p *time.Duration, def time.Duration) {
+	if *p == 0 {
+		*p = def
+	}
+}

@@ -1,0 +1,421 @@
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+type connState uint8
+
+const (
+	stateOpen    connState = iota
+	stateClosing           // a close is under way: nothing new is accepted
+	stateClosed            // the socket is closed
+)
+
+type itemKind uint8
+
+const (
+	itemData     itemKind = iota // a message or a fragment of one (op, data, finish)
+	itemPrepared                 // a broadcast frame, encoded once for all connections
+	itemControl                  // ping or pong (op, data)
+	itemClose                    // close frame (code, reason in data)
+)
+
+// item is one entry of a connection's send queue.
+type item struct {
+	kind   itemKind
+	op     Opcode
+	finish bool
+	code   int
+	data   []byte
+	pm     *websocket.PreparedMessage
+	size   int // bytes counted against Config.QueueBytes
+}
+
+// conn is one WebSocket connection. Its reader goroutine (run) owns the
+// connection's lifetime; its writer goroutine (writeLoop) exists only while
+// the queue holds something and is the only goroutine that writes to ws.
+type conn struct {
+	hub    *Hub
+	worker *worker
+	fd     int64
+	ws     *websocket.Conn
+	info   ConnInfo
+
+	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
+
+	mu          sync.Mutex
+	state       connState
+	q           []item // FIFO: q[head:] are waiting
+	head        int
+	held        []item // broadcasts waiting for an open fragmented message to finish
+	queuedBytes int
+	fragmenting bool          // a push with finish=false is queued and not yet finished
+	writing     bool          // a writer goroutine is running
+	drained     chan struct{} // closed by the writer when it exits, if set
+	byServer    bool          // the bridge started the close
+	closeCode   int
+	closeReason string
+	peerClosed  bool // the client sent a close frame
+	peerCode    int
+	peerReason  string
+
+	msgw io.WriteCloser // writer goroutine only: the open fragmented message
+}
+
+func (c *conn) queuedLocked() int { return len(c.q) - c.head + len(c.held) }
+
+func (c *conn) isOpen() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state == stateOpen
+}
+
+// enqueue adds it to the send queue. directed is true for a push addressed
+// to this fd (it continues an open fragmented message); broadcasts and the
+// bridge's own keepalive pings are not directed.
+func (c *conn) enqueue(it item, directed bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return ErrUnknownFD
+	}
+	if it.kind == itemData && directed && !c.fragmenting {
+		// A complete message is checked whole; fragments may split a
+		// character, so a fragmented message is the pusher's to get right.
+		if it.op == OpContinuation {
+			return fmt.Errorf("%w: continuation without an open fragmented message", ErrInvalidOpcode)
+		}
+		if it.op == OpText && it.finish && !utf8.Valid(it.data) {
+			return ErrInvalidUTF8
+		}
+	}
+	cfg := &c.hub.cfg
+	if c.queuedLocked() >= cfg.QueueSize || c.queuedBytes+it.size > cfg.QueueBytes {
+		if it.kind == itemControl && !directed {
+			return ErrQueueFull // a keepalive ping or a pong reply: skip it, no policy
+		}
+		c.worker.overflows.Add(1)
+		if cfg.Overflow == OverflowClose {
+			c.hub.log.Warn("send queue full, closing slow connection", "fd", c.fd, "queued", c.queuedLocked(), "bytes", c.queuedBytes)
+			c.closeLocked(CloseSlowConsumer, "send queue full", false)
+		}
+		return ErrQueueFull
+	}
+	c.queuedBytes += it.size
+	switch {
+	case it.kind == itemData && directed:
+		c.q = append(c.q, it)
+		c.fragmenting = !it.finish
+		if it.finish && len(c.held) > 0 {
+			c.q = append(c.q, c.held...)
+			c.held = nil
+		}
+	case c.fragmenting && (it.kind == itemData || it.kind == itemPrepared):
+		c.held = append(c.held, it)
+	default:
+		c.q = append(c.q, it)
+	}
+	c.startWriterLocked()
+	return nil
+}
+
+// close starts a server-side close with code and reason. flush keeps what is
+// queued (it is written before the close frame); otherwise it is dropped.
+// It reports false when the connection was already closing.
+func (c *conn) close(code int, reason string, flush bool) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeLocked(code, reason, flush)
+}
+
+func (c *conn) closeLocked(code int, reason string, flush bool) bool {
+	if c.state != stateOpen {
+		return false
+	}
+	c.state = stateClosing
+	if !flush {
+		c.clearLocked()
+	}
+	c.held = nil // they wait behind a message that will never finish now
+	c.byServer, c.closeCode, c.closeReason = true, code, reason
+	c.q = append(c.q, item{kind: itemClose, code: code, data: []byte(reason)})
+	c.startWriterLocked()
+	return true
+}
+
+// peerClose runs in the reader goroutine when the client's close frame
+// arrives: answer it (unless we started the close) and accept nothing more.
+func (c *conn) peerClose(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.peerClosed, c.peerCode, c.peerReason = true, code, reason
+	if c.state != stateOpen {
+		return
+	}
+	c.state = stateClosing
+	c.clearLocked()
+	if !validCloseCode(code) {
+		code = websocket.CloseNoStatusReceived // an empty close frame
+	}
+	c.q = append(c.q, item{kind: itemClose, code: code})
+	c.startWriterLocked()
+}
+
+func (c *conn) clearLocked() {
+	clear(c.q)
+	c.q, c.head, c.held, c.queuedBytes = nil, 0, nil, 0
+}
+
+func (c *conn) startWriterLocked() {
+	if !c.writing && len(c.q) > c.head {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
+
+// next pops the next item for the writer, or ends the writer when there is
+// none.
+func (c *conn) next() (item, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head == len(c.q) || c.state == stateClosed {
+		c.writerExitLocked()
+		return item{}, false
+	}
+	it := c.q[c.head]
+	c.q[c.head] = item{}
+	c.head++
+	if c.head == len(c.q) {
+		if cap(c.q) > 16 {
+			c.q = nil // let a burst's backing array go
+		} else {
+			c.q = c.q[:0]
+		}
+		c.head = 0
+	}
+	c.queuedBytes -= it.size
+	return it, true
+}
+
+func (c *conn) writerExitLocked() {
+	c.writing = false
+	if c.drained != nil {
+		close(c.drained)
+		c.drained = nil
+	}
+}
+
+func (c *conn) writeLoop() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.logPanic("writer", r)
+			c.mu.Lock()
+			c.clearLocked()
+			c.writerExitLocked()
+			c.mu.Unlock()
+			_ = c.ws.Close() // the reader sees the error and finishes the connection
+		}
+	}()
+	for {
+		it, ok := c.next()
+		if !ok {
+			return
+		}
+		if err := c.write(it); err != nil {
+			c.writeFailed(err)
+		}
+	}
+}
+
+// writeFailed drops everything queued and closes the socket; the reader
+// then finishes the connection.
+func (c *conn) writeFailed(err error) {
+	c.mu.Lock()
+	if c.state == stateOpen {
+		c.hub.log.Debug("write failed", "fd", c.fd, "err", err)
+		c.state = stateClosing
+	}
+	c.clearLocked()
+	c.mu.Unlock()
+	_ = c.ws.Close()
+}
+
+func (c *conn) write(it item) error {
+	cfg := &c.hub.cfg
+	deadline := time.Now().Add(cfg.WriteTimeout)
+	switch it.kind {
+	case itemControl:
+		return c.ws.WriteControl(int(it.op), it.data, deadline)
+	case itemClose:
+		err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(it.code, string(it.data)), deadline)
+		// Wait a bounded time for the client's close frame, then the
+		// reader gives up and closes the socket.
+		_ = c.ws.SetReadDeadline(time.Now().Add(cfg.CloseTimeout))
+		return err
+	case itemPrepared:
+		_ = c.ws.SetWriteDeadline(deadline)
+		return c.ws.WritePreparedMessage(it.pm)
+	}
+	_ = c.ws.SetWriteDeadline(deadline)
+	frag := cfg.FragmentSize
+	if c.msgw == nil && it.finish && (frag == 0 || len(it.data) <= frag) {
+		return c.ws.WriteMessage(int(it.op), it.data)
+	}
+	if c.msgw == nil {
+		w, err := c.ws.NextWriter(int(it.op))
+		if err != nil {
+			return err
+		}
+		c.msgw = w
+	}
+	for data := it.data; len(data) > 0; {
+		n := len(data)
+		if frag > 0 && n > frag {
+			n = frag
+		}
+		if _, err := c.msgw.Write(data[:n]); err != nil {
+			return err
+		}
+		data = data[n:]
+	}
+	if !it.finish {
+		return nil
+	}
+	w := c.msgw
+	c.msgw = nil
+	return w.Close()
+}
+
+// run is the connection's reader goroutine: it delivers events and owns the
+// connection's end.
+func (c *conn) run() {
+	defer c.hub.release()
+	c.safely("open", func() {
+		if l := c.hub.cfg.Listener; l != nil {
+			l.OnOpen(c.info)
+		}
+	})
+	err := c.readLoop()
+	c.finish(err)
+}
+
+func (c *conn) readLoop() error {
+	cfg := &c.hub.cfg
+	idle := cfg.PingInterval + cfg.PongTimeout
+	alive := func() {
+		if c.isOpen() {
+			_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+		}
+	}
+	c.ws.SetReadLimit(cfg.MaxMessageSize)
+	c.ws.SetPongHandler(func(string) error { alive(); return nil })
+	c.ws.SetPingHandler(func(payload string) error {
+		alive()
+		_ = c.enqueue(item{kind: itemControl, op: OpPong, data: []byte(payload), size: len(payload)}, false)
+		return nil
+	})
+	c.ws.SetCloseHandler(func(code int, reason string) error {
+		c.peerClose(code, reason)
+		return nil
+	})
+	for {
+		alive()
+		mt, data, err := c.ws.ReadMessage()
+		if err != nil {
+			return err
+		}
+		c.worker.messagesIn.Add(1)
+		if !c.isOpen() {
+			continue // closing: discard until the client's close frame or the close timeout
+		}
+		if mt == websocket.TextMessage && !utf8.Valid(data) {
+			c.close(CloseInvalidPayload, "invalid UTF-8 in text message", false)
+			continue
+		}
+		c.safely("message", func() {
+			if l := cfg.Listener; l != nil {
+				l.OnMessage(c.fd, Opcode(mt), data)
+			}
+		})
+	}
+}
+
+// finish ends the connection after its reader stopped: it lets the writer
+// send what a close needs (bounded by CloseTimeout), closes the socket,
+// waits for the writer, unregisters the fd and reports the close.
+func (c *conn) finish(readErr error) {
+	c.mu.Lock()
+	graceful := c.state == stateClosing
+	if c.state == stateOpen {
+		c.state = stateClosing
+		c.clearLocked()
+	}
+	var drained chan struct{}
+	if c.writing {
+		c.drained = make(chan struct{})
+		drained = c.drained
+	}
+	c.mu.Unlock()
+
+	if drained != nil && graceful {
+		t := time.NewTimer(c.hub.cfg.CloseTimeout)
+		select {
+		case <-drained:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	_ = c.ws.Close()
+	if drained != nil {
+		<-drained // the socket is closed: a blocked write returns at once
+	}
+	c.mu.Lock()
+	c.state = stateClosed
+	c.clearLocked()
+	ev := c.closeEventLocked(readErr)
+	c.mu.Unlock()
+
+	c.worker.remove(c)
+	c.safely("close", func() {
+		if l := c.hub.cfg.Listener; l != nil {
+			l.OnClose(c.fd, ev)
+		}
+	})
+}
+
+func (c *conn) closeEventLocked(readErr error) CloseEvent {
+	switch {
+	case c.byServer:
+		return CloseEvent{Code: c.closeCode, Reason: c.closeReason, ByServer: true}
+	case c.peerClosed:
+		return CloseEvent{Code: c.peerCode, Reason: c.peerReason}
+	case errors.Is(readErr, websocket.ErrReadLimit):
+		return CloseEvent{Code: websocket.CloseMessageTooBig, Reason: "message too big", ByServer: true}
+	}
+	return CloseEvent{Code: websocket.CloseAbnormalClosure}
+}
+
+// safely runs f, turning a panic into a log line and a close of this
+// connection only.
+func (c *conn) safely(what string, f func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.logPanic(what, r)
+			c.close(CloseInternalError, "internal error", false)
+		}
+	}()
+	f()
+}
+
+func (c *conn) logPanic(where string, r any) {
+	c.hub.log.Error("panic recovered, closing connection", "fd", c.fd, "in", where, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+}

@@ -1,0 +1,438 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+)
+
+// Hub holds the connections of one node.
+type Hub struct {
+	cfg      Config
+	log      *slog.Logger
+	fds      *fdAllocator
+	workers  []*worker
+	upgrader websocket.Upgrader
+
+	mu      sync.Mutex // guards closed, count and readers.Add
+	closed  bool
+	count   int            // connections open or being upgraded
+	readers sync.WaitGroup // one per connection (its reader goroutine)
+
+	stop      chan struct{}
+	stopOnce  sync.Once
+	keepalive sync.WaitGroup
+}
+
+// New returns a Hub that accepts connections once it is served; it starts
+// one keepalive goroutine per worker, which Shutdown stops.
+func New(cfg Config) (*Hub, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("bridge: invalid config: %w", err)
+	}
+	fds, err := newFDAllocator(cfg.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("bridge: %w", err)
+	}
+	h := &Hub{
+		cfg:  cfg,
+		log:  cfg.Logger,
+		fds:  fds,
+		stop: make(chan struct{}),
+	}
+	writeBuf := cfg.FragmentSize // gorilla cuts buffered frames at its write buffer size
+	h.upgrader = websocket.Upgrader{
+		HandshakeTimeout:  cfg.HandshakeTimeout,
+		ReadBufferSize:    cfg.ReadBufferSize,
+		WriteBufferSize:   writeBuf,
+		WriteBufferPool:   &sync.Pool{}, // a write buffer only while a write is under way
+		Subprotocols:      cfg.Subprotocols,
+		EnableCompression: cfg.Compression,
+		CheckOrigin:       originChecker(cfg.AllowedOrigins),
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			http.Error(w, "wsbridge: "+reason.Error(), status)
+		},
+	}
+	h.workers = make([]*worker, cfg.Workers)
+	for i := range h.workers {
+		h.workers[i] = newWorker(i)
+		h.keepalive.Add(1)
+		go func(w *worker) {
+			defer h.keepalive.Done()
+			w.keepalive(cfg.PingInterval, h.stop)
+		}(h.workers[i])
+	}
+	return h, nil
+}
+
+// Config returns the Hub's configuration with defaults applied.
+func (h *Hub) Config() Config { return h.cfg }
+
+// workerOf maps an fd to its worker: sequence numbers are handed out in
+// order, so connections spread round-robin over the workers.
+func (h *Hub) workerOf(fd int64) *worker {
+	return h.workers[uint64(fd&seqMask)%uint64(len(h.workers))]
+}
+
+// lookup returns the open connection with this fd on this node.
+func (h *Hub) lookup(fd int64) *conn {
+	if NodeOf(fd) != h.cfg.NodeID {
+		return nil
+	}
+	return h.workerOf(fd).get(fd)
+}
+
+// acquire reserves a connection slot; release gives it back when the
+// connection ends (or its upgrade fails).
+func (h *Hub) acquire() (ok bool, reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.closed:
+		return false, "shutting down"
+	case h.count >= h.cfg.MaxConnections:
+		return false, "connection limit reached"
+	}
+	h.count++
+	h.readers.Add(1)
+	return true, ""
+}
+
+func (h *Hub) release() {
+	h.mu.Lock()
+	h.count--
+	h.mu.Unlock()
+	h.readers.Done()
+}
+
+func (h *Hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+// ServeHTTP upgrades a request on the configured path to a WebSocket
+// connection and registers it under a new fd.
+func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != h.cfg.Path {
+		http.NotFound(w, r)
+		return
+	}
+	if ok, reason := h.acquire(); !ok {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "wsbridge: "+reason, http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := h.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		h.release()
+		h.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	fd, err := h.fds.next()
+	if err != nil {
+		h.log.Error("refusing connection", "err", err)
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "fd space exhausted"), time.Now().Add(time.Second))
+		_ = ws.Close()
+		h.release()
+		return
+	}
+	wk := h.workerOf(fd)
+	c := &conn{
+		hub:    h,
+		worker: wk,
+		fd:     fd,
+		ws:     ws,
+		info: ConnInfo{
+			FD:          fd,
+			Path:        r.URL.Path,
+			Query:       r.URL.Query(),
+			Header:      r.Header,
+			RemoteAddr:  r.RemoteAddr,
+			Subprotocol: ws.Subprotocol(),
+			ConnectedAt: time.Now(),
+			Worker:      wk.id,
+		},
+		pingedAt: time.Now().UnixNano(),
+	}
+	if h.cfg.Compression {
+		ws.EnableWriteCompression(true)
+	}
+	wk.add(c)
+	go c.run()
+	if h.isClosed() { // Shutdown ran between acquire and add
+		c.close(CloseGoingAway, "server shutting down", true)
+	}
+}
+
+// Push queues data for the connection fd. op is OpText, OpBinary, OpPing,
+// OpPong, or OpContinuation while a fragmented message is open. finish=false
+// opens (or continues) a fragmented message: the following pushes to this fd
+// continue it until one has finish=true; broadcasts meanwhile wait. The Hub
+// keeps data until it is written: the caller must not change it.
+//
+// Errors: ErrInvalidFD, ErrInvalidOpcode, ErrTooLarge, ErrInvalidUTF8
+// (refused before anything is queued), ErrUnknownFD (no open connection),
+// ErrQueueFull (the overflow policy applied).
+func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
+	if !ValidFD(fd) {
+		return fmt.Errorf("push to fd %d: %w", fd, ErrInvalidFD)
+	}
+	kind := itemData
+	switch op {
+	case OpText, OpBinary, OpContinuation:
+		if len(data) > h.cfg.MaxPushSize {
+			return fmt.Errorf("push to fd %d: %w: %d bytes, the limit is %d", fd, ErrTooLarge, len(data), h.cfg.MaxPushSize)
+		}
+	case OpPing, OpPong:
+		if len(data) > maxControlPayload {
+			return fmt.Errorf("push to fd %d: %w: a %s payload is at most %d bytes", fd, ErrTooLarge, op, maxControlPayload)
+		}
+		if !finish {
+			return fmt.Errorf("push to fd %d: %w: a %s cannot be fragmented", fd, ErrInvalidOpcode, op)
+		}
+		kind = itemControl
+	default:
+		return fmt.Errorf("push to fd %d: %w: %d", fd, ErrInvalidOpcode, int(op))
+	}
+	c := h.lookup(fd)
+	if c == nil {
+		return fmt.Errorf("push to fd %d: %w", fd, ErrUnknownFD)
+	}
+	if err := c.enqueue(item{kind: kind, op: op, finish: finish, data: data, size: len(data)}, true); err != nil {
+		return fmt.Errorf("push to fd %d: %w", fd, err)
+	}
+	c.worker.pushed.Add(1)
+	return nil
+}
+
+// Broadcast queues data for every open connection except those in except,
+// and returns how many connections accepted it. The frame is encoded once
+// (a gorilla PreparedMessage), not once per connection. op is OpText or
+// OpBinary.
+func (h *Hub) Broadcast(data []byte, op Opcode, except []int64) (int, error) {
+	if op != OpText && op != OpBinary {
+		return 0, fmt.Errorf("broadcast: %w: %d", ErrInvalidOpcode, int(op))
+	}
+	if len(data) > h.cfg.MaxPushSize {
+		return 0, fmt.Errorf("broadcast: %w: %d bytes, the limit is %d", ErrTooLarge, len(data), h.cfg.MaxPushSize)
+	}
+	if op == OpText && !utf8.Valid(data) {
+		return 0, fmt.Errorf("broadcast: %w", ErrInvalidUTF8)
+	}
+	if h.isClosed() {
+		return 0, fmt.Errorf("broadcast: %w", ErrHubClosed)
+	}
+	pm, err := websocket.NewPreparedMessage(int(op), data)
+	if err != nil {
+		return 0, fmt.Errorf("broadcast: %w", err)
+	}
+	skip := newFDSet(except)
+	it := item{kind: itemPrepared, op: op, finish: true, pm: pm, size: len(data)}
+	n := 0
+	var buf []*conn
+	for _, w := range h.workers {
+		buf = w.snapshot(buf[:0])
+		for i, c := range buf {
+			if !skip.has(c.fd) && c.enqueue(it, false) == nil {
+				w.pushed.Add(1)
+				n++
+			}
+			buf[i] = nil
+		}
+	}
+	return n, nil
+}
+
+// Disconnect sends a close frame with code (0 means 1000) and reason to fd
+// after what is already queued for it, then closes the connection. It
+// returns ErrUnknownFD when no open connection has this fd.
+func (h *Hub) Disconnect(fd int64, code int, reason string) error {
+	if !ValidFD(fd) {
+		return fmt.Errorf("disconnect fd %d: %w", fd, ErrInvalidFD)
+	}
+	if code == 0 {
+		code = websocket.CloseNormalClosure
+	}
+	if !validCloseCode(code) {
+		return fmt.Errorf("disconnect fd %d: %w: %d", fd, ErrInvalidCloseCode, code)
+	}
+	if len(reason) > maxControlPayload-2 {
+		return fmt.Errorf("disconnect fd %d: %w: a close reason is at most %d bytes", fd, ErrTooLarge, maxControlPayload-2)
+	}
+	if !utf8.ValidString(reason) {
+		return fmt.Errorf("disconnect fd %d: %w", fd, ErrInvalidUTF8)
+	}
+	c := h.lookup(fd)
+	if c == nil || !c.close(code, reason, true) {
+		return fmt.Errorf("disconnect fd %d: %w", fd, ErrUnknownFD)
+	}
+	return nil
+}
+
+// Check reports whether fd is an open connection on this node.
+func (h *Hub) Check(fd int64) bool {
+	if !ValidFD(fd) {
+		return false
+	}
+	c := h.lookup(fd)
+	return c != nil && c.isOpen()
+}
+
+// Info returns what the bridge kept of fd's handshake.
+func (h *Hub) Info(fd int64) (ConnInfo, bool) {
+	if !ValidFD(fd) {
+		return ConnInfo{}, false
+	}
+	c := h.lookup(fd)
+	if c == nil || !c.isOpen() {
+		return ConnInfo{}, false
+	}
+	return c.info, true
+}
+
+// Count returns the number of connections open or being upgraded.
+func (h *Hub) Count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.count
+}
+
+// Stats is a snapshot of the Hub's counters.
+type Stats struct {
+	NodeID      int           `json:"node_id"`
+	Connections int           `json:"connections"`
+	Workers     []WorkerStats `json:"workers"`
+}
+
+// WorkerStats are one worker's counters since the Hub started.
+type WorkerStats struct {
+	ID          int    `json:"id"`
+	Connections int    `json:"connections"`
+	Opened      uint64 `json:"opened"`
+	Closed      uint64 `json:"closed"`
+	Pushed      uint64 `json:"pushed"`
+	Overflows   uint64 `json:"overflows"`
+	MessagesIn  uint64 `json:"messages_in"`
+}
+
+// Stats returns per-worker counters.
+func (h *Hub) Stats() Stats {
+	s := Stats{NodeID: h.cfg.NodeID, Workers: make([]WorkerStats, len(h.workers))}
+	for i, w := range h.workers {
+		ws := WorkerStats{
+			ID: w.id, Connections: w.len(), Opened: w.opened.Load(), Closed: w.closed.Load(),
+			Pushed: w.pushed.Load(), Overflows: w.overflows.Load(), MessagesIn: w.messagesIn.Load(),
+		}
+		s.Connections += ws.Connections
+		s.Workers[i] = ws
+	}
+	return s
+}
+
+// Shutdown refuses new connections, sends close 1001 to every client after
+// what is queued for it, and waits until every connection has ended or ctx
+// is done; then it closes the remaining sockets at once. It is idempotent and
+// returns ctx.Err() when the deadline forced connections closed.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
+	h.stopOnce.Do(func() { close(h.stop) })
+
+	h.eachConn(func(c *conn) { c.close(CloseGoingAway, "server shutting down", true) })
+	done := make(chan struct{})
+	go func() {
+		h.readers.Wait()
+		h.keepalive.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	h.eachConn(func(c *conn) { _ = c.ws.Close() })
+	<-done // every reader returns once its socket is closed
+	return ctx.Err()
+}
+
+func (h *Hub) eachConn(f func(*conn)) {
+	var buf []*conn
+	for _, w := range h.workers {
+		buf = w.snapshot(buf[:0])
+		for _, c := range buf {
+			f(c)
+		}
+	}
+}
+
+// fdSet is a set of fds: a scan for the short except lists of the common
+// case, a map for long ones.
+type fdSet struct {
+	list []int64
+	m    map[int64]struct{}
+}
+
+func newFDSet(fds []int64) fdSet {
+	if len(fds) <= 16 {
+		return fdSet{list: fds}
+	}
+	m := make(map[int64]struct{}, len(fds))
+	for _, fd := range fds {
+		m[fd] = struct{}{}
+	}
+	return fdSet{m: m}
+}
+
+func (s fdSet) has(fd int64) bool {
+	if s.m != nil {
+		_, ok := s.m[fd]
+		return ok
+	}
+	return slices.Contains(s.list, fd)
+}
+
+// originChecker allows requests without an Origin header (non-browser
+// clients), and browser requests whose Origin matches one of the patterns,
+// or, with no patterns, whose Origin host equals the request's Host.
+func originChecker(patterns []string) func(*http.Request) bool {
+	lower := make([]string, len(patterns))
+	for i, p := range patterns {
+		lower[i] = strings.ToLower(strings.TrimSpace(p))
+	}
+	return func(r *http.Request) bool {
+		origin := r.Header.Get("Origin")
+		if origin == "" {
+			return true
+		}
+		u, err := url.Parse(origin)
+		if err != nil || u.Host == "" {
+			return false
+		}
+		if len(lower) == 0 {
+			return strings.EqualFold(u.Host, r.Host)
+		}
+		o := strings.ToLower(u.Scheme + "://" + u.Host)
+		for _, p := range lower {
+			if p == "*" {
+				return true
+			}
+			if ok, _ := path.Match(p, o); ok {
+				return true
+			}
+		}
+		return false
+	}
+}

@@ -1,0 +1,90 @@
+package bridge
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// worker owns one partition of the connections: the map from fd to conn,
+// the keepalive pings of those connections, and their counters. A push
+// touches only the worker its fd maps to.
+type worker struct {
+	id    int
+	mu    sync.RWMutex
+	conns map[int64]*conn
+
+	opened     atomic.Uint64
+	closed     atomic.Uint64
+	pushed     atomic.Uint64 // messages accepted into a send queue
+	overflows  atomic.Uint64 // pushes refused by a full queue
+	messagesIn atomic.Uint64 // messages received from clients
+}
+
+func newWorker(id int) *worker {
+	return &worker{id: id, conns: make(map[int64]*conn)}
+}
+
+func (w *worker) get(fd int64) *conn {
+	w.mu.RLock()
+	c := w.conns[fd]
+	w.mu.RUnlock()
+	return c
+}
+
+func (w *worker) add(c *conn) {
+	w.mu.Lock()
+	w.conns[c.fd] = c
+	w.mu.Unlock()
+	w.opened.Add(1)
+}
+
+func (w *worker) remove(c *conn) {
+	w.mu.Lock()
+	delete(w.conns, c.fd)
+	w.mu.Unlock()
+	w.closed.Add(1)
+}
+
+func (w *worker) len() int {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return len(w.conns)
+}
+
+// snapshot appends the worker's connections to dst. Callers act on the copy
+// after the lock is released, so a slow enqueue never holds up the map.
+func (w *worker) snapshot(dst []*conn) []*conn {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	for _, c := range w.conns {
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+// keepalive pings every connection of the worker once per interval until
+// stop is closed. One ticker per worker instead of one per connection keeps
+// idle connections cheap; a connection is pinged on the first tick at least
+// interval after its previous ping, so pings spread over time.
+func (w *worker) keepalive(interval time.Duration, stop <-chan struct{}) {
+	tick := max(interval/4, 10*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	var buf []*conn
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			buf = w.snapshot(buf[:0])
+			for i, c := range buf {
+				if now.UnixNano()-c.pingedAt >= int64(interval) {
+					c.pingedAt = now.UnixNano()
+					_ = c.enqueue(item{kind: itemControl, op: OpPing}, false)
+				}
+				buf[i] = nil
+			}
+		}
+	}
+}

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// config is everything the binary can be told, from flags and WSBRIDGE_*
+// environment variables (a flag wins over its variable).
+type config struct {
+	WSAddr          string
+	ShutdownTimeout time.Duration
+	LogLevel        slog.Level
+	LogFormat       string
+	Bridge          bridge.Config
+}
+
+// envName is the environment variable of a flag: ws-addr → WSBRIDGE_WS_ADDR.
+func envName(flagName string) string {
+	return "WSBRIDGE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// usageError is a configuration error: the binary exits 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// parseConfig reads args and then, for every flag not given, its
+// environment variable. --help prints the settings to out and returns
+// flag.ErrHelp.
+func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
+	var c config
+	b := &c.Bridge
+	fs := flag.NewFlagSet("wsbridge", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+
+	fs.StringVar(&c.WSAddr, "ws-addr", ":9502", "WebSocket listen address (host:port)")
+	fs.StringVar(&b.Path, "ws-path", "/", "URL path that accepts WebSocket upgrades")
+	fs.Var(intRange(&b.NodeID, 0, 0, bridge.MaxNodeID), "node-id", "node id carried in the high bits of every fd (0..1023)")
+	fs.Var(intRange(&b.Workers, 0, 0, 4096), "workers", "worker partitions for connections (0: number of CPUs)")
+	fs.Var(intRange(&b.MaxConnections, bridge.DefaultMaxConnections, 1, 1<<30), "max-connections", "open connections cap; past it a handshake gets HTTP 503")
+	fs.Var(intRange(&b.QueueSize, bridge.DefaultQueueSize, 1, 1<<20), "queue-size", "per-connection send queue bound, in messages")
+	fs.Var(sizeVar(&b.QueueBytes, bridge.DefaultQueueBytes, 1), "queue-bytes", "per-connection send queue bound, in bytes (at least max-push-size)")
+	fs.Var(choice((*string)(&b.Overflow), string(bridge.OverflowClose), string(bridge.OverflowClose), string(bridge.OverflowDrop)), "overflow-policy", "full send queue: close (close the client with 1008) or drop (refuse the push)")
+	fs.Var(size64Var(&b.MaxMessageSize, bridge.DefaultMaxMessageSize, 1), "max-message-size", "largest message a client may send; larger closes it with 1009")
+	fs.Var(sizeVar(&b.MaxPushSize, bridge.DefaultMaxPushSize, 1), "max-push-size", "largest message a push may send; larger is refused")
+	fs.Var(sizeVar(&b.FragmentSize, 0, 0), "fragment-size", "send messages larger than this as frames of at most this size (0: one frame per message; else at least 125)")
+	fs.Var(durVar(&b.WriteTimeout, bridge.DefaultWriteTimeout), "write-timeout", "deadline for each write to a client")
+	fs.Var(durVar(&b.PingInterval, bridge.DefaultPingInterval), "ping-interval", "how often each client is pinged")
+	fs.Var(durVar(&b.PongTimeout, bridge.DefaultPongTimeout), "pong-timeout", "a client silent for ping-interval+pong-timeout is closed as dead")
+	fs.Var(durVar(&b.HandshakeTimeout, bridge.DefaultHandshake), "handshake-timeout", "deadline for a client to complete the HTTP upgrade")
+	fs.Var(durVar(&b.CloseTimeout, bridge.DefaultCloseTimeout), "close-timeout", "wait this long for a client's close frame after sending ours")
+	fs.Var(durVar(&c.ShutdownTimeout, 10*time.Second), "shutdown-timeout", "on SIGTERM/SIGINT, flush queued messages and close clients within this time")
+	fs.Var(listVar(&b.AllowedOrigins), "allowed-origins", "comma-separated Origin patterns allowed to connect, '*' wildcards (empty: same host only)")
+	fs.BoolVar(&b.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
+	fs.Var(listVar(&b.Subprotocols), "subprotocols", "comma-separated WebSocket subprotocols the server accepts")
+	fs.Var(sizeVar(&b.ReadBufferSize, 0, 0), "read-buffer-size", "per-connection read buffer (0: reuse the 4 KiB handshake buffer)")
+	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
+	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(fs, out)
+			return c, err
+		}
+		return c, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return c, usageError{fmt.Errorf("unexpected argument %q (settings are flags or %s variables)", fs.Arg(0), envName("*"))}
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		if v, ok := lookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("invalid value %q for %s: %w", v, envName(f.Name), err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return c, usageError{err}
+	}
+	return c, c.check()
+}
+
+// check validates what single flags cannot: each error names its setting.
+func (c config) check() error {
+	var errs []error
+	if _, _, err := net.SplitHostPort(c.WSAddr); err != nil {
+		errs = append(errs, fmt.Errorf("invalid value %q for -ws-addr (%s): %w", c.WSAddr, envName("ws-addr"), err))
+	}
+	if !strings.HasPrefix(c.Bridge.Path, "/") {
+		errs = append(errs, fmt.Errorf("invalid value %q for -ws-path (%s): must start with /", c.Bridge.Path, envName("ws-path")))
+	}
+	if c.Bridge.QueueBytes < c.Bridge.MaxPushSize {
+		errs = append(errs, fmt.Errorf("invalid value %d for -queue-bytes (%s): must be at least -max-push-size (%d)", c.Bridge.QueueBytes, envName("queue-bytes"), c.Bridge.MaxPushSize))
+	}
+	if f := c.Bridge.FragmentSize; f != 0 && f < 125 {
+		errs = append(errs, fmt.Errorf("invalid value %d for -fragment-size (%s): must be 0 or at least 125", f, envName("fragment-size")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return usageError{err}
+	}
+	return nil
+}
+
+func printUsage(fs *flag.FlagSet, out io.Writer) {
+	fmt.Fprintf(out, "Usage: wsbridge [flags]\n\nEvery flag can also be set by its environment variable; a flag wins.\n\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(out, "  -%s  (%s, default %s)\n      %s\n", f.Name, envName(f.Name), def, f.Usage)
+	})
+}
+
+// The flag.Value types below validate as they parse, so an error names the
+// setting it came from.
+
+type intValue struct {
+	p        *int
+	min, max int
+}
+
+func intRange(p *int, def, min, max int) *intValue {
+	*p = def
+	return &intValue{p, min, max}
+}
+func (v *intValue) String() string {
+	if v == nil || v.p == nil {
+		return "0"
+	}
+	return strconv.Itoa(*v.p)
+}
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not an integer")
+	}
+	if n < v.min || n > v.max {
+		return fmt.Errorf("out of range %d..%d", v.min, v.max)
+	}
+	*v.p = n
+	return nil
+}
+
+type sizeValue struct {
+	set func(int64)
+	get func() int64
+	min int64
+}
+
+func sizeVar(p *int, def int, min int64) *sizeValue {
+	*p = def
+	return &sizeValue{set: func(n int64) { *p = int(n) }, get: func() int64 { return int64(*p) }, min: min}
+}
+
+func size64Var(p *int64, def int64, min int64) *sizeValue {
+	*p = def
+	return &sizeValue{set: func(n int64) { *p = n }, get: func() int64 { return *p }, min: min}
+}
+
+func (v *sizeValue) String() string {
+	if v == nil || v.get == nil {
+		return "0"
+	}
+	return formatSize(v.get())
+}
+func (v *sizeValue) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	if n < v.min {
+		return fmt.Errorf("must be at least %d", v.min)
+	}
+	v.set(n)
+	return nil
+}
+
+// maxSize keeps sizes within what an int holds on every platform we build.
+const maxSize = 1 << 40
+
+// parseSize reads a byte count: a plain integer, or one with a binary
+// suffix (KiB, MiB, GiB; K, M, G and KB, MB, GB mean the same).
+func parseSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	upper := strings.ToUpper(t)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"B", 1}} {
+		if strings.HasSuffix(upper, u.suffix) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, errors.New("not a size (bytes, or with KiB, MiB, GiB)")
+	}
+	if n > maxSize/mult {
+		return 0, fmt.Errorf("too large (at most %s)", formatSize(maxSize))
+	}
+	return n * mult, nil
+}
+
+func formatSize(n int64) string {
+	switch {
+	case n != 0 && n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n != 0 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n != 0 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+type durValue struct{ p *time.Duration }
+
+func durVar(p *time.Duration, def time.Duration) *durValue {
+	*p = def
+	return &durValue{p}
+}
+func (v *durValue) String() string {
+	if v == nil || v.p == nil {
+		return "0s"
+	}
+	return v.p.String()
+}
+func (v *durValue) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return errors.New("not a duration (like 500ms, 10s, 1m)")
+	}
+	if d <= 0 {
+		return errors.New("must be positive")
+	}
+	*v.p = d
+	return nil
+}
+
+type choiceValue struct {
+	p       *string
+	choices []string
+}
+
+func choice(p *string, def string, choices ...string) *choiceValue {
+	*p = def
+	return &choiceValue{p, choices}
+}
+func (v *choiceValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+func (v *choiceValue) Set(s string) error {
+	s = strings.ToLower(strings.TrimSpace(s))
+	for _, c := range v.choices {
+		if s == c {
+			*v.p = s
+			return nil
+		}
+	}
+	return fmt.Errorf("must be one of %s", strings.Join(v.choices, ", "))
+}
+
+type listValue struct{ p *[]string }
+
+func listVar(p *[]string) *listValue { return &listValue{p} }
+func (v *listValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	return strings.Join(*v.p, ",")
+}
+func (v *listValue) Set(s string) error {
+	var out []string
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	*v.p = out
+	return nil
+}
+
+type levelValue struct{ p *slog.Level }
+
+func levelVar(p *slog.Level) *levelValue { return &levelValue{p} }
+func (v *levelValue) String() string {
+	if v == nil || v.p == nil {
+		return "info"
+	}
+	return strings.ToLower(v.p.String())
+}
+func (v *levelValue) Set(s string) error {
+	var l slog.Level
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug":
+		l = slog.LevelDebug
+	case "info":
+		l = slog.LevelInfo
+	case "warn", "warning":
+		l = slog.LevelWarn
+	case "error":
+		l = slog.LevelError
+	default:
+		return errors.New("must be one of debug, info, warn, error")
+	}
+	*v.p = l
+	return nil
+}

@@ -1,0 +1,117 @@
+// Command wsbridge holds the WebSocket connections of a PHP application and
+// lets it push to any connection by fd. Run it with no flags for the
+// defaults; --help lists every setting and its WSBRIDGE_* variable.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	code := run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the whole program; it returns the exit code: 0 after a clean stop,
+// 1 on a runtime failure, 2 on invalid configuration.
+func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, lookupEnv, stdout)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "wsbridge: %v\nRun 'wsbridge --help' for the settings.\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	cfg.Bridge.Logger = log
+
+	hub, err := bridge.New(cfg.Bridge)
+	if err != nil {
+		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
+		return 2
+	}
+	bc := hub.Config()
+	warnFDLimit(log, bc.MaxConnections)
+
+	ln, err := net.Listen("tcp", cfg.WSAddr)
+	if err != nil {
+		log.Error("cannot listen for WebSocket connections", "addr", cfg.WSAddr, "err", err)
+		_ = hub.Shutdown(context.Background())
+		return 1
+	}
+	srv := &http.Server{
+		Handler:           hub,
+		ReadHeaderTimeout: bc.HandshakeTimeout,
+		IdleTimeout:       bc.HandshakeTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("websocket listening", "addr", ln.Addr().String(), "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections)
+
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	case err := <-served:
+		log.Error("websocket server stopped", "err", err)
+		code = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	start := time.Now()
+	// Stop accepting first (hijacked WebSocket connections are the hub's),
+	// then close every client after its queued messages.
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	if err := hub.Shutdown(sctx); err != nil {
+		log.Warn("shutdown deadline reached, remaining connections closed", "err", err)
+	}
+	if code == 0 {
+		<-served // http.ErrServerClosed
+	}
+	log.Info("stopped", "took", time.Since(start).String())
+	return code
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// warnFDLimit logs a warning when the process may not open enough files for
+// the configured connection cap (Go raises the soft limit to the hard one at
+// start; what is left is the real limit).
+func warnFDLimit(log *slog.Logger, maxConns int) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	const reserve = 64 // listeners, log files, RPC and admin sockets
+	if rl.Cur < uint64(maxConns)+reserve {
+		log.Warn("open file limit is below the connection cap: connections past it will fail to be accepted",
+			"nofile_limit", rl.Cur, "max_connections", maxConns,
+			"fix", "raise the limit (ulimit -n) or lower WSBRIDGE_MAX_CONNECTIONS")
+	}
+}
