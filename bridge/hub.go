@@ -76,6 +76,22 @@ func New(cfg Config) (*Hub, error) {
 	return h, nil
 }
 
+// Server returns an http.Server that serves the Hub with the timeouts a
+// WebSocket endpoint needs: a client that does not finish its handshake
+// within HandshakeTimeout is disconnected, and oversized headers are refused.
+func (h *Hub) Server() *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: h.cfg.HandshakeTimeout,
+		IdleTimeout:       h.cfg.HandshakeTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+	}
+}
+
+// maxHeaderBytes bounds a handshake's request headers.
+const maxHeaderBytes = 64 << 10
+
 // Config returns the Hub's configuration with defaults applied.
 func (h *Hub) Config() Config { return h.cfg }
 

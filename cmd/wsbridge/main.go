@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -55,13 +54,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		_ = hub.Shutdown(context.Background())
 		return 1
 	}
-	srv := &http.Server{
-		Handler:           hub,
-		ReadHeaderTimeout: bc.HandshakeTimeout,
-		IdleTimeout:       bc.HandshakeTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-	}
+	srv := hub.Server()
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("websocket listening", "addr", ln.Addr().String(), "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections)
