@@ -102,6 +102,9 @@ type Config struct {
 	// wildcards ("https://*.example.com"; "*" allows any). Empty: only
 	// requests without an Origin header or with a same-host Origin.
 	AllowedOrigins []string
+	// MaxGroupsPerConn bounds how many groups one connection may join.
+	// Default 256.
+	MaxGroupsPerConn int
 	// Compression negotiates permessage-deflate with clients that offer it.
 	Compression bool
 	// Subprotocols the server accepts, in order of preference.
@@ -124,6 +127,7 @@ const (
 	DefaultPongTimeout    = 10 * time.Second
 	DefaultHandshake      = 10 * time.Second
 	DefaultCloseTimeout   = time.Second
+	DefaultMaxGroups      = 256
 )
 
 // withDefaults returns c with every zero field set to its default and
@@ -139,6 +143,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.QueueSize, DefaultQueueSize)
 	setInt(&c.QueueBytes, DefaultQueueBytes)
 	setInt(&c.MaxPushSize, DefaultMaxPushSize)
+	setInt(&c.MaxGroupsPerConn, DefaultMaxGroups)
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -170,6 +175,7 @@ func (c Config) validate() error {
 	check(c.QueueSize > 0, "queue size: %d must be positive", c.QueueSize)
 	check(c.MaxPushSize > 0, "max push size: %d must be positive", c.MaxPushSize)
 	check(c.QueueBytes >= c.MaxPushSize, "queue bytes: %d must be at least max push size %d", c.QueueBytes, c.MaxPushSize)
+	check(c.MaxGroupsPerConn > 0, "max groups per connection: %d must be positive", c.MaxGroupsPerConn)
 	check(c.MaxMessageSize > 0, "max message size: %d must be positive", c.MaxMessageSize)
 	check(c.FragmentSize >= 0, "fragment size: %d must not be negative", c.FragmentSize)
 	check(c.FragmentSize == 0 || c.FragmentSize >= 125, "fragment size: %d must be 0 (off) or at least 125", c.FragmentSize)

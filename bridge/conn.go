@@ -69,6 +69,11 @@ type conn struct {
 	peerReason  string
 
 	msgw io.WriteCloser // writer goroutine only: the open fragmented message
+
+	idxMu     sync.Mutex          // orders joins, leaves, binds and unindex; taken before mu
+	groups    map[string]struct{} // guarded by idxMu; nil until a join
+	user      string              // guarded by idxMu
+	unindexed bool                // guarded by idxMu: the connection has ended
 }
 
 func (c *conn) queuedLocked() int { return len(c.q) - c.head + len(c.held) }
@@ -384,6 +389,7 @@ func (c *conn) finish(readErr error) {
 	ev := c.closeEventLocked(readErr)
 	c.mu.Unlock()
 
+	c.unindex()
 	c.worker.remove(c)
 	c.safely("close", func() {
 		if l := c.hub.cfg.Listener; l != nil {

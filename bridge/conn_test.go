@@ -270,7 +270,7 @@ func TestHostileHandshakes(t *testing.T) {
 	t.Run("handshake that never completes", func(t *testing.T) {
 		rc := dialRaw(t, addr)
 		rc.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")) // and nothing more
-		rc.expectEOF(t)                                                       // the server's header timeout closes it
+		rc.expectEOF(t)                                                         // the server's header timeout closes it
 	})
 	t.Run("oversized headers", func(t *testing.T) {
 		rc := dialRaw(t, addr)

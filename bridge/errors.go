@@ -37,3 +37,10 @@ func IsNotDelivered(err error) bool {
 // ErrInvalidUTF8: a text message (or close reason) is not valid UTF-8;
 // a browser would fail the connection on receiving it.
 var ErrInvalidUTF8 = errors.New("bridge: text is not valid UTF-8")
+
+// ErrInvalidName: a group name or user id is empty, too long or not UTF-8.
+var ErrInvalidName = errors.New("bridge: invalid name")
+
+// ErrTooManyGroups: the connection is already in Config.MaxGroupsPerConn
+// groups.
+var ErrTooManyGroups = errors.New("bridge: too many groups for one connection")

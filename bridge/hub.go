@@ -23,6 +23,8 @@ type Hub struct {
 	fds      *fdAllocator
 	workers  []*worker
 	upgrader websocket.Upgrader
+	groups   *index // group name → members
+	users    *index // user id → bound fds
 
 	mu      sync.Mutex // guards closed, count and readers.Add
 	closed  bool
@@ -46,10 +48,12 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	h := &Hub{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		fds:  fds,
-		stop: make(chan struct{}),
+		cfg:    cfg,
+		log:    cfg.Logger,
+		fds:    fds,
+		stop:   make(chan struct{}),
+		groups: newIndex(),
+		users:  newIndex(),
 	}
 	writeBuf := cfg.FragmentSize // gorilla cuts buffered frames at its write buffer size
 	h.upgrader = websocket.Upgrader{
@@ -238,37 +242,53 @@ func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
 // (a gorilla PreparedMessage), not once per connection. op is OpText or
 // OpBinary.
 func (h *Hub) Broadcast(data []byte, op Opcode, except []int64) (int, error) {
-	if op != OpText && op != OpBinary {
-		return 0, fmt.Errorf("broadcast: %w: %d", ErrInvalidOpcode, int(op))
-	}
-	if len(data) > h.cfg.MaxPushSize {
-		return 0, fmt.Errorf("broadcast: %w: %d bytes, the limit is %d", ErrTooLarge, len(data), h.cfg.MaxPushSize)
-	}
-	if op == OpText && !utf8.Valid(data) {
-		return 0, fmt.Errorf("broadcast: %w", ErrInvalidUTF8)
-	}
-	if h.isClosed() {
-		return 0, fmt.Errorf("broadcast: %w", ErrHubClosed)
-	}
-	pm, err := websocket.NewPreparedMessage(int(op), data)
+	it, err := h.prepare(data, op)
 	if err != nil {
 		return 0, fmt.Errorf("broadcast: %w", err)
 	}
 	skip := newFDSet(except)
-	it := item{kind: itemPrepared, op: op, finish: true, pm: pm, size: len(data)}
 	n := 0
 	var buf []*conn
 	for _, w := range h.workers {
 		buf = w.snapshot(buf[:0])
-		for i, c := range buf {
-			if !skip.has(c.fd) && c.enqueue(it, false) == nil {
-				w.pushed.Add(1)
-				n++
-			}
-			buf[i] = nil
-		}
+		n += h.deliver(buf, it, skip)
+		clear(buf)
 	}
 	return n, nil
+}
+
+// prepare checks a message for many connections and encodes its frame once.
+func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
+	if op != OpText && op != OpBinary {
+		return item{}, fmt.Errorf("%w: %d (text or binary only)", ErrInvalidOpcode, int(op))
+	}
+	if len(data) > h.cfg.MaxPushSize {
+		return item{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), h.cfg.MaxPushSize)
+	}
+	if op == OpText && !utf8.Valid(data) {
+		return item{}, ErrInvalidUTF8
+	}
+	if h.isClosed() {
+		return item{}, ErrHubClosed
+	}
+	pm, err := websocket.NewPreparedMessage(int(op), data)
+	if err != nil {
+		return item{}, err
+	}
+	return item{kind: itemPrepared, op: op, finish: true, pm: pm, size: len(data)}, nil
+}
+
+// deliver queues a prepared item on each connection not in skip and returns
+// how many accepted it.
+func (h *Hub) deliver(conns []*conn, it item, skip fdSet) int {
+	n := 0
+	for _, c := range conns {
+		if !skip.has(c.fd) && c.enqueue(it, false) == nil {
+			c.worker.pushed.Add(1)
+			n++
+		}
+	}
+	return n
 }
 
 // Disconnect sends a close frame with code (0 means 1000) and reason to fd
@@ -308,14 +328,14 @@ func (h *Hub) Check(fd int64) bool {
 
 // Info returns what the bridge kept of fd's handshake.
 func (h *Hub) Info(fd int64) (ConnInfo, bool) {
-	if !ValidFD(fd) {
-		return ConnInfo{}, false
-	}
-	c := h.lookup(fd)
-	if c == nil || !c.isOpen() {
-		return ConnInfo{}, false
-	}
-	return c.info, true
+	var info ConnInfo
+	err := h.indexed(fd, func(c *conn) error {
+		info = c.info
+		info.Groups = c.groupList()
+		info.User = c.user
+		return nil
+	})
+	return info, err == nil
 }
 
 // Count returns the number of connections open or being upgraded.

@@ -53,6 +53,8 @@ type ConnInfo struct {
 	Subprotocol string
 	ConnectedAt time.Time
 	Worker      int
+	Groups      []string // sorted; filled by Hub.Info
+	User        string   // the bound user id, if any; filled by Hub.Info
 }
 
 // validCloseCode reports whether code may be sent in a close frame
