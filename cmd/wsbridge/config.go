@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/rpc"
 )
 
 // config is everything the binary can be told, from flags and WSBRIDGE_*
@@ -22,6 +24,7 @@ type config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 	Bridge          bridge.Config
+	RPC             rpc.Config
 }
 
 // envName is the environment variable of a flag: ws-addr → WSBRIDGE_WS_ADDR.
@@ -64,6 +67,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(listVar(&b.AllowedOrigins), "allowed-origins", "comma-separated Origin patterns allowed to connect, '*' wildcards (empty: same host only)")
 	fs.BoolVar(&b.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
 	fs.Var(listVar(&b.Subprotocols), "subprotocols", "comma-separated WebSocket subprotocols the server accepts")
+	fs.Var(intRange(&b.MaxGroupsPerConn, bridge.DefaultMaxGroups, 1, 1<<20), "max-groups-per-connection", "how many groups one connection may join")
+	fs.StringVar(&c.RPC.Addr, "rpc-addr", rpc.DefaultAddr, "goridge RPC listen address: tcp://host:port or unix:///path.sock (empty: RPC off)")
+	fs.Var(modeVar(&c.RPC.SocketMode, rpc.DefaultSocketMode), "rpc-socket-mode", "file mode of the RPC unix socket (octal)")
+	fs.Var(sizeVar(&c.RPC.MaxFrameSize, rpc.DefaultMaxFrameSize, 1024), "rpc-max-frame-size", "largest RPC request frame; larger closes that RPC connection")
+	fs.Var(intRange(&c.RPC.MaxConnections, rpc.DefaultMaxConnections, 1, 1<<20), "rpc-max-connections", "concurrent RPC connections cap")
 	fs.Var(sizeVar(&b.ReadBufferSize, 0, 0), "read-buffer-size", "per-connection read buffer (0: reuse the 4 KiB handshake buffer)")
 	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
@@ -108,6 +116,14 @@ func (c config) check() error {
 	}
 	if c.Bridge.QueueBytes < c.Bridge.MaxPushSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -queue-bytes (%s): must be at least -max-push-size (%d)", c.Bridge.QueueBytes, envName("queue-bytes"), c.Bridge.MaxPushSize))
+	}
+	if c.RPC.Addr != "" {
+		if _, _, err := rpc.ParseAddr(c.RPC.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("invalid value %q for -rpc-addr (%s): %w", c.RPC.Addr, envName("rpc-addr"), errors.Unwrap(err)))
+		}
+	}
+	if c.RPC.MaxFrameSize > 1<<31 {
+		errs = append(errs, fmt.Errorf("invalid value %d for -rpc-max-frame-size (%s): at most 2GiB", c.RPC.MaxFrameSize, envName("rpc-max-frame-size")))
 	}
 	if f := c.Bridge.FragmentSize; f != 0 && f < 125 {
 		errs = append(errs, fmt.Errorf("invalid value %d for -fragment-size (%s): must be 0 or at least 125", f, envName("fragment-size")))
@@ -231,6 +247,27 @@ func formatSize(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+type modeValue struct{ p *fs.FileMode }
+
+func modeVar(p *fs.FileMode, def fs.FileMode) *modeValue {
+	*p = def
+	return &modeValue{p}
+}
+func (v *modeValue) String() string {
+	if v == nil || v.p == nil {
+		return "0"
+	}
+	return fmt.Sprintf("%#o", uint32(*v.p))
+}
+func (v *modeValue) Set(s string) error {
+	n, err := strconv.ParseUint(strings.TrimSpace(s), 8, 32)
+	if err != nil || n == 0 || n > 0o777 {
+		return errors.New("not a file mode (octal, like 0660)")
+	}
+	*v.p = fs.FileMode(n)
+	return nil
 }
 
 type durValue struct{ p *time.Duration }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/rpc"
 )
 
 func main() {
@@ -38,7 +39,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
+	slog.SetDefault(log) // net/rpc logs through the standard logger
 	cfg.Bridge.Logger = log
+	cfg.RPC.Logger = log
 
 	hub, err := bridge.New(cfg.Bridge)
 	if err != nil {
@@ -54,32 +57,60 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		_ = hub.Shutdown(context.Background())
 		return 1
 	}
+	var rpcSrv *rpc.Server
+	if cfg.RPC.Addr != "" {
+		if rpcSrv, err = rpc.New(hub, cfg.RPC); err == nil {
+			err = rpcSrv.Listen()
+		}
+		if err != nil {
+			log.Error("cannot start the RPC service", "err", err)
+			ln.Close()
+			_ = hub.Shutdown(context.Background())
+			return 1
+		}
+	} else {
+		log.Warn("RPC is off (WSBRIDGE_RPC_ADDR is empty): nothing can push")
+	}
+
 	srv := hub.Server()
-	served := make(chan error, 1)
+	served := make(chan error, 2)
+	running := 1
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("websocket listening", "addr", ln.Addr().String(), "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections)
+	if rpcSrv != nil {
+		running++
+		go func() { served <- rpcSrv.Serve() }()
+		log.Info("rpc listening", "addr", rpcSrv.Addr())
+	}
 
 	code := 0
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
 	case err := <-served:
-		log.Error("websocket server stopped", "err", err)
+		log.Error("a listener stopped", "err", err)
 		code = 1
+		running--
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	start := time.Now()
-	// Stop accepting first (hijacked WebSocket connections are the hub's),
-	// then close every client after its queued messages.
+	// Stop accepting WebSocket connections; finish the RPC calls in flight
+	// (their pushes are queued by then); then close every client after its
+	// queued messages.
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
+	}
+	if rpcSrv != nil {
+		if err := rpcSrv.Shutdown(sctx); err != nil {
+			log.Warn("rpc shutdown deadline reached, remaining RPC connections closed", "err", err)
+		}
 	}
 	if err := hub.Shutdown(sctx); err != nil {
 		log.Warn("shutdown deadline reached, remaining connections closed", "err", err)
 	}
-	if code == 0 {
-		<-served // http.ErrServerClosed
+	for ; running > 0; running-- {
+		<-served // the serve loops have returned
 	}
 	log.Info("stopped", "took", time.Since(start).String())
 	return code

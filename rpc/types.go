@@ -1,0 +1,126 @@
+package rpc
+
+// The argument and reply types of the Sender service. Field names are the
+// wire names for JSON and msgpack; gob (the Go goridge client's codec) uses
+// the Go field names. A field marked "default" may be left out.
+
+// Message is the payload part shared by the push methods.
+//
+// Data carries the message. With Encoding "" it is the string itself: UTF-8
+// text in JSON, any bytes in msgpack (str or bin) and gob. With Encoding
+// "base64" it is standard base64 and is decoded first, so JSON callers can
+// send binary data intact.
+type Message struct {
+	Data     string `json:"data" msgpack:"data"`
+	Opcode   *int   `json:"opcode,omitempty" msgpack:"opcode,omitempty"`     // default 1 (text)
+	Encoding string `json:"encoding,omitempty" msgpack:"encoding,omitempty"` // "" or "base64"
+}
+
+// PushArgs is the argument of Sender.Push.
+type PushArgs struct {
+	FD     int64 `json:"fd" msgpack:"fd"`
+	Finish *bool `json:"finish,omitempty" msgpack:"finish,omitempty"` // default true
+	Message
+}
+
+// PushBatchArgs is the argument of Sender.PushBatch: one result per message.
+type PushBatchArgs struct {
+	Messages []PushArgs `json:"messages" msgpack:"messages"`
+}
+
+// PushManyArgs is the argument of Sender.PushMany: the same message to each fd.
+type PushManyArgs struct {
+	FDs []int64 `json:"fds" msgpack:"fds"`
+	Message
+}
+
+// BroadcastArgs is the argument of Sender.Broadcast.
+type BroadcastArgs struct {
+	Except []int64 `json:"except,omitempty" msgpack:"except,omitempty"`
+	Message
+}
+
+// DisconnectArgs is the argument of Sender.Disconnect.
+type DisconnectArgs struct {
+	FD     int64  `json:"fd" msgpack:"fd"`
+	Code   int    `json:"code,omitempty" msgpack:"code,omitempty"` // default 1000
+	Reason string `json:"reason,omitempty" msgpack:"reason,omitempty"`
+}
+
+// FDArgs is the argument of the methods that take only an fd.
+type FDArgs struct {
+	FD int64 `json:"fd" msgpack:"fd"`
+}
+
+// GroupArgs is the argument of Sender.Join and Sender.Leave.
+type GroupArgs struct {
+	FD    int64  `json:"fd" msgpack:"fd"`
+	Group string `json:"group" msgpack:"group"`
+}
+
+// GroupNameArgs is the argument of Sender.GroupMembers.
+type GroupNameArgs struct {
+	Group string `json:"group" msgpack:"group"`
+}
+
+// PushGroupArgs is the argument of Sender.PushGroup.
+type PushGroupArgs struct {
+	Group  string  `json:"group" msgpack:"group"`
+	Except []int64 `json:"except,omitempty" msgpack:"except,omitempty"`
+	Message
+}
+
+// BindArgs is the argument of Sender.Bind.
+type BindArgs struct {
+	FD   int64  `json:"fd" msgpack:"fd"`
+	User string `json:"user" msgpack:"user"`
+}
+
+// UserArgs is the argument of Sender.UserFds.
+type UserArgs struct {
+	User string `json:"user" msgpack:"user"`
+}
+
+// PushUserArgs is the argument of Sender.PushUser.
+type PushUserArgs struct {
+	User string `json:"user" msgpack:"user"`
+	Message
+}
+
+// Empty is the argument of methods without parameters ({} or null).
+type Empty struct{}
+
+// Info is the reply of Sender.Info. Connected is false (and the rest
+// empty) when the fd is not an open connection on this node.
+type Info struct {
+	Connected   bool                `json:"connected" msgpack:"connected"`
+	FD          int64               `json:"fd" msgpack:"fd"`
+	RemoteAddr  string              `json:"remote_addr" msgpack:"remote_addr"`
+	Path        string              `json:"path" msgpack:"path"`
+	Query       map[string][]string `json:"query" msgpack:"query"`
+	Headers     map[string][]string `json:"headers" msgpack:"headers"`
+	Subprotocol string              `json:"subprotocol" msgpack:"subprotocol"`
+	ConnectedAt int64               `json:"connected_at" msgpack:"connected_at"` // unix seconds
+	Worker      int                 `json:"worker" msgpack:"worker"`
+	Groups      []string            `json:"groups" msgpack:"groups"`
+	User        string              `json:"user" msgpack:"user"`
+}
+
+// Stats is the reply of Sender.Stats.
+type Stats struct {
+	NodeID         int           `json:"node_id" msgpack:"node_id"`
+	Connections    int           `json:"connections" msgpack:"connections"`
+	Workers        []WorkerStats `json:"workers" msgpack:"workers"`
+	RPCConnections int           `json:"rpc_connections" msgpack:"rpc_connections"`
+}
+
+// WorkerStats are one worker's counters.
+type WorkerStats struct {
+	ID          int    `json:"id" msgpack:"id"`
+	Connections int    `json:"connections" msgpack:"connections"`
+	Opened      uint64 `json:"opened" msgpack:"opened"`
+	Closed      uint64 `json:"closed" msgpack:"closed"`
+	Pushed      uint64 `json:"pushed" msgpack:"pushed"`
+	Overflows   uint64 `json:"overflows" msgpack:"overflows"`
+	MessagesIn  uint64 `json:"messages_in" msgpack:"messages_in"`
+}
