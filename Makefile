@@ -1,12 +1,27 @@
-# make test: everything CI runs. It installs what a fresh Debian machine lacks.
+# make test: everything CI runs. It installs what a fresh Debian machine
+# lacks (as root, through apt-get), so it works on a new machine as it is.
 GO ?= go
+BIN := $(CURDIR)/bin
+APT_PACKAGES := php-cli phpunit composer
 
-.PHONY: test deps fmt-check vet go-test fuzz-smoke build
+.PHONY: test deps fmt-check vet go-test php-test build fuzz-smoke
 
-test: deps fmt-check vet go-test
+test: deps fmt-check vet go-test php-test
 
+# Install the Debian packages whose commands are missing.
 deps:
 	@command -v $(GO) >/dev/null || { echo "make test: Go is required (https://go.dev/dl/)"; exit 1; }
+	@missing=""; \
+	command -v php >/dev/null || missing="$$missing php-cli"; \
+	command -v phpunit >/dev/null || missing="$$missing phpunit"; \
+	command -v composer >/dev/null || missing="$$missing composer"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
+			echo "make test: missing$$missing; install them (Debian: apt-get install$$missing)"; exit 1; \
+		fi; \
+		echo "make test: installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	fi
 	$(GO) mod download
 
 fmt-check:
@@ -19,4 +34,17 @@ go-test:
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 build:
-	$(GO) build -o bin/wsbridge ./cmd/wsbridge
+	$(GO) build -o $(BIN)/wsbridge ./cmd/wsbridge
+	$(GO) build -o $(BIN)/wsclient ./tests/wsclient
+
+# The PHP client's suite, against the binary built here.
+php-test: build
+	cd php-client && composer dump-autoload --dev --quiet
+	@for f in $$(find php-client/src php-client/tests -name '*.php'); do php -l $$f >/dev/null || { php -l $$f; exit 1; }; done
+	cd php-client && WSBRIDGE_BIN=$(BIN)/wsbridge WSBRIDGE_WSCLIENT=$(BIN)/wsclient phpunit
+
+# A short run of every fuzz target (not part of test: fuzzing is open-ended).
+fuzz-smoke:
+	$(GO) test -run XXX -fuzz FuzzPush -fuzztime 20s ./bridge
+	$(GO) test -run XXX -fuzz FuzzServer -fuzztime 20s ./rpc
+	$(GO) test -run XXX -fuzz FuzzParseSize -fuzztime 10s ./cmd/wsbridge

@@ -31,10 +31,11 @@ const (
 
 // item is one entry of a connection's send queue.
 type item struct {
-	kind   itemKind
-	op     Opcode
-	finish bool
-	code   int
+	kind      itemKind
+	finish    bool
+	validText bool // for a text message: its data is UTF-8 (checked outside the lock)
+	op        Opcode
+	code      int
 	data   []byte
 	pm     *websocket.PreparedMessage
 	size   int // bytes counted against Config.QueueBytes
@@ -99,7 +100,7 @@ func (c *conn) enqueue(it item, directed bool) error {
 		if it.op == OpContinuation {
 			return fmt.Errorf("%w: continuation without an open fragmented message", ErrInvalidOpcode)
 		}
-		if it.op == OpText && it.finish && !utf8.Valid(it.data) {
+		if it.op == OpText && it.finish && !it.validText {
 			return ErrInvalidUTF8
 		}
 	}

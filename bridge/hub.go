@@ -226,11 +226,19 @@ func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
 	default:
 		return fmt.Errorf("push to fd %d: %w: %d", fd, ErrInvalidOpcode, int(op))
 	}
+	// A complete text message must be UTF-8. Whether this push completes
+	// one or ends a fragmented message (whose fragments may split a
+	// character) only the connection knows; the check itself runs here,
+	// outside its lock.
+	validText := op != OpText || !finish || utf8.Valid(data)
 	c := h.lookup(fd)
 	if c == nil {
+		if !validText {
+			return fmt.Errorf("push to fd %d: %w", fd, ErrInvalidUTF8)
+		}
 		return fmt.Errorf("push to fd %d: %w", fd, ErrUnknownFD)
 	}
-	if err := c.enqueue(item{kind: kind, op: op, finish: finish, data: data, size: len(data)}, true); err != nil {
+	if err := c.enqueue(item{kind: kind, op: op, finish: finish, validText: validText, data: data, size: len(data)}, true); err != nil {
 		return fmt.Errorf("push to fd %d: %w", fd, err)
 	}
 	c.worker.pushed.Add(1)

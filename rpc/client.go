@@ -113,7 +113,7 @@ func RequestFrame(codec byte, seq uint32, method string, body []byte) *frame.Fra
 // net/rpc itself, e.g. an unknown method) stay plain errors.
 func parseError(s string) error {
 	code, msg, ok := strings.Cut(s, ": ")
-	if ok && code != "" && strings.Trim(code, "abcdefghijklmnopqrstuvwxyz_") == "" {
+	if ok && code != "" && strings.Trim(code, "abcdefghijklmnopqrstuvwxyz0123456789_") == "" {
 		return &Error{Code: code, Message: msg}
 	}
 	return errors.New(s)

@@ -232,6 +232,7 @@ var serviceErrorTests = []struct {
 	{"Sender.Push", map[string]any{"fd": 1.5, "data": "x"}, rpc.CodeBadRequest, "cannot decode"},
 	{"Sender.Push", []int{1, 2}, rpc.CodeBadRequest, "cannot decode"},
 	{"Sender.Disconnect", map[string]any{"fd": 1, "code": 1006}, rpc.CodeInvalidCloseCode, ""},
+	{"Sender.Push", map[string]any{"fd": 1, "data": "/w==", "encoding": "base64"}, rpc.CodeInvalidUTF8, "UTF-8"},
 	{"Sender.Join", map[string]any{"fd": 1, "group": ""}, rpc.CodeInvalidName, ""},
 	{"Sender.PushGroup", map[string]any{"group": "g", "data": "x", "opcode": 9}, rpc.CodeInvalidOpcode, ""},
 	{"Sender.PushBatch", map[string]any{"messages": []map[string]any{{"fd": 1, "data": "x", "encoding": "hex"}}}, rpc.CodeBadRequest, "message 0"},
