@@ -36,9 +36,9 @@ type item struct {
 	validText bool // for a text message: its data is UTF-8 (checked outside the lock)
 	op        Opcode
 	code      int
-	data   []byte
-	pm     *websocket.PreparedMessage
-	size   int // bytes counted against Config.QueueBytes
+	data      []byte
+	pm        *websocket.PreparedMessage
+	size      int // bytes counted against Config.QueueBytes
 }
 
 // conn is one WebSocket connection. Its reader goroutine (run) owns the
