@@ -79,12 +79,14 @@ type Config struct {
 	// MaxPushSize is the largest message a push may send; a larger push is
 	// refused with ErrTooLarge. Default 8 MiB.
 	MaxPushSize int
-	// FragmentSize, when positive, sends outgoing messages larger than it as
-	// several frames of at most FragmentSize payload bytes. 0: every complete
-	// message goes out as one frame. Default 0.
+	// FragmentSize, when positive (125..MaxBufferSize), sends outgoing
+	// messages larger than it as several frames of at most FragmentSize
+	// payload bytes. 0: every complete message goes out as one frame.
+	// Default 0.
 	FragmentSize int
-	// ReadBufferSize is the per-connection read buffer; 0 reuses the HTTP
-	// server's 4 KiB buffer from the handshake.
+	// ReadBufferSize is the per-connection read buffer (at most
+	// MaxBufferSize); 0 reuses the HTTP server's 4 KiB buffer from the
+	// handshake.
 	ReadBufferSize int
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
@@ -128,6 +130,9 @@ const (
 	DefaultHandshake      = 10 * time.Second
 	DefaultCloseTimeout   = time.Second
 	DefaultMaxGroups      = 256
+	// MaxBufferSize bounds FragmentSize and ReadBufferSize: each is a
+	// buffer per connection (the write buffer while a write is under way).
+	MaxBufferSize = 1 << 20
 )
 
 // withDefaults returns c with every zero field set to its default and
@@ -178,8 +183,8 @@ func (c Config) validate() error {
 	check(c.MaxGroupsPerConn > 0, "max groups per connection: %d must be positive", c.MaxGroupsPerConn)
 	check(c.MaxMessageSize > 0, "max message size: %d must be positive", c.MaxMessageSize)
 	check(c.FragmentSize >= 0, "fragment size: %d must not be negative", c.FragmentSize)
-	check(c.FragmentSize == 0 || c.FragmentSize >= 125, "fragment size: %d must be 0 (off) or at least 125", c.FragmentSize)
-	check(c.ReadBufferSize >= 0, "read buffer size: %d must not be negative", c.ReadBufferSize)
+	check(c.FragmentSize == 0 || (c.FragmentSize >= 125 && c.FragmentSize <= MaxBufferSize), "fragment size: %d must be 0 (off) or 125..%d", c.FragmentSize, MaxBufferSize)
+	check(c.ReadBufferSize >= 0 && c.ReadBufferSize <= MaxBufferSize, "read buffer size: %d must be 0..%d", c.ReadBufferSize, MaxBufferSize)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string

@@ -73,8 +73,12 @@ func ParseAddr(addr string) (network, address string, err error) {
 		if u.Host == "" || u.Path != "" {
 			return "", "", fmt.Errorf("rpc address %q: want tcp://host:port", addr)
 		}
-		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+		_, port, err := net.SplitHostPort(u.Host)
+		if err != nil {
 			return "", "", fmt.Errorf("rpc address %q: %w", addr, err)
+		}
+		if _, err := net.LookupPort("tcp", port); err != nil {
+			return "", "", fmt.Errorf("rpc address %q: bad port %q", addr, port)
 		}
 		return "tcp", u.Host, nil
 	case "unix":

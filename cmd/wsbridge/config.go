@@ -39,8 +39,9 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 // parseConfig reads args and then, for every flag not given, its
-// environment variable. --help prints the settings to out and returns
-// flag.ErrHelp.
+// environment variable; an empty variable counts as unset, as deployment
+// files that substitute ${VAR} produce them. --help prints the settings to
+// out and returns flag.ErrHelp.
 func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
 	var c config
 	b := &c.Bridge
@@ -57,7 +58,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(choice((*string)(&b.Overflow), string(bridge.OverflowClose), string(bridge.OverflowClose), string(bridge.OverflowDrop)), "overflow-policy", "full send queue: close (close the client with 1008) or drop (refuse the push)")
 	fs.Var(size64Var(&b.MaxMessageSize, bridge.DefaultMaxMessageSize, 1), "max-message-size", "largest message a client may send; larger closes it with 1009")
 	fs.Var(sizeVar(&b.MaxPushSize, bridge.DefaultMaxPushSize, 1), "max-push-size", "largest message a push may send; larger is refused")
-	fs.Var(sizeVar(&b.FragmentSize, 0, 0), "fragment-size", "send messages larger than this as frames of at most this size (0: one frame per message; else at least 125)")
+	fs.Var(sizeVar(&b.FragmentSize, 0, 0), "fragment-size", "send messages larger than this as frames of at most this size (0: one frame per message; else 125..1MiB)")
 	fs.Var(durVar(&b.WriteTimeout, bridge.DefaultWriteTimeout), "write-timeout", "deadline for each write to a client")
 	fs.Var(durVar(&b.PingInterval, bridge.DefaultPingInterval), "ping-interval", "how often each client is pinged")
 	fs.Var(durVar(&b.PongTimeout, bridge.DefaultPongTimeout), "pong-timeout", "a client silent for ping-interval+pong-timeout is closed as dead")
@@ -68,11 +69,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.BoolVar(&b.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
 	fs.Var(listVar(&b.Subprotocols), "subprotocols", "comma-separated WebSocket subprotocols the server accepts")
 	fs.Var(intRange(&b.MaxGroupsPerConn, bridge.DefaultMaxGroups, 1, 1<<20), "max-groups-per-connection", "how many groups one connection may join")
-	fs.StringVar(&c.RPC.Addr, "rpc-addr", rpc.DefaultAddr, "goridge RPC listen address: tcp://host:port or unix:///path.sock (empty: RPC off)")
+	fs.StringVar(&c.RPC.Addr, "rpc-addr", rpc.DefaultAddr, "goridge RPC listen address: tcp://host:port or unix:///path.sock (off: no RPC)")
 	fs.Var(modeVar(&c.RPC.SocketMode, rpc.DefaultSocketMode), "rpc-socket-mode", "file mode of the RPC unix socket (octal)")
 	fs.Var(sizeVar(&c.RPC.MaxFrameSize, rpc.DefaultMaxFrameSize, 1024), "rpc-max-frame-size", "largest RPC request frame; larger closes that RPC connection")
 	fs.Var(intRange(&c.RPC.MaxConnections, rpc.DefaultMaxConnections, 1, 1<<20), "rpc-max-connections", "concurrent RPC connections cap")
-	fs.Var(sizeVar(&b.ReadBufferSize, 0, 0), "read-buffer-size", "per-connection read buffer (0: reuse the 4 KiB handshake buffer)")
+	fs.Var(sizeVar(&b.ReadBufferSize, 0, 0), "read-buffer-size", "per-connection read buffer, at most 1MiB (0: reuse the 4 KiB handshake buffer)")
 	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
 
@@ -93,7 +94,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 		if given[f.Name] {
 			return
 		}
-		if v, ok := lookupEnv(envName(f.Name)); ok {
+		if v, ok := lookupEnv(envName(f.Name)); ok && v != "" {
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("invalid value %q for %s: %w", v, envName(f.Name), err))
 			}
@@ -108,7 +109,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 // check validates what single flags cannot: each error names its setting.
 func (c config) check() error {
 	var errs []error
-	if _, _, err := net.SplitHostPort(c.WSAddr); err != nil {
+	if err := checkHostPort(c.WSAddr); err != nil {
 		errs = append(errs, fmt.Errorf("invalid value %q for -ws-addr (%s): %w", c.WSAddr, envName("ws-addr"), err))
 	}
 	if !strings.HasPrefix(c.Bridge.Path, "/") {
@@ -117,7 +118,7 @@ func (c config) check() error {
 	if c.Bridge.QueueBytes < c.Bridge.MaxPushSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -queue-bytes (%s): must be at least -max-push-size (%d)", c.Bridge.QueueBytes, envName("queue-bytes"), c.Bridge.MaxPushSize))
 	}
-	if c.RPC.Addr != "" {
+	if c.rpcOn() {
 		if _, _, err := rpc.ParseAddr(c.RPC.Addr); err != nil {
 			errs = append(errs, fmt.Errorf("invalid value %q for -rpc-addr (%s): %w", c.RPC.Addr, envName("rpc-addr"), errors.Unwrap(err)))
 		}
@@ -125,11 +126,31 @@ func (c config) check() error {
 	if c.RPC.MaxFrameSize > 1<<31 {
 		errs = append(errs, fmt.Errorf("invalid value %d for -rpc-max-frame-size (%s): at most 2GiB", c.RPC.MaxFrameSize, envName("rpc-max-frame-size")))
 	}
-	if f := c.Bridge.FragmentSize; f != 0 && f < 125 {
-		errs = append(errs, fmt.Errorf("invalid value %d for -fragment-size (%s): must be 0 or at least 125", f, envName("fragment-size")))
+	if f := c.Bridge.FragmentSize; f != 0 && (f < 125 || f > bridge.MaxBufferSize) {
+		errs = append(errs, fmt.Errorf("invalid value %d for -fragment-size (%s): must be 0 or 125..%d", f, envName("fragment-size"), bridge.MaxBufferSize))
+	}
+	if r := c.Bridge.ReadBufferSize; r > bridge.MaxBufferSize {
+		errs = append(errs, fmt.Errorf("invalid value %d for -read-buffer-size (%s): at most %d", r, envName("read-buffer-size"), bridge.MaxBufferSize))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return usageError{err}
+	}
+	return nil
+}
+
+// rpcOn reports whether the RPC service is configured ("off" or an empty
+// -rpc-addr turns it off).
+func (c config) rpcOn() bool { return c.RPC.Addr != "" && c.RPC.Addr != "off" }
+
+// checkHostPort accepts host:port with a port a listener can bind (a number
+// in 0..65535 or a service name).
+func checkHostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("bad port %q", port)
 	}
 	return nil
 }

@@ -58,7 +58,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 1
 	}
 	var rpcSrv *rpc.Server
-	if cfg.RPC.Addr != "" {
+	if cfg.rpcOn() {
 		if rpcSrv, err = rpc.New(hub, cfg.RPC); err == nil {
 			err = rpcSrv.Listen()
 		}
@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			return 1
 		}
 	} else {
-		log.Warn("RPC is off (WSBRIDGE_RPC_ADDR is empty): nothing can push")
+		log.Warn("RPC is off (WSBRIDGE_RPC_ADDR=off): nothing can push")
 	}
 
 	srv := hub.Server()

@@ -1,0 +1,1042 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// noEnv is a lookupEnv with no variables set.
+func noEnv(string) (string, bool) { return "", false }
+
+// envOf returns a lookupEnv that sees exactly vars.
+func envOf(vars map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) {
+		v, ok := vars[name]
+		return v, ok
+	}
+}
+
+// defaultConfig is what parseConfig returns with no flags and no variables.
+// Settings added after these tests were written keep their own defaults
+// here; TestParseConfigDefaults checks the ones these tests know.
+func defaultConfig(tb testing.TB) config {
+	tb.Helper()
+	c, err := parseConfig(nil, noEnv, io.Discard)
+	if err != nil {
+		tb.Fatalf("parseConfig(nil) error: %v", err)
+	}
+	return c
+}
+
+// withKnownDefaults returns c with every setting these tests know set to
+// its documented default.
+func withKnownDefaults(c config) config {
+	c.WSAddr = ":9502"
+	c.ShutdownTimeout = 10 * time.Second
+	c.LogLevel = slog.LevelInfo
+	c.LogFormat = "text"
+	b := &c.Bridge
+	b.NodeID = 0
+	b.Path = "/"
+	b.Workers = 0
+	b.MaxConnections = 10000
+	b.QueueSize = 256
+	b.QueueBytes = 16 << 20
+	b.Overflow = bridge.OverflowClose
+	b.MaxMessageSize = 1 << 20
+	b.MaxPushSize = 8 << 20
+	b.FragmentSize = 0
+	b.ReadBufferSize = 0
+	b.WriteTimeout = 10 * time.Second
+	b.PingInterval = 25 * time.Second
+	b.PongTimeout = 10 * time.Second
+	b.HandshakeTimeout = 10 * time.Second
+	b.CloseTimeout = time.Second
+	b.AllowedOrigins = nil
+	b.Compression = false
+	b.Subprotocols = nil
+	b.MaxGroupsPerConn = 256
+	b.Logger = nil
+	b.Listener = nil
+	c.RPC.Addr = "tcp://127.0.0.1:6001"
+	c.RPC.SocketMode = 0o660
+	c.RPC.MaxFrameSize = 32 << 20
+	c.RPC.MaxConnections = 1024
+	c.RPC.Logger = nil
+	return c
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	var out bytes.Buffer
+	got, err := parseConfig(nil, noEnv, &out)
+	if err != nil {
+		t.Fatalf("parseConfig(nil) error: %v", err)
+	}
+	if want := withKnownDefaults(got); !reflect.DeepEqual(got, want) {
+		t.Errorf("parseConfig(nil) =\n%+v\nwant\n%+v", got, want)
+	}
+	if out.Len() != 0 {
+		t.Errorf("parseConfig(nil) wrote %q to out, want nothing", out.String())
+	}
+	// The built-in defaults are a valid bridge configuration.
+	got.Bridge.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := bridge.New(got.Bridge)
+	if err != nil {
+		t.Fatalf("bridge.New(defaults): %v", err)
+	}
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// allFlags sets every setting to a value other than its default.
+var allFlags = []string{
+	"-ws-addr", "127.0.0.1:9000",
+	"-ws-path", "/ws",
+	"-node-id", "7",
+	"-workers", "3",
+	"-max-connections", "50",
+	"-queue-size", "10",
+	"-queue-bytes", "32MiB",
+	"-overflow-policy", "drop",
+	"-max-message-size", "2MiB",
+	"-max-push-size", "4MiB",
+	"-fragment-size", "4KiB",
+	"-write-timeout", "3s",
+	"-ping-interval", "5s",
+	"-pong-timeout", "2s",
+	"-handshake-timeout", "4s",
+	"-close-timeout", "500ms",
+	"-shutdown-timeout", "1m",
+	"-allowed-origins", "https://a.example, https://*.b.example",
+	"-compression",
+	"-subprotocols", "v1,v2",
+	"-max-groups-per-connection", "5",
+	"-rpc-addr", "unix:///run/wsbridge/rpc.sock",
+	"-rpc-socket-mode", "0600",
+	"-rpc-max-frame-size", "1MiB",
+	"-rpc-max-connections", "8",
+	"-read-buffer-size", "8192",
+	"-log-level", "debug",
+	"-log-format", "json",
+}
+
+// allEnv is allFlags as WSBRIDGE_* variables.
+var allEnv = map[string]string{
+	"WSBRIDGE_WS_ADDR":                   "127.0.0.1:9000",
+	"WSBRIDGE_WS_PATH":                   "/ws",
+	"WSBRIDGE_NODE_ID":                   "7",
+	"WSBRIDGE_WORKERS":                   "3",
+	"WSBRIDGE_MAX_CONNECTIONS":           "50",
+	"WSBRIDGE_QUEUE_SIZE":                "10",
+	"WSBRIDGE_QUEUE_BYTES":               "32MiB",
+	"WSBRIDGE_OVERFLOW_POLICY":           "drop",
+	"WSBRIDGE_MAX_MESSAGE_SIZE":          "2MiB",
+	"WSBRIDGE_MAX_PUSH_SIZE":             "4MiB",
+	"WSBRIDGE_FRAGMENT_SIZE":             "4KiB",
+	"WSBRIDGE_WRITE_TIMEOUT":             "3s",
+	"WSBRIDGE_PING_INTERVAL":             "5s",
+	"WSBRIDGE_PONG_TIMEOUT":              "2s",
+	"WSBRIDGE_HANDSHAKE_TIMEOUT":         "4s",
+	"WSBRIDGE_CLOSE_TIMEOUT":             "500ms",
+	"WSBRIDGE_SHUTDOWN_TIMEOUT":          "1m",
+	"WSBRIDGE_ALLOWED_ORIGINS":           "https://a.example, https://*.b.example",
+	"WSBRIDGE_COMPRESSION":               "true",
+	"WSBRIDGE_SUBPROTOCOLS":              "v1,v2",
+	"WSBRIDGE_MAX_GROUPS_PER_CONNECTION": "5",
+	"WSBRIDGE_RPC_ADDR":                  "unix:///run/wsbridge/rpc.sock",
+	"WSBRIDGE_RPC_SOCKET_MODE":           "0600",
+	"WSBRIDGE_RPC_MAX_FRAME_SIZE":        "1MiB",
+	"WSBRIDGE_RPC_MAX_CONNECTIONS":       "8",
+	"WSBRIDGE_READ_BUFFER_SIZE":          "8192",
+	"WSBRIDGE_LOG_LEVEL":                 "debug",
+	"WSBRIDGE_LOG_FORMAT":                "json",
+}
+
+// allSet is the config that allFlags and allEnv describe.
+func allSet(tb testing.TB) config {
+	c := defaultConfig(tb)
+	c.WSAddr = "127.0.0.1:9000"
+	c.ShutdownTimeout = time.Minute
+	c.LogLevel = slog.LevelDebug
+	c.LogFormat = "json"
+	b := &c.Bridge
+	b.Path = "/ws"
+	b.NodeID = 7
+	b.Workers = 3
+	b.MaxConnections = 50
+	b.QueueSize = 10
+	b.QueueBytes = 32 << 20
+	b.Overflow = bridge.OverflowDrop
+	b.MaxMessageSize = 2 << 20
+	b.MaxPushSize = 4 << 20
+	b.FragmentSize = 4 << 10
+	b.WriteTimeout = 3 * time.Second
+	b.PingInterval = 5 * time.Second
+	b.PongTimeout = 2 * time.Second
+	b.HandshakeTimeout = 4 * time.Second
+	b.CloseTimeout = 500 * time.Millisecond
+	b.AllowedOrigins = []string{"https://a.example", "https://*.b.example"}
+	b.Compression = true
+	b.Subprotocols = []string{"v1", "v2"}
+	b.ReadBufferSize = 8192
+	b.MaxGroupsPerConn = 5
+	c.RPC.Addr = "unix:///run/wsbridge/rpc.sock"
+	c.RPC.SocketMode = 0o600
+	c.RPC.MaxFrameSize = 1 << 20
+	c.RPC.MaxConnections = 8
+	return c
+}
+
+var parseConfigTests = []struct {
+	name string
+	args []string
+	env  map[string]string
+	want func(*config)           // applied to defaultConfig()
+	full func(testing.TB) config // instead of want: the whole expected config
+}{
+	{name: "no settings", want: func(*config) {}},
+	{name: "every flag", args: allFlags, full: allSet},
+	{name: "every variable", env: allEnv, full: allSet},
+	{
+		name: "double-dash and = forms",
+		args: []string{"--ws-addr=:1234", "--node-id=1023", "-queue-bytes=8MiB"},
+		want: func(c *config) { c.WSAddr, c.Bridge.NodeID, c.Bridge.QueueBytes = ":1234", 1023, 8<<20 },
+	},
+	{
+		name: "WSBRIDGE_WS_ADDR, WSBRIDGE_WS_PATH, WSBRIDGE_NODE_ID",
+		env:  map[string]string{"WSBRIDGE_WS_ADDR": "0.0.0.0:8080", "WSBRIDGE_WS_PATH": "/socket", "WSBRIDGE_NODE_ID": "42"},
+		want: func(c *config) { c.WSAddr, c.Bridge.Path, c.Bridge.NodeID = "0.0.0.0:8080", "/socket", 42 },
+	},
+	{
+		name: "WSBRIDGE_QUEUE_BYTES=32MiB",
+		env:  map[string]string{"WSBRIDGE_QUEUE_BYTES": "32MiB"},
+		want: func(c *config) { c.Bridge.QueueBytes = 32 << 20 },
+	},
+	{
+		name: "variables unrelated to settings are ignored",
+		env:  map[string]string{"WSBRIDGE_NO_SUCH_SETTING": "x", "WS_ADDR": "nope", "NODE_ID": "abc"},
+		want: func(*config) {},
+	},
+	{
+		name: "a flag wins over its variable",
+		args: []string{"-ws-addr", ":2", "-node-id", "3", "-log-format", "text"},
+		env:  map[string]string{"WSBRIDGE_WS_ADDR": ":1", "WSBRIDGE_NODE_ID": "9", "WSBRIDGE_LOG_FORMAT": "json", "WSBRIDGE_WS_PATH": "/env"},
+		want: func(c *config) { c.WSAddr, c.Bridge.NodeID, c.Bridge.Path = ":2", 3, "/env" },
+	},
+	{
+		name: "a flag wins over an invalid variable",
+		args: []string{"-node-id", "3", "-write-timeout", "2s"},
+		env:  map[string]string{"WSBRIDGE_NODE_ID": "abc", "WSBRIDGE_WRITE_TIMEOUT": "-1s"},
+		want: func(c *config) { c.Bridge.NodeID, c.Bridge.WriteTimeout = 3, 2*time.Second },
+	},
+	{
+		name: "a boolean flag wins over its variable",
+		args: []string{"-compression=false"},
+		env:  map[string]string{"WSBRIDGE_COMPRESSION": "true"},
+		want: func(*config) {},
+	},
+	{
+		name: "the bounds of the ranges",
+		args: []string{"-node-id", "1023", "-workers", "4096", "-max-connections", "1", "-queue-size", "1048576"},
+		want: func(c *config) {
+			c.Bridge.NodeID, c.Bridge.Workers, c.Bridge.MaxConnections, c.Bridge.QueueSize = 1023, 4096, 1, 1<<20
+		},
+	},
+	{
+		name: "size spellings",
+		args: []string{"-max-message-size", "1 kib", "-max-push-size", "2M", "-queue-bytes", "1GB", "-read-buffer-size", "512B", "-fragment-size", "125"},
+		want: func(c *config) {
+			c.Bridge.MaxMessageSize, c.Bridge.MaxPushSize, c.Bridge.QueueBytes = 1<<10, 2<<20, 1<<30
+			c.Bridge.ReadBufferSize, c.Bridge.FragmentSize = 512, 125
+		},
+	},
+	{
+		name: "the largest size",
+		args: []string{"-max-message-size", "1024GiB"},
+		want: func(c *config) { c.Bridge.MaxMessageSize = 1 << 40 },
+	},
+	{
+		name: "queue-bytes equal to max-push-size",
+		env:  map[string]string{"WSBRIDGE_QUEUE_BYTES": "1MiB", "WSBRIDGE_MAX_PUSH_SIZE": "1048576"},
+		want: func(c *config) { c.Bridge.QueueBytes, c.Bridge.MaxPushSize = 1<<20, 1<<20 },
+	},
+	{
+		name: "choices ignore case and spaces",
+		env:  map[string]string{"WSBRIDGE_OVERFLOW_POLICY": " Drop ", "WSBRIDGE_LOG_FORMAT": "JSON", "WSBRIDGE_LOG_LEVEL": "Warning"},
+		want: func(c *config) {
+			c.Bridge.Overflow, c.LogFormat, c.LogLevel = bridge.OverflowDrop, "json", slog.LevelWarn
+		},
+	},
+	{
+		name: "log level error",
+		args: []string{"-log-level", "error"},
+		want: func(c *config) { c.LogLevel = slog.LevelError },
+	},
+	{
+		name: "RPC off",
+		env:  map[string]string{"WSBRIDGE_RPC_ADDR": "off"},
+		want: func(c *config) { c.RPC.Addr = "off" },
+	},
+	{
+		name: "empty variables are unset",
+		env:  map[string]string{"WSBRIDGE_RPC_ADDR": "", "WSBRIDGE_NODE_ID": "", "WSBRIDGE_WS_ADDR": ""},
+		want: func(*config) {},
+	},
+	{
+		name: "RPC on TCP",
+		args: []string{"-rpc-addr", "tcp://0.0.0.0:7000", "-rpc-max-frame-size", "2GiB"},
+		want: func(c *config) { c.RPC.Addr, c.RPC.MaxFrameSize = "tcp://0.0.0.0:7000", 2<<30 },
+	},
+	{
+		name: "empty lists",
+		args: []string{"-allowed-origins", " , ", "-subprotocols", ""},
+		want: func(*config) {},
+	},
+}
+
+func TestParseConfig(t *testing.T) {
+	for _, tt := range parseConfigTests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseConfig(tt.args, envOf(tt.env), io.Discard)
+			if err != nil {
+				t.Fatalf("parseConfig(%q, %v) error: %v", tt.args, tt.env, err)
+			}
+			want := defaultConfig(t)
+			if tt.full != nil {
+				want = tt.full(t)
+			} else {
+				tt.want(&want)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("parseConfig(%q, %v) =\n%+v\nwant\n%+v", tt.args, tt.env, got, want)
+			}
+		})
+	}
+}
+
+// badConfigTests are invalid settings; every error message must contain
+// each of want (the name of the setting at fault).
+var badConfigTests = []struct {
+	name string
+	args []string
+	env  map[string]string
+	want []string
+}{
+	{name: "unknown flag", args: []string{"-no-such-flag"}, want: []string{"no-such-flag"}},
+	{name: "flag without value", args: []string{"-node-id"}, want: []string{"node-id"}},
+	{name: "bad int", args: []string{"-node-id", "abc"}, want: []string{"-node-id", "not an integer"}},
+	{name: "node id 1024", args: []string{"-node-id", "1024"}, want: []string{"-node-id", "0..1023"}},
+	{name: "negative node id", args: []string{"-node-id", "-1"}, want: []string{"-node-id"}},
+	{name: "too many workers", args: []string{"-workers", "5000"}, want: []string{"-workers"}},
+	{name: "zero max connections", args: []string{"-max-connections", "0"}, want: []string{"-max-connections"}},
+	{name: "negative queue size", args: []string{"-queue-size", "-5"}, want: []string{"-queue-size"}},
+	{name: "float int", args: []string{"-queue-size", "1.5"}, want: []string{"-queue-size"}},
+	{name: "bad duration", args: []string{"-write-timeout", "10"}, want: []string{"-write-timeout", "not a duration"}},
+	{name: "word duration", args: []string{"-ping-interval", "soon"}, want: []string{"-ping-interval"}},
+	{name: "zero duration", args: []string{"-pong-timeout", "0s"}, want: []string{"-pong-timeout", "positive"}},
+	{name: "negative duration", args: []string{"-close-timeout", "-1s"}, want: []string{"-close-timeout", "positive"}},
+	{name: "zero shutdown timeout", args: []string{"-shutdown-timeout", "0"}, want: []string{"-shutdown-timeout"}},
+	{name: "bad size", args: []string{"-queue-bytes", "lots"}, want: []string{"-queue-bytes", "not a size"}},
+	{name: "size with unknown unit", args: []string{"-max-push-size", "2TiB"}, want: []string{"-max-push-size"}},
+	{name: "fractional size", args: []string{"-max-push-size", "1.5MiB"}, want: []string{"-max-push-size"}},
+	{name: "negative size", args: []string{"-max-message-size", "-1"}, want: []string{"-max-message-size"}},
+	{name: "zero size", args: []string{"-max-push-size", "0"}, want: []string{"-max-push-size", "at least 1"}},
+	{name: "huge size", args: []string{"-max-message-size", "1025GiB"}, want: []string{"-max-message-size", "too large"}},
+	{name: "size past int64", args: []string{"-read-buffer-size", "99999999999999999999"}, want: []string{"-read-buffer-size"}},
+	{name: "bad overflow policy", args: []string{"-overflow-policy", "sometimes"}, want: []string{"-overflow-policy", "close, drop"}},
+	{name: "bad log format", args: []string{"-log-format", "xml"}, want: []string{"-log-format", "text, json"}},
+	{name: "bad log level", args: []string{"-log-level", "loud"}, want: []string{"-log-level"}},
+	{name: "bad bool", args: []string{"-compression=maybe"}, want: []string{"-compression"}},
+	{name: "ws-addr without port", args: []string{"-ws-addr", "nope"}, want: []string{"-ws-addr", "WSBRIDGE_WS_ADDR"}},
+	{name: "ws-addr host only", args: []string{"-ws-addr", "127.0.0.1"}, want: []string{"-ws-addr"}},
+	{name: "ws-path without slash", args: []string{"-ws-path", "ws"}, want: []string{"-ws-path", "WSBRIDGE_WS_PATH"}},
+	{name: "empty ws-path", args: []string{"-ws-path", ""}, want: []string{"-ws-path"}},
+	{name: "queue-bytes below max-push-size", args: []string{"-queue-bytes", "1MiB"}, want: []string{"-queue-bytes", "WSBRIDGE_QUEUE_BYTES", "max-push-size"}},
+	{name: "max-push-size above queue-bytes", args: []string{"-max-push-size", "17MiB"}, want: []string{"-queue-bytes", "max-push-size"}},
+	{name: "fragment-size 1", args: []string{"-fragment-size", "1"}, want: []string{"-fragment-size", "WSBRIDGE_FRAGMENT_SIZE"}},
+	{name: "fragment-size 124", args: []string{"-fragment-size", "124"}, want: []string{"-fragment-size"}},
+	{name: "fragment-size past 1MiB", args: []string{"-fragment-size", "1025KiB"}, want: []string{"-fragment-size", "WSBRIDGE_FRAGMENT_SIZE"}},
+	{name: "read-buffer-size past 1MiB", args: []string{"-read-buffer-size", "1024GiB"}, want: []string{"-read-buffer-size", "WSBRIDGE_READ_BUFFER_SIZE"}},
+	{name: "ws-addr port out of range", args: []string{"-ws-addr", "127.0.0.1:99999"}, want: []string{"-ws-addr", "WSBRIDGE_WS_ADDR"}},
+	{name: "ws-addr port not a number", args: []string{"-ws-addr", "127.0.0.1:abc"}, want: []string{"-ws-addr"}},
+	{name: "rpc-addr port out of range", args: []string{"-rpc-addr", "tcp://127.0.0.1:70000"}, want: []string{"-rpc-addr"}},
+	{name: "rpc-addr without scheme", args: []string{"-rpc-addr", "127.0.0.1:6001"}, want: []string{"-rpc-addr", "WSBRIDGE_RPC_ADDR"}},
+	{name: "rpc-addr bad scheme", args: []string{"-rpc-addr", "http://127.0.0.1:6001"}, want: []string{"-rpc-addr"}},
+	{name: "rpc-addr without port", args: []string{"-rpc-addr", "tcp://127.0.0.1"}, want: []string{"-rpc-addr"}},
+	{name: "rpc-addr unix without path", args: []string{"-rpc-addr", "unix://"}, want: []string{"-rpc-addr"}},
+	{name: "rpc-socket-mode not octal", args: []string{"-rpc-socket-mode", "0999"}, want: []string{"-rpc-socket-mode"}},
+	{name: "rpc-socket-mode zero", args: []string{"-rpc-socket-mode", "0"}, want: []string{"-rpc-socket-mode"}},
+	{name: "rpc-socket-mode past 0777", args: []string{"-rpc-socket-mode", "01777"}, want: []string{"-rpc-socket-mode"}},
+	{name: "rpc-max-frame-size below 1KiB", args: []string{"-rpc-max-frame-size", "1000"}, want: []string{"-rpc-max-frame-size"}},
+	{name: "rpc-max-frame-size past 2GiB", args: []string{"-rpc-max-frame-size", "3GiB"}, want: []string{"-rpc-max-frame-size", "WSBRIDGE_RPC_MAX_FRAME_SIZE"}},
+	{name: "rpc-max-connections zero", args: []string{"-rpc-max-connections", "0"}, want: []string{"-rpc-max-connections"}},
+	{name: "max-groups-per-connection zero", args: []string{"-max-groups-per-connection", "0"}, want: []string{"-max-groups-per-connection"}},
+	{name: "positional argument", args: []string{"serve"}, want: []string{"unexpected argument", `"serve"`}},
+	{name: "positional after flags", args: []string{"-node-id", "1", "extra"}, want: []string{"unexpected argument", `"extra"`}},
+
+	{name: "env bad int", env: map[string]string{"WSBRIDGE_NODE_ID": "abc"}, want: []string{"WSBRIDGE_NODE_ID", `"abc"`}},
+	{name: "env node id 1024", env: map[string]string{"WSBRIDGE_NODE_ID": "1024"}, want: []string{"WSBRIDGE_NODE_ID"}},
+	{name: "env negative duration", env: map[string]string{"WSBRIDGE_WRITE_TIMEOUT": "-1s"}, want: []string{"WSBRIDGE_WRITE_TIMEOUT"}},
+	{name: "env zero duration", env: map[string]string{"WSBRIDGE_SHUTDOWN_TIMEOUT": "0s"}, want: []string{"WSBRIDGE_SHUTDOWN_TIMEOUT"}},
+	{name: "env bad duration", env: map[string]string{"WSBRIDGE_HANDSHAKE_TIMEOUT": "10"}, want: []string{"WSBRIDGE_HANDSHAKE_TIMEOUT"}},
+	{name: "env bad size", env: map[string]string{"WSBRIDGE_QUEUE_BYTES": "32 MB please"}, want: []string{"WSBRIDGE_QUEUE_BYTES"}},
+	{name: "env huge size", env: map[string]string{"WSBRIDGE_MAX_MESSAGE_SIZE": "2048GiB"}, want: []string{"WSBRIDGE_MAX_MESSAGE_SIZE"}},
+	{name: "env bad overflow policy", env: map[string]string{"WSBRIDGE_OVERFLOW_POLICY": "sometimes"}, want: []string{"WSBRIDGE_OVERFLOW_POLICY"}},
+	{name: "env bad log format", env: map[string]string{"WSBRIDGE_LOG_FORMAT": "xml"}, want: []string{"WSBRIDGE_LOG_FORMAT"}},
+	{name: "env bad log level", env: map[string]string{"WSBRIDGE_LOG_LEVEL": "trace"}, want: []string{"WSBRIDGE_LOG_LEVEL"}},
+	{name: "env bad bool", env: map[string]string{"WSBRIDGE_COMPRESSION": "maybe"}, want: []string{"WSBRIDGE_COMPRESSION"}},
+	{name: "env ws-addr without port", env: map[string]string{"WSBRIDGE_WS_ADDR": "nope"}, want: []string{"WSBRIDGE_WS_ADDR"}},
+	{name: "env ws-path without slash", env: map[string]string{"WSBRIDGE_WS_PATH": "ws"}, want: []string{"WSBRIDGE_WS_PATH"}},
+	{name: "env queue-bytes below max-push-size", env: map[string]string{"WSBRIDGE_QUEUE_BYTES": "1MiB"}, want: []string{"WSBRIDGE_QUEUE_BYTES"}},
+	{name: "env rpc-addr without scheme", env: map[string]string{"WSBRIDGE_RPC_ADDR": "127.0.0.1:6001"}, want: []string{"WSBRIDGE_RPC_ADDR"}},
+	{name: "env rpc-socket-mode", env: map[string]string{"WSBRIDGE_RPC_SOCKET_MODE": "rw"}, want: []string{"WSBRIDGE_RPC_SOCKET_MODE"}},
+	{name: "env fragment-size 124", env: map[string]string{"WSBRIDGE_FRAGMENT_SIZE": "124"}, want: []string{"WSBRIDGE_FRAGMENT_SIZE"}},
+	{
+		name: "every bad variable is reported",
+		env:  map[string]string{"WSBRIDGE_NODE_ID": "abc", "WSBRIDGE_WORKERS": "x", "WSBRIDGE_PING_INTERVAL": "0s"},
+		want: []string{"WSBRIDGE_NODE_ID", "WSBRIDGE_WORKERS", "WSBRIDGE_PING_INTERVAL"},
+	},
+	{
+		name: "every cross-setting error is reported",
+		args: []string{"-ws-addr", "nope", "-ws-path", "ws", "-fragment-size", "2"},
+		want: []string{"-ws-addr", "-ws-path", "-fragment-size"},
+	},
+	{
+		name: "a valid flag does not hide a bad variable",
+		args: []string{"-node-id", "1"},
+		env:  map[string]string{"WSBRIDGE_WORKERS": "many"},
+		want: []string{"WSBRIDGE_WORKERS"},
+	},
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tt := range badConfigTests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig(tt.args, envOf(tt.env), io.Discard)
+			if err == nil {
+				t.Fatalf("parseConfig(%q, %v) succeeded, want an error naming %q", tt.args, tt.env, tt.want)
+			}
+			var ue usageError
+			if !errors.As(err, &ue) {
+				t.Errorf("parseConfig(%q, %v) error %v (%T) is not a usageError", tt.args, tt.env, err, err)
+			}
+			if errors.Is(err, flag.ErrHelp) {
+				t.Errorf("parseConfig(%q, %v) error %v is flag.ErrHelp", tt.args, tt.env, err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("parseConfig(%q, %v) error %q does not contain %q", tt.args, tt.env, err, w)
+				}
+			}
+		})
+	}
+}
+
+// helpDefaults are the settings every version of the binary has, with their
+// printed defaults.
+var helpDefaults = map[string]string{
+	"ws-addr":                   ":9502",
+	"ws-path":                   "/",
+	"node-id":                   "0",
+	"workers":                   "0",
+	"max-connections":           "10000",
+	"queue-size":                "256",
+	"queue-bytes":               "16MiB",
+	"overflow-policy":           "close",
+	"max-message-size":          "1MiB",
+	"max-push-size":             "8MiB",
+	"fragment-size":             "0",
+	"write-timeout":             "10s",
+	"ping-interval":             "25s",
+	"pong-timeout":              "10s",
+	"handshake-timeout":         "10s",
+	"close-timeout":             "1s",
+	"shutdown-timeout":          "10s",
+	"allowed-origins":           `""`,
+	"compression":               "false",
+	"subprotocols":              `""`,
+	"read-buffer-size":          "0",
+	"max-groups-per-connection": "256",
+	"rpc-addr":                  "tcp://127.0.0.1:6001",
+	"rpc-socket-mode":           "0660",
+	"rpc-max-frame-size":        "32MiB",
+	"rpc-max-connections":       "1024",
+	"log-level":                 "info",
+	"log-format":                "text",
+}
+
+var helpLine = regexp.MustCompile(`^  -(\S+)  \((\S+), default (.*)\)$`)
+
+// parseHelp returns, for each flag --help lists, its variable and default.
+func parseHelp(tb testing.TB, text string) map[string][2]string {
+	tb.Helper()
+	settings := map[string][2]string{}
+	for _, line := range strings.Split(text, "\n") {
+		if m := helpLine.FindStringSubmatch(line); m != nil {
+			settings[m[1]] = [2]string{m[2], m[3]}
+		}
+	}
+	return settings
+}
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"--help", "-help", "-h"} {
+		t.Run(arg, func(t *testing.T) {
+			var out bytes.Buffer
+			_, err := parseConfig([]string{arg}, noEnv, &out)
+			if !errors.Is(err, flag.ErrHelp) {
+				t.Fatalf("parseConfig(%q) error = %v, want flag.ErrHelp", arg, err)
+			}
+			text := out.String()
+			for _, s := range []string{"WSBRIDGE_WS_ADDR", "default :9502", "WSBRIDGE_WS_PATH", "WSBRIDGE_NODE_ID", "WSBRIDGE_RPC_ADDR"} {
+				if !strings.Contains(text, s) {
+					t.Errorf("%s output does not contain %q:\n%s", arg, s, text)
+				}
+			}
+			settings := parseHelp(t, text)
+			for name, def := range helpDefaults {
+				got, ok := settings[name]
+				if !ok {
+					t.Errorf("%s does not list -%s:\n%s", arg, name, text)
+					continue
+				}
+				if got[0] != envName(name) || got[1] != def {
+					t.Errorf("%s lists -%s with (%s, default %s), want (%s, default %s)", arg, name, got[0], got[1], envName(name), def)
+				}
+			}
+			// Settings added later must follow the same pattern.
+			for name, got := range settings {
+				if got[0] != envName(name) || !strings.HasPrefix(got[0], "WSBRIDGE_") || got[1] == "" {
+					t.Errorf("%s lists -%s with variable %q and default %q", arg, name, got[0], got[1])
+				}
+			}
+			// Every flag in the real FlagSet appears: count the lines that
+			// start a setting against the lines that match the pattern.
+			if n := strings.Count(text, "\n  -"); n != len(settings) {
+				t.Errorf("%s has %d setting lines, %d of them in the form '-name  (WSBRIDGE_NAME, default value)':\n%s", arg, n, len(settings), text)
+			}
+		})
+	}
+}
+
+// TestHelpDefaultsRoundTrip sets every variable to the default --help prints
+// for it: each one must be accepted and give the built-in defaults back.
+func TestHelpDefaultsRoundTrip(t *testing.T) {
+	var out bytes.Buffer
+	if _, err := parseConfig([]string{"--help"}, noEnv, &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("parseConfig(--help) error = %v, want flag.ErrHelp", err)
+	}
+	env := map[string]string{}
+	for _, s := range parseHelp(t, out.String()) {
+		def := s[1]
+		if def == `""` {
+			def = ""
+		}
+		env[s[0]] = def
+	}
+	got, err := parseConfig(nil, envOf(env), io.Discard)
+	if err != nil {
+		t.Fatalf("parseConfig with every variable at its printed default: %v", err)
+	}
+	want, err := parseConfig(nil, noEnv, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Empty lists parse to nil either way.
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("printed defaults parse to\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for flagName, want := range map[string]string{
+		"ws-addr":          "WSBRIDGE_WS_ADDR",
+		"ws-path":          "WSBRIDGE_WS_PATH",
+		"node-id":          "WSBRIDGE_NODE_ID",
+		"max-message-size": "WSBRIDGE_MAX_MESSAGE_SIZE",
+		"compression":      "WSBRIDGE_COMPRESSION",
+	} {
+		if got := envName(flagName); got != want {
+			t.Errorf("envName(%q) = %q, want %q", flagName, got, want)
+		}
+	}
+}
+
+var parseSizeTests = []struct {
+	in   string
+	want int64
+	ok   bool
+}{
+	{"0", 0, true},
+	{"1", 1, true},
+	{"125", 125, true},
+	{" 4096 ", 4096, true},
+	{"1B", 1, true},
+	{"1KiB", 1 << 10, true},
+	{"1kib", 1 << 10, true},
+	{"1 KiB", 1 << 10, true},
+	{"1K", 1 << 10, true},
+	{"1KB", 1 << 10, true},
+	{"16MiB", 16 << 20, true},
+	{"8M", 8 << 20, true},
+	{"2MB", 2 << 20, true},
+	{"1GiB", 1 << 30, true},
+	{"1G", 1 << 30, true},
+	{"1GB", 1 << 30, true},
+	{"1024GiB", 1 << 40, true},
+	{"1099511627776", 1 << 40, true},
+	{"1048576KiB", 1 << 30, true},
+	{"", 0, false},
+	{" ", 0, false},
+	{"KiB", 0, false},
+	{"-1", 0, false},
+	{"-1KiB", 0, false},
+	{"1.5MiB", 0, false},
+	{"1e6", 0, false},
+	{"0x10", 0, false},
+	{"1TiB", 0, false},
+	{"1 T", 0, false},
+	{"abc", 0, false},
+	{"1025GiB", 0, false},
+	{"1099511627777", 0, false},
+	{"1073741825KiB", 0, false},
+	{"9223372036854775807", 0, false},
+	{"99999999999999999999", 0, false},
+	{"9223372036854775807GiB", 0, false},
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tt := range parseSizeTests {
+		got, err := parseSize(tt.in)
+		if tt.ok && (err != nil || got != tt.want) {
+			t.Errorf("parseSize(%q) = %d, %v, want %d, nil", tt.in, got, err, tt.want)
+		}
+		if !tt.ok && err == nil {
+			t.Errorf("parseSize(%q) = %d, nil, want an error", tt.in, got)
+		}
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for _, tt := range []struct {
+		in   int64
+		want string
+	}{
+		{0, "0"}, {1, "1"}, {1023, "1023"}, {1024, "1KiB"}, {1536, "1536"}, {3 << 10, "3KiB"},
+		{1 << 20, "1MiB"}, {16 << 20, "16MiB"}, {1<<20 + 1024, "1025KiB"}, {1 << 30, "1GiB"}, {1 << 40, "1024GiB"},
+	} {
+		if got := formatSize(tt.in); got != tt.want {
+			t.Errorf("formatSize(%d) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, tt := range parseSizeTests {
+		f.Add(tt.in)
+	}
+	for _, s := range []string{"+5", "-0", "00012", " 7 kB ", "1kıb", "1ſ", "\xff", "\xffB", "1\xffKiB", "KB", "B", "1 i B", "1_000"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseSize(s)
+		if err != nil {
+			if n != 0 {
+				t.Errorf("parseSize(%q) = %d with error %v, want 0", s, n, err)
+			}
+			if err.Error() == "" {
+				t.Errorf("parseSize(%q) returned an empty error", s)
+			}
+			return
+		}
+		if n < 0 || n > 1<<40 {
+			t.Fatalf("parseSize(%q) = %d, outside 0..1<<40", s, n)
+		}
+		text := formatSize(n)
+		back, err := parseSize(text)
+		if err != nil || back != n {
+			t.Fatalf("parseSize(%q) = %d; formatSize gives %q, which parses to %d, %v", s, n, text, back, err)
+		}
+	})
+}
+
+// logSink collects what run writes to stderr, one JSON record a line, and
+// lets a test wait for a record.
+type logSink struct {
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{} // closed and replaced on every write
+}
+
+func newLogSink() *logSink { return &logSink{changed: make(chan struct{})} }
+
+func (s *logSink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.buf.Write(p)
+	close(s.changed)
+	s.changed = make(chan struct{})
+	return len(p), nil
+}
+
+func (s *logSink) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buf.String()
+}
+
+// records returns the JSON records written so far and a channel closed at
+// the next write.
+func (s *logSink) records(tb testing.TB) ([]map[string]any, <-chan struct{}) {
+	tb.Helper()
+	s.mu.Lock()
+	text, changed := s.buf.String(), s.changed
+	s.mu.Unlock()
+	var recs []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			continue // a line not yet complete, or not JSON
+		}
+		recs = append(recs, rec)
+	}
+	return recs, changed
+}
+
+// find returns the first record with message msg, if any.
+func (s *logSink) find(tb testing.TB, msg string) (map[string]any, bool) {
+	tb.Helper()
+	recs, _ := s.records(tb)
+	for _, r := range recs {
+		if r["msg"] == msg {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// waitFor waits for a record with message msg; stopped ends the wait
+// early (the program returned).
+func (s *logSink) waitFor(tb testing.TB, msg string, stopped <-chan struct{}) map[string]any {
+	tb.Helper()
+	timeout := time.NewTimer(20 * time.Second)
+	defer timeout.Stop()
+	for {
+		recs, changed := s.records(tb)
+		for _, r := range recs {
+			if r["msg"] == msg {
+				return r
+			}
+		}
+		select {
+		case <-changed:
+		case <-stopped:
+			tb.Fatalf("run returned before logging %q; log:\n%s", msg, s.String())
+		case <-timeout.C:
+			tb.Fatalf("no %q log record after 20s; log:\n%s", msg, s.String())
+		}
+	}
+}
+
+// running is run, called in a goroutine by startRun.
+type running struct {
+	addr   string // the WebSocket listener's address
+	log    *logSink
+	cancel context.CancelFunc // starts the shutdown
+	done   chan struct{}      // closed when run has returned
+	code   int                // run's result, once done is closed
+}
+
+// startRun calls run in a goroutine with a WebSocket listener on a free
+// port, JSON logs and args, and waits for it to listen.
+func startRun(t *testing.T, args ...string) *running {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{log: newLogSink(), cancel: cancel, done: make(chan struct{})}
+	args = append([]string{"-ws-addr", "127.0.0.1:0", "-rpc-addr", "tcp://127.0.0.1:0", "-log-format", "json"}, args...)
+	go func() {
+		defer close(r.done)
+		r.code = run(ctx, args, noEnv, io.Discard, r.log)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(30 * time.Second):
+			t.Errorf("run did not return 30s after its context was cancelled")
+		}
+	})
+	rec := r.log.waitFor(t, "websocket listening", r.done)
+	r.addr, _ = rec["addr"].(string)
+	if r.addr == "" {
+		t.Fatalf("websocket listening record has no addr: %v", rec)
+	}
+	return r
+}
+
+// stop cancels run's context and returns its exit code.
+func (r *running) stop(t *testing.T) int {
+	t.Helper()
+	r.cancel()
+	select {
+	case <-r.done:
+		return r.code
+	case <-time.After(30 * time.Second):
+		t.Fatalf("run did not return within 30s of cancel; log:\n%s", r.log.String())
+	}
+	return -1
+}
+
+var dialer = websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+
+func dial(t *testing.T, url string) *websocket.Conn {
+	t.Helper()
+	ws, resp, err := dialer.Dial(url, nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s: %v (HTTP %d)", url, err, status)
+	}
+	t.Cleanup(func() { _ = ws.Close() })
+	return ws
+}
+
+func TestRunGracefulShutdown(t *testing.T) {
+	r := startRun(t)
+	rec, _ := r.log.find(t, "websocket listening")
+	if rec["path"] != "/" || rec["node_id"] != float64(0) || rec["max_connections"] != float64(bridge.DefaultMaxConnections) {
+		t.Errorf("websocket listening record = %v, want path /, node_id 0, max_connections %d", rec, bridge.DefaultMaxConnections)
+	}
+
+	if rec := r.log.waitFor(t, "rpc listening", r.done); !strings.HasPrefix(fmt.Sprint(rec["addr"]), "tcp://127.0.0.1:") {
+		t.Errorf("rpc listening record = %v, want an addr on tcp://127.0.0.1", rec)
+	}
+
+	const clients = 3
+	errs := make(chan error, clients)
+	for range clients {
+		ws := dial(t, "ws://"+r.addr+"/")
+		go func() {
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	r.cancel()
+	for range clients {
+		select {
+		case err := <-errs:
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+				t.Errorf("client read error = %v, want a close frame with code 1001", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("a client got no close frame 20s after shutdown began; log:\n%s", r.log.String())
+		}
+	}
+	if code := r.stop(t); code != 0 {
+		t.Errorf("run returned %d, want 0; log:\n%s", code, r.log.String())
+	}
+	for _, msg := range []string{"shutting down", "stopped"} {
+		if _, ok := r.log.find(t, msg); !ok {
+			t.Errorf("no %q log record; log:\n%s", msg, r.log.String())
+		}
+	}
+	if _, ok := r.log.find(t, "shutdown deadline reached, remaining connections closed"); ok {
+		t.Errorf("clients that answer the close frame hit the shutdown deadline; log:\n%s", r.log.String())
+	}
+}
+
+// TestRunShutdownDeadline: a client that never answers the close frame is
+// cut off at the shutdown timeout, well before the close timeout, and run
+// still returns 0.
+func TestRunShutdownDeadline(t *testing.T) {
+	r := startRun(t, "-shutdown-timeout", "200ms", "-close-timeout", "10m")
+	dial(t, "ws://"+r.addr+"/") // never read: the close frame stays unanswered
+	if code := r.stop(t); code != 0 {
+		t.Errorf("run returned %d, want 0; log:\n%s", code, r.log.String())
+	}
+	if _, ok := r.log.find(t, "shutdown deadline reached, remaining connections closed"); !ok {
+		t.Errorf("no shutdown deadline warning; log:\n%s", r.log.String())
+	}
+}
+
+func TestRunHandshakes(t *testing.T) {
+	r := startRun(t, "-ws-path", "/ws", "-max-connections", "1")
+	dial(t, "ws://"+r.addr+"/ws")
+	for _, tt := range []struct {
+		path   string
+		status int
+	}{
+		{"/", 404},
+		{"/ws/", 404},
+		{"/ws", 503}, // the one slot is taken
+	} {
+		_, resp, err := dialer.Dial("ws://"+r.addr+tt.path, nil)
+		if !errors.Is(err, websocket.ErrBadHandshake) || resp == nil || resp.StatusCode != tt.status {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Errorf("dial %s: %v (HTTP %d), want %v with HTTP %d", tt.path, err, status, websocket.ErrBadHandshake, tt.status)
+		}
+	}
+	if code := r.stop(t); code != 0 {
+		t.Errorf("run returned %d, want 0; log:\n%s", code, r.log.String())
+	}
+}
+
+func TestRunBadConfig(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{args: []string{"-node-id", "5000"}, want: "node-id"},
+		{args: []string{"-ws-addr", "nope"}, want: "WSBRIDGE_WS_ADDR"},
+		{env: map[string]string{"WSBRIDGE_WRITE_TIMEOUT": "-1s"}, want: "WSBRIDGE_WRITE_TIMEOUT"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := run(context.Background(), tt.args, envOf(tt.env), &stdout, &stderr)
+		if code != 2 {
+			t.Errorf("run(%q, %v) = %d, want 2", tt.args, tt.env, code)
+		}
+		if !strings.Contains(stderr.String(), tt.want) || !strings.Contains(stderr.String(), "--help") {
+			t.Errorf("run(%q, %v) stderr = %q, want it to name %s and point to --help", tt.args, tt.env, stderr.String(), tt.want)
+		}
+		if stdout.Len() != 0 {
+			t.Errorf("run(%q, %v) stdout = %q, want nothing", tt.args, tt.env, stdout.String())
+		}
+	}
+}
+
+func TestRunHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, noEnv, &stdout, &stderr); code != 0 {
+		t.Errorf("run(--help) = %d, want 0", code)
+	}
+	if !strings.Contains(stdout.String(), "WSBRIDGE_WS_ADDR") {
+		t.Errorf("run(--help) stdout = %q, want the settings", stdout.String())
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("run(--help) stderr = %q, want nothing", stderr.String())
+	}
+}
+
+// TestRunListenError: an address in use is a runtime failure, exit code 1.
+func TestRunListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	log := newLogSink()
+	code := run(context.Background(), []string{"-ws-addr", ln.Addr().String(), "-log-format", "json"}, noEnv, io.Discard, log)
+	if code != 1 {
+		t.Errorf("run on a busy address = %d, want 1", code)
+	}
+	rec, ok := log.find(t, "cannot listen for WebSocket connections")
+	if !ok || rec["addr"] != ln.Addr().String() || rec["level"] != "ERROR" {
+		t.Errorf("want an ERROR record naming %s; log:\n%s", ln.Addr(), log.String())
+	}
+}
+
+// TestRunRPCListenError: an RPC address in use is a runtime failure too,
+// and the WebSocket listener opened before it is released.
+func TestRunRPCListenError(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	log := newLogSink()
+	code := run(context.Background(), []string{"-ws-addr", "127.0.0.1:0", "-rpc-addr", "tcp://" + ln.Addr().String(), "-log-format", "json"}, noEnv, io.Discard, log)
+	if code != 1 {
+		t.Errorf("run with a busy RPC address = %d, want 1", code)
+	}
+	if _, ok := log.find(t, "cannot start the RPC service"); !ok {
+		t.Errorf("no RPC listen error record; log:\n%s", log.String())
+	}
+	if _, ok := log.find(t, "websocket listening"); ok {
+		t.Errorf("run reported listening although it failed to start; log:\n%s", log.String())
+	}
+}
+
+// TestRunRPCOff: with the RPC address "off" the bridge still serves
+// WebSocket clients, and says that nothing can push.
+func TestRunRPCOff(t *testing.T) {
+	r := startRun(t, "-rpc-addr", "off")
+	if _, ok := r.log.find(t, "RPC is off (WSBRIDGE_RPC_ADDR=off): nothing can push"); !ok {
+		t.Errorf("no RPC-off warning; log:\n%s", r.log.String())
+	}
+	if _, ok := r.log.find(t, "rpc listening"); ok {
+		t.Errorf("RPC listens although it is off; log:\n%s", r.log.String())
+	}
+	ws := dial(t, "ws://"+r.addr+"/")
+	errs := make(chan error, 1)
+	go func() {
+		_, _, err := ws.ReadMessage()
+		errs <- err
+	}()
+	if code := r.stop(t); code != 0 {
+		t.Errorf("run returned %d, want 0; log:\n%s", code, r.log.String())
+	}
+	var ce *websocket.CloseError
+	if err := <-errs; !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+		t.Errorf("client read error = %v, want a close frame with code 1001", err)
+	}
+}
+
+func TestRunFDLimitWarning(t *testing.T) {
+	const msg = "open file limit is below the connection cap: connections past it will fail to be accepted"
+	for _, tt := range []struct {
+		maxConns int
+		warn     bool
+	}{
+		{1 << 30, true}, // above any Linux open-file limit
+		{100, false},
+	} {
+		t.Run(fmt.Sprint(tt.maxConns), func(t *testing.T) {
+			r := startRun(t, "-max-connections", fmt.Sprint(tt.maxConns))
+			rec, warned := r.log.find(t, msg)
+			if warned != tt.warn {
+				t.Errorf("-max-connections %d: warned = %v, want %v; log:\n%s", tt.maxConns, warned, tt.warn, r.log.String())
+			}
+			if warned && (rec["level"] != "WARN" || rec["max_connections"] != float64(tt.maxConns)) {
+				t.Errorf("warning record = %v, want level WARN and max_connections %d", rec, tt.maxConns)
+			}
+			if code := r.stop(t); code != 0 {
+				t.Errorf("run returned %d, want 0", code)
+			}
+		})
+	}
+}
