@@ -28,6 +28,7 @@ final class RPCTest extends TestCase
         self::assertSame($addr, $bridge->rpcAddr);
         $sender = Sender::create($addr);
         $client = new WsClient($bridge->wsUrl . '/');
+        self::waitUntilOpen($sender, 1);
         self::assertTrue($sender->push(1, 'over a unix socket'));
         $ev = $client->next();
         self::assertSame('over a unix socket', $ev['data']);
@@ -40,10 +41,26 @@ final class RPCTest extends TestCase
         $bridge = new Bridge([], $addr);
         self::assertFalse($sender->check(1));
         $client = new WsClient($bridge->wsUrl . '/');
+        self::waitUntilOpen($sender, 1);
         self::assertTrue($sender->push(1, 'after the restart'));
         self::assertSame('after the restart', $client->next()['data']);
         self::assertSame(0, $bridge->stop());
         @\rmdir($dir);
+    }
+
+    /**
+     * The client sees its handshake complete a moment before the bridge
+     * files the connection under its fd.
+     */
+    private static function waitUntilOpen(Sender $sender, int $fd): void
+    {
+        $deadline = \microtime(true) + 10;
+        while (!$sender->check($fd)) {
+            if (\microtime(true) > $deadline) {
+                self::fail("fd {$fd} never opened");
+            }
+            \usleep(2000);
+        }
     }
 
     public function testUnreachableAddress(): void

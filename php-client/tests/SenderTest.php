@@ -47,12 +47,20 @@ final class SenderTest extends TestCase
     {
         $id = 'c' . (++self::$clients);
         $client = new WsClient(self::$bridge->wsUrl . '/?id=' . $id);
-        for ($fd = 1; $fd <= 1000; $fd++) {
-            $info = self::$sender->info($fd);
-            if ($info !== null && ($info['query']['id'][0] ?? '') === $id) {
-                return [$client, $fd];
+        // The client sees its handshake complete a moment before the
+        // bridge files the connection under its fd: look until it is there.
+        $deadline = \microtime(true) + 10;
+        do {
+            $stats = self::$sender->stats();
+            $opened = \array_sum(\array_column($stats['workers'], 'opened'));
+            for ($fd = $opened; $fd >= 1; $fd--) {
+                $info = self::$sender->info($fd);
+                if ($info !== null && ($info['query']['id'][0] ?? '') === $id) {
+                    return [$client, $fd];
+                }
             }
-        }
+            \usleep(2000);
+        } while (\microtime(true) < $deadline);
         self::fail("no fd found for client {$id}");
     }
 
