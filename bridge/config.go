@@ -85,8 +85,8 @@ type Config struct {
 	// Default 0.
 	FragmentSize int
 	// ReadBufferSize is the per-connection read buffer (at most
-	// MaxBufferSize); 0 reuses the HTTP server's 4 KiB buffer from the
-	// handshake.
+	// MaxBufferSize). Default 1 KiB: an idle connection holds it for its
+	// whole life, and a larger message is read past it, not through it.
 	ReadBufferSize int
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
@@ -130,6 +130,7 @@ const (
 	DefaultHandshake      = 10 * time.Second
 	DefaultCloseTimeout   = time.Second
 	DefaultMaxGroups      = 256
+	DefaultReadBuffer     = 1 << 10
 	// MaxBufferSize bounds FragmentSize and ReadBufferSize: each is a
 	// buffer per connection (the write buffer while a write is under way).
 	MaxBufferSize = 1 << 20
@@ -149,6 +150,7 @@ func (c Config) withDefaults() (Config, error) {
 	setInt(&c.QueueBytes, DefaultQueueBytes)
 	setInt(&c.MaxPushSize, DefaultMaxPushSize)
 	setInt(&c.MaxGroupsPerConn, DefaultMaxGroups)
+	setInt(&c.ReadBufferSize, DefaultReadBuffer)
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -184,7 +186,7 @@ func (c Config) validate() error {
 	check(c.MaxMessageSize > 0, "max message size: %d must be positive", c.MaxMessageSize)
 	check(c.FragmentSize >= 0, "fragment size: %d must not be negative", c.FragmentSize)
 	check(c.FragmentSize == 0 || (c.FragmentSize >= 125 && c.FragmentSize <= MaxBufferSize), "fragment size: %d must be 0 (off) or 125..%d", c.FragmentSize, MaxBufferSize)
-	check(c.ReadBufferSize >= 0 && c.ReadBufferSize <= MaxBufferSize, "read buffer size: %d must be 0..%d", c.ReadBufferSize, MaxBufferSize)
+	check(c.ReadBufferSize >= 256 && c.ReadBufferSize <= MaxBufferSize, "read buffer size: %d must be 256..%d", c.ReadBufferSize, MaxBufferSize)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string

@@ -49,6 +49,7 @@ type conn struct {
 	worker *worker
 	fd     int64
 	ws     *websocket.Conn
+	bc     *bufConn // the socket under ws
 	info   ConnInfo
 
 	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
@@ -188,21 +189,19 @@ func (c *conn) startWriterLocked() {
 	}
 }
 
-// next pops the next item for the writer, or ends the writer when there is
-// none.
+// next pops the next item for the writer; false when the queue is empty.
 func (c *conn) next() (item, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.head == len(c.q) || c.state == stateClosed {
-		c.writerExitLocked()
 		return item{}, false
 	}
 	it := c.q[c.head]
 	c.q[c.head] = item{}
 	c.head++
 	if c.head == len(c.q) {
-		if cap(c.q) > 16 {
-			c.q = nil // let a burst's backing array go
+		if cap(c.q) > 4 {
+			c.q = nil // an idle connection keeps no burst-sized array
 		} else {
 			c.q = c.q[:0]
 		}
@@ -210,6 +209,18 @@ func (c *conn) next() (item, bool) {
 	}
 	c.queuedBytes -= it.size
 	return it, true
+}
+
+// exitIfIdle ends the writer when nothing was queued since it looked.
+func (c *conn) exitIfIdle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head < len(c.q) && c.state != stateClosed {
+		return false
+	}
+	c.bc.release() // no I/O: everything was flushed
+	c.writerExitLocked()
+	return true
 }
 
 func (c *conn) writerExitLocked() {
@@ -220,23 +231,40 @@ func (c *conn) writerExitLocked() {
 	}
 }
 
+// writeLoop is the connection's writer: it drains the queue, gathering the
+// frames of a backlog into few socket writes, and exits when the queue is
+// empty and everything is written.
 func (c *conn) writeLoop() {
 	defer func() {
 		if r := recover(); r != nil {
 			c.logPanic("writer", r)
 			c.mu.Lock()
+			c.bc.release()
 			c.clearLocked()
 			c.writerExitLocked()
 			c.mu.Unlock()
 			_ = c.ws.Close() // the reader sees the error and finishes the connection
 		}
 	}()
+	c.bc.gather()
 	for {
 		it, ok := c.next()
 		if !ok {
-			return
+			// Write out what was gathered before looking again, so a
+			// message is never held back waiting for another.
+			if err := c.bc.flush(); err != nil {
+				c.writeFailed(err)
+			}
+			if c.exitIfIdle() {
+				return
+			}
+			continue
 		}
-		if err := c.write(it); err != nil {
+		err := c.write(it)
+		if err == nil && it.kind == itemClose {
+			err = c.bc.flush() // before the close timeout starts
+		}
+		if err != nil {
 			c.writeFailed(err)
 		}
 	}

@@ -154,7 +154,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "wsbridge: "+reason, http.StatusServiceUnavailable)
 		return
 	}
-	ws, err := h.upgrader.Upgrade(w, r, nil)
+	ws, err := h.upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
 		h.release()
 		h.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
@@ -169,11 +169,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wk := h.workerOf(fd)
+	bc, _ := ws.NetConn().(*bufConn)
 	c := &conn{
 		hub:    h,
 		worker: wk,
 		fd:     fd,
 		ws:     ws,
+		bc:     bc,
 		info: ConnInfo{
 			FD:          fd,
 			Path:        r.URL.Path,

@@ -89,7 +89,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.clients, "clients", 0, fmt.Sprintf("client processes (0: at least 2, and enough that none holds more than %d sockets)", maxPerClient))
 	fs.StringVar(&o.src, "src", "127.0.0.2-127.0.0.9", "client source addresses: a comma-separated list of addresses and first-last ranges")
 	fs.IntVar(&o.concurrency, "dial-concurrency", 32, "handshakes in flight per client process")
-	fs.IntVar(&o.readBuf, "read-buffer-size", 0, "hub: bridge.Config.ReadBufferSize (0: reuse the HTTP server's 4 KiB buffer)")
+	fs.IntVar(&o.readBuf, "read-buffer-size", 0, "hub: bridge.Config.ReadBufferSize (0: the bridge's default, 1 KiB)")
 	fs.BoolVar(&o.compression, "compression", false, "hub: negotiate permessage-deflate (the clients offer it)")
 	fs.IntVar(&o.workers, "workers", 0, "hub: bridge.Config.Workers (0: the number of CPUs)")
 	fs.DurationVar(&o.ping, "ping-interval", bridge.DefaultPingInterval, "hub: bridge.Config.PingInterval")

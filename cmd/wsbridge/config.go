@@ -73,7 +73,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(modeVar(&c.RPC.SocketMode, rpc.DefaultSocketMode), "rpc-socket-mode", "file mode of the RPC unix socket (octal)")
 	fs.Var(sizeVar(&c.RPC.MaxFrameSize, rpc.DefaultMaxFrameSize, 1024), "rpc-max-frame-size", "largest RPC request frame; larger closes that RPC connection")
 	fs.Var(intRange(&c.RPC.MaxConnections, rpc.DefaultMaxConnections, 1, 1<<20), "rpc-max-connections", "concurrent RPC connections cap")
-	fs.Var(sizeVar(&b.ReadBufferSize, 0, 0), "read-buffer-size", "per-connection read buffer, at most 1MiB (0: reuse the 4 KiB handshake buffer)")
+	fs.Var(sizeVar(&b.ReadBufferSize, bridge.DefaultReadBuffer, 256), "read-buffer-size", "per-connection read buffer, 256..1MiB (held by every idle connection)")
 	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
 

@@ -67,7 +67,7 @@ func withKnownDefaults(c config) config {
 	b.MaxMessageSize = 1 << 20
 	b.MaxPushSize = 8 << 20
 	b.FragmentSize = 0
-	b.ReadBufferSize = 0
+	b.ReadBufferSize = 1024
 	b.WriteTimeout = 10 * time.Second
 	b.PingInterval = 25 * time.Second
 	b.PongTimeout = 10 * time.Second
@@ -378,6 +378,7 @@ var badConfigTests = []struct {
 	{name: "fragment-size 1", args: []string{"-fragment-size", "1"}, want: []string{"-fragment-size", "WSBRIDGE_FRAGMENT_SIZE"}},
 	{name: "fragment-size 124", args: []string{"-fragment-size", "124"}, want: []string{"-fragment-size"}},
 	{name: "fragment-size past 1MiB", args: []string{"-fragment-size", "1025KiB"}, want: []string{"-fragment-size", "WSBRIDGE_FRAGMENT_SIZE"}},
+	{name: "read-buffer-size below 256", args: []string{"-read-buffer-size", "0"}, want: []string{"-read-buffer-size"}},
 	{name: "read-buffer-size past 1MiB", args: []string{"-read-buffer-size", "1024GiB"}, want: []string{"-read-buffer-size", "WSBRIDGE_READ_BUFFER_SIZE"}},
 	{name: "ws-addr port out of range", args: []string{"-ws-addr", "127.0.0.1:99999"}, want: []string{"-ws-addr", "WSBRIDGE_WS_ADDR"}},
 	{name: "ws-addr port not a number", args: []string{"-ws-addr", "127.0.0.1:abc"}, want: []string{"-ws-addr"}},
@@ -477,7 +478,7 @@ var helpDefaults = map[string]string{
 	"allowed-origins":           `""`,
 	"compression":               "false",
 	"subprotocols":              `""`,
-	"read-buffer-size":          "0",
+	"read-buffer-size":          "1KiB",
 	"max-groups-per-connection": "256",
 	"rpc-addr":                  "tcp://127.0.0.1:6001",
 	"rpc-socket-mode":           "0660",

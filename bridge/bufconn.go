@@ -1,0 +1,137 @@
+package bridge
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// maxCoalesce bounds the bytes a connection's writer gathers before one
+// write to the socket.
+const maxCoalesce = 64 << 10
+
+// deadlineSlack: a new write deadline less than this much later than the
+// one already on the socket is not applied (each change costs a runtime
+// timer update). Writes thus get at least WriteTimeout minus this.
+const deadlineSlack = time.Second
+
+var coalescePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// bufConn is the socket under a WebSocket connection. While the
+// connection's writer runs, the frames gorilla writes (a header and a
+// payload each) are gathered and written together: one system call per
+// message instead of two, and one for a whole backlog of small messages.
+// Otherwise (gorilla's own protocol replies from the reader) writes go
+// straight through.
+type bufConn struct {
+	net.Conn
+
+	mu       sync.Mutex
+	buf      *[]byte // gathered bytes while the writer runs
+	deadline time.Time
+	applied  time.Time // the write deadline set on the socket
+}
+
+// Write gathers p while the writer runs, writing out first when the batch
+// would grow past maxCoalesce; a large p goes out without a copy.
+func (b *bufConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf == nil {
+		return b.Conn.Write(p)
+	}
+	if len(*b.buf)+len(p) > maxCoalesce {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > maxCoalesce/2 {
+			return b.Conn.Write(p)
+		}
+	}
+	*b.buf = append(*b.buf, p...)
+	return len(p), nil
+}
+
+// SetWriteDeadline applies t unless it only extends the socket's deadline
+// by less than deadlineSlack.
+func (b *bufConn) SetWriteDeadline(t time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.setDeadlineLocked(t)
+}
+
+func (b *bufConn) setDeadlineLocked(t time.Time) error {
+	b.deadline = t
+	if !t.IsZero() && !b.applied.IsZero() && !t.Before(b.applied) && t.Sub(b.applied) < deadlineSlack {
+		return nil
+	}
+	b.applied = t
+	return b.Conn.SetWriteDeadline(t)
+}
+
+// gather starts gathering writes (the writer goroutine starts).
+func (b *bufConn) gather() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	if b.buf == nil {
+		b.buf = coalescePool.Get().(*[]byte)
+	}
+	b.mu.Unlock()
+}
+
+// flush writes out what was gathered.
+func (b *bufConn) flush() error {
+	if b == nil {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf == nil {
+		return nil
+	}
+	return b.flushLocked()
+}
+
+// release ends gathering (the writer exits); whatever was not flushed is
+// dropped, which happens only after a failed write.
+func (b *bufConn) release() {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf == nil {
+		return
+	}
+	*b.buf = (*b.buf)[:0]
+	if cap(*b.buf) <= maxCoalesce {
+		coalescePool.Put(b.buf)
+	}
+	b.buf = nil
+}
+
+func (b *bufConn) flushLocked() error {
+	if len(*b.buf) == 0 {
+		return nil
+	}
+	_, err := b.Conn.Write(*b.buf)
+	*b.buf = (*b.buf)[:0]
+	return err
+}
+
+// hijacker hands gorilla's Upgrade a bufConn instead of the raw socket.
+type hijacker struct {
+	http.ResponseWriter
+}
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return &bufConn{Conn: c}, brw, nil
+}
