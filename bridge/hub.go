@@ -208,25 +208,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (refused before anything is queued), ErrUnknownFD (no open connection),
 // ErrQueueFull (the overflow policy applied).
 func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
-	if !ValidFD(fd) {
-		return fmt.Errorf("push to fd %d: %w", fd, ErrInvalidFD)
-	}
-	kind := itemData
-	switch op {
-	case OpText, OpBinary, OpContinuation:
-		if len(data) > h.cfg.MaxPushSize {
-			return fmt.Errorf("push to fd %d: %w: %d bytes, the limit is %d", fd, ErrTooLarge, len(data), h.cfg.MaxPushSize)
-		}
-	case OpPing, OpPong:
-		if len(data) > maxControlPayload {
-			return fmt.Errorf("push to fd %d: %w: a %s payload is at most %d bytes", fd, ErrTooLarge, op, maxControlPayload)
-		}
-		if !finish {
-			return fmt.Errorf("push to fd %d: %w: a %s cannot be fragmented", fd, ErrInvalidOpcode, op)
-		}
-		kind = itemControl
-	default:
-		return fmt.Errorf("push to fd %d: %w: %d", fd, ErrInvalidOpcode, int(op))
+	kind, err := h.checkPush(fd, data, op, finish)
+	if err != nil {
+		return fmt.Errorf("push to fd %d: %w", fd, err)
 	}
 	// A complete text message must be UTF-8. Whether this push completes
 	// one or ends a fragmented message (whose fragments may split a
@@ -245,6 +229,36 @@ func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
 	}
 	c.worker.pushed.Add(1)
 	return nil
+}
+
+// CheckPush reports the errors Push would return whatever the state of fd
+// (ErrInvalidFD, ErrInvalidOpcode, ErrTooLarge), so a batch can be refused
+// whole before any of it is sent.
+func (h *Hub) CheckPush(fd int64, data []byte, op Opcode, finish bool) error {
+	_, err := h.checkPush(fd, data, op, finish)
+	return err
+}
+
+func (h *Hub) checkPush(fd int64, data []byte, op Opcode, finish bool) (itemKind, error) {
+	if !ValidFD(fd) {
+		return 0, ErrInvalidFD
+	}
+	switch op {
+	case OpText, OpBinary, OpContinuation:
+		if len(data) > h.cfg.MaxPushSize {
+			return 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(data), h.cfg.MaxPushSize)
+		}
+		return itemData, nil
+	case OpPing, OpPong:
+		if len(data) > maxControlPayload {
+			return 0, fmt.Errorf("%w: a %s payload is at most %d bytes", ErrTooLarge, op, maxControlPayload)
+		}
+		if !finish {
+			return 0, fmt.Errorf("%w: a %s cannot be fragmented", ErrInvalidOpcode, op)
+		}
+		return itemControl, nil
+	}
+	return 0, fmt.Errorf("%w: %d", ErrInvalidOpcode, int(op))
 }
 
 // Broadcast queues data for every open connection except those in except,

@@ -72,26 +72,47 @@ func (s *sender) Push(in *PushArgs, out *bool) (err error) {
 }
 
 // PushBatch sends many messages, one result per message. The whole batch is
-// checked first: a malformed item fails the call and sends nothing.
+// checked first: a malformed message fails the call and sends nothing. What
+// depends on a connection's state (text that is not UTF-8 where no
+// fragmented message is open) fails the call at that message, after the
+// ones before it were sent.
 func (s *sender) PushBatch(in *PushBatchArgs, out *[]bool) error {
 	if len(in.Messages) > MaxBatch {
 		return badRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
 	}
+	type decoded struct {
+		data   []byte
+		op     bridge.Opcode
+		finish bool
+	}
+	msgs := make([]decoded, len(in.Messages))
 	for i := range in.Messages {
-		if _, _, err := in.Messages[i].message(); err != nil {
-			return badRequest(fmt.Sprintf("message %d: %v", i, err))
+		m := &in.Messages[i]
+		data, op, err := m.message()
+		if err == nil {
+			msgs[i] = decoded{data, op, m.Finish == nil || *m.Finish}
+			err = toError(s.hub.CheckPush(m.FD, data, op, msgs[i].finish))
+		}
+		if err != nil {
+			return atMessage(i, err)
 		}
 	}
-	res := make([]bool, len(in.Messages))
-	for i := range in.Messages {
-		ok, err := s.push(&in.Messages[i])
-		if err != nil {
-			return fmt.Errorf("message %d: %w", i, err) // messages before it were sent
+	res := make([]bool, len(msgs))
+	for i, m := range msgs {
+		err := s.hub.Push(in.Messages[i].FD, m.data, m.op, m.finish)
+		if err != nil && !bridge.IsNotDelivered(err) {
+			return atMessage(i, toError(err))
 		}
-		res[i] = ok
+		res[i] = err == nil
 	}
 	*out = res
 	return nil
+}
+
+// atMessage names the batch message an Error is about, keeping its code.
+func atMessage(i int, err error) error {
+	e := err.(*Error)
+	return &Error{Code: e.Code, Message: fmt.Sprintf("message %d: %s", i, e.Message)}
 }
 
 // PushMany sends the same message to each fd; the reply counts the fds that

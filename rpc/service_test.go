@@ -188,6 +188,29 @@ func TestBatchManyBroadcastGroupsUsers(t *testing.T) {
 	}
 }
 
+// A batch with one bad message is refused whole: nothing is sent.
+func TestPushBatchRefusedWhole(t *testing.T) {
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{})
+	ws, fd := e.dial(t, "a")
+	c := e.client(t, rpc.JSON)
+	for _, bad := range []map[string]any{
+		{"fd": -1, "data": "x"},
+		{"fd": fd, "data": "x", "opcode": 8},
+		{"fd": fd, "data": "x", "opcode": 9, "finish": false},
+	} {
+		var out []bool
+		err := c.Call("Sender.PushBatch", map[string]any{"messages": []map[string]any{{"fd": fd, "data": "first"}, bad}}, &out)
+		var re *rpc.Error
+		if !errors.As(err, &re) || re.Code == rpc.CodeBadRequest || !strings.HasPrefix(re.Message, "message 1: ") {
+			t.Fatalf("batch with %v: %v, want a coded error about message 1", bad, err)
+		}
+	}
+	if !call[bool](t, c, "Sender.Push", map[string]any{"fd": fd, "data": "only this"}) {
+		t.Fatal("push = false")
+	}
+	readText(t, ws, "only this") // "first" was never sent
+}
+
 // goridge's own Go client (gob codec over net/rpc) calls the service unchanged.
 func TestGoridgeGoClient(t *testing.T) {
 	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{})
