@@ -3,6 +3,8 @@
 package tests
 
 import (
+	"go.uber.org/goleak"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -49,7 +51,15 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if code == 0 {
+		// Every stderr reader and client the tests started has ended.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: leaked goroutines:", err)
+			return 1
+		}
+	}
+	return code
 }
 
 // build compiles ./cmd/wsbridge of the module this package belongs to, with
