@@ -3,8 +3,6 @@
 package tests
 
 import (
-	"go.uber.org/goleak"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -23,6 +21,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
 )
 
 // Bounds that turn a hang into a failure; none of them is a speed target.
