@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime"
 	"time"
 )
@@ -115,6 +116,21 @@ type Config struct {
 	Logger *slog.Logger
 	// Listener receives connection events. Default: none.
 	Listener Listener
+	// Authorize, when set, is asked before each upgrade, after the path,
+	// origin and connection-cap checks pass. A refusal answers the
+	// handshake with its HTTP status; an acceptance may bind the new
+	// connection to a user and groups before its open event. It runs on
+	// the handshake's goroutine and should bound its own time.
+	Authorize func(r *http.Request) Authorization
+}
+
+// Authorization is the answer of Config.Authorize.
+type Authorization struct {
+	Allow   bool
+	Status  int    // HTTP status of a refusal; 0 means 403
+	Message string // body of a refusal
+	User    string // bind the connection to this user id ("" for none)
+	Groups  []string
 }
 
 // Defaults of Config; exported so the binary's flags show the same values.

@@ -335,7 +335,11 @@ func (c *conn) run() {
 	defer c.hub.release()
 	c.safely("open", func() {
 		if l := c.hub.cfg.Listener; l != nil {
-			l.OnOpen(c.info)
+			info, ok := c.hub.Info(c.fd) // with the user and groups it was given
+			if !ok {
+				info = c.info
+			}
+			l.OnOpen(info)
 		}
 	})
 	err := c.readLoop()

@@ -3,6 +3,8 @@ package bridge_test
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -183,5 +185,72 @@ func TestJoinRacingCloseLeavesNoStaleMember(t *testing.T) {
 	}
 	if u := th.UserFDs("racer"); len(u) != 0 {
 		t.Fatalf("closed connections left bound: %v", u)
+	}
+}
+
+func TestAuthorize(t *testing.T) {
+	asked := make(chan string, 10)
+	th := startHub(t, bridge.Config{Authorize: func(r *http.Request) bridge.Authorization {
+		asked <- r.URL.Query().Get("id")
+		switch r.URL.Query().Get("token") {
+		case "good":
+			return bridge.Authorization{Allow: true, User: "u1", Groups: []string{"vip", "all"}}
+		case "teapot":
+			return bridge.Authorization{Status: http.StatusTeapot, Message: "no tea"}
+		}
+		return bridge.Authorization{}
+	}})
+	c, _, err := websocket.DefaultDialer.Dial(th.url+"/?id=a&token=good", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fd := th.rec.fdOf(t, "a")
+	th.rec.mu.Lock()
+	opened := th.rec.opens["a"]
+	th.rec.mu.Unlock()
+	if opened.User != "u1" || !slices.Equal(opened.Groups, []string{"all", "vip"}) {
+		t.Fatalf("open event %+v: want the user and groups already bound", opened)
+	}
+	if got := th.UserFDs("u1"); !slices.Equal(got, []int64{fd}) {
+		t.Fatalf("UserFDs = %v", got)
+	}
+	for _, tt := range []struct {
+		query  string
+		status int
+		body   string
+	}{{"id=b&token=teapot", http.StatusTeapot, "no tea"}, {"id=c", http.StatusForbidden, "Forbidden"}} {
+		_, resp, err := websocket.DefaultDialer.Dial(th.url+"/?"+tt.query, nil)
+		if err == nil || resp.StatusCode != tt.status {
+			t.Fatalf("%s: %v, want HTTP %d", tt.query, err, tt.status)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), tt.body) {
+			t.Fatalf("%s: body %q", tt.query, body)
+		}
+	}
+	// Requests that are not upgrades, or from a refused origin, are not asked about.
+	resp, err := http.Get("http" + th.url[len("ws"):] + "/?id=plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("plain GET: HTTP %d, want 400", resp.StatusCode)
+	}
+	h := http.Header{"Origin": {"http://evil.example"}}
+	if _, _, err := websocket.DefaultDialer.Dial(th.url+"/?id=evil", h); err == nil {
+		t.Fatal("a refused origin connected")
+	}
+	close(asked)
+	var ids []string
+	for id := range asked {
+		ids = append(ids, id)
+	}
+	if !slices.Equal(ids, []string{"a", "b", "c"}) {
+		t.Fatalf("asked about %v, want a, b, c", ids)
+	}
+	if th.Count() != 1 {
+		t.Fatalf("%d connections, want 1", th.Count())
 	}
 }

@@ -154,6 +154,22 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "wsbridge: "+reason, http.StatusServiceUnavailable)
 		return
 	}
+	var auth Authorization
+	if h.cfg.Authorize != nil && websocket.IsWebSocketUpgrade(r) && h.upgrader.CheckOrigin(r) {
+		auth = h.cfg.Authorize(r)
+		if !auth.Allow {
+			h.release()
+			status, msg := auth.Status, auth.Message
+			if status < 400 || status > 599 {
+				status = http.StatusForbidden
+			}
+			if msg == "" {
+				msg = http.StatusText(status)
+			}
+			http.Error(w, msg, status)
+			return
+		}
+	}
 	ws, err := h.upgrader.Upgrade(hijacker{w}, r, nil)
 	if err != nil {
 		h.release()
@@ -192,9 +208,25 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws.EnableWriteCompression(true)
 	}
 	wk.add(c)
+	h.applyAuthorization(fd, auth)
 	go c.run()
 	if h.isClosed() { // Shutdown ran between acquire and add
 		c.close(CloseGoingAway, "server shutting down", true)
+	}
+}
+
+// applyAuthorization binds a new connection as its authorization says,
+// before its open event.
+func (h *Hub) applyAuthorization(fd int64, auth Authorization) {
+	if auth.User != "" {
+		if err := h.Bind(fd, auth.User); err != nil {
+			h.log.Warn("authorization: cannot bind the user", "fd", fd, "err", err)
+		}
+	}
+	for _, g := range auth.Groups {
+		if err := h.Join(fd, g); err != nil {
+			h.log.Warn("authorization: cannot join the group", "fd", fd, "group", g, "err", err)
+		}
 	}
 }
 
