@@ -9,6 +9,7 @@ use WsBridge\Exception\NotDeliveredException;
 use WsBridge\Exception\ProtocolException;
 use WsBridge\Exception\ServiceException;
 use WsBridge\Goridge\RPC;
+use WsBridge\Goridge\RPCInterface;
 
 /**
  * Pushes to WebSocket connections held by wsbridge, with the method names
@@ -25,8 +26,10 @@ use WsBridge\Goridge\RPC;
  * (a negative fd, an unknown opcode, an oversized message) always throws
  * ServiceException with the bridge's error code.
  *
- * One Sender holds one persistent connection: share it within a process.
- * A Hyperf Sender subclass can delegate to it.
+ * One Sender holds one persistent connection: share it within a process,
+ * but not between coroutines that run at once (Swoole, Swow): there, give it
+ * a WsBridge\Hyperf\CoroutineRPC, which lends each coroutine a connection.
+ * WsBridge\Hyperf\HyperfSender puts it in place of Hyperf's Sender.
  */
 class Sender
 {
@@ -37,7 +40,7 @@ class Sender
     public const OPCODE_PONG = 10;
 
     public function __construct(
-        private readonly RPC $rpc,
+        private readonly RPCInterface $rpc,
         private bool $strict = false,
     ) {
     }

@@ -17,7 +17,7 @@ use WsBridge\Exception\ServiceException;
  * not idempotent, so a connection lost while waiting for the reply is an
  * exception, not a retry. Every reply's sequence number is checked.
  */
-final class RPC
+final class RPC implements RPCInterface
 {
     private int $seq = 0;
 

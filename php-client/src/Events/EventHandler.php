@@ -1,0 +1,365 @@
+<?php
+
+declare(strict_types=1);
+
+namespace WsBridge\Events;
+
+use Swoole\Http\Request;
+use WsBridge\Exception\InvalidRequestException;
+use WsBridge\Exception\RequestRejectedException;
+use WsBridge\Sender;
+
+/**
+ * Receives what the bridge posts to WSBRIDGE_EVENTS_URL and
+ * WSBRIDGE_EVENTS_AUTH_URL (docs/PROTOCOL.md, "Events" and "Handshake
+ * authorization") and hands it to a Hyperf-style WebSocket controller:
+ *
+ *   onOpen($server, Swoole\Http\Request $request)
+ *   onMessage($server, Swoole\WebSocket\Frame $frame)
+ *   onClose($server, int $fd, int $reactorId)
+ *
+ * $server is an Events\Server (push, disconnect, exist, ...) over the
+ * Sender; $server->event() is the event being dispatched (close code and
+ * reason, seq, user). A controller may leave any of the three out.
+ *
+ * handle() takes the raw body and headers and answers:
+ *
+ * | answer | when |
+ * |--------|------|
+ * | 204 | a batch was dispatched (controller exceptions included: reported, not retried) |
+ * | 200 + JSON | an auth request was answered (allow, or deny with its status) |
+ * | 400 | malformed or hostile: not JSON, too deep, over the size limit, wrong shapes, missing fields, unknown event types or kinds, invalid fds; nothing is dispatched |
+ * | 401 | signature missing (with a secret set), malformed or wrong; timestamp missing or more than 300 s away |
+ * | 500 | the authorizer threw or answered nonsense (the bridge refuses that handshake with 503) |
+ *
+ * Events of a batch are dispatched in order. An exception thrown by the
+ * controller is reported (withErrorHandler / withLogger; error_log by
+ * default) and the next event goes on, as Hyperf logs a controller's
+ * exception and keeps the connection. Delivery is at least once: if this
+ * process dies in the middle of a batch, the bridge sends it again, and the
+ * events before the failure come twice; withSeqStore() skips them.
+ *
+ * Immutable: the with*() methods return a copy.
+ */
+final class EventHandler
+{
+    public const DEFAULT_MAX_BODY_SIZE = 8 << 20;
+
+    private readonly Server $server;
+    /** @var list<string> */
+    private array $secrets = [];
+    private int $maxBodySize = self::DEFAULT_MAX_BODY_SIZE;
+    private int $tolerance = Signature::DEFAULT_TOLERANCE;
+    /** @var (\Closure(Request): mixed)|null */
+    private ?\Closure $authorizer = null;
+    /** @var (\Closure(\Throwable, ?Event): void)|null */
+    private ?\Closure $onError = null;
+    private ?SeqStore $seqStore = null;
+    /** @var \Closure(): int */
+    private \Closure $clock;
+
+    /**
+     * @param object        $controller a WebSocket controller with onOpen, onMessage and/or onClose
+     * @param Sender|Server $server     what the controller's $server sends through
+     */
+    public function __construct(private readonly object $controller, Sender|Server $server)
+    {
+        if (!\is_callable([$controller, 'onOpen']) && !\is_callable([$controller, 'onMessage']) && !\is_callable([$controller, 'onClose'])) {
+            throw new \InvalidArgumentException(\get_class($controller) . ' has none of onOpen, onMessage, onClose');
+        }
+        $this->server = $server instanceof Server ? $server : new Server($server);
+        $this->clock = static fn (): int => \time();
+    }
+
+    /**
+     * @param array{secret?: string|list<string>|false|null, max_body_size?: int, tolerance?: int, authorizer?: callable|null, on_error?: callable|null, seq_store?: SeqStore|null} $options
+     */
+    public static function create(object $controller, Sender|Server $server, array $options = []): self
+    {
+        $handler = new self($controller, $server);
+        if (isset($options['secret']) && $options['secret'] !== false) { // false: getenv() of an unset variable
+            $handler = $handler->withSecret($options['secret']);
+        }
+        if (isset($options['max_body_size'])) {
+            $handler = $handler->withMaxBodySize((int) $options['max_body_size']);
+        }
+        if (isset($options['tolerance'])) {
+            $handler = $handler->withTolerance((int) $options['tolerance']);
+        }
+        if (isset($options['authorizer'])) {
+            $handler = $handler->withAuthorizer($options['authorizer']);
+        }
+        if (isset($options['on_error'])) {
+            $handler = $handler->withErrorHandler($options['on_error']);
+        }
+        if (isset($options['seq_store'])) {
+            $handler = $handler->withSeqStore($options['seq_store']);
+        }
+        return $handler;
+    }
+
+    /**
+     * WSBRIDGE_EVENTS_SECRET. With a secret, unsigned requests are refused;
+     * several secrets are accepted while one is being rotated. null or ''
+     * accepts unsigned requests: only for an endpoint no one else can reach.
+     *
+     * @param string|list<string>|null $secret
+     */
+    public function withSecret(string|array|null $secret): self
+    {
+        $secrets = \array_values(\array_filter((array) $secret, static fn ($s): bool => $s !== ''));
+        foreach ($secrets as $s) {
+            if (!\is_string($s)) {
+                throw new \InvalidArgumentException('secrets must be strings');
+            }
+        }
+        $clone = clone $this;
+        $clone->secrets = $secrets;
+        return $clone;
+    }
+
+    public function isSigned(): bool
+    {
+        return $this->secrets !== [];
+    }
+
+    /**
+     * The largest body accepted (8 MiB by default); larger gets 400. It must
+     * hold the bridge's largest batch (WSBRIDGE_EVENTS_BATCH_BYTES) and its
+     * largest message, base64-encoded (4/3 of WSBRIDGE_MAX_MESSAGE_SIZE).
+     */
+    public function withMaxBodySize(int $bytes): self
+    {
+        if ($bytes < 1) {
+            throw new \InvalidArgumentException('the body size limit must be positive');
+        }
+        $clone = clone $this;
+        $clone->maxBodySize = $bytes;
+        return $clone;
+    }
+
+    public function maxBodySize(): int
+    {
+        return $this->maxBodySize;
+    }
+
+    /**
+     * How far (seconds) a request's timestamp may be from this clock: 300.
+     */
+    public function withTolerance(int $seconds): self
+    {
+        if ($seconds < 0) {
+            throw new \InvalidArgumentException('the tolerance must not be negative');
+        }
+        $clone = clone $this;
+        $clone->tolerance = $seconds;
+        return $clone;
+    }
+
+    /**
+     * Answers auth requests: called with the handshake as a
+     * Swoole\Http\Request (fd 0: no connection yet), it returns an
+     * AuthResult or a shorthand (see AuthResult::from). Without an
+     * authorizer every handshake is refused with 403.
+     *
+     * @param callable(Request): mixed $authorizer
+     */
+    public function withAuthorizer(?callable $authorizer): self
+    {
+        $clone = clone $this;
+        $clone->authorizer = $authorizer === null ? null : \Closure::fromCallable($authorizer);
+        return $clone;
+    }
+
+    /**
+     * Called with every exception: a controller's or authorizer's (with its
+     * event, or null for an auth request) and the reason a request was
+     * refused (a RequestRejectedException, with null).
+     *
+     * @param callable(\Throwable, ?Event): void $onError
+     */
+    public function withErrorHandler(?callable $onError): self
+    {
+        $clone = clone $this;
+        $clone->onError = $onError === null ? null : \Closure::fromCallable($onError);
+        return $clone;
+    }
+
+    /**
+     * Reports to a PSR-3 logger (any object with error() and warning(), such
+     * as Hyperf's StdoutLoggerInterface): refused requests as warnings,
+     * controller and authorizer exceptions as errors.
+     */
+    public function withLogger(object $logger): self
+    {
+        if (!\is_callable([$logger, 'error']) || !\is_callable([$logger, 'warning'])) {
+            throw new \InvalidArgumentException('the logger needs error() and warning() methods (PSR-3)');
+        }
+        return $this->withErrorHandler(static function (\Throwable $e, ?Event $event) use ($logger): void {
+            if ($e instanceof RequestRejectedException) {
+                $logger->warning("wsbridge: refused a request from the bridge ({$e->getStatus()}): {$e->getMessage()}");
+                return;
+            }
+            $logger->error('wsbridge: ' . self::describe($e, $event), ['exception' => $e]);
+        });
+    }
+
+    /**
+     * Skips events dispatched before (redeliveries).
+     */
+    public function withSeqStore(?SeqStore $store): self
+    {
+        $clone = clone $this;
+        $clone->seqStore = $store;
+        return $clone;
+    }
+
+    /**
+     * The clock that timestamps are checked against (unix seconds).
+     *
+     * @param callable(): int $clock
+     */
+    public function withClock(callable $clock): self
+    {
+        $clone = clone $this;
+        $clone->clock = \Closure::fromCallable($clock);
+        return $clone;
+    }
+
+    public function server(): Server
+    {
+        return $this->server;
+    }
+
+    /**
+     * Handles one request of the bridge.
+     *
+     * @param string                               $body    the raw body, as received
+     * @param array<string, string|list<string>>   $headers any case; a list's values are joined with ", "
+     */
+    public function handle(string $body, array $headers): Response
+    {
+        try {
+            if (\strlen($body) > $this->maxBodySize) {
+                throw new InvalidRequestException('the body of ' . \strlen($body) . " bytes is over the limit of {$this->maxBodySize} bytes");
+            }
+            $h = self::normalizeHeaders($headers);
+            if ($this->secrets !== []) {
+                Signature::verify($this->secrets, $body, $h['x-wsbridge-timestamp'] ?? null, $h['x-wsbridge-signature'] ?? null, ($this->clock)(), $this->tolerance);
+            }
+            $kind = $h['x-wsbridge-kind'] ?? '';
+            return match ($kind) {
+                'events' => $this->events(Parser::batch($body)),
+                'auth' => $this->auth(Parser::handshake($body)),
+                '' => throw new InvalidRequestException('no X-Wsbridge-Kind header'),
+                default => throw new InvalidRequestException('unknown X-Wsbridge-Kind; want events or auth'),
+            };
+        } catch (RequestRejectedException $e) {
+            $this->report($e, null);
+            return Response::error($e->getStatus(), $e->getMessage());
+        }
+    }
+
+    /**
+     * @param list<Event> $events
+     */
+    private function events(array $events): Response
+    {
+        foreach ($events as $event) {
+            if ($this->seqStore !== null && $this->seqStore->isDuplicate($event)) {
+                continue;
+            }
+            try {
+                $this->dispatch($event);
+            } catch (\Throwable $e) {
+                $this->report($e, $event);
+            }
+            $this->seqStore?->remember($event);
+        }
+        return Response::noContent();
+    }
+
+    private function dispatch(Event $event): void
+    {
+        $c = $this->controller;
+        $server = $this->server->withEvent($event);
+        switch ($event->type) {
+            case Event::OPEN:
+                if (\is_callable([$c, 'onOpen'])) {
+                    $c->onOpen($server, SwooleObjects::request($event->fd, $event->path, $event->query, $event->headers, $event->remoteAddr, $event->time));
+                }
+                return;
+            case Event::MESSAGE:
+                if (\is_callable([$c, 'onMessage'])) {
+                    $c->onMessage($server, SwooleObjects::frame($event->fd, $event->data, $event->opcode));
+                }
+                return;
+            case Event::CLOSE:
+                if (\is_callable([$c, 'onClose'])) {
+                    // Swoole's reactor id is negative when the server closed the connection.
+                    $c->onClose($server, $event->fd, $event->by === 'server' ? -1 : 0);
+                }
+                return;
+        }
+    }
+
+    /**
+     * @param array{node: int, path: string, query: string, headers: array<string, list<string>>, remote_addr: string} $handshake
+     */
+    private function auth(array $handshake): Response
+    {
+        if ($this->authorizer === null) {
+            $this->report(new \LogicException('an auth request arrived and no authorizer is configured: the handshake is refused'), null);
+            return Response::json(200, AuthResult::deny(403, 'no authorizer is configured')->toArray());
+        }
+        $request = SwooleObjects::request(0, $handshake['path'], $handshake['query'], $handshake['headers'], $handshake['remote_addr'], ($this->clock)() * 1000);
+        try {
+            $result = AuthResult::from(($this->authorizer)($request));
+        } catch (\Throwable $e) {
+            $this->report($e, null);
+            return Response::error(500, 'the authorizer failed');
+        }
+        return Response::json(200, $result->toArray());
+    }
+
+    private function report(\Throwable $e, ?Event $event): void
+    {
+        try {
+            if ($this->onError !== null) {
+                ($this->onError)($e, $event);
+                return;
+            }
+        } catch (\Throwable $inner) {
+            \error_log('wsbridge: the error handler threw ' . \get_class($inner) . ': ' . $inner->getMessage());
+        }
+        if ($e instanceof RequestRejectedException) {
+            \error_log("wsbridge: refused a request from the bridge ({$e->getStatus()}): {$e->getMessage()}");
+            return;
+        }
+        \error_log('wsbridge: ' . self::describe($e, $event) . "\n" . $e->getTraceAsString());
+    }
+
+    private static function describe(\Throwable $e, ?Event $event): string
+    {
+        $what = $event === null ? 'handshake authorization' : 'the ' . $event->describe();
+        return "{$what} failed: " . \get_class($e) . ": {$e->getMessage()}";
+    }
+
+    /**
+     * @param array<mixed> $headers
+     * @return array<string, string>
+     */
+    private static function normalizeHeaders(array $headers): array
+    {
+        $out = [];
+        foreach ($headers as $name => $value) {
+            if (\is_array($value)) {
+                $value = \implode(', ', \array_map('strval', $value));
+            }
+            $name = \strtolower((string) $name);
+            $value = \trim((string) $value);
+            $out[$name] = isset($out[$name]) ? $out[$name] . ', ' . $value : $value;
+        }
+        return $out;
+    }
+}
