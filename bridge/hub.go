@@ -195,6 +195,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info: ConnInfo{
 			FD:          fd,
 			Path:        r.URL.Path,
+			RawQuery:    r.URL.RawQuery,
 			Query:       r.URL.Query(),
 			Header:      r.Header,
 			RemoteAddr:  r.RemoteAddr,

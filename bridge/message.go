@@ -47,6 +47,7 @@ const maxControlPayload = 125
 type ConnInfo struct {
 	FD          int64
 	Path        string
+	RawQuery    string // the query string as the client sent it
 	Query       url.Values
 	Header      http.Header
 	RemoteAddr  string

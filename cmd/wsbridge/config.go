@@ -8,11 +8,13 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -25,6 +27,7 @@ type config struct {
 	LogFormat       string
 	Bridge          bridge.Config
 	RPC             rpc.Config
+	Events          events.Config
 }
 
 // envName is the environment variable of a flag: ws-addr → WSBRIDGE_WS_ADDR.
@@ -44,7 +47,7 @@ func (e usageError) Unwrap() error { return e.err }
 // out and returns flag.ErrHelp.
 func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Writer) (config, error) {
 	var c config
-	b := &c.Bridge
+	b, ev := &c.Bridge, &c.Events
 	fs := flag.NewFlagSet("wsbridge", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 
@@ -74,6 +77,19 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(sizeVar(&c.RPC.MaxFrameSize, rpc.DefaultMaxFrameSize, 1024), "rpc-max-frame-size", "largest RPC request frame; larger closes that RPC connection")
 	fs.Var(intRange(&c.RPC.MaxConnections, rpc.DefaultMaxConnections, 1, 1<<20), "rpc-max-connections", "concurrent RPC connections cap")
 	fs.Var(sizeVar(&b.ReadBufferSize, bridge.DefaultReadBuffer, 256), "read-buffer-size", "per-connection read buffer, 256..1MiB (held by every idle connection)")
+	fs.StringVar(&ev.URL, "events-url", "", "URL that receives client events (open, message, close) by POST; empty: events off")
+	fs.StringVar(&ev.Secret, "events-secret", "", "key of the HMAC-SHA256 signature of every events and auth request (prefer the variable: flags show in ps)")
+	fs.StringVar(&ev.AuthURL, "events-auth-url", "", "URL asked by POST to authorize each WebSocket handshake; empty: no authorization")
+	fs.Var(durVar(&ev.AuthTimeout, events.DefaultAuthTimeout), "events-auth-timeout", "deadline of an authorization request; past it the handshake gets HTTP 503")
+	fs.Var(intRange(&ev.Concurrency, events.DefaultConcurrency, 1, 1024), "events-concurrency", "event requests in flight at once (connections to the events URL)")
+	fs.Var(intRange(&ev.BatchSize, events.DefaultBatchSize, 1, 100000), "events-batch", "most events in one request")
+	fs.Var(sizeVar(&ev.BatchBytes, events.DefaultBatchBytes, 1024), "events-batch-bytes", "most bytes of events in one request (a larger single event travels alone)")
+	fs.Var(durVar(&ev.Timeout, events.DefaultTimeout), "events-timeout", "deadline of an event request; past it the request is retried")
+	fs.Var(durVar(&ev.RetryMax, events.DefaultRetryMax), "events-retry-max", "longest pause between retries of an event request (backoff from 100ms, doubling)")
+	fs.Var(intRange(&ev.QueuePerFD, events.DefaultQueuePerFD, 1, 1<<24), "events-queue-per-fd", "pending events per connection; past it events-overflow applies")
+	fs.Var(intRange(&ev.QueueTotal, events.DefaultQueueTotal, 1, 1<<30), "events-queue-total", "pending events of all connections; past it events-overflow applies")
+	fs.Var(sizeVar(&ev.QueueBytes, events.DefaultQueueBytes, 1), "events-queue-bytes", "encoded size of the pending events of all connections; past it events-overflow applies")
+	fs.Var(choice((*string)(&ev.Overflow), string(events.OverflowClose), string(events.OverflowClose), string(events.OverflowDrop)), "events-overflow", "a message event that does not fit: close (drop it, close the client with 1013) or drop (drop it)")
 	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
 
@@ -132,10 +148,43 @@ func (c config) check() error {
 	if r := c.Bridge.ReadBufferSize; r > bridge.MaxBufferSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -read-buffer-size (%s): at most %d", r, envName("read-buffer-size"), bridge.MaxBufferSize))
 	}
+	for _, u := range []struct{ name, value string }{{"events-url", c.Events.URL}, {"events-auth-url", c.Events.AuthURL}} {
+		if u.value == "" {
+			continue
+		}
+		if err := events.CheckURL(u.value); err != nil {
+			errs = append(errs, fmt.Errorf("invalid value %q for -%s (%s): %w (want http:// or https:// with a host)", redactURL(u.value), u.name, envName(u.name), err))
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return usageError{err}
 	}
 	return nil
+}
+
+// eventsOn reports whether the events package is needed: to deliver events,
+// to authorize handshakes, or both.
+func (c config) eventsOn() bool { return c.Events.URL != "" || c.Events.AuthURL != "" }
+
+// redactURL hides the password of a URL that has one, for errors.
+func redactURL(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
+}
+
+// logURL is a URL for the log: without its password, and with its query
+// (which may hold a token) cut to "?…".
+func logURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || s == "" {
+		return s
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "…", false
+	}
+	return u.Redacted()
 }
 
 // rpcOn reports whether the RPC service is configured ("off" or an empty

@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"regexp"
 	"strings"
@@ -22,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/events"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -84,6 +87,22 @@ func withKnownDefaults(c config) config {
 	c.RPC.MaxFrameSize = 32 << 20
 	c.RPC.MaxConnections = 1024
 	c.RPC.Logger = nil
+	e := &c.Events
+	e.URL = ""
+	e.Secret = ""
+	e.AuthURL = ""
+	e.AuthTimeout = 3 * time.Second
+	e.Concurrency = 8
+	e.BatchSize = 100
+	e.BatchBytes = 1 << 20
+	e.Timeout = 5 * time.Second
+	e.RetryMax = 5 * time.Second
+	e.QueuePerFD = 1000
+	e.QueueTotal = 100000
+	e.QueueBytes = 64 << 20
+	e.Overflow = events.OverflowClose
+	e.NodeID = 0
+	e.Logger = nil
 	return c
 }
 
@@ -138,6 +157,19 @@ var allFlags = []string{
 	"-rpc-max-frame-size", "1MiB",
 	"-rpc-max-connections", "8",
 	"-read-buffer-size", "8192",
+	"-events-url", "http://127.0.0.1:9501/wsbridge/events",
+	"-events-secret", "s3cret",
+	"-events-auth-url", "https://app.internal/wsbridge/auth",
+	"-events-auth-timeout", "1500ms",
+	"-events-concurrency", "16",
+	"-events-batch", "50",
+	"-events-batch-bytes", "256KiB",
+	"-events-timeout", "2s",
+	"-events-retry-max", "30s",
+	"-events-queue-per-fd", "10",
+	"-events-queue-total", "500",
+	"-events-queue-bytes", "8MiB",
+	"-events-overflow", "drop",
 	"-log-level", "debug",
 	"-log-format", "json",
 }
@@ -170,6 +202,19 @@ var allEnv = map[string]string{
 	"WSBRIDGE_RPC_MAX_FRAME_SIZE":        "1MiB",
 	"WSBRIDGE_RPC_MAX_CONNECTIONS":       "8",
 	"WSBRIDGE_READ_BUFFER_SIZE":          "8192",
+	"WSBRIDGE_EVENTS_URL":                "http://127.0.0.1:9501/wsbridge/events",
+	"WSBRIDGE_EVENTS_SECRET":             "s3cret",
+	"WSBRIDGE_EVENTS_AUTH_URL":           "https://app.internal/wsbridge/auth",
+	"WSBRIDGE_EVENTS_AUTH_TIMEOUT":       "1500ms",
+	"WSBRIDGE_EVENTS_CONCURRENCY":        "16",
+	"WSBRIDGE_EVENTS_BATCH":              "50",
+	"WSBRIDGE_EVENTS_BATCH_BYTES":        "256KiB",
+	"WSBRIDGE_EVENTS_TIMEOUT":            "2s",
+	"WSBRIDGE_EVENTS_RETRY_MAX":          "30s",
+	"WSBRIDGE_EVENTS_QUEUE_PER_FD":       "10",
+	"WSBRIDGE_EVENTS_QUEUE_TOTAL":        "500",
+	"WSBRIDGE_EVENTS_QUEUE_BYTES":        "8MiB",
+	"WSBRIDGE_EVENTS_OVERFLOW":           "drop",
 	"WSBRIDGE_LOG_LEVEL":                 "debug",
 	"WSBRIDGE_LOG_FORMAT":                "json",
 }
@@ -206,6 +251,20 @@ func allSet(tb testing.TB) config {
 	c.RPC.SocketMode = 0o600
 	c.RPC.MaxFrameSize = 1 << 20
 	c.RPC.MaxConnections = 8
+	e := &c.Events
+	e.URL = "http://127.0.0.1:9501/wsbridge/events"
+	e.Secret = "s3cret"
+	e.AuthURL = "https://app.internal/wsbridge/auth"
+	e.AuthTimeout = 1500 * time.Millisecond
+	e.Concurrency = 16
+	e.BatchSize = 50
+	e.BatchBytes = 256 << 10
+	e.Timeout = 2 * time.Second
+	e.RetryMax = 30 * time.Second
+	e.QueuePerFD = 10
+	e.QueueTotal = 500
+	e.QueueBytes = 8 << 20
+	e.Overflow = events.OverflowDrop
 	return c
 }
 
@@ -310,6 +369,26 @@ var parseConfigTests = []struct {
 		want: func(c *config) { c.RPC.Addr, c.RPC.MaxFrameSize = "tcp://0.0.0.0:7000", 2<<30 },
 	},
 	{
+		name: "events on, the rest at its defaults",
+		env:  map[string]string{"WSBRIDGE_EVENTS_URL": "http://php:9501/events", "WSBRIDGE_EVENTS_SECRET": "k"},
+		want: func(c *config) { c.Events.URL, c.Events.Secret = "http://php:9501/events", "k" },
+	},
+	{
+		name: "authorization without events",
+		args: []string{"-events-auth-url", "https://[::1]:8443/auth?x=1"},
+		want: func(c *config) { c.Events.AuthURL = "https://[::1]:8443/auth?x=1" },
+	},
+	{
+		name: "events URL with user info",
+		args: []string{"-events-url", "http://u:p@php/events"},
+		want: func(c *config) { c.Events.URL = "http://u:p@php/events" },
+	},
+	{
+		name: "events overflow ignores case",
+		env:  map[string]string{"WSBRIDGE_EVENTS_OVERFLOW": "CLOSE"},
+		want: func(*config) {},
+	},
+	{
 		name: "empty lists",
 		args: []string{"-allowed-origins", " , ", "-subprotocols", ""},
 		want: func(*config) {},
@@ -394,6 +473,23 @@ var badConfigTests = []struct {
 	{name: "rpc-max-frame-size past 2GiB", args: []string{"-rpc-max-frame-size", "3GiB"}, want: []string{"-rpc-max-frame-size", "WSBRIDGE_RPC_MAX_FRAME_SIZE"}},
 	{name: "rpc-max-connections zero", args: []string{"-rpc-max-connections", "0"}, want: []string{"-rpc-max-connections"}},
 	{name: "max-groups-per-connection zero", args: []string{"-max-groups-per-connection", "0"}, want: []string{"-max-groups-per-connection"}},
+	{name: "events-url without scheme", args: []string{"-events-url", "php:9501/events"}, want: []string{"-events-url", "WSBRIDGE_EVENTS_URL"}},
+	{name: "events-url not http", args: []string{"-events-url", "ftp://php/events"}, want: []string{"-events-url", "http"}},
+	{name: "events-url without host", args: []string{"-events-url", "http:///events"}, want: []string{"-events-url", "no host"}},
+	{name: "events-url not a URL", args: []string{"-events-url", "http://php:port/"}, want: []string{"-events-url"}},
+	{name: "events-url password hidden", args: []string{"-events-url", "ftp://user:hunter2@php/"}, want: []string{"-events-url", "xxxxx"}},
+	{name: "events-auth-url bad", args: []string{"-events-auth-url", "tcp://127.0.0.1:1"}, want: []string{"-events-auth-url", "WSBRIDGE_EVENTS_AUTH_URL"}},
+	{name: "events-auth-timeout zero", args: []string{"-events-auth-timeout", "0s"}, want: []string{"-events-auth-timeout"}},
+	{name: "events-concurrency zero", args: []string{"-events-concurrency", "0"}, want: []string{"-events-concurrency"}},
+	{name: "events-concurrency too many", args: []string{"-events-concurrency", "5000"}, want: []string{"-events-concurrency", "1..1024"}},
+	{name: "events-batch zero", args: []string{"-events-batch", "0"}, want: []string{"-events-batch"}},
+	{name: "events-batch-bytes below 1KiB", args: []string{"-events-batch-bytes", "100"}, want: []string{"-events-batch-bytes"}},
+	{name: "events-timeout bad", args: []string{"-events-timeout", "5"}, want: []string{"-events-timeout", "not a duration"}},
+	{name: "events-retry-max negative", args: []string{"-events-retry-max", "-1s"}, want: []string{"-events-retry-max"}},
+	{name: "events-queue-per-fd zero", args: []string{"-events-queue-per-fd", "0"}, want: []string{"-events-queue-per-fd"}},
+	{name: "events-queue-total zero", args: []string{"-events-queue-total", "0"}, want: []string{"-events-queue-total"}},
+	{name: "events-queue-bytes zero", args: []string{"-events-queue-bytes", "0"}, want: []string{"-events-queue-bytes"}},
+	{name: "events-overflow bad", args: []string{"-events-overflow", "block"}, want: []string{"-events-overflow", "close, drop"}},
 	{name: "positional argument", args: []string{"serve"}, want: []string{"unexpected argument", `"serve"`}},
 	{name: "positional after flags", args: []string{"-node-id", "1", "extra"}, want: []string{"unexpected argument", `"extra"`}},
 
@@ -413,6 +509,17 @@ var badConfigTests = []struct {
 	{name: "env queue-bytes below max-push-size", env: map[string]string{"WSBRIDGE_QUEUE_BYTES": "1MiB"}, want: []string{"WSBRIDGE_QUEUE_BYTES"}},
 	{name: "env rpc-addr without scheme", env: map[string]string{"WSBRIDGE_RPC_ADDR": "127.0.0.1:6001"}, want: []string{"WSBRIDGE_RPC_ADDR"}},
 	{name: "env rpc-socket-mode", env: map[string]string{"WSBRIDGE_RPC_SOCKET_MODE": "rw"}, want: []string{"WSBRIDGE_RPC_SOCKET_MODE"}},
+	{name: "env events-url bad", env: map[string]string{"WSBRIDGE_EVENTS_URL": "localhost:9501"}, want: []string{"WSBRIDGE_EVENTS_URL"}},
+	{name: "env events-auth-url bad", env: map[string]string{"WSBRIDGE_EVENTS_AUTH_URL": "/auth"}, want: []string{"WSBRIDGE_EVENTS_AUTH_URL"}},
+	{name: "env events-auth-timeout", env: map[string]string{"WSBRIDGE_EVENTS_AUTH_TIMEOUT": "soon"}, want: []string{"WSBRIDGE_EVENTS_AUTH_TIMEOUT"}},
+	{name: "env events-concurrency", env: map[string]string{"WSBRIDGE_EVENTS_CONCURRENCY": "-1"}, want: []string{"WSBRIDGE_EVENTS_CONCURRENCY"}},
+	{name: "env events-batch", env: map[string]string{"WSBRIDGE_EVENTS_BATCH": "many"}, want: []string{"WSBRIDGE_EVENTS_BATCH"}},
+	{name: "env events-batch-bytes", env: map[string]string{"WSBRIDGE_EVENTS_BATCH_BYTES": "1TiB"}, want: []string{"WSBRIDGE_EVENTS_BATCH_BYTES"}},
+	{name: "env events-timeout", env: map[string]string{"WSBRIDGE_EVENTS_TIMEOUT": "0s"}, want: []string{"WSBRIDGE_EVENTS_TIMEOUT"}},
+	{name: "env events-retry-max", env: map[string]string{"WSBRIDGE_EVENTS_RETRY_MAX": "1"}, want: []string{"WSBRIDGE_EVENTS_RETRY_MAX"}},
+	{name: "env events-queue-per-fd", env: map[string]string{"WSBRIDGE_EVENTS_QUEUE_PER_FD": "0"}, want: []string{"WSBRIDGE_EVENTS_QUEUE_PER_FD"}},
+	{name: "env events-queue-total", env: map[string]string{"WSBRIDGE_EVENTS_QUEUE_TOTAL": "1.5"}, want: []string{"WSBRIDGE_EVENTS_QUEUE_TOTAL"}},
+	{name: "env events-overflow", env: map[string]string{"WSBRIDGE_EVENTS_OVERFLOW": "block"}, want: []string{"WSBRIDGE_EVENTS_OVERFLOW"}},
 	{name: "env fragment-size 124", env: map[string]string{"WSBRIDGE_FRAGMENT_SIZE": "124"}, want: []string{"WSBRIDGE_FRAGMENT_SIZE"}},
 	{
 		name: "every bad variable is reported",
@@ -484,6 +591,19 @@ var helpDefaults = map[string]string{
 	"rpc-socket-mode":           "0660",
 	"rpc-max-frame-size":        "32MiB",
 	"rpc-max-connections":       "1024",
+	"events-url":                `""`,
+	"events-secret":             `""`,
+	"events-auth-url":           `""`,
+	"events-auth-timeout":       "3s",
+	"events-concurrency":        "8",
+	"events-batch":              "100",
+	"events-batch-bytes":        "1MiB",
+	"events-timeout":            "5s",
+	"events-retry-max":          "5s",
+	"events-queue-per-fd":       "1000",
+	"events-queue-total":        "100000",
+	"events-queue-bytes":        "64MiB",
+	"events-overflow":           "close",
 	"log-level":                 "info",
 	"log-format":                "text",
 }
@@ -1037,6 +1157,116 @@ func TestRunFDLimitWarning(t *testing.T) {
 			}
 			if code := r.stop(t); code != 0 {
 				t.Errorf("run returned %d, want 0", code)
+			}
+		})
+	}
+}
+
+// TestEventsURLPasswordHidden: an error about an events URL does not echo
+// its password.
+func TestEventsURLPasswordHidden(t *testing.T) {
+	_, err := parseConfig([]string{"-events-url", "ftp://user:hunter2@php/", "-events-auth-url", "gopher://u:pw2@php/"}, noEnv, io.Discard)
+	if err == nil || strings.Contains(err.Error(), "hunter2") || strings.Contains(err.Error(), "pw2") {
+		t.Errorf("parseConfig error %v, want one that hides the passwords", err)
+	}
+}
+
+func TestLogURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                                "",
+		"http://php:9501/events":          "http://php:9501/events",
+		"https://u:pw@php/events?key=abc": "https://u:xxxxx@php/events?…",
+		"http://php/events?":              "http://php/events?…",
+	} {
+		if got := logURL(in); got != want {
+			t.Errorf("logURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// eventSink records the event batches the binary posts.
+type eventSink struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	events []map[string]any
+	heads  []http.Header
+}
+
+func newEventSink(t *testing.T) *eventSink {
+	s := &eventSink{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b struct{ Events []map[string]any }
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.events = append(s.events, b.Events...)
+		s.heads = append(s.heads, r.Header.Clone())
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *eventSink) types() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, e := range s.events {
+		out = append(out, fmt.Sprint(e["type"]))
+	}
+	return out
+}
+
+// TestRunEvents: with -events-url, run delivers a client's events, and on
+// shutdown the close events of the clients it closes before it returns;
+// it warns when no secret signs them, and never logs the secret.
+func TestRunEvents(t *testing.T) {
+	for _, secret := range []string{"", "hush-hush"} {
+		t.Run(fmt.Sprintf("secret %q", secret), func(t *testing.T) {
+			s := newEventSink(t)
+			args := []string{"-events-url", s.srv.URL + "/events"}
+			if secret != "" {
+				args = append(args, "-events-secret", secret)
+			}
+			r := startRun(t, args...)
+			rec, ok := r.log.find(t, "events configured")
+			if !ok || rec["signed"] != (secret != "") || rec["url"] != s.srv.URL+"/events" {
+				t.Errorf("events configured record %v", rec)
+			}
+			const warning = "events and authorization requests are not signed: set WSBRIDGE_EVENTS_SECRET so the application can verify they come from the bridge"
+			if _, warned := r.log.find(t, warning); warned != (secret == "") {
+				t.Errorf("unsigned warning logged = %v with secret %q", warned, secret)
+			}
+			ws := dial(t, "ws://"+r.addr+"/")
+			if err := ws.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
+				t.Fatal(err)
+			}
+			go func() { _, _, _ = ws.ReadMessage() }() // answers the close frame
+			deadline := time.Now().Add(20 * time.Second)
+			for len(s.types()) < 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if code := r.stop(t); code != 0 {
+				t.Errorf("run returned %d, want 0; log:\n%s", code, r.log.String())
+			}
+			// Delivered before run returned: the hub's shutdown, then the drain.
+			if got := s.types(); !reflect.DeepEqual(got, []string{"open", "message", "close"}) {
+				t.Errorf("events %v, want open, message, close; log:\n%s", got, r.log.String())
+			}
+			if rec, ok := r.log.find(t, "events stopped"); !ok || rec["delivered"] != float64(3) || rec["drained"] != true {
+				t.Errorf("events stopped record %v, want 3 delivered, drained", rec)
+			}
+			s.mu.Lock()
+			for _, h := range s.heads {
+				if (h.Get("X-Wsbridge-Signature") != "") != (secret != "") {
+					t.Errorf("request headers %v with secret %q", h, secret)
+				}
+			}
+			s.mu.Unlock()
+			if secret != "" && strings.Contains(r.log.String(), secret) {
+				t.Errorf("the secret is in the log:\n%s", r.log.String())
 			}
 		})
 	}

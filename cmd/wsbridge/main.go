@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -43,10 +44,19 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	cfg.Bridge.Logger = log
 	cfg.RPC.Logger = log
 
-	hub, err := bridge.New(cfg.Bridge)
+	disp, err := startEvents(&cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
 		return 2
+	}
+	hub, err := bridge.New(cfg.Bridge)
+	if err != nil {
+		stopEvents(context.Background(), log, disp)
+		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
+		return 2
+	}
+	if disp != nil {
+		disp.SetCloser(hub)
 	}
 	bc := hub.Config()
 	warnFDLimit(log, bc.MaxConnections)
@@ -55,6 +65,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err != nil {
 		log.Error("cannot listen for WebSocket connections", "addr", cfg.WSAddr, "err", err)
 		_ = hub.Shutdown(context.Background())
+		stopEvents(context.Background(), log, disp)
 		return 1
 	}
 	var rpcSrv *rpc.Server
@@ -66,6 +77,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 			log.Error("cannot start the RPC service", "err", err)
 			ln.Close()
 			_ = hub.Shutdown(context.Background())
+			stopEvents(context.Background(), log, disp)
 			return 1
 		}
 	} else {
@@ -97,7 +109,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	start := time.Now()
 	// Stop accepting WebSocket connections; finish the RPC calls in flight
 	// (their pushes are queued by then); then close every client after its
-	// queued messages.
+	// queued messages; then deliver the events still pending (the close
+	// events of those clients included), all within the one deadline.
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
 	}
@@ -109,11 +122,56 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if err := hub.Shutdown(sctx); err != nil {
 		log.Warn("shutdown deadline reached, remaining connections closed", "err", err)
 	}
+	stopEvents(sctx, log, disp)
 	for ; running > 0; running-- {
 		<-served // the serve loops have returned
 	}
 	log.Info("stopped", "took", time.Since(start).String())
 	return code
+}
+
+// startEvents creates the events dispatcher when events or authorization
+// are configured, and hooks it into the bridge's configuration. It returns
+// nil when both are off.
+func startEvents(cfg *config, log *slog.Logger) (*events.Dispatcher, error) {
+	if !cfg.eventsOn() {
+		return nil, nil
+	}
+	ec := cfg.Events
+	ec.NodeID = cfg.Bridge.NodeID
+	ec.Logger = log
+	disp, err := events.New(ec)
+	if err != nil {
+		return nil, err
+	}
+	if ec.URL != "" {
+		cfg.Bridge.Listener = disp
+	}
+	if ec.AuthURL != "" {
+		cfg.Bridge.Authorize = disp.Authorize
+	}
+	dc := disp.Config()
+	// Never the secret: only whether there is one.
+	log.Info("events configured", "url", logURL(dc.URL), "auth_url", logURL(dc.AuthURL), "signed", dc.Secret != "",
+		"concurrency", dc.Concurrency, "batch", dc.BatchSize, "queue_per_fd", dc.QueuePerFD,
+		"queue_total", dc.QueueTotal, "queue_bytes", dc.QueueBytes, "overflow", string(dc.Overflow))
+	if dc.Secret == "" {
+		log.Warn("events and authorization requests are not signed: set WSBRIDGE_EVENTS_SECRET so the application can verify they come from the bridge")
+	}
+	return disp, nil
+}
+
+// stopEvents drains the dispatcher (if any) within ctx and logs its counts.
+func stopEvents(ctx context.Context, log *slog.Logger, disp *events.Dispatcher) {
+	if disp == nil {
+		return
+	}
+	err := disp.Shutdown(ctx)
+	s := disp.Stats()
+	log.Info("events stopped", "delivered", s.Delivered, "requests", s.Requests, "retries", s.Retries,
+		"dropped_queue_fd", s.Dropped.QueueFD, "dropped_queue_total", s.Dropped.QueueTotal,
+		"dropped_queue_bytes", s.Dropped.QueueBytes, "dropped_refused", s.Dropped.Refused,
+		"dropped_shutdown", s.Dropped.Shutdown, "closed_overflow", s.Closed, "drained", err == nil)
 }
 
 func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {

@@ -1,0 +1,173 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// Overflow says what happens to a message event that finds its connection's
+// queue, or the total, at its bound.
+type Overflow string
+
+const (
+	// OverflowClose drops the message and closes its connection with
+	// CloseTryAgainLater, so the client knows and the application sees a
+	// close event instead of a conversation with a hole in it. The default.
+	OverflowClose Overflow = "close"
+	// OverflowDrop drops the message and keeps the connection.
+	OverflowDrop Overflow = "drop"
+)
+
+// CloseTryAgainLater is the close code of a connection closed by
+// OverflowClose (RFC 6455: "try again later").
+const CloseTryAgainLater = 1013
+
+// Config configures a Dispatcher. The zero value of every field means its
+// documented default; Config is passed by value.
+type Config struct {
+	// URL receives the event batches (http or https with a host). Empty:
+	// events are off; the Dispatcher then only authorizes.
+	URL string
+	// AuthURL receives the handshakes to authorize (it may equal URL).
+	// Empty: Authorize allows every handshake.
+	AuthURL string
+	// Secret signs every request (X-Wsbridge-Signature). Empty: requests
+	// are not signed.
+	Secret string
+	// NodeID is sent in every request (X-Wsbridge-Node and "node").
+	// Default 0.
+	NodeID int
+	// Concurrency bounds the event requests in flight, and the connections
+	// to URL. Auth requests have their own connections, as many at most.
+	// Default 8.
+	Concurrency int
+	// BatchSize bounds the events of one request. Default 100.
+	BatchSize int
+	// BatchBytes bounds the encoded events of one request; a single larger
+	// event travels alone. Default 1 MiB.
+	BatchBytes int
+	// Timeout bounds one event request, connecting included. Default 5s.
+	Timeout time.Duration
+	// RetryMax caps the backoff between retries of a request, which starts
+	// at 100 ms (or RetryMax, if lower) and doubles. Default 5s.
+	RetryMax time.Duration
+	// AuthTimeout bounds one authorization request; past it the handshake
+	// is refused with 503. Default 3s.
+	AuthTimeout time.Duration
+	// QueuePerFD bounds the pending (not yet acknowledged) events of one
+	// connection. Open and close events are always kept. Default 1000.
+	QueuePerFD int
+	// QueueTotal bounds the pending events of all connections. Open and
+	// close events are always kept. Default 100000.
+	QueueTotal int
+	// QueueBytes bounds the encoded size of the pending events of all
+	// connections, so that large messages cannot exhaust memory within
+	// QueueTotal. Open and close events are always kept. Default 64 MiB.
+	QueueBytes int
+	// Overflow is the policy for a message event that does not fit.
+	// Default OverflowClose.
+	Overflow Overflow
+	// Logger receives the Dispatcher's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Config; exported so the binary's flags show the same values.
+const (
+	DefaultConcurrency = 8
+	DefaultBatchSize   = 100
+	DefaultBatchBytes  = 1 << 20
+	DefaultTimeout     = 5 * time.Second
+	DefaultRetryMax    = 5 * time.Second
+	DefaultAuthTimeout = 3 * time.Second
+	DefaultQueuePerFD  = 1000
+	DefaultQueueTotal  = 100000
+	DefaultQueueBytes  = 64 << 20
+)
+
+// retryMin is the first backoff after a failed request.
+const retryMin = 100 * time.Millisecond
+
+// withDefaults returns c with every zero field set to its default and
+// reports every invalid field.
+func (c Config) withDefaults() (Config, error) {
+	setInt(&c.Concurrency, DefaultConcurrency)
+	setInt(&c.BatchSize, DefaultBatchSize)
+	setInt(&c.BatchBytes, DefaultBatchBytes)
+	setInt(&c.QueuePerFD, DefaultQueuePerFD)
+	setInt(&c.QueueTotal, DefaultQueueTotal)
+	setInt(&c.QueueBytes, DefaultQueueBytes)
+	setDur(&c.Timeout, DefaultTimeout)
+	setDur(&c.RetryMax, DefaultRetryMax)
+	setDur(&c.AuthTimeout, DefaultAuthTimeout)
+	if c.Overflow == "" {
+		c.Overflow = OverflowClose
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c, c.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	if c.URL != "" {
+		if err := CheckURL(c.URL); err != nil {
+			errs = append(errs, fmt.Errorf("url: %w", err))
+		}
+	}
+	if c.AuthURL != "" {
+		if err := CheckURL(c.AuthURL); err != nil {
+			errs = append(errs, fmt.Errorf("auth url: %w", err))
+		}
+	}
+	check(c.NodeID >= 0 && c.NodeID <= bridge.MaxNodeID, "node id: %d is out of range 0..%d", c.NodeID, bridge.MaxNodeID)
+	check(c.Concurrency > 0, "concurrency: %d must be positive", c.Concurrency)
+	check(c.BatchSize > 0, "batch size: %d must be positive", c.BatchSize)
+	check(c.BatchBytes > 0, "batch bytes: %d must be positive", c.BatchBytes)
+	check(c.QueuePerFD > 0, "queue per fd: %d must be positive", c.QueuePerFD)
+	check(c.QueueTotal > 0, "queue total: %d must be positive", c.QueueTotal)
+	check(c.QueueBytes > 0, "queue bytes: %d must be positive", c.QueueBytes)
+	check(c.Timeout > 0, "timeout: %s must be positive", c.Timeout)
+	check(c.RetryMax > 0, "retry max: %s must be positive", c.RetryMax)
+	check(c.AuthTimeout > 0, "auth timeout: %s must be positive", c.AuthTimeout)
+	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
+	return errors.Join(errs...)
+}
+
+// CheckURL reports whether s can receive events: an absolute http or https
+// URL with a host.
+func CheckURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("scheme %q: want http or https", u.Scheme)
+	}
+	if u.Host == "" || u.Hostname() == "" {
+		return errors.New("no host")
+	}
+	return nil
+}
+
+func setInt(p *int, def int) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+func setDur(p *time.Duration, def time.Duration) {
+	if *p == 0 {
+		*p = def
+	}
+}
