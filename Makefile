@@ -2,9 +2,8 @@
 # lacks (as root, through apt-get), so it works on a new machine as it is.
 GO ?= go
 BIN := $(CURDIR)/bin
-APT_PACKAGES := php-cli phpunit composer
 
-.PHONY: test deps fmt-check vet go-test php-test build fuzz-smoke
+.PHONY: test deps fmt-check vet go-test php-test php-autoload build fuzz-smoke
 
 test: deps fmt-check vet go-test php-test
 
@@ -15,6 +14,7 @@ deps:
 	command -v php >/dev/null || missing="$$missing php-cli"; \
 	command -v phpunit >/dev/null || missing="$$missing phpunit"; \
 	command -v composer >/dev/null || missing="$$missing composer"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 			echo "make test: missing$$missing; install them (Debian: apt-get install$$missing)"; exit 1; \
@@ -30,7 +30,8 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-go-test:
+# The browser test in tests/ runs examples/chat, which loads php-client's autoloader.
+go-test: php-autoload
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 build:
@@ -38,13 +39,19 @@ build:
 	$(GO) build -o $(BIN)/wsclient ./tests/wsclient
 
 # The PHP client's suite, against the binary built here.
-php-test: build
-	cd php-client && composer dump-autoload --dev --quiet
+php-test: build php-autoload
 	@for f in $$(find php-client/src php-client/tests -name '*.php'); do php -l $$f >/dev/null || { php -l $$f; exit 1; }; done
 	cd php-client && WSBRIDGE_BIN=$(BIN)/wsbridge WSBRIDGE_WSCLIENT=$(BIN)/wsclient phpunit
+
+# php-client's composer autoloader (vendor/autoload.php), for its suite and
+# for examples/chat.
+php-autoload:
+	@if command -v composer >/dev/null; then cd php-client && composer dump-autoload --dev --quiet; \
+	else echo "make: composer is missing (make deps installs it): php-client/vendor/autoload.php not written"; fi
 
 # A short run of every fuzz target (not part of test: fuzzing is open-ended).
 fuzz-smoke:
 	$(GO) test -run XXX -fuzz FuzzPush -fuzztime 20s ./bridge
 	$(GO) test -run XXX -fuzz FuzzServer -fuzztime 20s ./rpc
 	$(GO) test -run XXX -fuzz FuzzParseSize -fuzztime 10s ./cmd/wsbridge
+	$(GO) test -run XXX -fuzz FuzzAuthAnswer -fuzztime 10s ./events
