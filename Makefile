@@ -55,3 +55,5 @@ fuzz-smoke:
 	$(GO) test -run XXX -fuzz FuzzServer -fuzztime 20s ./rpc
 	$(GO) test -run XXX -fuzz FuzzParseSize -fuzztime 10s ./cmd/wsbridge
 	$(GO) test -run XXX -fuzz FuzzAuthAnswer -fuzztime 10s ./events
+	$(GO) test -run XXX -fuzz FuzzDecodeJSON -fuzztime 10s ./admin
+	$(GO) test -run XXX -fuzz FuzzParsePage -fuzztime 10s ./admin

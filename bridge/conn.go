@@ -261,6 +261,9 @@ func (c *conn) writeLoop() {
 			continue
 		}
 		err := c.write(it)
+		if err == nil && (it.kind == itemData || it.kind == itemPrepared) {
+			c.worker.bytesOut.Add(uint64(it.size))
+		}
 		if err == nil && it.kind == itemClose {
 			err = c.bc.flush() // before the close timeout starts
 		}
@@ -372,6 +375,7 @@ func (c *conn) readLoop() error {
 			return err
 		}
 		c.worker.messagesIn.Add(1)
+		c.worker.bytesIn.Add(uint64(len(data)))
 		if !c.isOpen() {
 			continue // closing: discard until the client's close frame or the close timeout
 		}
@@ -423,6 +427,7 @@ func (c *conn) finish(readErr error) {
 	c.mu.Unlock()
 
 	c.unindex()
+	c.worker.countClose(ev)
 	c.worker.remove(c)
 	c.safely("close", func() {
 		if l := c.hub.cfg.Listener; l != nil {

@@ -185,8 +185,10 @@ func (h *Hub) PushMany(fds []int64, data []byte, op Opcode) (int, error) {
 		if ValidFD(fd) {
 			if c := h.lookup(fd); c != nil {
 				conns = append(conns, c)
+				continue
 			}
 		}
+		h.notOpen.Add(1)
 	}
 	return h.deliver(conns, it, fdSet{}), nil
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -25,6 +26,8 @@ type Hub struct {
 	upgrader websocket.Upgrader
 	groups   *index // group name → members
 	users    *index // user id → bound fds
+
+	notOpen atomic.Uint64 // pushes that found no open connection
 
 	mu      sync.Mutex // guards closed, count and readers.Add
 	closed  bool
@@ -255,9 +258,13 @@ func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
 		if !validText {
 			return fmt.Errorf("push to fd %d: %w", fd, ErrInvalidUTF8)
 		}
+		h.notOpen.Add(1)
 		return fmt.Errorf("push to fd %d: %w", fd, ErrUnknownFD)
 	}
 	if err := c.enqueue(item{kind: kind, op: op, finish: finish, validText: validText, data: data, size: len(data)}, true); err != nil {
+		if err == ErrUnknownFD {
+			h.notOpen.Add(1)
+		}
 		return fmt.Errorf("push to fd %d: %w", fd, err)
 	}
 	c.worker.pushed.Add(1)
@@ -340,9 +347,15 @@ func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
 func (h *Hub) deliver(conns []*conn, it item, skip fdSet) int {
 	n := 0
 	for _, c := range conns {
-		if !skip.has(c.fd) && c.enqueue(it, false) == nil {
+		if skip.has(c.fd) {
+			continue
+		}
+		switch c.enqueue(it, false) {
+		case nil:
 			c.worker.pushed.Add(1)
 			n++
+		case ErrUnknownFD: // closing since the snapshot
+			h.notOpen.Add(1)
 		}
 	}
 	return n
@@ -407,6 +420,12 @@ type Stats struct {
 	NodeID      int           `json:"node_id"`
 	Connections int           `json:"connections"`
 	Workers     []WorkerStats `json:"workers"`
+	// NotOpen counts the pushes (to one fd, to many, to groups, users and
+	// broadcasts, per connection) that found no open connection.
+	NotOpen uint64 `json:"not_open"`
+	// Closes counts the connections that ended, by close code and side:
+	// the non-zero counts only.
+	Closes []CloseCount `json:"closes"`
 }
 
 // WorkerStats are one worker's counters since the Hub started.
@@ -418,15 +437,18 @@ type WorkerStats struct {
 	Pushed      uint64 `json:"pushed"`
 	Overflows   uint64 `json:"overflows"`
 	MessagesIn  uint64 `json:"messages_in"`
+	BytesIn     uint64 `json:"bytes_in"`  // payload bytes of the messages received
+	BytesOut    uint64 `json:"bytes_out"` // payload bytes of the messages written to clients
 }
 
 // Stats returns per-worker counters.
 func (h *Hub) Stats() Stats {
-	s := Stats{NodeID: h.cfg.NodeID, Workers: make([]WorkerStats, len(h.workers))}
+	s := Stats{NodeID: h.cfg.NodeID, Workers: make([]WorkerStats, len(h.workers)), NotOpen: h.notOpen.Load(), Closes: h.closeCounts()}
 	for i, w := range h.workers {
 		ws := WorkerStats{
 			ID: w.id, Connections: w.len(), Opened: w.opened.Load(), Closed: w.closed.Load(),
 			Pushed: w.pushed.Load(), Overflows: w.overflows.Load(), MessagesIn: w.messagesIn.Load(),
+			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(),
 		}
 		s.Connections += ws.Connections
 		s.Workers[i] = ws

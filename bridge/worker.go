@@ -19,6 +19,12 @@ type worker struct {
 	pushed     atomic.Uint64 // messages accepted into a send queue
 	overflows  atomic.Uint64 // pushes refused by a full queue
 	messagesIn atomic.Uint64 // messages received from clients
+	bytesIn    atomic.Uint64 // payload bytes of the messages received
+	bytesOut   atomic.Uint64 // payload bytes of the messages written to clients
+
+	// closes counts ended connections by who closed first (0 the client,
+	// 1 the bridge) and close code slot (closeSlot).
+	closes [2][numCloseSlots]atomic.Uint64
 }
 
 func newWorker(id int) *worker {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
 )
@@ -54,7 +55,18 @@ func (d *Dispatcher) Authorize(r *http.Request) bridge.Authorization {
 		headers = http.Header{}
 	}
 	body := marshal(authRequest{Node: d.cfg.NodeID, Path: r.URL.Path, Query: r.URL.RawQuery, Headers: headers, RemoteAddr: r.RemoteAddr})
+	start := time.Now()
 	auth, err := d.askAuth(r.Context(), body)
+	if obs := d.cfg.Observer; obs != nil {
+		outcome := OutcomeDenied
+		switch {
+		case err != nil:
+			outcome = OutcomeFailed
+		case auth.Allow:
+			outcome = OutcomeAllowed
+		}
+		obs.ObserveAuth(outcome, time.Since(start))
+	}
 	switch {
 	case err != nil:
 		d.authFailed.Add(1)

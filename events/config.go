@@ -74,7 +74,34 @@ type Config struct {
 	Overflow Overflow
 	// Logger receives the Dispatcher's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told of every event request and
+	// authorization request (for metrics). Default: none.
+	Observer Observer
 }
+
+// Observer is told of every request the Dispatcher makes, when its outcome
+// is known and before the Dispatcher acts on it. Calls come from many
+// goroutines at once and must not block.
+type Observer interface {
+	// ObserveDelivery: one attempt to deliver a batch of events, with its
+	// outcome (OutcomeAcknowledged, OutcomeRefused, OutcomeFailed: it will
+	// be retried, OutcomeCancelled: the shutdown deadline cut it) and how
+	// long the request took.
+	ObserveDelivery(outcome string, events int, d time.Duration)
+	// ObserveAuth: one handshake authorization, with its outcome
+	// (OutcomeAllowed, OutcomeDenied, OutcomeFailed: refused with 503).
+	ObserveAuth(outcome string, d time.Duration)
+}
+
+// Outcomes an Observer is told of.
+const (
+	OutcomeAcknowledged = "acknowledged"
+	OutcomeRefused      = "refused"
+	OutcomeFailed       = "failed"
+	OutcomeCancelled    = "cancelled"
+	OutcomeAllowed      = "allowed"
+	OutcomeDenied       = "denied"
+)
 
 // Defaults of Config; exported so the binary's flags show the same values.
 const (

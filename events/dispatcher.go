@@ -418,7 +418,9 @@ func (d *Dispatcher) deliver(b *batch) outcome {
 	body := batchBody(d.cfg.NodeID, b.events)
 	backoff := min(retryMin, d.cfg.RetryMax)
 	for attempt := 1; ; attempt++ {
+		start := time.Now()
 		status, err := d.postEvents(body, attempt)
+		d.observeDelivery(status, err, len(b.events), time.Since(start))
 		if err == nil && status >= 200 && status <= 299 {
 			return acknowledged
 		}
@@ -447,6 +449,24 @@ func (d *Dispatcher) deliver(b *batch) outcome {
 		}
 		backoff = min(backoff*2, d.cfg.RetryMax)
 	}
+}
+
+// observeDelivery tells the Observer, if any, how a request ended.
+func (d *Dispatcher) observeDelivery(status int, err error, events int, took time.Duration) {
+	obs := d.cfg.Observer
+	if obs == nil {
+		return
+	}
+	outcome := OutcomeFailed
+	switch {
+	case err == nil && status >= 200 && status <= 299:
+		outcome = OutcomeAcknowledged
+	case err == nil && (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge):
+		outcome = OutcomeRefused
+	case d.ctx.Err() != nil:
+		outcome = OutcomeCancelled
+	}
+	obs.ObserveDelivery(outcome, events, took)
 }
 
 // Stats returns the Dispatcher's counters.

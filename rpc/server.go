@@ -36,7 +36,30 @@ type Config struct {
 	MaxConnections int
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
+	// Observer, when set, is told of every call the service answers (for
+	// metrics). Default: none.
+	Observer Observer
 }
+
+// Observer is told of every call the Sender service answers, just before
+// the reply is written. method is the name called ("Sender.Push"), or
+// MethodUnknown for one the service does not have; outcome is OutcomeOK,
+// the code of the Error returned (CodeBadRequest for arguments that do not
+// decode), or OutcomeError for an error without a code; d runs from the
+// request's header being read to the reply being ready. Frames the server
+// refuses before decoding (bad headers, calls during shutdown) are not
+// calls. Calls come from many goroutines at once.
+type Observer interface {
+	ObserveCall(method, outcome string, d time.Duration)
+}
+
+// Values of Observer's method and outcome beside the method names and the
+// error codes.
+const (
+	MethodUnknown = "unknown"
+	OutcomeOK     = "ok"
+	OutcomeError  = "error"
+)
 
 // Defaults of Config.
 const (
@@ -54,6 +77,7 @@ type Server struct {
 	address string
 	rpc     *netrpc.Server
 	ln      net.Listener
+	methods map[string]bool // "Sender.Push", ...: the names Observer sees as they are
 
 	mu     sync.Mutex
 	conns  map[*guard]struct{}
@@ -115,9 +139,12 @@ func New(hub *bridge.Hub, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, network: network, address: address, conns: map[*guard]struct{}{}}
+	s := &Server{cfg: cfg, log: cfg.Logger, network: network, address: address, conns: map[*guard]struct{}{}, methods: map[string]bool{}}
+	for _, m := range Methods() {
+		s.methods[m] = true
+	}
 	s.rpc = netrpc.NewServer()
-	if err := s.rpc.RegisterName(ServiceName, &sender{hub: hub, stats: s.connCount}); err != nil {
+	if err := s.rpc.RegisterName(ServiceName, &sender{svc: NewService(hub), stats: s.connCount}); err != nil {
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
 	return s, nil
@@ -236,7 +263,7 @@ func (s *Server) serveConn(conn net.Conn) {
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		s.rpc.ServeCodec(&codec{Codec: goridge.NewCodec(g)}) // returns once the client is gone; closes g
+		s.rpc.ServeCodec(s.newCodec(g)) // returns once the client is gone; closes g
 		s.mu.Lock()
 		delete(s.conns, g)
 		s.mu.Unlock()
@@ -244,16 +271,69 @@ func (s *Server) serveConn(conn net.Conn) {
 }
 
 // codec is goridge's server codec with decode errors made clear: which
-// method's arguments could not be read, as a bad_request Error.
+// method's arguments could not be read, as a bad_request Error. With an
+// Observer it also times each call.
 type codec struct {
 	*goridge.Codec
 	method string // of the request being read; net/rpc reads one at a time
+
+	obs     Observer
+	methods map[string]bool
+	mu      sync.Mutex
+	started map[uint64]time.Time // by sequence: calls read and not yet answered
+}
+
+func (s *Server) newCodec(g *guard) *codec {
+	c := &codec{Codec: goridge.NewCodec(g), obs: s.cfg.Observer}
+	if c.obs != nil {
+		c.methods, c.started = s.methods, map[uint64]time.Time{}
+	}
+	return c
 }
 
 func (c *codec) ReadRequestHeader(r *netrpc.Request) error {
 	err := c.Codec.ReadRequestHeader(r)
 	c.method = r.ServiceMethod
+	if err == nil && c.obs != nil {
+		c.mu.Lock()
+		c.started[r.Seq] = time.Now()
+		c.mu.Unlock()
+	}
 	return err
+}
+
+// WriteResponse reports the call to the Observer, then writes the reply.
+// net/rpc calls it from each call's goroutine, one at a time per
+// connection.
+func (c *codec) WriteResponse(r *netrpc.Response, body any) error {
+	if c.obs != nil {
+		c.mu.Lock()
+		start, ok := c.started[r.Seq]
+		delete(c.started, r.Seq)
+		c.mu.Unlock()
+		if ok {
+			method := r.ServiceMethod
+			if !c.methods[method] {
+				method = MethodUnknown
+			}
+			c.obs.ObserveCall(method, outcomeOf(r.Error), time.Since(start))
+		}
+	}
+	return c.Codec.WriteResponse(r, body)
+}
+
+// outcomeOf is the Observer's outcome of a reply's error text.
+func outcomeOf(errText string) string {
+	if errText == "" {
+		return OutcomeOK
+	}
+	code, _, _ := strings.Cut(errText, ": ")
+	switch code {
+	case CodeBadRequest, CodeInvalidFD, CodeInvalidOpcode, CodeTooLarge, CodeInvalidUTF8, CodeInvalidCloseCode,
+		CodeInvalidName, CodeTooManyGroups, CodeShuttingDown, CodeInternal:
+		return code
+	}
+	return OutcomeError
 }
 
 func (c *codec) ReadRequestBody(out any) error {
@@ -262,6 +342,9 @@ func (c *codec) ReadRequestBody(out any) error {
 	}
 	return nil
 }
+
+// Connections returns the number of open RPC connections.
+func (s *Server) Connections() int { return s.connCount() }
 
 func (s *Server) connCount() int {
 	s.mu.Lock()

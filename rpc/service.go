@@ -15,12 +15,16 @@ const ServiceName = "Sender"
 // Sender.PushMany or except list.
 const MaxBatch = 10000
 
-// sender is the net/rpc receiver of the Sender service. Every exported
-// method is an RPC method; see docs/PROTOCOL.md.
-type sender struct {
-	hub   *bridge.Hub
-	stats func() int // open RPC connections
+// Service is what the Sender methods do, for Go callers: the RPC server's
+// receiver and the admin HTTP API both call it, so that both check, limit
+// and answer every request alike (docs/PROTOCOL.md, "Methods"). Every error
+// it returns is an *Error with a stable code.
+type Service struct {
+	hub *bridge.Hub
 }
+
+// NewService returns the Service of hub.
+func NewService(hub *bridge.Hub) *Service { return &Service{hub: hub} }
 
 // message decodes a Message's data and opcode.
 func (m *Message) message() ([]byte, bridge.Opcode, error) {
@@ -50,9 +54,9 @@ func checkList(name string, fds []int64) error {
 	return nil
 }
 
-// push is Push's work, shared with PushBatch: false (no error) when the fd
+// Push sends one message (or fragment) to fd: false (no error) when the fd
 // is not an open connection or its queue is full.
-func (s *sender) push(in *PushArgs) (bool, error) {
+func (s *Service) Push(in *PushArgs) (bool, error) {
 	data, op, err := in.message()
 	if err != nil {
 		return false, err
@@ -65,20 +69,14 @@ func (s *sender) push(in *PushArgs) (bool, error) {
 	return err == nil, toError(err)
 }
 
-// Push sends one message (or fragment) to fd.
-func (s *sender) Push(in *PushArgs, out *bool) (err error) {
-	*out, err = s.push(in)
-	return err
-}
-
 // PushBatch sends many messages, one result per message. The whole batch is
 // checked first: a malformed message fails the call and sends nothing. What
 // depends on a connection's state (text that is not UTF-8 where no
 // fragmented message is open) fails the call at that message, after the
 // ones before it were sent.
-func (s *sender) PushBatch(in *PushBatchArgs, out *[]bool) error {
+func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 	if len(in.Messages) > MaxBatch {
-		return badRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
+		return nil, badRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
 	}
 	type decoded struct {
 		data   []byte
@@ -94,19 +92,18 @@ func (s *sender) PushBatch(in *PushBatchArgs, out *[]bool) error {
 			err = toError(s.hub.CheckPush(m.FD, data, op, msgs[i].finish))
 		}
 		if err != nil {
-			return atMessage(i, err)
+			return nil, atMessage(i, err)
 		}
 	}
 	res := make([]bool, len(msgs))
 	for i, m := range msgs {
 		err := s.hub.Push(in.Messages[i].FD, m.data, m.op, m.finish)
 		if err != nil && !bridge.IsNotDelivered(err) {
-			return atMessage(i, toError(err))
+			return nil, atMessage(i, toError(err))
 		}
 		res[i] = err == nil
 	}
-	*out = res
-	return nil
+	return res, nil
 }
 
 // atMessage names the batch message an Error is about, keeping its code.
@@ -115,138 +112,121 @@ func atMessage(i int, err error) error {
 	return &Error{Code: e.Code, Message: fmt.Sprintf("message %d: %s", i, e.Message)}
 }
 
-// PushMany sends the same message to each fd; the reply counts the fds that
+// PushMany sends the same message to each fd and counts the fds that
 // accepted it.
-func (s *sender) PushMany(in *PushManyArgs, out *int) error {
+func (s *Service) PushMany(in *PushManyArgs) (int, error) {
 	if err := checkList("fds", in.FDs); err != nil {
-		return err
+		return 0, err
 	}
 	data, op, err := in.message()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	*out, err = s.hub.PushMany(in.FDs, data, op)
-	return toError(err)
+	n, err := s.hub.PushMany(in.FDs, data, op)
+	return n, toError(err)
 }
 
 // Broadcast sends a message to every connection but the except list.
-func (s *sender) Broadcast(in *BroadcastArgs, out *int) error {
+func (s *Service) Broadcast(in *BroadcastArgs) (int, error) {
 	if err := checkList("except", in.Except); err != nil {
-		return err
+		return 0, err
 	}
 	data, op, err := in.message()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	*out, err = s.hub.Broadcast(data, op, in.Except)
-	return toError(err)
+	n, err := s.hub.Broadcast(data, op, in.Except)
+	return n, toError(err)
 }
 
-// Disconnect closes fd with code (default 1000) and reason.
-func (s *sender) Disconnect(in *DisconnectArgs, out *bool) error {
+// Disconnect closes fd with code (default 1000) and reason: false when fd
+// is not open.
+func (s *Service) Disconnect(in *DisconnectArgs) (bool, error) {
 	err := s.hub.Disconnect(in.FD, in.Code, in.Reason)
 	if bridge.IsNotDelivered(err) {
-		*out = false
-		return nil
+		return false, nil
 	}
-	*out = err == nil
-	return toError(err)
+	return err == nil, toError(err)
 }
 
 // Check tells whether fd is an open connection. Any fd is a valid question.
-func (s *sender) Check(in *FDArgs, out *bool) error {
-	*out = s.hub.Check(in.FD)
-	return nil
-}
+func (s *Service) Check(fd int64) bool { return s.hub.Check(fd) }
 
-// groupOp runs a join/leave/bind style call: false when fd is not open.
-func groupOp(err error, out *bool, ok bool) error {
+// groupOp answers a join/leave/bind style call: false when fd is not open.
+func groupOp(err error, ok bool) (bool, error) {
 	if bridge.IsNotDelivered(err) {
-		*out = false
-		return nil
+		return false, nil
 	}
-	*out = err == nil && ok
-	return toError(err)
+	return err == nil && ok, toError(err)
 }
 
 // Join adds fd to a group.
-func (s *sender) Join(in *GroupArgs, out *bool) error {
-	return groupOp(s.hub.Join(in.FD, in.Group), out, true)
+func (s *Service) Join(in *GroupArgs) (bool, error) {
+	return groupOp(s.hub.Join(in.FD, in.Group), true)
 }
 
 // Leave removes fd from a group; false when it was not a member.
-func (s *sender) Leave(in *GroupArgs, out *bool) error {
+func (s *Service) Leave(in *GroupArgs) (bool, error) {
 	was, err := s.hub.Leave(in.FD, in.Group)
-	return groupOp(err, out, was)
+	return groupOp(err, was)
 }
 
 // PushGroup sends a message to a group's members but the except list.
-func (s *sender) PushGroup(in *PushGroupArgs, out *int) error {
+func (s *Service) PushGroup(in *PushGroupArgs) (int, error) {
 	if err := checkList("except", in.Except); err != nil {
-		return err
+		return 0, err
 	}
 	data, op, err := in.message()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	*out, err = s.hub.PushGroup(in.Group, data, op, in.Except)
-	return toError(err)
+	n, err := s.hub.PushGroup(in.Group, data, op, in.Except)
+	return n, toError(err)
 }
 
-// GroupMembers lists a group's fds.
-func (s *sender) GroupMembers(in *GroupNameArgs, out *[]int64) error {
-	*out = nonNil(s.hub.GroupMembers(in.Group))
-	return nil
-}
+// GroupMembers lists a group's fds, sorted (never nil).
+func (s *Service) GroupMembers(group string) []int64 { return nonNil(s.hub.GroupMembers(group)) }
 
-// GroupsOf lists fd's groups (empty when fd is not open).
-func (s *sender) GroupsOf(in *FDArgs, out *[]string) error {
-	groups, _ := s.hub.GroupsOf(in.FD)
-	*out = nonNil(groups)
-	return nil
+// GroupsOf lists fd's groups, sorted (empty when fd is not open).
+func (s *Service) GroupsOf(fd int64) []string {
+	groups, _ := s.hub.GroupsOf(fd)
+	return nonNil(groups)
 }
 
 // Groups lists every group with its member count.
-func (s *sender) Groups(_ *Empty, out *map[string]int) error {
-	*out = s.hub.Groups()
-	return nil
-}
+func (s *Service) Groups() map[string]int { return s.hub.Groups() }
 
 // Bind binds fd to a user id.
-func (s *sender) Bind(in *BindArgs, out *bool) error {
-	return groupOp(s.hub.Bind(in.FD, in.User), out, true)
+func (s *Service) Bind(in *BindArgs) (bool, error) {
+	return groupOp(s.hub.Bind(in.FD, in.User), true)
 }
 
 // Unbind removes fd's user binding; false when it had none.
-func (s *sender) Unbind(in *FDArgs, out *bool) error {
-	was, err := s.hub.Unbind(in.FD)
-	return groupOp(err, out, was)
+func (s *Service) Unbind(fd int64) (bool, error) {
+	was, err := s.hub.Unbind(fd)
+	return groupOp(err, was)
 }
 
 // PushUser sends a message to every fd bound to a user.
-func (s *sender) PushUser(in *PushUserArgs, out *int) error {
+func (s *Service) PushUser(in *PushUserArgs) (int, error) {
 	data, op, err := in.message()
 	if err != nil {
-		return err
+		return 0, err
 	}
-	*out, err = s.hub.PushUser(in.User, data, op)
-	return toError(err)
+	n, err := s.hub.PushUser(in.User, data, op)
+	return n, toError(err)
 }
 
-// UserFds lists the fds bound to a user.
-func (s *sender) UserFds(in *UserArgs, out *[]int64) error {
-	*out = nonNil(s.hub.UserFDs(in.User))
-	return nil
-}
+// UserFDs lists the fds bound to a user, sorted (never nil).
+func (s *Service) UserFDs(user string) []int64 { return nonNil(s.hub.UserFDs(user)) }
 
-// Info describes fd's connection.
-func (s *sender) Info(in *FDArgs, out *Info) error {
-	info, ok := s.hub.Info(in.FD)
+// Info describes fd's connection; Connected is false when it is not open.
+func (s *Service) Info(fd int64) Info {
+	info, ok := s.hub.Info(fd)
 	if !ok {
-		*out = Info{FD: in.FD, Query: map[string][]string{}, Headers: map[string][]string{}, Groups: []string{}}
-		return nil
+		return Info{FD: fd, Query: map[string][]string{}, Headers: map[string][]string{}, Groups: []string{}}
 	}
-	*out = Info{
+	return Info{
 		Connected:   true,
 		FD:          info.FD,
 		RemoteAddr:  info.RemoteAddr,
@@ -259,17 +239,20 @@ func (s *sender) Info(in *FDArgs, out *Info) error {
 		Groups:      nonNil(info.Groups),
 		User:        info.User,
 	}
-	return nil
 }
 
-// Stats reports the node's counters.
-func (s *sender) Stats(_ *Empty, out *Stats) error {
+// Stats reports the node's counters; RPCConnections is left 0 (only the
+// RPC server knows it).
+func (s *Service) Stats() Stats {
 	st := s.hub.Stats()
-	*out = Stats{NodeID: st.NodeID, Connections: st.Connections, RPCConnections: s.stats(), Workers: make([]WorkerStats, len(st.Workers))}
+	out := Stats{NodeID: st.NodeID, Connections: st.Connections, Workers: make([]WorkerStats, len(st.Workers))}
 	for i, w := range st.Workers {
-		out.Workers[i] = WorkerStats(w)
+		out.Workers[i] = WorkerStats{
+			ID: w.ID, Connections: w.Connections, Opened: w.Opened, Closed: w.Closed,
+			Pushed: w.Pushed, Overflows: w.Overflows, MessagesIn: w.MessagesIn,
+		}
 	}
-	return nil
+	return out
 }
 
 func nonNil[T any](s []T) []T {

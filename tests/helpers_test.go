@@ -130,6 +130,9 @@ func environ(extra ...string) []string {
 	if _, ok := os.LookupEnv("GORACE"); !ok {
 		env = append(env, "GORACE=atexit_sleep_ms=0")
 	}
+	// Bridges run side by side: none takes the default admin port unless
+	// a test says otherwise (a later variable wins).
+	env = append(env, "WSBRIDGE_ADMIN_ADDR=127.0.0.1:0")
 	return append(env, extra...)
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/rpc"
@@ -28,6 +29,7 @@ type config struct {
 	Bridge          bridge.Config
 	RPC             rpc.Config
 	Events          events.Config
+	Admin           admin.Config
 }
 
 // envName is the environment variable of a flag: ws-addr → WSBRIDGE_WS_ADDR.
@@ -90,6 +92,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(intRange(&ev.QueueTotal, events.DefaultQueueTotal, 1, 1<<30), "events-queue-total", "pending events of all connections; past it events-overflow applies")
 	fs.Var(sizeVar(&ev.QueueBytes, events.DefaultQueueBytes, 1), "events-queue-bytes", "encoded size of the pending events of all connections; past it events-overflow applies")
 	fs.Var(choice((*string)(&ev.Overflow), string(events.OverflowClose), string(events.OverflowClose), string(events.OverflowDrop)), "events-overflow", "a message event that does not fit: close (drop it, close the client with 1013) or drop (drop it)")
+	fs.StringVar(&c.Admin.Addr, "admin-addr", admin.DefaultAddr, "admin HTTP listen address (host:port): health, readiness, metrics, the /v1 API (off: no admin server)")
+	fs.StringVar(&c.Admin.Token, "admin-token", "", "bearer token of /metrics, /v1 and pprof; empty: those are off, only /healthz and /readyz answer (prefer the variable: flags show in ps)")
+	fs.BoolVar(&c.Admin.Pprof, "admin-pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin address (behind the token)")
+	fs.Var(size64Var(&c.Admin.MaxBody, admin.DefaultMaxBody, 1024), "admin-max-body", "largest admin request body; larger is refused with 413")
 	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
 
@@ -156,8 +162,43 @@ func (c config) check() error {
 			errs = append(errs, fmt.Errorf("invalid value %q for -%s (%s): %w (want http:// or https:// with a host)", redactURL(u.value), u.name, envName(u.name), err))
 		}
 	}
+	if c.adminOn() {
+		if err := checkHostPort(c.Admin.Addr); err != nil {
+			errs = append(errs, fmt.Errorf("invalid value %q for -admin-addr (%s): %w", c.Admin.Addr, envName("admin-addr"), err))
+		}
+	}
+	if err := checkToken(c.Admin.Token); err != nil {
+		// Never the value: it is a secret.
+		errs = append(errs, fmt.Errorf("invalid value for -admin-token (%s): %w", envName("admin-token"), err))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return usageError{err}
+	}
+	return nil
+}
+
+// adminOn reports whether the admin server is configured ("off" or an
+// empty -admin-addr turns it off).
+func (c config) adminOn() bool { return c.Admin.Addr != "" && c.Admin.Addr != "off" }
+
+// minTokenLength is the shortest admin token accepted: the token guards
+// pushes to every client.
+const minTokenLength = 16
+
+// checkToken accepts an empty token (the protected routes are off) or one
+// of at least minTokenLength visible ASCII characters (it travels in an
+// HTTP header).
+func checkToken(token string) error {
+	if token == "" {
+		return nil
+	}
+	if len(token) < minTokenLength {
+		return fmt.Errorf("too short: at least %d characters", minTokenLength)
+	}
+	for i := 0; i < len(token); i++ {
+		if token[i] <= ' ' || token[i] > '~' {
+			return errors.New("only visible ASCII characters, no spaces")
+		}
 	}
 	return nil
 }

@@ -87,6 +87,7 @@ func withKnownDefaults(c config) config {
 	c.RPC.MaxFrameSize = 32 << 20
 	c.RPC.MaxConnections = 1024
 	c.RPC.Logger = nil
+	c.RPC.Observer = nil
 	e := &c.Events
 	e.URL = ""
 	e.Secret = ""
@@ -103,6 +104,15 @@ func withKnownDefaults(c config) config {
 	e.Overflow = events.OverflowClose
 	e.NodeID = 0
 	e.Logger = nil
+	e.Observer = nil
+	a := &c.Admin
+	a.Addr = "127.0.0.1:9503"
+	a.Token = ""
+	a.Pprof = false
+	a.MaxBody = 32 << 20
+	a.Gatherer = nil
+	a.ReadyCheck = nil
+	a.Logger = nil
 	return c
 }
 
@@ -170,6 +180,10 @@ var allFlags = []string{
 	"-events-queue-total", "500",
 	"-events-queue-bytes", "8MiB",
 	"-events-overflow", "drop",
+	"-admin-addr", "0.0.0.0:9600",
+	"-admin-token", "0123456789abcdef-admin",
+	"-admin-pprof",
+	"-admin-max-body", "1MiB",
 	"-log-level", "debug",
 	"-log-format", "json",
 }
@@ -215,6 +229,10 @@ var allEnv = map[string]string{
 	"WSBRIDGE_EVENTS_QUEUE_TOTAL":        "500",
 	"WSBRIDGE_EVENTS_QUEUE_BYTES":        "8MiB",
 	"WSBRIDGE_EVENTS_OVERFLOW":           "drop",
+	"WSBRIDGE_ADMIN_ADDR":                "0.0.0.0:9600",
+	"WSBRIDGE_ADMIN_TOKEN":               "0123456789abcdef-admin",
+	"WSBRIDGE_ADMIN_PPROF":               "true",
+	"WSBRIDGE_ADMIN_MAX_BODY":            "1MiB",
 	"WSBRIDGE_LOG_LEVEL":                 "debug",
 	"WSBRIDGE_LOG_FORMAT":                "json",
 }
@@ -265,6 +283,10 @@ func allSet(tb testing.TB) config {
 	e.QueueTotal = 500
 	e.QueueBytes = 8 << 20
 	e.Overflow = events.OverflowDrop
+	c.Admin.Addr = "0.0.0.0:9600"
+	c.Admin.Token = "0123456789abcdef-admin"
+	c.Admin.Pprof = true
+	c.Admin.MaxBody = 1 << 20
 	return c
 }
 
@@ -393,6 +415,26 @@ var parseConfigTests = []struct {
 		args: []string{"-allowed-origins", " , ", "-subprotocols", ""},
 		want: func(*config) {},
 	},
+	{
+		name: "admin off",
+		env:  map[string]string{"WSBRIDGE_ADMIN_ADDR": "off"},
+		want: func(c *config) { c.Admin.Addr = "off" },
+	},
+	{
+		name: "admin on every interface, token of 16 characters",
+		env:  map[string]string{"WSBRIDGE_ADMIN_ADDR": ":9503", "WSBRIDGE_ADMIN_TOKEN": "abcdefghijklmnop"},
+		want: func(c *config) { c.Admin.Addr, c.Admin.Token = ":9503", "abcdefghijklmnop" },
+	},
+	{
+		name: "admin token with every visible character",
+		args: []string{"-admin-token", "!~azAZ09-._+/=\"'{}"},
+		want: func(c *config) { c.Admin.Token = "!~azAZ09-._+/=\"'{}" },
+	},
+	{
+		name: "admin max body at its bounds",
+		args: []string{"-admin-max-body", "1KiB"},
+		want: func(c *config) { c.Admin.MaxBody = 1 << 10 },
+	},
 }
 
 func TestParseConfig(t *testing.T) {
@@ -490,6 +532,15 @@ var badConfigTests = []struct {
 	{name: "events-queue-total zero", args: []string{"-events-queue-total", "0"}, want: []string{"-events-queue-total"}},
 	{name: "events-queue-bytes zero", args: []string{"-events-queue-bytes", "0"}, want: []string{"-events-queue-bytes"}},
 	{name: "events-overflow bad", args: []string{"-events-overflow", "block"}, want: []string{"-events-overflow", "close, drop"}},
+	{name: "admin-addr without port", args: []string{"-admin-addr", "127.0.0.1"}, want: []string{"-admin-addr", "WSBRIDGE_ADMIN_ADDR"}},
+	{name: "admin-addr bad port", args: []string{"-admin-addr", "127.0.0.1:99999"}, want: []string{"-admin-addr", "WSBRIDGE_ADMIN_ADDR"}},
+	{name: "admin-addr URL", args: []string{"-admin-addr", "http://127.0.0.1:9503"}, want: []string{"-admin-addr"}},
+	{name: "admin-token too short", args: []string{"-admin-token", "short"}, want: []string{"-admin-token", "WSBRIDGE_ADMIN_TOKEN", "at least 16"}},
+	{name: "admin-token with a space", args: []string{"-admin-token", "0123456789 abcdef"}, want: []string{"-admin-token", "no spaces"}},
+	{name: "admin-token not ASCII", args: []string{"-admin-token", "0123456789abcdefü"}, want: []string{"-admin-token", "visible ASCII"}},
+	{name: "admin-pprof bad bool", args: []string{"-admin-pprof=maybe"}, want: []string{"-admin-pprof"}},
+	{name: "admin-max-body below 1KiB", args: []string{"-admin-max-body", "1000"}, want: []string{"-admin-max-body", "at least 1024"}},
+	{name: "admin-max-body bad size", args: []string{"-admin-max-body", "big"}, want: []string{"-admin-max-body", "not a size"}},
 	{name: "positional argument", args: []string{"serve"}, want: []string{"unexpected argument", `"serve"`}},
 	{name: "positional after flags", args: []string{"-node-id", "1", "extra"}, want: []string{"unexpected argument", `"extra"`}},
 
@@ -521,6 +572,10 @@ var badConfigTests = []struct {
 	{name: "env events-queue-total", env: map[string]string{"WSBRIDGE_EVENTS_QUEUE_TOTAL": "1.5"}, want: []string{"WSBRIDGE_EVENTS_QUEUE_TOTAL"}},
 	{name: "env events-overflow", env: map[string]string{"WSBRIDGE_EVENTS_OVERFLOW": "block"}, want: []string{"WSBRIDGE_EVENTS_OVERFLOW"}},
 	{name: "env fragment-size 124", env: map[string]string{"WSBRIDGE_FRAGMENT_SIZE": "124"}, want: []string{"WSBRIDGE_FRAGMENT_SIZE"}},
+	{name: "env admin-addr", env: map[string]string{"WSBRIDGE_ADMIN_ADDR": "localhost"}, want: []string{"WSBRIDGE_ADMIN_ADDR", `"localhost"`}},
+	{name: "env admin-token too short", env: map[string]string{"WSBRIDGE_ADMIN_TOKEN": "tiny"}, want: []string{"WSBRIDGE_ADMIN_TOKEN"}},
+	{name: "env admin-pprof", env: map[string]string{"WSBRIDGE_ADMIN_PPROF": "yes please"}, want: []string{"WSBRIDGE_ADMIN_PPROF"}},
+	{name: "env admin-max-body", env: map[string]string{"WSBRIDGE_ADMIN_MAX_BODY": "0"}, want: []string{"WSBRIDGE_ADMIN_MAX_BODY"}},
 	{
 		name: "every bad variable is reported",
 		env:  map[string]string{"WSBRIDGE_NODE_ID": "abc", "WSBRIDGE_WORKERS": "x", "WSBRIDGE_PING_INTERVAL": "0s"},
@@ -604,6 +659,10 @@ var helpDefaults = map[string]string{
 	"events-queue-total":        "100000",
 	"events-queue-bytes":        "64MiB",
 	"events-overflow":           "close",
+	"admin-addr":                "127.0.0.1:9503",
+	"admin-token":               `""`,
+	"admin-pprof":               "false",
+	"admin-max-body":            "32MiB",
 	"log-level":                 "info",
 	"log-format":                "text",
 }
@@ -898,7 +957,7 @@ func startRun(t *testing.T, args ...string) *running {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{log: newLogSink(), cancel: cancel, done: make(chan struct{})}
-	args = append([]string{"-ws-addr", "127.0.0.1:0", "-rpc-addr", "tcp://127.0.0.1:0", "-log-format", "json"}, args...)
+	args = append([]string{"-ws-addr", "127.0.0.1:0", "-rpc-addr", "tcp://127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-format", "json"}, args...)
 	go func() {
 		defer close(r.done)
 		r.code = run(ctx, args, noEnv, io.Discard, r.log)

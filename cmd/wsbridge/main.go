@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/rpc"
@@ -43,6 +44,20 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	slog.SetDefault(log) // net/rpc logs through the standard logger
 	cfg.Bridge.Logger = log
 	cfg.RPC.Logger = log
+
+	// Metrics exist when someone can read them: the admin server is on
+	// and has a token. A registry per process, not the global one.
+	var metrics *admin.Metrics
+	if cfg.adminOn() && cfg.Admin.Token != "" {
+		reg := admin.NewRegistry()
+		if metrics, err = admin.NewMetrics(reg); err != nil {
+			fmt.Fprintf(stderr, "wsbridge: metrics: %v\n", err)
+			return 1
+		}
+		cfg.Admin.Gatherer = reg
+		cfg.RPC.Observer = metrics
+		cfg.Events.Observer = metrics
+	}
 
 	disp, err := startEvents(&cfg, log)
 	if err != nil {
@@ -83,9 +98,25 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	} else {
 		log.Warn("RPC is off (WSBRIDGE_RPC_ADDR=off): nothing can push")
 	}
+	adminSrv, err := startAdmin(&cfg, log, hub)
+	if err != nil {
+		log.Error("cannot start the admin server", "err", err)
+		ln.Close()
+		if rpcSrv != nil {
+			_ = rpcSrv.Shutdown(context.Background())
+		}
+		_ = hub.Shutdown(context.Background())
+		stopEvents(context.Background(), log, disp)
+		return 1
+	}
+	if metrics != nil && adminSrv != nil {
+		if err := metrics.Watch(admin.Sources{Hub: hub, Events: disp, RPC: rpcSrv}); err != nil {
+			log.Error("metrics", "err", err) // a bug: the collector is registered once
+		}
+	}
 
 	srv := hub.Server()
-	served := make(chan error, 2)
+	served := make(chan error, 3)
 	running := 1
 	go func() { served <- srv.Serve(ln) }()
 	log.Info("websocket listening", "addr", ln.Addr().String(), "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections)
@@ -93,6 +124,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		running++
 		go func() { served <- rpcSrv.Serve() }()
 		log.Info("rpc listening", "addr", rpcSrv.Addr())
+	}
+	if adminSrv != nil {
+		running++
+		go func() { served <- adminSrv.Serve() }()
+		adminSrv.SetReady() // every listener is bound and served
+		log.Info("admin listening", "addr", adminSrv.Addr(), "token_set", cfg.Admin.Token != "", "pprof", cfg.Admin.Pprof)
 	}
 
 	code := 0
@@ -107,27 +144,78 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	start := time.Now()
-	// Stop accepting WebSocket connections; finish the RPC calls in flight
-	// (their pushes are queued by then); then close every client after its
-	// queued messages; then deliver the events still pending (the close
-	// events of those clients included), all within the one deadline.
+	// Turn /readyz not-ready first, so that probes see the shutdown while
+	// the admin API still serves. Stop accepting WebSocket connections;
+	// close every client after its queued messages (RPC pushes in flight
+	// are queued by then; later ones answer false); deliver the events
+	// still pending, the close events of those clients included; only then
+	// stop RPC, so the application's onClose handlers can still call the
+	// bridge. All within the one deadline; the admin server stops last.
+	if adminSrv != nil {
+		adminSrv.SetStopping()
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "err", err)
-	}
-	if rpcSrv != nil {
-		if err := rpcSrv.Shutdown(sctx); err != nil {
-			log.Warn("rpc shutdown deadline reached, remaining RPC connections closed", "err", err)
-		}
 	}
 	if err := hub.Shutdown(sctx); err != nil {
 		log.Warn("shutdown deadline reached, remaining connections closed", "err", err)
 	}
 	stopEvents(sctx, log, disp)
+	if rpcSrv != nil {
+		if err := rpcSrv.Shutdown(sctx); err != nil {
+			log.Warn("rpc shutdown deadline reached, remaining RPC connections closed", "err", err)
+		}
+	}
+	if adminSrv != nil {
+		// Admin requests under way get at least adminGrace, even when
+		// the deadline has passed: they finish, or get an answer (a push
+		// to a closed hub is refused with shutting_down).
+		actx, acancel := context.WithTimeout(context.Background(), max(time.Until(start.Add(cfg.ShutdownTimeout)), adminGrace))
+		if err := adminSrv.Shutdown(actx); err != nil {
+			log.Warn("admin shutdown deadline reached, remaining admin connections closed", "err", err)
+		}
+		acancel()
+	}
 	for ; running > 0; running-- {
 		<-served // the serve loops have returned
 	}
 	log.Info("stopped", "took", time.Since(start).String())
 	return code
+}
+
+// adminGrace is the least time the admin server has to answer the
+// requests under way at shutdown.
+const adminGrace = time.Second
+
+// startAdmin creates the admin server and binds its address; it returns
+// nil when the admin server is off.
+func startAdmin(cfg *config, log *slog.Logger, hub *bridge.Hub) (*admin.Server, error) {
+	if !cfg.adminOn() {
+		log.Info("the admin server is off (WSBRIDGE_ADMIN_ADDR=off): no health, readiness or metrics endpoints")
+		return nil, nil
+	}
+	ac := cfg.Admin
+	ac.Logger = log
+	srv, err := admin.New(hub, ac)
+	if err == nil {
+		err = srv.Listen()
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Never the token: only whether there is one.
+	if ac.Token == "" {
+		log.Warn("the admin token is not set (WSBRIDGE_ADMIN_TOKEN): /metrics, /v1 and pprof are off (503 token_not_set); /healthz and /readyz are served")
+	} else if ip := net.ParseIP(hostOf(srv.Addr())); ip == nil || !ip.IsLoopback() {
+		log.Warn("the admin API listens beyond loopback over plain HTTP: its token travels in clear; keep the port on a private network",
+			"addr", srv.Addr())
+	}
+	return srv, nil
+}
+
+func hostOf(hostport string) string {
+	h, _, _ := net.SplitHostPort(hostport)
+	return h
 }
 
 // startEvents creates the events dispatcher when events or authorization

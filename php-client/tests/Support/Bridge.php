@@ -22,7 +22,7 @@ final class Bridge
     public function __construct(array $args = [], string $rpcAddr = 'tcp://127.0.0.1:0')
     {
         $this->log = \tempnam(\sys_get_temp_dir(), 'wsbridge-log-');
-        $cmd = \array_merge([Build::bridge(), '-ws-addr', '127.0.0.1:0', '-rpc-addr', $rpcAddr, '-log-format', 'json'], $args);
+        $cmd = \array_merge([Build::bridge(), '-ws-addr', '127.0.0.1:0', '-rpc-addr', $rpcAddr, '-admin-addr', '127.0.0.1:0', '-log-format', 'json'], $args);
         $process = \proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', $this->log, 'w']], $pipes);
         if ($process === false) {
             throw new \RuntimeException('cannot start ' . Build::bridge());

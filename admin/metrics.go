@@ -1,0 +1,262 @@
+package admin
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/rpc"
+)
+
+// Namespace prefixes every metric of the bridge.
+const Namespace = "wsbridge"
+
+// Buckets of the latency histograms, in seconds: an RPC call takes
+// microseconds; an event request or an authorization is a round trip to
+// the application.
+var (
+	rpcBuckets    = []float64{.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}
+	eventsBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+)
+
+// NewRegistry returns a registry with the Go runtime and process
+// collectors, for one process's metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Metrics are the bridge's Prometheus metrics. The hub's, the dispatcher's
+// and the RPC server's counters are read from their Stats at scrape time
+// (Watch), so they cost the hot paths nothing beyond the atomic adds those
+// keep anyway. RPC calls, event requests and authorizations are timed
+// through the Observer hooks of rpc.Config and events.Config, which
+// Metrics implements, with label children resolved in advance.
+type Metrics struct {
+	reg prometheus.Registerer
+
+	rpcCalls    *prometheus.CounterVec   // method, outcome
+	rpcDuration *prometheus.HistogramVec // method
+	rpcOK       map[string]prometheus.Counter
+	rpcHist     map[string]prometheus.Observer
+
+	deliveries     *prometheus.HistogramVec // outcome
+	deliveryByOut  map[string]prometheus.Observer
+	deliveredByOut map[string]prometheus.Counter // events per outcome
+	auths          *prometheus.HistogramVec      // outcome
+	authByOut      map[string]prometheus.Observer
+}
+
+var (
+	_ rpc.Observer    = (*Metrics)(nil)
+	_ events.Observer = (*Metrics)(nil)
+)
+
+// NewMetrics registers the observed metrics (RPC calls, event requests,
+// authorizations) on reg; Watch adds the counters of a running bridge.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		reg: reg,
+		rpcCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "rpc", Name: "calls_total",
+			Help: "RPC calls answered, by method and outcome (ok, or the error code).",
+		}, []string{"method", "outcome"}),
+		rpcDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "rpc", Name: "call_duration_seconds",
+			Help:    "Time from reading an RPC call's header to its reply being ready, by method.",
+			Buckets: rpcBuckets,
+		}, []string{"method"}),
+		deliveries: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "events", Name: "request_duration_seconds",
+			Help:    "Event delivery requests to the application by outcome (acknowledged, refused, failed: retried, cancelled: at shutdown), and their duration.",
+			Buckets: eventsBuckets,
+		}, []string{"outcome"}),
+		auths: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "events", Name: "auth_duration_seconds",
+			Help:    "Handshake authorizations by outcome (allowed, denied, failed: refused with 503), and their duration.",
+			Buckets: eventsBuckets,
+		}, []string{"outcome"}),
+		rpcOK:          map[string]prometheus.Counter{},
+		rpcHist:        map[string]prometheus.Observer{},
+		deliveryByOut:  map[string]prometheus.Observer{},
+		deliveredByOut: map[string]prometheus.Counter{},
+		authByOut:      map[string]prometheus.Observer{},
+	}
+	eventsByOutcome := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Subsystem: "events", Name: "request_events_total",
+		Help: "Events carried by event delivery requests, by the request's outcome.",
+	}, []string{"outcome"})
+	for _, method := range append(rpc.Methods(), rpc.MethodUnknown) {
+		m.rpcOK[method] = m.rpcCalls.WithLabelValues(method, rpc.OutcomeOK)
+		m.rpcHist[method] = m.rpcDuration.WithLabelValues(method)
+	}
+	for _, o := range []string{events.OutcomeAcknowledged, events.OutcomeRefused, events.OutcomeFailed, events.OutcomeCancelled} {
+		m.deliveryByOut[o] = m.deliveries.WithLabelValues(o)
+		m.deliveredByOut[o] = eventsByOutcome.WithLabelValues(o)
+	}
+	for _, o := range []string{events.OutcomeAllowed, events.OutcomeDenied, events.OutcomeFailed} {
+		m.authByOut[o] = m.auths.WithLabelValues(o)
+	}
+	for _, c := range []prometheus.Collector{m.rpcCalls, m.rpcDuration, m.deliveries, eventsByOutcome, m.auths} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// ObserveCall implements rpc.Observer.
+func (m *Metrics) ObserveCall(method, outcome string, d time.Duration) {
+	h, ok := m.rpcHist[method]
+	if !ok { // the rpc package names only its methods and MethodUnknown
+		method = rpc.MethodUnknown
+		h = m.rpcHist[method]
+	}
+	h.Observe(d.Seconds())
+	if outcome == rpc.OutcomeOK {
+		m.rpcOK[method].Inc()
+		return
+	}
+	m.rpcCalls.WithLabelValues(method, outcome).Inc() // errors: off the hot path
+}
+
+// ObserveDelivery implements events.Observer.
+func (m *Metrics) ObserveDelivery(outcome string, n int, d time.Duration) {
+	if h, ok := m.deliveryByOut[outcome]; ok {
+		h.Observe(d.Seconds())
+		m.deliveredByOut[outcome].Add(float64(n))
+	}
+}
+
+// ObserveAuth implements events.Observer.
+func (m *Metrics) ObserveAuth(outcome string, d time.Duration) {
+	if h, ok := m.authByOut[outcome]; ok {
+		h.Observe(d.Seconds())
+	}
+}
+
+// Sources are what Watch reads at scrape time; nil ones are left out.
+type Sources struct {
+	Hub    *bridge.Hub
+	Events *events.Dispatcher
+	RPC    *rpc.Server
+}
+
+// Watch registers a collector that reads the counters of src at every
+// scrape.
+func (m *Metrics) Watch(src Sources) error {
+	return m.reg.Register(newStatsCollector(src))
+}
+
+// statsCollector turns Stats snapshots into metrics at scrape time.
+type statsCollector struct {
+	src    Sources
+	policy string // the hub's overflow policy
+
+	connections, workerConns, opened, closed, pushes, overflows *prometheus.Desc
+	messagesIn, bytesIn, bytesOut                               *prometheus.Desc
+	rpcConns                                                    *prometheus.Desc
+	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
+	evPending, evInFlight                                       *prometheus.Desc
+}
+
+func newStatsCollector(src Sources) *statsCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
+	}
+	c := &statsCollector{
+		src:         src,
+		connections: d("connections", "Open WebSocket connections."),
+		workerConns: d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
+		opened:      d("connections_opened_total", "WebSocket connections accepted."),
+		closed:      d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
+		pushes:      d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
+		overflows:   d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
+		messagesIn:  d("messages_received_total", "Messages received from WebSocket clients."),
+		bytesIn:     d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
+		bytesOut:    d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
+		rpcConns:    d("rpc_connections", "Open RPC connections."),
+		evDelivered: d("events_delivered_total", "Events acknowledged by the application."),
+		evRetries:   d("events_retries_total", "Event delivery requests that failed and were retried."),
+		evDropped:   d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
+		evClosed:    d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
+		evPending:   d("events_pending", "Events not yet acknowledged by the application, in flight included."),
+		evInFlight:  d("events_requests_in_flight", "Event delivery requests under way."),
+	}
+	if src.Hub != nil {
+		c.policy = string(src.Hub.Config().Overflow)
+	}
+	return c
+}
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
+		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
+		c.evPending, c.evInFlight} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v int, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
+	}
+	if h := c.src.Hub; h != nil {
+		st := h.Stats()
+		var opened, pushed, overflows, in, bytesIn, bytesOut uint64
+		for _, w := range st.Workers {
+			gauge(c.workerConns, w.Connections, strconv.Itoa(w.ID))
+			opened += w.Opened
+			pushed += w.Pushed
+			overflows += w.Overflows
+			in += w.MessagesIn
+			bytesIn += w.BytesIn
+			bytesOut += w.BytesOut
+		}
+		gauge(c.connections, st.Connections)
+		counter(c.opened, opened)
+		for _, cl := range st.Closes {
+			by := "client"
+			if cl.ByServer {
+				by = "server"
+			}
+			counter(c.closed, cl.Count, cl.Code, by)
+		}
+		counter(c.pushes, pushed, "queued")
+		counter(c.pushes, overflows, "queue_full")
+		counter(c.pushes, st.NotOpen, "not_open")
+		counter(c.overflows, overflows, c.policy)
+		counter(c.messagesIn, in)
+		counter(c.bytesIn, bytesIn)
+		counter(c.bytesOut, bytesOut)
+	}
+	if r := c.src.RPC; r != nil {
+		gauge(c.rpcConns, r.Connections())
+	}
+	if d := c.src.Events; d != nil {
+		st := d.Stats()
+		counter(c.evDelivered, st.Delivered)
+		counter(c.evRetries, st.Retries)
+		for _, r := range []struct {
+			reason string
+			n      uint64
+		}{
+			{events.DropQueueFD, st.Dropped.QueueFD}, {events.DropQueueTotal, st.Dropped.QueueTotal},
+			{events.DropQueueBytes, st.Dropped.QueueBytes}, {events.DropRefused, st.Dropped.Refused},
+			{events.DropShutdown, st.Dropped.Shutdown},
+		} {
+			counter(c.evDropped, r.n, r.reason)
+		}
+		counter(c.evClosed, st.Closed)
+		gauge(c.evPending, st.Pending)
+		gauge(c.evInFlight, st.InFlight)
+	}
+}

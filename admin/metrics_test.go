@@ -1,0 +1,335 @@
+package admin_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/wsbridge/wsbridge/admin"
+	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/rpc"
+)
+
+// scrape GETs /metrics and parses it.
+func (e *env) scrape(t testing.TB) map[string]*dto.MetricFamily {
+	t.Helper()
+	a := e.do(t, "GET", "/metrics", "")
+	if a.status != 200 {
+		t.Fatalf("GET /metrics: %d %s", a.status, a.body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mf, err := p.TextToMetricFamilies(strings.NewReader(string(a.body)))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v\n%s", err, a.body)
+	}
+	return mf
+}
+
+// value returns the value of the series name{labels} (a counter, gauge, or
+// a histogram's count), and whether it exists.
+func value(mf map[string]*dto.MetricFamily, name string, labels ...string) (float64, bool) {
+	fam, ok := mf[name]
+	if !ok {
+		return 0, false
+	}
+next:
+	for _, m := range fam.Metric {
+		have := map[string]string{}
+		for _, l := range m.Label {
+			have[l.GetName()] = l.GetValue()
+		}
+		if len(have) != len(labels)/2 {
+			continue
+		}
+		for i := 0; i < len(labels); i += 2 {
+			if have[labels[i]] != labels[i+1] {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue(), true
+		case m.Gauge != nil:
+			return m.Gauge.GetValue(), true
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount()), true
+		}
+	}
+	return 0, false
+}
+
+// series lists a family's series as "labels=value", sorted, for messages.
+func series(mf map[string]*dto.MetricFamily, name string) string {
+	fam, ok := mf[name]
+	if !ok {
+		return name + " missing"
+	}
+	var out []string
+	for _, m := range fam.Metric {
+		var ls []string
+		for _, l := range m.Label {
+			ls = append(ls, l.GetName()+"="+l.GetValue())
+		}
+		v := m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		out = append(out, fmt.Sprintf("{%s}=%v", strings.Join(ls, ","), v))
+	}
+	sort.Strings(out)
+	return name + " " + strings.Join(out, " ")
+}
+
+// eventSink acknowledges every events request and counts the events.
+type eventSink struct {
+	mu     sync.Mutex
+	events int
+}
+
+func (s *eventSink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	s.mu.Lock()
+	s.events += strings.Count(string(body), `"seq":`)
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// TestMetricsAfterTraffic: real WebSocket clients, real RPC calls, real
+// admin pushes and real event deliveries; then a scrape shows exactly the
+// counts they caused.
+func TestMetricsAfterTraffic(t *testing.T) {
+	reg := admin.NewRegistry()
+	m, err := admin.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &eventSink{}
+	sinkSrv := httptest.NewServer(sink)
+	t.Cleanup(sinkSrv.Close) // after the dispatcher has delivered the last close events
+	disp, err := events.New(events.Config{URL: sinkSrv.URL, Observer: m, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { // after the hub's shutdown: cleanups run last first
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = disp.Shutdown(ctx)
+	})
+	e := newEnv(t, bridge.Config{Workers: 2, Listener: disp}, admin.Config{Gatherer: reg})
+	disp.SetCloser(e.hub)
+	rsrv, err := rpc.New(e.hub, rpc.Config{Addr: "tcp://127.0.0.1:0", Observer: m, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rsrv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- rsrv.Serve() }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		_ = rsrv.Shutdown(ctx)
+		<-served
+	}()
+	if err := m.Watch(admin.Sources{Hub: e.hub, Events: disp, RPC: rsrv}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Three clients; the events of their opens go to the sink.
+	var clients [3]*websocket.Conn
+	var fds [3]int64
+	for i := range clients {
+		c, _, err := websocket.DefaultDialer.Dial(fmt.Sprintf("%s/?id=%d", e.ws, i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		clients[i] = c
+	}
+	a, b, c := clients[0], clients[1], clients[2]
+	// Their fds, in order of connection (the listener is the dispatcher),
+	// once the hub has registered them (a moment after the handshake).
+	var l connList
+	for deadline := time.Now().Add(wait); len(l.Connections) != 3; time.Sleep(5 * time.Millisecond) {
+		e.do(t, "GET", "/v1/connections", "").json(t, &l)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections listed, want 3", len(l.Connections))
+		}
+	}
+	copy(fds[:], l.fds())
+
+	// In: 5 + 2 bytes from a.
+	for _, msg := range []string{"hello", "hi"} {
+		if err := a.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// RPC: two pushes that succeed (one to an unknown fd: false), one
+	// refused, a broadcast of 2 bytes to 3 clients, a check.
+	rc, err := rpc.Dial(rsrv.Addr(), rpc.JSON, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var ok bool
+	var n int
+	for _, call := range []struct {
+		method string
+		args   any
+		reply  any
+		fails  bool
+	}{
+		{"Sender.Push", map[string]any{"fd": fds[0], "data": "abc"}, &ok, false},
+		{"Sender.Push", map[string]any{"fd": fds[2] + 1000, "data": "x"}, &ok, false},
+		{"Sender.Push", map[string]any{"fd": -1, "data": "x"}, &ok, true},
+		{"Sender.Broadcast", map[string]any{"data": "xy"}, &n, false},
+		{"Sender.Check", map[string]any{"fd": fds[0]}, &ok, false},
+	} {
+		if err := rc.Call(call.method, call.args, call.reply); (err != nil) != call.fails {
+			t.Fatalf("%s(%v): %v", call.method, call.args, err)
+		}
+	}
+	// Admin: 5 bytes to b.
+	if a := e.do(t, "POST", fmt.Sprintf("/v1/connections/%d/push", fds[1]), `{"data":"admin"}`); a.status != 200 {
+		t.Fatalf("admin push: %d %s", a.status, a.body)
+	}
+	for _, r := range []struct {
+		ws   *websocket.Conn
+		want []string
+	}{{a, []string{"abc", "xy"}}, {b, []string{"xy", "admin"}}, {c, []string{"xy"}}} {
+		for _, w := range r.want {
+			if _, got := read(t, r.ws); got != w {
+				t.Fatalf("read %q, want %q", got, w)
+			}
+		}
+	}
+	// Closes: c by RPC with 4000, a by the client with 1000.
+	if err := rc.Call("Sender.Disconnect", map[string]any{"fd": fds[2], "code": 4000}, &ok); err != nil || !ok {
+		t.Fatalf("Disconnect: %v %v", ok, err)
+	}
+	readClose(t, c)
+	if err := a.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	readClose(t, a)
+
+	// Wait until both closes are counted and the 3 opens, 2 messages and
+	// 2 closes are delivered.
+	deadline := time.Now().Add(wait)
+	for {
+		st, es := e.hub.Stats(), disp.Stats()
+		if len(st.Closes) == 2 && es.Delivered == 7 && es.Pending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub %+v, events %+v", st, es)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	mf := e.scrape(t)
+	for _, tt := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"wsbridge_connections", nil, 1},
+		{"wsbridge_connections_opened_total", nil, 3},
+		{"wsbridge_connections_closed_total", []string{"code", "1000", "by", "client"}, 1},
+		{"wsbridge_connections_closed_total", []string{"code", "4000-4999", "by", "server"}, 1},
+		{"wsbridge_pushes_total", []string{"result", "queued"}, 1 + 3 + 1},
+		{"wsbridge_pushes_total", []string{"result", "not_open"}, 1},
+		{"wsbridge_pushes_total", []string{"result", "queue_full"}, 0},
+		{"wsbridge_send_queue_overflows_total", []string{"policy", "close"}, 0},
+		{"wsbridge_messages_received_total", nil, 2},
+		{"wsbridge_received_bytes_total", nil, 7},
+		{"wsbridge_sent_bytes_total", nil, 3 + 2*3 + 5},
+		{"wsbridge_rpc_connections", nil, 1},
+		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Push", "outcome", "ok"}, 2},
+		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Push", "outcome", "invalid_fd"}, 1},
+		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Broadcast", "outcome", "ok"}, 1},
+		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Check", "outcome", "ok"}, 1},
+		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Disconnect", "outcome", "ok"}, 1},
+		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Info", "outcome", "ok"}, 0},
+		{"wsbridge_rpc_call_duration_seconds", []string{"method", "Sender.Push"}, 3},
+		{"wsbridge_rpc_call_duration_seconds", []string{"method", "Sender.Broadcast"}, 1},
+		{"wsbridge_events_delivered_total", nil, 7},
+		{"wsbridge_events_request_events_total", []string{"outcome", "acknowledged"}, 7},
+		{"wsbridge_events_request_events_total", []string{"outcome", "failed"}, 0},
+		{"wsbridge_events_retries_total", nil, 0},
+		{"wsbridge_events_dropped_total", []string{"reason", "queue_fd"}, 0},
+		{"wsbridge_events_pending", nil, 0},
+		{"wsbridge_events_requests_in_flight", nil, 0},
+		{"wsbridge_events_overflow_closes_total", nil, 0},
+		{"wsbridge_events_request_duration_seconds", []string{"outcome", "refused"}, 0},
+		{"wsbridge_events_auth_duration_seconds", []string{"outcome", "allowed"}, 0},
+	} {
+		got, ok := value(mf, tt.name, tt.labels...)
+		if !ok || got != tt.want {
+			t.Errorf("%s%v = %v (present: %v), want %v; %s", tt.name, tt.labels, got, ok, tt.want, series(mf, tt.name))
+		}
+	}
+	// The requests that carried the 7 events, however they were batched.
+	if got, _ := value(mf, "wsbridge_events_request_duration_seconds", "outcome", "acknowledged"); got < 1 || got > 7 {
+		t.Errorf("%v acknowledged event requests, want 1..7", got)
+	}
+	var perWorker float64
+	for _, w := range []string{"0", "1"} {
+		v, ok := value(mf, "wsbridge_worker_connections", "worker", w)
+		if !ok {
+			t.Errorf("no wsbridge_worker_connections for worker %s", w)
+		}
+		perWorker += v
+	}
+	if perWorker != 1 {
+		t.Errorf("worker connections add up to %v, want 1; %s", perWorker, series(mf, "wsbridge_worker_connections"))
+	}
+	for _, name := range []string{"go_goroutines", "go_memstats_alloc_bytes", "process_open_fds", "process_resident_memory_bytes"} {
+		if _, ok := mf[name]; !ok {
+			t.Errorf("no %s: the Go runtime and process collectors are missing", name)
+		}
+	}
+	for name, fam := range mf {
+		if strings.HasPrefix(name, "wsbridge_") && fam.GetType() == dto.MetricType_COUNTER && !strings.HasSuffix(name, "_total") {
+			t.Errorf("counter %s does not end in _total", name)
+		}
+	}
+}
+
+// TestMetricsObserverUnknownLabels: the observers keep their label sets
+// bounded whatever they are told.
+func TestMetricsObserverUnknownLabels(t *testing.T) {
+	reg := admin.NewRegistry()
+	m, err := admin.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ObserveCall("Sender.Made.Up", rpc.OutcomeError, time.Millisecond)
+	m.ObserveDelivery("exploded", 3, time.Millisecond)
+	m.ObserveAuth("maybe", time.Millisecond)
+	e := newEnv(t, bridge.Config{}, admin.Config{Gatherer: reg})
+	mf := e.scrape(t)
+	if v, _ := value(mf, "wsbridge_rpc_calls_total", "method", rpc.MethodUnknown, "outcome", rpc.OutcomeError); v != 1 {
+		t.Errorf("an unknown method is not counted as %s: %s", rpc.MethodUnknown, series(mf, "wsbridge_rpc_calls_total"))
+	}
+	for _, name := range []string{"wsbridge_events_request_duration_seconds", "wsbridge_events_auth_duration_seconds"} {
+		if s := series(mf, name); strings.Contains(s, "exploded") || strings.Contains(s, "maybe") {
+			t.Errorf("an unknown outcome made a series: %s", s)
+		}
+	}
+	// A second registration on the same registry fails cleanly.
+	if _, err := admin.NewMetrics(reg); err == nil {
+		t.Error("NewMetrics registered twice on one registry")
+	}
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// admin is a stand-in for the bridge's admin server: /healthz answers
+// healthz, /readyz answers readyz.
+func admin(t *testing.T, healthz, readyz int) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(healthz)
+		w.Write([]byte("healthz says " + http.StatusText(healthz) + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(readyz)
+		w.Write([]byte("readyz says " + http.StatusText(readyz) + "\n"))
+	})
+	mux.HandleFunc("GET /moved", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/healthz", http.StatusFound)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// env returns a getenv with WSBRIDGE_ADMIN_ADDR set to addr.
+func env(addr string) func(string) string {
+	return func(k string) string {
+		if k == "WSBRIDGE_ADMIN_ADDR" {
+			return addr
+		}
+		return ""
+	}
+}
+
+func probe(t *testing.T, getenv func(string) string, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(args, getenv, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+func TestProbeStatus(t *testing.T) {
+	healthy := admin(t, http.StatusOK, http.StatusOK)
+	sick := admin(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+	notReady := admin(t, http.StatusOK, http.StatusServiceUnavailable)
+	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
+
+	for _, tc := range []struct {
+		name string
+		addr string
+		args []string
+		want int
+		out  string // in stdout (want 0) or stderr (want 1)
+	}{
+		{"healthy", addr(healthy), nil, 0, "HTTP 200 healthz says OK"},
+		{"healthy readyz", addr(healthy), []string{"-path", "/readyz"}, 0, "HTTP 200 readyz says OK"},
+		{"path without slash", addr(healthy), []string{"-path", "readyz"}, 0, "/readyz: HTTP 200"},
+		{"503", addr(sick), nil, 1, "HTTP 503 healthz says Service Unavailable"},
+		{"alive but not ready", addr(notReady), []string{"-path", "/readyz"}, 1, "HTTP 503"},
+		{"alive", addr(notReady), nil, 0, "HTTP 200"},
+		{"404", addr(healthy), []string{"-path", "/nothing"}, 1, "HTTP 404"},
+		{"redirect is a failure", addr(healthy), []string{"-path", "/moved"}, 1, "redirected"},
+		{"url flag", "", []string{"-url", healthy.URL + "/healthz"}, 0, "HTTP 200"},
+		{"bad address", "no-port", nil, 1, "want host:port"},
+		{"extra argument", addr(healthy), []string{"/healthz"}, 1, "unexpected argument"},
+		{"bad flag", addr(healthy), []string{"-nope"}, 1, "flag provided but not defined"},
+		{"zero timeout", addr(healthy), []string{"-timeout", "0s"}, 1, "must be positive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := probe(t, env(tc.addr), tc.args...)
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", code, tc.want, stdout, stderr)
+			}
+			got := stdout
+			if tc.want != 0 {
+				got = stderr
+			}
+			if !strings.Contains(got, tc.out) {
+				t.Errorf("output %q does not contain %q", got, tc.out)
+			}
+		})
+	}
+}
+
+func TestProbeRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	code, _, stderr := probe(t, env(addr))
+	if code != 1 || !strings.Contains(stderr, "refused") {
+		t.Fatalf("exit %d, stderr %q: want 1 and connection refused", code, stderr)
+	}
+}
+
+func TestProbeTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	start := time.Now()
+	code, _, stderr := probe(t, env(""), "-url", srv.URL+"/healthz", "-timeout", "200ms")
+	if code != 1 || !strings.Contains(stderr, "Timeout") {
+		t.Fatalf("exit %d, stderr %q: want 1 and a timeout", code, stderr)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("a 200ms timeout took %v", d)
+	}
+}
+
+func TestTargetURL(t *testing.T) {
+	for _, tc := range []struct{ addr, path, want string }{
+		{"", "/healthz", "http://127.0.0.1:9503/healthz"},
+		{DefaultAdminAddr, "/readyz", "http://127.0.0.1:9503/readyz"},
+		{":9503", "/healthz", "http://127.0.0.1:9503/healthz"},
+		{"0.0.0.0:9600", "/healthz", "http://127.0.0.1:9600/healthz"},
+		{"[::]:9503", "/healthz", "http://[::1]:9503/healthz"},
+		{"[::1]:9503", "/healthz", "http://[::1]:9503/healthz"},
+		{"10.1.2.3:9503", "healthz", "http://10.1.2.3:9503/healthz"},
+		{"localhost:9503", "/healthz", "http://localhost:9503/healthz"},
+	} {
+		got, err := TargetURL(tc.addr, tc.path)
+		if err != nil || got != tc.want {
+			t.Errorf("TargetURL(%q, %q) = %q, %v; want %q", tc.addr, tc.path, got, err, tc.want)
+		}
+	}
+	for _, bad := range []string{"9503", "127.0.0.1", "127.0.0.1:", "off", "[::1"} {
+		if got, err := TargetURL(bad, "/healthz"); err == nil {
+			t.Errorf("TargetURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestPrintURL(t *testing.T) {
+	code, stdout, _ := probe(t, env(":9503"), "-print-url", "-path", "/readyz")
+	if code != 0 || stdout != "http://127.0.0.1:9503/readyz\n" {
+		t.Fatalf("exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestBinary builds the probe as the Dockerfile does (static, trimmed) and
+// runs it as Docker's HEALTHCHECK would: the exit status is what counts.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a binary")
+	}
+	bin := filepath.Join(t.TempDir(), "wsbridge-probe")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	healthy := admin(t, http.StatusOK, http.StatusOK)
+	sick := admin(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+	for _, tc := range []struct {
+		name string
+		srv  *httptest.Server
+		want int
+	}{
+		{"200", healthy, 0},
+		{"503", sick, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cmd := exec.Command(bin)
+			cmd.Env = append(os.Environ(), "WSBRIDGE_ADMIN_ADDR="+strings.TrimPrefix(tc.srv.URL, "http://"))
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var exit *exec.ExitError
+			if errors.As(err, &exit) {
+				code = exit.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.want {
+				t.Fatalf("exit %d, want %d: %s", code, tc.want, out)
+			}
+		})
+	}
+}
