@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/config"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -84,18 +85,12 @@ type Server struct {
 // New returns a Server for hub; Listen binds it. It is not ready (GET
 // /readyz answers 503) until SetReady.
 func New(hub *bridge.Hub, cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
-	}
-	if cfg.MaxBody == 0 {
-		cfg.MaxBody = DefaultMaxBody
-	}
+	config.Default(&cfg.Addr, DefaultAddr)
+	config.Default(&cfg.MaxBody, DefaultMaxBody)
 	if cfg.MaxBody < 0 {
 		return nil, errors.New("admin: max body must be positive")
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	config.Default(&cfg.Logger, slog.Default())
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}

@@ -1,12 +1,12 @@
 package bridge
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime"
 	"time"
+
+	"github.com/wsbridge/wsbridge/internal/config"
 )
 
 // OverflowPolicy says what happens to a push that finds the connection's send
@@ -161,23 +161,23 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Workers == 0 {
 		c.Workers = runtime.NumCPU()
 	}
-	setInt(&c.MaxConnections, DefaultMaxConnections)
-	setInt(&c.QueueSize, DefaultQueueSize)
-	setInt(&c.QueueBytes, DefaultQueueBytes)
-	setInt(&c.MaxPushSize, DefaultMaxPushSize)
-	setInt(&c.MaxGroupsPerConn, DefaultMaxGroups)
-	setInt(&c.ReadBufferSize, DefaultReadBuffer)
+	config.Default(&c.MaxConnections, DefaultMaxConnections)
+	config.Default(&c.QueueSize, DefaultQueueSize)
+	config.Default(&c.QueueBytes, DefaultQueueBytes)
+	config.Default(&c.MaxPushSize, DefaultMaxPushSize)
+	config.Default(&c.MaxGroupsPerConn, DefaultMaxGroups)
+	config.Default(&c.ReadBufferSize, DefaultReadBuffer)
 	if c.MaxMessageSize == 0 {
 		c.MaxMessageSize = DefaultMaxMessageSize
 	}
 	if c.Overflow == "" {
 		c.Overflow = OverflowClose
 	}
-	setDur(&c.WriteTimeout, DefaultWriteTimeout)
-	setDur(&c.PingInterval, DefaultPingInterval)
-	setDur(&c.PongTimeout, DefaultPongTimeout)
-	setDur(&c.HandshakeTimeout, DefaultHandshake)
-	setDur(&c.CloseTimeout, DefaultCloseTimeout)
+	config.Default(&c.WriteTimeout, DefaultWriteTimeout)
+	config.Default(&c.PingInterval, DefaultPingInterval)
+	config.Default(&c.PongTimeout, DefaultPongTimeout)
+	config.Default(&c.HandshakeTimeout, DefaultHandshake)
+	config.Default(&c.CloseTimeout, DefaultCloseTimeout)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -185,12 +185,8 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 func (c Config) validate() error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var checks config.Checks
+	check := checks.Check
 	check(c.NodeID >= 0 && c.NodeID <= MaxNodeID, "node id: %d is out of range 0..%d", c.NodeID, MaxNodeID)
 	check(len(c.Path) > 0 && c.Path[0] == '/', "path: %q must start with /", c.Path)
 	check(c.Workers > 0 && c.Workers <= 4096, "workers: %d is out of range 1..4096", c.Workers)
@@ -213,17 +209,5 @@ func (c Config) validate() error {
 	} {
 		check(d.d > 0, "%s: %s must be positive", d.name, d.d)
 	}
-	return errors.Join(errs...)
-}
-
-func setInt(p *int, def int) {
-	if *p == 0 {
-		*p = def
-	}
-}
-
-func setDur(p *time.Duration, def time.Duration) {
-	if *p == 0 {
-		*p = def
-	}
+	return checks.Err()
 }

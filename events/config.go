@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/config"
 )
 
 // Overflow says what happens to a message event that finds its connection's
@@ -122,15 +123,15 @@ const retryMin = 100 * time.Millisecond
 // withDefaults returns c with every zero field set to its default and
 // reports every invalid field.
 func (c Config) withDefaults() (Config, error) {
-	setInt(&c.Concurrency, DefaultConcurrency)
-	setInt(&c.BatchSize, DefaultBatchSize)
-	setInt(&c.BatchBytes, DefaultBatchBytes)
-	setInt(&c.QueuePerFD, DefaultQueuePerFD)
-	setInt(&c.QueueTotal, DefaultQueueTotal)
-	setInt(&c.QueueBytes, DefaultQueueBytes)
-	setDur(&c.Timeout, DefaultTimeout)
-	setDur(&c.RetryMax, DefaultRetryMax)
-	setDur(&c.AuthTimeout, DefaultAuthTimeout)
+	config.Default(&c.Concurrency, DefaultConcurrency)
+	config.Default(&c.BatchSize, DefaultBatchSize)
+	config.Default(&c.BatchBytes, DefaultBatchBytes)
+	config.Default(&c.QueuePerFD, DefaultQueuePerFD)
+	config.Default(&c.QueueTotal, DefaultQueueTotal)
+	config.Default(&c.QueueBytes, DefaultQueueBytes)
+	config.Default(&c.Timeout, DefaultTimeout)
+	config.Default(&c.RetryMax, DefaultRetryMax)
+	config.Default(&c.AuthTimeout, DefaultAuthTimeout)
 	if c.Overflow == "" {
 		c.Overflow = OverflowClose
 	}
@@ -141,20 +142,16 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 func (c Config) validate() error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var checks config.Checks
+	check := checks.Check
 	if c.URL != "" {
 		if err := CheckURL(c.URL); err != nil {
-			errs = append(errs, fmt.Errorf("url: %w", err))
+			checks.Add(fmt.Errorf("url: %w", err))
 		}
 	}
 	if c.AuthURL != "" {
 		if err := CheckURL(c.AuthURL); err != nil {
-			errs = append(errs, fmt.Errorf("auth url: %w", err))
+			checks.Add(fmt.Errorf("auth url: %w", err))
 		}
 	}
 	check(c.NodeID >= 0 && c.NodeID <= bridge.MaxNodeID, "node id: %d is out of range 0..%d", c.NodeID, bridge.MaxNodeID)
@@ -168,7 +165,7 @@ func (c Config) validate() error {
 	check(c.RetryMax > 0, "retry max: %s must be positive", c.RetryMax)
 	check(c.AuthTimeout > 0, "auth timeout: %s must be positive", c.AuthTimeout)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
-	return errors.Join(errs...)
+	return checks.Err()
 }
 
 // CheckURL reports whether s can receive events: an absolute http or https
@@ -185,16 +182,4 @@ func CheckURL(s string) error {
 		return errors.New("no host")
 	}
 	return nil
-}
-
-func setInt(p *int, def int) {
-	if *p == 0 {
-		*p = def
-	}
-}
-
-func setDur(p *time.Duration, def time.Duration) {
-	if *p == 0 {
-		*p = def
-	}
 }

@@ -20,6 +20,7 @@ import (
 	goridge "github.com/roadrunner-server/goridge/v3/pkg/rpc"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/config"
 )
 
 // Config configures a Server; zero fields take their documented defaults.
@@ -117,21 +118,11 @@ func ParseAddr(addr string) (network, address string, err error) {
 
 // New returns a Server for hub; Listen binds it.
 func New(hub *bridge.Hub, cfg Config) (*Server, error) {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
-	}
-	if cfg.SocketMode == 0 {
-		cfg.SocketMode = DefaultSocketMode
-	}
-	if cfg.MaxFrameSize == 0 {
-		cfg.MaxFrameSize = DefaultMaxFrameSize
-	}
-	if cfg.MaxConnections == 0 {
-		cfg.MaxConnections = DefaultMaxConnections
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	config.Default(&cfg.Addr, DefaultAddr)
+	config.Default(&cfg.SocketMode, DefaultSocketMode)
+	config.Default(&cfg.MaxFrameSize, DefaultMaxFrameSize)
+	config.Default(&cfg.MaxConnections, DefaultMaxConnections)
+	config.Default(&cfg.Logger, slog.Default())
 	if cfg.MaxFrameSize < 0 || cfg.MaxFrameSize > 1<<31 || cfg.MaxConnections < 0 {
 		return nil, errors.New("rpc: max frame size must be in 1..2GiB and max connections positive")
 	}
