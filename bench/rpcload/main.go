@@ -4,8 +4,10 @@
 //
 //   - one sequential client and 8 concurrent clients, calls/s and latency
 //     percentiles, from Go (rpc.Client, JSON) and, with -php, from PHP
-//     (php-client, one process per client);
-//   - batches of 100 pushes per call, in messages/s.
+//     (php-client, one process per client) and, with -go-proc, from Go
+//     clients in processes of their own;
+//   - batches of 100 pushes per call, in messages/s, from Go and, with
+//     -php, from PHP.
 //
 // Every push goes to a live WebSocket connection (gorilla clients in this
 // process that read everything), so the figures include routing, queueing
@@ -14,7 +16,8 @@
 //
 //	go run ./bench/rpcload                  # Go clients, 3 s per case
 //	go run ./bench/rpcload -php -d 5s       # PHP clients too
-//	go run ./bench/rpcload -cpuprofile cpu.prof
+//	go run ./bench/rpcload -only php -php-parts  # where a PHP call's time goes
+//	go run ./bench/rpcload -cpuprofile cpu.prof -only 'wsbridge unix, go, 1'
 package main
 
 import (
@@ -35,8 +38,11 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -69,6 +75,63 @@ type result struct {
 	messages int
 	elapsed  time.Duration
 	lat      []time.Duration
+	cpu      time.Duration // CPU time of this process and its PHP children during the case
+	other    time.Duration // CPU time of every other process on the machine meanwhile
+}
+
+// cpuPerMsg is the CPU time the case cost per message: servers, hub,
+// WebSocket clients, RPC clients (Go or PHP) and the kernel's work for them.
+func (r result) cpuPerMsg() time.Duration {
+	if r.messages == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.messages)
+}
+
+// measured runs one case and adds its CPU accounting: what this process
+// and its children used (getrusage) and what the rest of the machine used
+// meanwhile (/proc/stat's busy time minus ours), so that a case disturbed
+// by other jobs shows.
+func measured(run func() result) result {
+	busy0, own0 := machineBusy(), ownCPU()
+	r := run()
+	own := ownCPU() - own0
+	r.cpu, r.other = own, max(0, machineBusy()-busy0-own)
+	return r
+}
+
+// ownCPU is the user and system time of this process and of its children
+// that have been waited for.
+func ownCPU() time.Duration {
+	var total time.Duration
+	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
+		var ru syscall.Rusage
+		if syscall.Getrusage(who, &ru) == nil {
+			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+	}
+	return total
+}
+
+// machineBusy is the CPU time all processors have spent busy since boot
+// (the user, nice, system, irq and softirq columns of /proc/stat); 0 where
+// there is no /proc.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 func (r result) rate() float64 { return float64(r.calls) / r.elapsed.Seconds() }
@@ -83,22 +146,39 @@ func (r result) pct(p float64) time.Duration {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "-client-proc" {
+		clientProc(os.Args[2:])
+		return
+	}
 	dur := flag.Duration("d", 3*time.Second, "duration of each case")
 	conns := flag.Int("conns", 100, "WebSocket connections the pushes go to")
 	php := flag.Bool("php", false, "also measure PHP clients (needs php and php-client/vendor)")
+	goProc := flag.Bool("go-proc", false, "also measure Go clients in processes of their own, as PHP's are (this binary, re-executed)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the wsbridge cases to this file")
 	size := flag.Int("size", 64, "bytes of data per push")
 	only := flag.String("only", "", "run only the cases whose name contains this")
+	phpParts := flag.Bool("php-parts", false, "also time the parts of a PHP client's call against the bare servers (bench/php/parts.php)")
+	readEvery := flag.Duration("read-every", 10*time.Millisecond, "WebSocket clients read in bulk, sleeping this long after each read; 0: they parse every frame as it arrives")
 	flag.Parse()
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub, err := bridge.New(bridge.Config{Logger: quiet, QueueSize: 1 << 16, QueueBytes: 1 << 30})
+	// Keepalive pings are off (one an hour): the bulk-reading clients parse
+	// no frames, so they would not answer them, and the byte count of what
+	// they receive would include them.
+	hub, err := bridge.New(bridge.Config{Logger: quiet, QueueSize: 1 << 16, QueueBytes: 1 << 30, PingInterval: time.Hour})
 	check(err)
 	ws := &http.Server{Handler: hub}
 	wsln, err := net.Listen("tcp", "127.0.0.1:0")
 	check(err)
 	go ws.Serve(wsln)
-	fds, stopClients := connectClients("ws://"+wsln.Addr().String()+"/", *conns, hub)
+	frameLen := int64(2 + *size) // a server frame's header is 2 bytes up to 125 bytes of payload
+	if *size > 125 {
+		frameLen += 2
+	}
+	if *size > 65535 {
+		frameLen += 6
+	}
+	fds, stopClients, received := connectClients("ws://"+wsln.Addr().String()+"/", *conns, hub, *readEvery, frameLen)
 
 	dir, err := os.MkdirTemp("", "rpcload")
 	check(err)
@@ -138,15 +218,23 @@ func main() {
 	for _, s := range servers {
 		for _, clients := range []int{1, 8} {
 			if name := fmt.Sprintf("%s, go, %d client(s)", s.name, clients); want(name) {
-				results = append(results, runGo(name, s.addr, methodOf(s.name), clients, *dur, fds, data, 1))
+				results = append(results, measured(func() result { return runGo(name, s.addr, methodOf(s.name), clients, *dur, fds, data, 1) }))
 			}
 		}
 		if name := fmt.Sprintf("%s, go, batch of 100", s.name); want(name) {
-			results = append(results, runGo(name, s.addr, methodOf(s.name), 1, *dur, fds, data, 100))
+			results = append(results, measured(func() result { return runGo(name, s.addr, methodOf(s.name), 1, *dur, fds, data, 100) }))
 		}
 		for _, clients := range []int{1, 8} {
 			if name := fmt.Sprintf("%s, php, %d client(s)", s.name, clients); *php && want(name) {
-				results = append(results, runPHP(name, s.addr, methodOf(s.name), clients, *dur, fds, data))
+				results = append(results, measured(func() result { return runPHP(name, s.addr, methodOf(s.name), clients, *dur, fds, data, 1) }))
+			}
+		}
+		if name := fmt.Sprintf("%s, php, batch of 100", s.name); *php && want(name) {
+			results = append(results, measured(func() result { return runPHP(name, s.addr, methodOf(s.name), 1, *dur, fds, data, 100) }))
+		}
+		for _, clients := range []int{1, 8} {
+			if name := fmt.Sprintf("%s, go-proc, %d client(s)", s.name, clients); *goProc && want(name) {
+				results = append(results, measured(func() result { return runGoProc(name, s.addr, methodOf(s.name), clients, *dur, fds, data) }))
 			}
 		}
 	}
@@ -155,11 +243,28 @@ func main() {
 		prof.Close()
 	}
 	report(results)
+	if *phpParts {
+		for _, s := range servers {
+			if strings.HasPrefix(s.name, "bare") {
+				fmt.Println()
+				cmd := exec.Command("php", filepath.Join(moduleRoot(), "bench", "php", "parts.php"), s.addr, "Bare.Push", "3", data)
+				cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+				check(cmd.Run())
+			}
+		}
+	}
 	var delivered uint64
 	for _, w := range hub.Stats().Workers {
 		delivered += w.Pushed
 	}
-	fmt.Printf("\npushes queued to WebSocket clients: %d; GOMAXPROCS %d; %s\n", delivered, runtime.GOMAXPROCS(0), runtime.Version())
+	// Every push the hub accepted must reach its client.
+	for wait := time.Now(); received() < int64(delivered) && time.Since(wait) < 10*time.Second; {
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Printf("\npushes queued to WebSocket clients: %d, received by them: %d; GOMAXPROCS %d; %s\n", delivered, received(), runtime.GOMAXPROCS(0), runtime.Version())
+	if received() != int64(delivered) {
+		check(fmt.Errorf("%d pushes were queued but %d reached the clients", delivered, received()))
+	}
 
 	for _, s := range servers {
 		s.stop()
@@ -198,8 +303,15 @@ func serveBare(addr string) (string, func()) {
 	return "tcp://" + ln.Addr().String(), func() { ln.Close() }
 }
 
-// connectClients opens n WebSocket clients that read everything.
-func connectClients(url string, n int, hub *bridge.Hub) ([]int64, func()) {
+// connectClients opens n WebSocket clients that read everything. With
+// readEvery > 0 a client reads the raw bytes in bulk: after each read it
+// sleeps readEvery, so one read system call takes whatever arrived
+// meanwhile. Real clients sit on other machines and cost the bridge's
+// machine nothing; bulk reads keep the in-process clients' share of the two
+// cores small. With readEvery 0 each client parses every frame as it
+// arrives (gorilla's NextReader): a wake-up and a read per message.
+func connectClients(url string, n int, hub *bridge.Hub, readEvery time.Duration, frameLen int64) ([]int64, func(), func() int64) {
+	var bytesIn, messagesIn atomic.Int64
 	var clients []*websocket.Conn
 	var wg sync.WaitGroup
 	for range n {
@@ -209,10 +321,15 @@ func connectClients(url string, n int, hub *bridge.Hub) ([]int64, func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if readEvery > 0 {
+				drain(c.NetConn(), readEvery, &bytesIn)
+				return
+			}
 			for {
 				if _, _, err := c.NextReader(); err != nil {
 					return
 				}
+				messagesIn.Add(1)
 			}
 		}()
 	}
@@ -223,11 +340,30 @@ func connectClients(url string, n int, hub *bridge.Hub) ([]int64, func()) {
 	for i := range fds {
 		fds[i] = int64(i + 1) // node 0 hands out 1, 2, 3, ...
 	}
-	return fds, func() {
+	stop := func() {
 		for _, c := range clients {
 			c.Close()
 		}
 		wg.Wait()
+	}
+	received := func() int64 { return messagesIn.Load() + bytesIn.Load()/frameLen }
+	return fds, stop, received
+}
+
+// drain reads and discards what arrives on conn, in bulk, until it is
+// closed. The hub sends nothing on its own after the handshake, so
+// gorilla's read buffer holds nothing that the raw reads would miss.
+func drain(conn net.Conn, every time.Duration, total *atomic.Int64) {
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := conn.Read(buf)
+		total.Add(int64(n))
+		if err != nil {
+			return
+		}
+		if n < len(buf) {
+			time.Sleep(every)
+		}
 	}
 }
 
@@ -283,10 +419,34 @@ func runGo(name, addr, service string, clients int, d time.Duration, fds []int64
 	return res
 }
 
-// runPHP runs clients PHP processes of bench/php/push.php at once.
-func runPHP(name, addr, service string, clients int, d time.Duration, fds []int64, data string) result {
-	res := result{name: name}
+// runPHP runs clients PHP processes of bench/php/push.php at once, each
+// pushing batch messages per call.
+func runPHP(name, addr, service string, clients int, d time.Duration, fds []int64, data string, batch int) result {
 	script := filepath.Join(moduleRoot(), "bench", "php", "push.php")
+	return runProcs(name, clients, func(ci int) *exec.Cmd {
+		return exec.Command("php", script, addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci+1), fmt.Sprint(len(fds)), data, fmt.Sprint(batch))
+	})
+}
+
+// runGoProc runs clients processes of this binary in -client-proc mode at
+// once, with GOMAXPROCS 1: the Go client out of process, as PHP's is.
+func runGoProc(name, addr, service string, clients int, d time.Duration, fds []int64, data string) result {
+	self, err := os.Executable()
+	check(err)
+	return runProcs(name, clients, func(ci int) *exec.Cmd {
+		cmd := exec.Command(self, "-client-proc", addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci+1), fmt.Sprint(len(fds)), data)
+		// One thread running Go code, as a PHP process has: with more, the
+		// client processes' idle threads spin looking for work and take
+		// CPU time from the server.
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+		return cmd
+	})
+}
+
+// runProcs runs client processes at once; each prints
+// {"calls": n, "messages": m, "latencies_us": [...]} (messages: n when absent).
+func runProcs(name string, clients int, command func(ci int) *exec.Cmd) result {
+	res := result{name: name}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -294,18 +454,19 @@ func runPHP(name, addr, service string, clients int, d time.Duration, fds []int6
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cmd := exec.Command("php", script, addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci+1), fmt.Sprint(len(fds)), data)
+			cmd := command(ci)
 			var out bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &out, os.Stderr
 			check(cmd.Run())
 			var r struct {
-				Calls int       `json:"calls"`
-				Lat   []float64 `json:"latencies_us"`
+				Calls    int       `json:"calls"`
+				Messages int       `json:"messages"`
+				Lat      []float64 `json:"latencies_us"`
 			}
 			check(json.Unmarshal(out.Bytes(), &r))
 			mu.Lock()
 			res.calls += r.Calls
-			res.messages += r.Calls
+			res.messages += max(r.Messages, r.Calls)
 			for _, l := range r.Lat {
 				res.lat = append(res.lat, time.Duration(l*float64(time.Microsecond)))
 			}
@@ -316,6 +477,38 @@ func runPHP(name, addr, service string, clients int, d time.Duration, fds []int6
 	res.elapsed = time.Since(start)
 	sort.Slice(res.lat, func(a, b int) bool { return res.lat[a] < res.lat[b] })
 	return res
+}
+
+// clientProc is one Go client process, the twin of bench/php/push.php:
+// rpcload -client-proc ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA
+func clientProc(args []string) {
+	if len(args) != 6 {
+		check(fmt.Errorf("-client-proc: want ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA, got %q", args))
+	}
+	addr, service, data := args[0], args[1], args[5]
+	secs, err := strconv.ParseFloat(args[2], 64)
+	check(err)
+	fd, err := strconv.ParseInt(args[3], 10, 64)
+	check(err)
+	count, err := strconv.ParseInt(args[4], 10, 64)
+	check(err)
+	c, err := rpc.Dial(addr, rpc.JSON, time.Second)
+	check(err)
+	defer c.Close()
+	var lat []float64
+	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
+	for t := time.Now(); t.Before(end); t = time.Now() {
+		var ok bool
+		check(c.Call(service+".Push", rpc.PushArgs{FD: fd, Message: rpc.Message{Data: data}}, &ok))
+		if !ok {
+			check(fmt.Errorf("push to fd %d not delivered", fd))
+		}
+		lat = append(lat, float64(time.Since(t))/float64(time.Microsecond))
+		fd = fd%count + 1
+	}
+	out, err := json.Marshal(map[string]any{"calls": len(lat), "latencies_us": lat})
+	check(err)
+	os.Stdout.Write(out)
 }
 
 func moduleRoot() string {
@@ -330,7 +523,7 @@ func moduleRoot() string {
 
 func report(results []result) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tcalls/s\tmessages/s\tp50\tp99\tvs bare\t")
+	fmt.Fprintln(tw, "case\tcalls/s\tmessages/s\tp50\tp99\tvs bare\tcpu/msg\tother cpu\t")
 	bare := map[string]float64{}
 	for _, r := range results {
 		key := strings.TrimPrefix(strings.TrimPrefix(r.name, "bare "), "wsbridge ")
@@ -340,9 +533,12 @@ func report(results []result) {
 		} else if b := bare[key]; b > 0 {
 			ratio = fmt.Sprintf("%.2f", r.msgRate()/b)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t\n", r.name, r.rate(), r.msgRate(), r.pct(0.50).Round(time.Microsecond), r.pct(0.99).Round(time.Microsecond), ratio)
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%s\t%s\t%s\t%.1fµs\t%.0f%%\t\n", r.name, r.rate(), r.msgRate(), r.pct(0.50).Round(time.Microsecond), r.pct(0.99).Round(time.Microsecond), ratio,
+			float64(r.cpuPerMsg())/float64(time.Microsecond), 100*r.other.Seconds()/r.elapsed.Seconds())
 	}
 	tw.Flush()
+	fmt.Println("\ncpu/msg: CPU time of this process (servers, hub, WebSocket clients, Go clients) and its PHP children per message.")
+	fmt.Println("other cpu: CPU time other processes used during the case, in % of one core; above ~10% the case was disturbed.")
 }
 
 func check(err error) {
