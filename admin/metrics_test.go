@@ -158,8 +158,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		clients[i] = c
 	}
 	a, b, c := clients[0], clients[1], clients[2]
-	// Their fds, in order of connection (the listener is the dispatcher),
-	// once the hub has registered them (a moment after the handshake).
+	// Their fds, once the hub has registered them (a moment after the
+	// handshake), matched by address: handshakes finishing close together
+	// may be given fds in either order.
 	var l connList
 	for deadline := time.Now().Add(wait); len(l.Connections) != 3; time.Sleep(5 * time.Millisecond) {
 		e.do(t, "GET", "/v1/connections", "").json(t, &l)
@@ -167,7 +168,16 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			t.Fatalf("%d connections listed, want 3", len(l.Connections))
 		}
 	}
-	copy(fds[:], l.fds())
+	for i, cl := range clients {
+		for _, conn := range l.Connections {
+			if conn.RemoteAddr == cl.LocalAddr().String() {
+				fds[i] = conn.FD
+			}
+		}
+		if fds[i] == 0 {
+			t.Fatalf("client %d (%s) not listed: %+v", i, cl.LocalAddr(), l.Connections)
+		}
+	}
 
 	// In: 5 + 2 bytes from a.
 	for _, msg := range []string{"hello", "hi"} {
