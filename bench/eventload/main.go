@@ -38,6 +38,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsbridge/wsbridge/bench"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
 )
@@ -222,7 +223,7 @@ func goSink() (string, *latencies, func() (time.Duration, time.Duration)) {
 
 // phpSink runs bench/php/events_sink.php under php -S.
 func phpSink() (string, func() (time.Duration, time.Duration)) {
-	root := moduleRoot()
+	root := bench.ModuleRoot()
 	out, err := os.CreateTemp("", "eventload-*.txt")
 	fail(err)
 	out.Close()
@@ -275,15 +276,6 @@ func maxf(a, b float64) float64 {
 	return b
 }
 
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	return dir
-}
 
 func fail(err error) {
 	if err != nil {

@@ -49,6 +49,7 @@ import (
 	"github.com/gorilla/websocket"
 	goridge "github.com/roadrunner-server/goridge/v3/pkg/rpc"
 
+	"github.com/wsbridge/wsbridge/bench"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
 )
@@ -247,7 +248,7 @@ func main() {
 		for _, s := range servers {
 			if strings.HasPrefix(s.name, "bare") {
 				fmt.Println()
-				cmd := exec.Command("php", filepath.Join(moduleRoot(), "bench", "php", "parts.php"), s.addr, "Bare.Push", "3", data)
+				cmd := exec.Command("php", filepath.Join(bench.ModuleRoot(), "bench", "php", "parts.php"), s.addr, "Bare.Push", "3", data)
 				cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 				check(cmd.Run())
 			}
@@ -422,7 +423,7 @@ func runGo(name, addr, service string, clients int, d time.Duration, fds []int64
 // runPHP runs clients PHP processes of bench/php/push.php at once, each
 // pushing batch messages per call.
 func runPHP(name, addr, service string, clients int, d time.Duration, fds []int64, data string, batch int) result {
-	script := filepath.Join(moduleRoot(), "bench", "php", "push.php")
+	script := filepath.Join(bench.ModuleRoot(), "bench", "php", "push.php")
 	return runProcs(name, clients, func(ci int) *exec.Cmd {
 		return exec.Command("php", script, addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci+1), fmt.Sprint(len(fds)), data, fmt.Sprint(batch))
 	})
@@ -511,15 +512,6 @@ func clientProc(args []string) {
 	os.Stdout.Write(out)
 }
 
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	return dir
-}
 
 func report(results []result) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
