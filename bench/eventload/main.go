@@ -276,7 +276,6 @@ func maxf(a, b float64) float64 {
 	return b
 }
 
-
 func fail(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "eventload:", err)

@@ -512,7 +512,6 @@ func clientProc(args []string) {
 	os.Stdout.Write(out)
 }
 
-
 func report(results []result) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "case\tcalls/s\tmessages/s\tp50\tp99\tvs bare\tcpu/msg\tother cpu\t")
