@@ -81,7 +81,8 @@ type result struct {
 }
 
 // cpuPerMsg is the CPU time the case cost per message: servers, hub,
-// WebSocket clients, RPC clients (Go or PHP) and the kernel's work for them.
+// WebSocket clients, RPC clients (Go or PHP) and the kernel's work charged
+// to them (softirq work the kernel charges to no process is not in it).
 func (r result) cpuPerMsg() time.Duration {
 	if r.messages == 0 {
 		return 0
@@ -90,14 +91,13 @@ func (r result) cpuPerMsg() time.Duration {
 }
 
 // measured runs one case and adds its CPU accounting: what this process
-// and its children used (getrusage) and what the rest of the machine used
-// meanwhile (/proc/stat's busy time minus ours), so that a case disturbed
-// by other jobs shows.
+// and its children used (getrusage) and what every other process on the
+// machine used meanwhile (from /proc), so that a case disturbed by other
+// jobs shows.
 func measured(run func() result) result {
-	busy0, own0 := machineBusy(), ownCPU()
+	other0, own0 := otherCPU(), ownCPU()
 	r := run()
-	own := ownCPU() - own0
-	r.cpu, r.other = own, max(0, machineBusy()-busy0-own)
+	r.cpu, r.other = ownCPU()-own0, max(0, otherCPU()-other0)
 	return r
 }
 
@@ -114,23 +114,60 @@ func ownCPU() time.Duration {
 	return total
 }
 
-// machineBusy is the CPU time all processors have spent busy since boot
-// (the user, nice, system, irq and softirq columns of /proc/stat); 0 where
-// there is no /proc.
-func machineBusy() time.Duration {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
+// otherCPU sums the user and system time, their own and their reaped
+// children's, of every process but this one and its descendants, from
+// /proc/PID/stat (0 where there is no /proc). A process that ends during a
+// case moves into its parent's children's time, so the difference of two
+// sums is what the others used in between. ksoftirqd is left out: it runs
+// the kernel's deferred network work, mostly this run's own.
+func otherCPU() time.Duration {
+	type proc struct {
+		ppid  int
+		ticks int64
+		skip  bool
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq ...
-	if len(f) < 8 || f[0] != "cpu" {
-		return 0
+	procs := map[int]proc{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		f := strings.Fields(string(b[end+1:])) // state ppid ... utime(12) stime cutime cstime
+		if len(f) < 15 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		var ticks int64
+		for _, i := range []int{11, 12, 13, 14} {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += n
+		}
+		procs[pid] = proc{ppid: ppid, ticks: ticks, skip: strings.HasPrefix(string(b[open+1:end]), "ksoftirqd")}
+	}
+	self := os.Getpid()
+	mine := func(pid int) bool {
+		for i := 0; pid > 1 && i < 64; i++ {
+			if pid == self {
+				return true
+			}
+			pid = procs[pid].ppid
+		}
+		return false
 	}
 	var ticks int64
-	for _, i := range []int{1, 2, 3, 6, 7} {
-		n, _ := strconv.ParseInt(f[i], 10, 64)
-		ticks += n
+	for pid, p := range procs {
+		if !p.skip && !mine(pid) {
+			ticks += p.ticks
+		}
 	}
 	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
@@ -154,6 +191,7 @@ func main() {
 	dur := flag.Duration("d", 3*time.Second, "duration of each case")
 	conns := flag.Int("conns", 100, "WebSocket connections the pushes go to")
 	php := flag.Bool("php", false, "also measure PHP clients (needs php and php-client/vendor)")
+	batchClients := flag.Int("batch-clients", 1, "Go clients sending batches of 100 at once")
 	goProc := flag.Bool("go-proc", false, "also measure Go clients in processes of their own, as PHP's are (this binary, re-executed)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the wsbridge cases to this file")
 	size := flag.Int("size", 64, "bytes of data per push")
@@ -222,8 +260,14 @@ func main() {
 				results = append(results, measured(func() result { return runGo(name, s.addr, methodOf(s.name), clients, *dur, fds, data, 1) }))
 			}
 		}
-		if name := fmt.Sprintf("%s, go, batch of 100", s.name); want(name) {
-			results = append(results, measured(func() result { return runGo(name, s.addr, methodOf(s.name), 1, *dur, fds, data, 100) }))
+		batchName := fmt.Sprintf("%s, go, batch of 100", s.name)
+		if *batchClients > 1 {
+			batchName += fmt.Sprintf(", %d clients", *batchClients)
+		}
+		if name := batchName; want(name) {
+			results = append(results, measured(func() result {
+				return runGo(name, s.addr, methodOf(s.name), *batchClients, *dur, fds, data, 100)
+			}))
 		}
 		for _, clients := range []int{1, 8} {
 			if name := fmt.Sprintf("%s, php, %d client(s)", s.name, clients); *php && want(name) {
@@ -528,8 +572,8 @@ func report(results []result) {
 			float64(r.cpuPerMsg())/float64(time.Microsecond), 100*r.other.Seconds()/r.elapsed.Seconds())
 	}
 	tw.Flush()
-	fmt.Println("\ncpu/msg: CPU time of this process (servers, hub, WebSocket clients, Go clients) and its PHP children per message.")
-	fmt.Println("other cpu: CPU time other processes used during the case, in % of one core; above ~10% the case was disturbed.")
+	fmt.Println("\ncpu/msg: CPU time of this process (servers, hub, WebSocket clients, Go clients) and its client processes (PHP, -go-proc) per message.")
+	fmt.Println("other cpu: CPU time other processes used during the case (from /proc), in % of one core; above ~10% the case was disturbed.")
 }
 
 func check(err error) {
