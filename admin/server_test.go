@@ -1,6 +1,7 @@
 package admin_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -69,24 +70,28 @@ func TestServerLifecycle(t *testing.T) {
 func TestShutdownLetsRequestsFinish(t *testing.T) {
 	e := newEnv(t, bridge.Config{}, admin.Config{})
 	ws, fd := e.dial(t, "a")
-	// A push whose body arrives in two parts, the second after Shutdown
-	// has started.
-	body, w := io.Pipe()
-	req, _ := http.NewRequest("POST", fmt.Sprintf("%s/v1/connections/%d/push", e.url, fd), body)
-	req.Header.Set("Authorization", "Bearer "+token)
-	done := make(chan answer, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			done <- answer{status: -1, body: []byte(err.Error())}
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		done <- answer{status: resp.StatusCode, body: b}
-	}()
-	if _, err := io.WriteString(w, `{"data":`); err != nil {
+	// A push sent by hand with "Expect: 100-continue": the server answers
+	// "100 Continue" when the handler starts to read the body, which proves
+	// the request is under way before Shutdown starts. The body follows
+	// after Shutdown has started.
+	addr := strings.TrimPrefix(e.url, "http://")
+	conn, err := net.DialTimeout("tcp", addr, wait)
+	if err != nil {
 		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(wait))
+	body := `{"data":"late"}`
+	fmt.Fprintf(conn, "POST /v1/connections/%d/push HTTP/1.1\r\nHost: %s\r\n"+
+		"Authorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+		"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n", fd, addr, token, len(body))
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(line, "100 Continue") {
+		t.Fatalf("interim response %q, %v", line, err)
+	}
+	if blank, err := br.ReadString('\n'); err != nil || blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q, %v", blank, err)
 	}
 
 	e.admin.SetStopping()
@@ -100,7 +105,6 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 		shut <- e.admin.Shutdown(ctx)
 	}()
 	// Shutdown has started once the listener refuses connections.
-	addr := strings.TrimPrefix(e.url, "http://")
 	deadline := time.Now().Add(wait)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -118,12 +122,17 @@ func TestShutdownLetsRequestsFinish(t *testing.T) {
 		t.Fatalf("Shutdown returned (%v) with a request under way", err)
 	case <-time.After(50 * time.Millisecond):
 	}
-	if _, err := io.WriteString(w, `"late"}`); err != nil {
+	if _, err := io.WriteString(conn, body); err != nil {
 		t.Fatal(err)
 	}
-	w.Close()
-	if a := <-done; a.status != 200 || !strings.Contains(string(a.body), `"queued":true`) {
-		t.Errorf("the request under way got %d %s", a.status, a.body)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("the request under way got no answer: %v", err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(got), `"queued":true`) {
+		t.Errorf("the request under way got %d %s", resp.StatusCode, got)
 	}
 	if err := <-shut; err != nil {
 		t.Errorf("Shutdown: %v", err)
