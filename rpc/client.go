@@ -1,9 +1,11 @@
 package rpc
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -49,9 +51,16 @@ func Dial(addr string, codec Codec, timeout time.Duration) (*Client, error) {
 	return NewClient(conn, codec), nil
 }
 
-// NewClient wraps an open connection.
+// NewClient wraps an open connection. Replies are read through a buffer:
+// goridge's relay reads a frame's header, options and payload separately,
+// one system call each without it.
 func NewClient(conn net.Conn, codec Codec) *Client {
-	return &Client{codec: codec, conn: conn, relay: socket.NewSocketRelay(conn)}
+	rwc := struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{bufio.NewReader(conn), conn, conn}
+	return &Client{codec: codec, conn: conn, relay: socket.NewSocketRelay(rwc)}
 }
 
 // Close closes the connection.

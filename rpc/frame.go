@@ -87,12 +87,19 @@ func (h header) check(stream byte) error {
 // errorFrame encodes a goridge error reply: ERROR flag, the request's
 // sequence and method, the message as payload (as goridge's codec does).
 func errorFrame(codec byte, seq uint32, method, msg string) []byte {
-	fr := frame.NewFrame()
-	fr.WriteVersion(fr.Header(), frame.Version1)
-	fr.WriteFlags(fr.Header(), codec, frame.ERROR)
-	fr.WriteOptions(fr.HeaderPtr(), seq, uint32(len(method)))
-	fr.WritePayloadLen(fr.Header(), uint32(len(method)+len(msg)))
-	fr.WritePayload([]byte(method + msg))
-	fr.WriteCRC(fr.Header())
-	return fr.Bytes()
+	b := make([]byte, rpcHeader, rpcHeader+len(method)+len(msg))
+	b = append(append(b, method...), msg...)
+	putHeader(b, codec|frame.ERROR, uint32(len(b)-rpcHeader), seq, uint32(len(method)))
+	return b
+}
+
+// putHeader writes an RPC frame's header into b[:rpcHeader].
+func putHeader(b []byte, flags byte, payloadLen, seq, methodLen uint32) {
+	b[0] = frame.Version1<<4 | rpcHL
+	b[1] = flags
+	binary.LittleEndian.PutUint32(b[2:6], payloadLen)
+	binary.LittleEndian.PutUint32(b[6:10], crc32.ChecksumIEEE(b[:6]))
+	b[10], b[11] = 0, 0
+	binary.LittleEndian.PutUint32(b[12:16], seq)
+	binary.LittleEndian.PutUint32(b[16:20], methodLen)
 }

@@ -8,16 +8,16 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 )
 
-// guard sits between a client's socket and goridge's codec. It reads the
-// frame stream ahead of the codec and lets through only frames the service
-// can answer: a frame with a bad header, over the size limit, or with a
-// codec the service does not speak never reaches goridge (whose codec would
-// allocate the announced size, or panic on some inputs). Refused frames get
-// a goridge error reply; after a fatal one the connection is closed.
+// guard reads a client's frame stream for the server codec and hands it
+// only frames the service can answer: a frame with a bad header, over the
+// size limit, or with a codec the service does not speak is refused before
+// its payload is allocated or decoded. Refused frames get a goridge error
+// reply; after a fatal one the connection is closed.
 //
 // It also counts requests in flight (read, not yet answered) so that a
 // shutdown can wait for them, and serializes writes, since its own error
@@ -28,8 +28,6 @@ type guard struct {
 	maxFrame uint32
 	onFatal  func(remote string, err error)
 
-	remaining int // bytes of the current accepted frame not yet passed on
-
 	wmu      sync.Mutex
 	inflight atomic.Int64
 	closing  atomic.Bool
@@ -39,35 +37,47 @@ func newGuard(conn net.Conn, maxFrame uint32, onFatal func(string, error)) *guar
 	return &guard{conn: conn, br: bufio.NewReaderSize(conn, 4096), maxFrame: maxFrame, onFatal: onFatal}
 }
 
-// Read passes on the bytes of accepted frames, header included.
-func (g *guard) Read(p []byte) (int, error) {
-	for g.remaining == 0 {
-		if err := g.nextFrame(); err != nil {
-			return 0, err
+// next reads the next request frame the guard accepts and returns its
+// header and its payload (method name, then arguments), read into buf's
+// memory when it is large enough. Refused frames are answered on the way.
+// An error ends the connection: io.EOF when the client is gone or after a
+// fatal frame.
+func (g *guard) next(buf []byte) (header, []byte, error) {
+	for {
+		h, ok, err := g.nextFrame()
+		if err != nil {
+			return header{}, nil, err
 		}
+		if !ok {
+			continue
+		}
+		if _, err := g.br.Discard(rpcHeader); err != nil {
+			return header{}, nil, eof(err)
+		}
+		if cap(buf) < int(h.payloadLen) {
+			buf = make([]byte, h.payloadLen)
+		}
+		buf = buf[:h.payloadLen]
+		if _, err := io.ReadFull(g.br, buf); err != nil {
+			return header{}, nil, eof(err)
+		}
+		return h, buf, nil
 	}
-	if len(p) > g.remaining {
-		p = p[:g.remaining]
-	}
-	n, err := g.br.Read(p)
-	g.remaining -= n
-	return n, err
 }
 
-// nextFrame examines the next frame's header. It returns nil once a frame is
-// accepted (its bytes are then passed on), skips refused frames after
-// answering them, and returns io.EOF when the connection must end.
-func (g *guard) nextFrame() error {
+// nextFrame examines the next frame's header, which it leaves unread. It
+// returns ok once a frame is accepted, skips refused frames after answering
+// them, and returns io.EOF when the connection must end.
+func (g *guard) nextFrame() (h header, ok bool, err error) {
 	b, err := g.br.Peek(headerSize)
 	if err != nil {
-		return eof(err)
+		return h, false, eof(err)
 	}
-	h, err := parseHeader(b)
-	if err != nil {
-		return g.fatal(0, err)
+	if _, err := parseHeader(b); err != nil {
+		return h, false, g.fatal(0, err)
 	}
 	if b, err = g.br.Peek(rpcHeader); err != nil {
-		return eof(err)
+		return h, false, eof(err)
 	}
 	h, _ = parseHeader(b)
 	codec := h.flags & servedCodecs
@@ -75,7 +85,7 @@ func (g *guard) nextFrame() error {
 		codec = frame.CodecJSON
 	}
 	if h.payloadLen > g.maxFrame {
-		return g.fatal(h.seq, fmt.Errorf("frame payload of %d bytes is over the limit of %d bytes", h.payloadLen, g.maxFrame))
+		return h, false, g.fatal(h.seq, fmt.Errorf("frame payload of %d bytes is over the limit of %d bytes", h.payloadLen, g.maxFrame))
 	}
 	refusal := h.check(b[10])
 	if refusal == nil && g.closing.Load() {
@@ -83,16 +93,15 @@ func (g *guard) nextFrame() error {
 	}
 	if refusal == nil {
 		g.inflight.Add(1)
-		g.remaining = rpcHeader + int(h.payloadLen)
-		return nil
+		return h, true, nil
 	}
 	// Skip the refused frame and answer it; the stream stays in step.
 	if _, err := g.br.Discard(rpcHeader); err != nil {
-		return eof(err)
+		return h, false, eof(err)
 	}
 	payload := make([]byte, h.payloadLen)
 	if _, err := io.ReadFull(g.br, payload); err != nil {
-		return eof(err)
+		return h, false, eof(err)
 	}
 	method := ""
 	if h.methodLen <= h.payloadLen {
@@ -104,16 +113,36 @@ func (g *guard) nextFrame() error {
 		msg = CodeBadRequest + ": " + msg
 	}
 	if err := g.writeFrame(errorFrame(codec, h.seq, method, msg)); err != nil {
-		return eof(err)
+		return h, false, eof(err)
 	}
-	return nil
+	return h, false, nil
 }
 
 // fatal answers a frame that cannot be trusted and ends the connection.
 func (g *guard) fatal(seq uint32, err error) error {
 	g.onFatal(g.conn.RemoteAddr().String(), err)
-	_ = g.writeFrame(errorFrame(frame.CodecJSON, seq, "", CodeBadRequest+": "+err.Error()))
+	if g.writeFrame(errorFrame(frame.CodecJSON, seq, "", CodeBadRequest+": "+err.Error())) == nil {
+		g.linger()
+	}
 	return io.EOF // net/rpc then closes the codec quietly
+}
+
+// How long and how much a connection ended by a fatal frame keeps reading.
+const (
+	lingerTime  = time.Second
+	lingerBytes = 1 << 20
+)
+
+// linger lets the client read the error reply. Closing a socket with unread
+// input makes the kernel reset the connection, and a reset can discard the
+// reply before the client reads it; so the guard ends its side of the
+// stream and reads and discards what the client still sends, for a while.
+func (g *guard) linger() {
+	if cw, ok := g.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = g.conn.SetReadDeadline(time.Now().Add(lingerTime))
+	_, _ = io.CopyN(io.Discard, g.br, lingerBytes)
 }
 
 func eof(err error) error {
@@ -130,14 +159,11 @@ func (g *guard) writeFrame(b []byte) error {
 	return err
 }
 
-// Write carries one response frame from goridge's codec (it writes each
-// frame with a single Write).
-func (g *guard) Write(p []byte) (int, error) {
-	g.wmu.Lock()
-	n, err := g.conn.Write(p)
-	g.wmu.Unlock()
+// writeResponse writes the reply to an accepted request.
+func (g *guard) writeResponse(p []byte) error {
+	err := g.writeFrame(p)
 	g.inflight.Add(-1)
-	return n, err
+	return err
 }
 
 func (g *guard) Close() error { return g.conn.Close() }

@@ -17,8 +17,6 @@ import (
 	"sync"
 	"time"
 
-	goridge "github.com/roadrunner-server/goridge/v3/pkg/rpc"
-
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/config"
 )
@@ -261,58 +259,6 @@ func (s *Server) serveConn(conn net.Conn) {
 	}()
 }
 
-// codec is goridge's server codec with decode errors made clear: which
-// method's arguments could not be read, as a bad_request Error. With an
-// Observer it also times each call.
-type codec struct {
-	*goridge.Codec
-	method string // of the request being read; net/rpc reads one at a time
-
-	obs     Observer
-	methods map[string]bool
-	mu      sync.Mutex
-	started map[uint64]time.Time // by sequence: calls read and not yet answered
-}
-
-func (s *Server) newCodec(g *guard) *codec {
-	c := &codec{Codec: goridge.NewCodec(g), obs: s.cfg.Observer}
-	if c.obs != nil {
-		c.methods, c.started = s.methods, map[uint64]time.Time{}
-	}
-	return c
-}
-
-func (c *codec) ReadRequestHeader(r *netrpc.Request) error {
-	err := c.Codec.ReadRequestHeader(r)
-	c.method = r.ServiceMethod
-	if err == nil && c.obs != nil {
-		c.mu.Lock()
-		c.started[r.Seq] = time.Now()
-		c.mu.Unlock()
-	}
-	return err
-}
-
-// WriteResponse reports the call to the Observer, then writes the reply.
-// net/rpc calls it from each call's goroutine, one at a time per
-// connection.
-func (c *codec) WriteResponse(r *netrpc.Response, body any) error {
-	if c.obs != nil {
-		c.mu.Lock()
-		start, ok := c.started[r.Seq]
-		delete(c.started, r.Seq)
-		c.mu.Unlock()
-		if ok {
-			method := r.ServiceMethod
-			if !c.methods[method] {
-				method = MethodUnknown
-			}
-			c.obs.ObserveCall(method, outcomeOf(r.Error), time.Since(start))
-		}
-	}
-	return c.Codec.WriteResponse(r, body)
-}
-
 // outcomeOf is the Observer's outcome of a reply's error text.
 func outcomeOf(errText string) string {
 	if errText == "" {
@@ -325,13 +271,6 @@ func outcomeOf(errText string) string {
 		return code
 	}
 	return OutcomeError
-}
-
-func (c *codec) ReadRequestBody(out any) error {
-	if err := c.Codec.ReadRequestBody(out); err != nil {
-		return badRequest(fmt.Sprintf("cannot decode the arguments of %s: %v", c.method, err))
-	}
-	return nil
 }
 
 // Connections returns the number of open RPC connections.

@@ -1,0 +1,120 @@
+package rpc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/gob"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	netrpc "net/rpc"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/roadrunner-server/goridge/v3/pkg/frame"
+	goridge "github.com/roadrunner-server/goridge/v3/pkg/rpc"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// TestCodecMatchesGoridge sends the same requests to the wsbridge server
+// and to net/rpc with goridge's own server codec, both serving the same
+// Sender service on the same hub, and wants the same reply frames, byte for
+// byte, for every codec and kind of reply.
+func TestCodecMatchesGoridge(t *testing.T) {
+	hub, err := bridge.New(bridge.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hub.Shutdown(context.Background())
+	addr := "unix://" + filepath.Join(t.TempDir(), "rpc.sock")
+	srv, err := New(hub, Config{Addr: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve()
+	defer srv.Shutdown(context.Background())
+	ours, err := net.Dial("unix", srv.address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Close()
+	ourReader := bufio.NewReader(ours)
+
+	bare := netrpc.NewServer()
+	if err := bare.RegisterName(ServiceName, &sender{svc: NewService(hub), stats: srv.connCount}); err != nil {
+		t.Fatal(err)
+	}
+	theirs, serverEnd := net.Pipe()
+	go bare.ServeCodec(goridge.NewCodec(serverEnd))
+	defer theirs.Close()
+	theirReader := bufio.NewReader(theirs)
+
+	calls := []struct {
+		method string
+		args   any
+	}{
+		{"Sender.Check", FDArgs{FD: 1}},                                                                                                       // *bool
+		{"Sender.Push", PushArgs{FD: 7, Message: Message{Data: "x"}}},                                                                         // *bool
+		{"Sender.PushMany", PushManyArgs{FDs: []int64{1, 2}, Message: Message{Data: "x"}}},                                                    // *int
+		{"Sender.PushBatch", PushBatchArgs{Messages: []PushArgs{{FD: 1, Message: Message{Data: "a"}}, {FD: 2, Message: Message{Data: "b"}}}}}, // *[]bool
+		{"Sender.PushBatch", PushBatchArgs{}},                                                                                                 // an empty list
+		{"Sender.GroupMembers", GroupNameArgs{Group: "room"}},                                                                                 // *[]int64
+		{"Sender.Groups", Empty{}},                                                                                                            // a map
+		{"Sender.Info", FDArgs{FD: 1}},                                                                                                        // an error
+		{"Sender.Push", PushArgs{FD: -1, Message: Message{Data: "x"}}},                                                                        // a coded error
+		{"Sender.Nope", FDArgs{FD: 1}},                                                                                                        // net/rpc's own error
+	}
+	encoders := map[byte]func(any) ([]byte, error){
+		frame.CodecJSON:    json.Marshal,
+		frame.CodecMsgpack: msgpack.Marshal,
+		frame.CodecGob: func(v any) ([]byte, error) {
+			var b bytes.Buffer
+			err := gob.NewEncoder(&b).Encode(v)
+			return b.Bytes(), err
+		},
+	}
+	seq := uint32(0)
+	for codec, encode := range encoders {
+		for _, c := range calls {
+			seq++
+			body, err := encode(c.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := RequestFrame(codec, seq, c.method, body).Bytes()
+			got := roundTrip(t, ours, ourReader, req)
+			want := roundTrip(t, theirs, theirReader, req)
+			if !bytes.Equal(got, want) {
+				t.Errorf("codec 0x%02x, %s: wsbridge replied\n%q\ngoridge replies\n%q", codec, c.method, got, want)
+			}
+		}
+	}
+}
+
+// roundTrip writes one request frame and reads one reply frame.
+func roundTrip(t *testing.T, c net.Conn, r *bufio.Reader, req []byte) []byte {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	h := make([]byte, rpcHeader)
+	if _, err := io.ReadFull(r, h); err != nil {
+		t.Fatal(err)
+	}
+	reply := make([]byte, rpcHeader+int(binary.LittleEndian.Uint32(h[2:6])))
+	copy(reply, h)
+	if _, err := io.ReadFull(r, reply[rpcHeader:]); err != nil {
+		t.Fatal(err)
+	}
+	return reply
+}
