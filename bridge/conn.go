@@ -185,7 +185,7 @@ func (c *conn) clearLocked() {
 func (c *conn) startWriterLocked() {
 	if !c.writing && len(c.q) > c.head {
 		c.writing = true
-		go c.writeLoop()
+		c.hub.startWriter(c)
 	}
 }
 

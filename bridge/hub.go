@@ -37,6 +37,7 @@ type Hub struct {
 	stop      chan struct{}
 	stopOnce  sync.Once
 	keepalive sync.WaitGroup
+	writers   writers
 }
 
 // New returns a Hub that accepts connections once it is served; it starts
@@ -51,12 +52,13 @@ func New(cfg Config) (*Hub, error) {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
 	h := &Hub{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		fds:    fds,
-		stop:   make(chan struct{}),
-		groups: newIndex(),
-		users:  newIndex(),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		fds:     fds,
+		stop:    make(chan struct{}),
+		groups:  newIndex(),
+		users:   newIndex(),
+		writers: newWriters(),
 	}
 	writeBuf := cfg.FragmentSize // gorilla cuts buffered frames at its write buffer size
 	h.upgrader = websocket.Upgrader{
@@ -471,6 +473,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	go func() {
 		h.readers.Wait()
 		h.keepalive.Wait()
+		h.writers.waiting.Wait()
 		close(done)
 	}()
 	select {
