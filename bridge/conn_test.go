@@ -245,7 +245,7 @@ func TestHostileClientsCloseOnlyThemselves(t *testing.T) {
 }
 
 func TestHostileHandshakes(t *testing.T) {
-	th := startHub(t, bridge.Config{HandshakeTimeout: 300 * time.Millisecond})
+	th := startHub(t, bridge.Config{HandshakeTimeout: time.Second})
 	good, goodFD := th.dial(t, "good")
 	addr := th.srv.Listener.Addr().String()
 	t.Run("garbage instead of a handshake", func(t *testing.T) {
@@ -298,13 +298,12 @@ func TestHostileHandshakes(t *testing.T) {
 }
 
 func TestPingsKeepLiveClientsAndCloseDeadOnes(t *testing.T) {
-	th := startHub(t, bridge.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 300 * time.Millisecond})
+	// The pong timeout is long enough for a live client on a loaded machine;
+	// the dead client hits it anyway.
+	th := startHub(t, bridge.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 2 * time.Second})
 	live, liveFD := th.dial(t, "live")
-	dead := dialRaw(t, th.srv.Listener.Addr().String())
-	dead.handshake(t, "/?id=dead") // never answers a ping
-	deadFD := th.rec.fdOf(t, "dead")
-
-	pings := make(chan struct{}, 100)
+	// The live client answers pings from the start.
+	pings := make(chan struct{}, 1000)
 	live.SetPingHandler(func(p string) error {
 		select {
 		case pings <- struct{}{}:
@@ -319,6 +318,10 @@ func TestPingsKeepLiveClientsAndCloseDeadOnes(t *testing.T) {
 			}
 		}
 	}()
+	dead := dialRaw(t, th.srv.Listener.Addr().String())
+	dead.handshake(t, "/?id=dead") // never answers a ping
+	deadFD := th.rec.fdOf(t, "dead")
+
 	if ev := th.rec.closeOf(t, deadFD); ev.Code != websocket.CloseAbnormalClosure {
 		t.Fatalf("dead client's close event %+v, want 1006", ev)
 	}

@@ -405,6 +405,14 @@ func TestConnectionCap(t *testing.T) {
 	// A slot frees when a connection ends.
 	clients[0].Close()
 	th.rec.closeOf(t, th.rec.fdOf(t, "0"))
+	// The slot is released just after the close event.
+	deadline := time.Now().Add(wait)
+	for th.Count() >= 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections after one of 3 closed", th.Count())
+		}
+		time.Sleep(time.Millisecond)
+	}
 	th.dial(t, "again")
 }
 

@@ -249,12 +249,16 @@ func TestShutdownFinishesInFlightAndRefusesNew(t *testing.T) {
 	c := e.client(t, rpc.JSON)
 	var wg sync.WaitGroup
 	errs := make(chan error, 1)
+	answered := make(chan struct{})
 	wg.Add(1)
 	go func() { // pushes while the server shuts down: each answered or a clear error
 		defer wg.Done()
-		for {
+		for n := 0; ; n++ {
 			var ok bool
 			err := c.Call("Sender.Push", map[string]any{"fd": fd, "data": "x"}, &ok)
+			if n == 0 {
+				close(answered)
+			}
 			if err != nil {
 				var re *rpc.Error
 				if !errors.As(err, &re) && !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "reset") {
@@ -264,7 +268,7 @@ func TestShutdownFinishesInFlightAndRefusesNew(t *testing.T) {
 			}
 		}
 	}()
-	time.Sleep(20 * time.Millisecond)
+	<-answered // the pushes are under way
 	ctx, cancel := contextWithTimeout()
 	defer cancel()
 	if err := e.srv.Shutdown(ctx); err != nil {

@@ -250,7 +250,11 @@ func TestAdminGracefulShutdownUnderTraffic(t *testing.T) {
 		}()
 	}
 
-	time.Sleep(300 * time.Millisecond) // traffic flows
+	// Traffic flows: wait for admin answers (and let the rest run a while).
+	deadline := time.Now().Add(readTimeout)
+	for answered.Load() < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	if answered.Load() == 0 {
 		t.Error("no admin request was answered before the shutdown")
 	}

@@ -59,7 +59,7 @@ func TestSignalWithoutClients(t *testing.T) {
 // clean.
 func TestShutdownDeadline(t *testing.T) {
 	t.Parallel()
-	p := startDefault(t, nil, "-shutdown-timeout", "300ms", "-close-timeout", "10m")
+	p := startDefault(t, nil, "-shutdown-timeout", "2s", "-close-timeout", "10m")
 	connectIdle(t, "ws://"+p.addr+"/")
 	answering := connect(t, "ws://"+p.addr+"/")
 	answering.ping("x")
