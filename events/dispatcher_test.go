@@ -363,13 +363,19 @@ func TestEventContents(t *testing.T) {
 // TestEndpointDownThenUp: while the application is down, events wait and
 // are retried; once it is up they all arrive, in order, none lost.
 func TestEndpointDownThenUp(t *testing.T) {
+	// The port stays held for the whole test: while "down", the listener
+	// closes every connection at once (a failed request, as when nobody
+	// listens). Closing it and listening again on the same address would
+	// race with the loopback connections of tests running in parallel,
+	// any of which may take the freed port as its source port.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := ln.Addr().String()
-	ln.Close() // nobody listens: connections are refused
-	d, logs := newDispatcher(t, events.Config{URL: "http://" + addr + "/events"})
+	down := &downListener{Listener: ln}
+	down.down.Store(true)
+	s := newSinkOn(t, down) // sees only the connections accepted once up
+	d, logs := newDispatcher(t, events.Config{URL: s.url})
 	th := startHub(t, d, false, bridge.Config{})
 	c := th.dial(t, "/?id=a", nil)
 	msgs := repeat("while down ", 20)
@@ -379,12 +385,11 @@ func TestEndpointDownThenUp(t *testing.T) {
 	if len(logs.records("events delivery failed, will retry")) == 0 {
 		t.Errorf("no delivery failure logged:\n%s", logs)
 	}
-
-	ln, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listen again on %s (the port was taken meanwhile?): %v", addr, err)
+	if n := len(s.requests()); n != 0 {
+		t.Fatalf("the sink received %d requests while down", n)
 	}
-	s := newSinkOn(t, ln)
+
+	down.down.Store(false) // the application is up
 	fd := s.fdOf(t, "a")
 	s.waitClosed(t, fd)
 	checkRun(t, fd, s.ackedOf(fd), msgs)
@@ -397,8 +402,26 @@ func TestEndpointDownThenUp(t *testing.T) {
 	}
 }
 
-// TestRetries: failed answers (5xx, a redirect, a 4xx) and one too slow are
-// retried with the same body and an increasing attempt number.
+// downListener is a listener whose application is down while down is set:
+// it accepts connections and closes them at once, without a byte.
+type downListener struct {
+	net.Listener
+	down atomic.Bool
+}
+
+func (l *downListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || !l.down.Load() {
+			return c, err
+		}
+		c.Close()
+	}
+}
+
+// TestRetries: failed answers (5xx, a redirect, a 4xx) are retried with
+// the same body and an increasing attempt number. (One too slow:
+// TestRetryAfterTimeout.)
 func TestRetries(t *testing.T) {
 	s := newSink(t)
 	var n atomic.Int32
@@ -411,14 +434,13 @@ func TestRetries(t *testing.T) {
 		case 3:
 			return http.StatusTemporaryRedirect, "" // not followed
 		case 4:
-			<-r.Context().Done() // slower than the timeout
-			return http.StatusOK, ""
-		case 5:
 			return http.StatusNotFound, ""
 		}
 		return http.StatusNoContent, ""
 	})
-	d, _ := newDispatcher(t, events.Config{URL: s.url, Concurrency: 1, Timeout: 2 * time.Second})
+	// A long Timeout: no request here is meant to time out, and one that
+	// did on a slow machine would shift the answers and the counts.
+	d, _ := newDispatcher(t, events.Config{URL: s.url, Concurrency: 1, Timeout: wait})
 	th := startHub(t, d, false, bridge.Config{})
 	c := th.dial(t, "/?id=a", nil)
 	fd := s.fdOf(t, "a")
@@ -430,10 +452,10 @@ func TestRetries(t *testing.T) {
 	settle(t, d)
 
 	reqs := s.requests()
-	if len(reqs) < 6 {
-		t.Fatalf("%d requests, want at least 6", len(reqs))
+	if len(reqs) < 5 {
+		t.Fatalf("%d requests, want at least 5", len(reqs))
 	}
-	for i, r := range reqs[:6] {
+	for i, r := range reqs[:5] {
 		if r.Attempt != strconv.Itoa(i+1) || string(r.Body) != string(reqs[0].Body) {
 			t.Errorf("request %d: attempt %q, body %s; want attempt %d of body %s", i, r.Attempt, r.Body, i+1, reqs[0].Body)
 		}
@@ -441,13 +463,50 @@ func TestRetries(t *testing.T) {
 			t.Errorf("request %d signed without a secret", i)
 		}
 	}
-	for i, r := range reqs[6:] {
+	for i, r := range reqs[5:] {
 		if r.Attempt != "1" {
-			t.Errorf("request %d: attempt %q, want 1", i+6, r.Attempt)
+			t.Errorf("request %d: attempt %q, want 1", i+5, r.Attempt)
 		}
 	}
-	if st := d.Stats(); st.Retries != 5 || st.Delivered != 3 {
-		t.Errorf("stats %+v, want 5 retries, 3 delivered", st)
+	if st := d.Stats(); st.Retries != 4 || st.Delivered != 3 {
+		t.Errorf("stats %+v, want 4 retries, 3 delivered", st)
+	}
+}
+
+// TestRetryAfterTimeout: a request slower than Config.Timeout is retried
+// with the same body and the next attempt number.
+func TestRetryAfterTimeout(t *testing.T) {
+	s := newSink(t)
+	var answered atomic.Bool
+	s.setAnswer(func(r *http.Request, _ *sinkRequest) (int, string) {
+		if !answered.Swap(true) {
+			<-r.Context().Done() // the first request: slower than the timeout
+		}
+		return http.StatusNoContent, ""
+	})
+	// A short Timeout, which the first request is meant to hit. On a slow
+	// machine a later one may hit it too: that only adds retries, so the
+	// checks below allow them.
+	d, logs := newDispatcher(t, events.Config{URL: s.url, Concurrency: 1, Timeout: 300 * time.Millisecond})
+	th := startHub(t, d, false, bridge.Config{})
+	c := th.dial(t, "/?id=a", nil)
+	fd := s.fdOf(t, "a")
+	s.waitFor(t, "the open event acknowledged", func() bool { return len(s.acked[fd]) == 1 })
+	send(t, c, "after")
+	closeClient(t, c, 1000, "")
+	s.waitClosed(t, fd)
+	checkRun(t, fd, s.ackedOf(fd), []string{"after"})
+	settle(t, d)
+
+	reqs := s.requests()
+	if len(reqs) < 2 || reqs[0].Attempt != "1" || reqs[1].Attempt != "2" || string(reqs[1].Body) != string(reqs[0].Body) {
+		t.Fatalf("requests %+v: want the first one (attempt 1) retried as attempt 2 with the same body", reqs)
+	}
+	if recs := logs.records("events delivery failed, will retry"); len(recs) == 0 || recs[0]["err"] == nil {
+		t.Errorf("no delivery failure logged with an error:\n%s", logs)
+	}
+	if st := d.Stats(); st.Retries < 1 || st.Delivered != 3 {
+		t.Errorf("stats %+v, want a retry (or more), 3 delivered", st)
 	}
 }
 
@@ -695,8 +754,14 @@ func TestAuthorization(t *testing.T) {
 		}
 		return f(r)
 	})
-	d, _ := newDispatcher(t, events.Config{URL: evSink.url, AuthURL: authSink.url, Secret: secret, AuthTimeout: 2 * time.Second})
-	th := startHub(t, d, true, bridge.Config{})
+	// A long AuthTimeout for the answers meant to arrive: one slow round
+	// trip on a loaded machine must not turn a 101 or a 401 into a 503.
+	mainD, _ := newDispatcher(t, events.Config{URL: evSink.url, AuthURL: authSink.url, Secret: secret, AuthTimeout: wait})
+	mainTH := startHub(t, mainD, true, bridge.Config{})
+	// A short one, through a hub of its own, for the answer meant to come
+	// too late.
+	shortD, _ := newDispatcher(t, events.Config{AuthURL: authSink.url, Secret: secret, AuthTimeout: 300 * time.Millisecond})
+	shortTH := startHub(t, shortD, true, bridge.Config{})
 
 	fixed := func(status int, body string) func(*http.Request) (int, string) {
 		return func(*http.Request) (int, string) { return status, body }
@@ -709,6 +774,7 @@ func TestAuthorization(t *testing.T) {
 		user       string
 		groups     []string
 		wantFailed bool // counted as failed, not denied
+		timesOut   bool // asked with the short AuthTimeout
 	}{
 		{name: "allow with user and groups", answer: fixed(200, `{"allow": true, "user": "42", "groups": ["vip", "room:1"]}`), status: 101, user: "42", groups: []string{"room:1", "vip"}},
 		{name: "allow with an integer user", answer: fixed(200, `{"allow": true, "user": 42}`), status: 101, user: "42"},
@@ -728,9 +794,13 @@ func TestAuthorization(t *testing.T) {
 		{name: "timeout", answer: func(r *http.Request) (int, string) {
 			authSink.block(r, nil)
 			return 200, `{"allow": true}`
-		}, status: 503, wantFailed: true},
+		}, status: 503, wantFailed: true, timesOut: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
+			d, th := mainD, mainTH
+			if tt.timesOut {
+				d, th = shortD, shortTH
+			}
 			mu.Lock()
 			answers[tt.name] = tt.answer
 			mu.Unlock()

@@ -304,15 +304,25 @@ func (l *logBuf) records(msg string) []map[string]any {
 	return out
 }
 
-// newDispatcher returns a Dispatcher with cfg, logging to the returned
-// buffer; it is shut down at the end of the test (before the sinks made
-// earlier are closed, after the hubs made later).
+// newDispatcher returns a Dispatcher with cfg (RetryMax, Timeout and
+// AuthTimeout defaulting to test values), logging to the returned buffer;
+// it is shut down at the end of the test (before the sinks made earlier
+// are closed, after the hubs made later).
 func newDispatcher(t testing.TB, cfg events.Config) (*events.Dispatcher, *logBuf) {
 	t.Helper()
 	logs := &logBuf{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 200 * time.Millisecond
+	}
+	// Long request timeouts unless the test sets its own: on a slow,
+	// loaded machine the defaults (5s, 3s) could end a request meant to
+	// succeed and add a retry or a 503 the test does not expect.
+	if cfg.Timeout == 0 {
+		cfg.Timeout = wait
+	}
+	if cfg.AuthTimeout == 0 {
+		cfg.AuthTimeout = wait
 	}
 	d, err := events.New(cfg)
 	if err != nil {

@@ -24,6 +24,12 @@ type limitedLog struct {
 	kinds   map[string]*logKind
 	timer   *time.Timer // flushes what was left out, while any was
 	stopped bool
+
+	// flushes counts the timers' flushes, from when a timer is set until
+	// its flush has written its lines (or it was stopped before firing):
+	// stop waits for it, since Timer.Stop cannot stop a timer that has
+	// already fired, and the lines of that flush must not come late.
+	flushes sync.WaitGroup
 }
 
 type logKind struct {
@@ -61,7 +67,11 @@ func (l *limitedLog) logf(kind string, level slog.Level, msg string, args ...any
 	k.level, k.msg, k.args = level, msg, args
 	k.repeated++
 	if l.timer == nil {
-		l.timer = time.AfterFunc(logEvery, l.flush)
+		l.flushes.Add(1) // under mu, before stop sets stopped: never after its Wait
+		l.timer = time.AfterFunc(logEvery, func() {
+			defer l.flushes.Done()
+			l.flush()
+		})
 	}
 	l.mu.Unlock()
 }
@@ -95,13 +105,20 @@ func (l *limitedLog) flush() {
 	}
 }
 
-// stop writes what was left out and logs every later line at once.
+// stop writes what was left out and logs every later line at once. When
+// it returns, every line held back has been written, none will be later,
+// and no flush is under way.
 func (l *limitedLog) stop() {
 	l.mu.Lock()
-	l.stopped = true
-	if l.timer != nil {
-		l.timer.Stop()
+	l.stopped = true // no timer is set from now on
+	if l.timer != nil && l.timer.Stop() {
+		l.flushes.Done() // stopped before it fired: its flush never runs
 	}
+	l.timer = nil
 	l.mu.Unlock()
+	// A timer that fired before Stop may still be writing its lines (or
+	// not have started): wait for it, so that they are all written before
+	// stop returns.
+	l.flushes.Wait()
 	l.flush()
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,14 @@ func TestProbeStatus(t *testing.T) {
 		{"zero timeout", addr(healthy), []string{"-timeout", "0s"}, 1, "must be positive"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, stdout, stderr := probe(t, env(tc.addr), tc.args...)
+			// A long deadline unless the case is about -timeout: every
+			// answer here is meant to arrive, and on a loaded machine the
+			// default 2s could turn it into a timeout.
+			args := tc.args
+			if !slices.Contains(args, "-timeout") {
+				args = append([]string{"-timeout", "30s"}, args...)
+			}
+			code, stdout, stderr := probe(t, env(tc.addr), args...)
 			if code != tc.want {
 				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", code, tc.want, stdout, stderr)
 			}
@@ -181,7 +189,9 @@ func TestBinary(t *testing.T) {
 		{"503", sick, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cmd := exec.Command(bin)
+			// A long deadline: the answer is meant to arrive (the default
+			// 2s could pass on a loaded machine).
+			cmd := exec.Command(bin, "-timeout", "30s")
 			cmd.Env = append(os.Environ(), "WSBRIDGE_ADMIN_ADDR="+strings.TrimPrefix(tc.srv.URL, "http://"))
 			out, err := cmd.CombinedOutput()
 			code := 0
