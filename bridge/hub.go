@@ -473,7 +473,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	go func() {
 		h.readers.Wait()
 		h.keepalive.Wait()
-		h.writers.waiting.Wait()
+		h.stopWriters()
 		close(done)
 	}()
 	select {

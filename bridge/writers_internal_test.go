@@ -16,13 +16,13 @@ import (
 )
 
 // writersHub starts a hub with n clients; client i holds fd i+1.
-func writersHub(t *testing.T, n int, linger time.Duration, maxIdle int32) (*Hub, []*websocket.Conn) {
+func writersHub(t *testing.T, n int, maxIdle int32) (*Hub, []*websocket.Conn) {
 	t.Helper()
 	h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.writers.linger, h.writers.maxIdle = linger, maxIdle
+	h.writers.max = maxIdle // before any writer starts
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
@@ -62,7 +62,7 @@ func readMessage(t *testing.T, c *websocket.Conn, want string) {
 // TestWriterIsReused: the writer that wrote to one connection waits, and
 // writes the next push to another connection; Shutdown ends it.
 func TestWriterIsReused(t *testing.T) {
-	h, clients := writersHub(t, 3, time.Minute, maxIdleWriters)
+	h, clients := writersHub(t, 3, maxIdleWriters)
 	for i, c := range clients {
 		if err := h.Push(int64(i+1), []byte("m"), OpText, true); err != nil {
 			t.Fatal(err)
@@ -84,9 +84,9 @@ func TestWriterIsReused(t *testing.T) {
 }
 
 // TestIdleWritersAreBounded: after pushes to many connections at once, at
-// most maxIdle writers stay, and none once the linger has passed.
+// most max writers wait; Shutdown ends them.
 func TestIdleWritersAreBounded(t *testing.T) {
-	h, clients := writersHub(t, 8, 200*time.Millisecond, 2)
+	h, clients := writersHub(t, 8, 2)
 	var wg sync.WaitGroup
 	for round := range 5 {
 		for i := range clients {
@@ -100,13 +100,21 @@ func TestIdleWritersAreBounded(t *testing.T) {
 		for _, c := range clients {
 			readMessage(t, c, fmt.Sprint(round))
 		}
-		// A writer over the limit counts itself for a moment before it
-		// gives up: the bound holds once they have settled.
-		waitUntil(t, fmt.Sprintf("round %d: at most 2 idle writers", round), func() bool {
-			return h.writers.idle.Load() <= 2 && parkedWriters() <= 2
-		})
+		if n := h.writers.idle.Load(); n > 2 {
+			t.Errorf("round %d: %d idle writers, want at most 2", round, n)
+		}
 	}
-	waitUntil(t, "the idle writers to end", func() bool { return h.writers.idle.Load() == 0 })
+	waitUntil(t, "the writers to settle", func() bool { return parkedWriters() == int(h.writers.idle.Load()) })
+	if n := parkedWriters(); n > 2 || n == 0 {
+		t.Errorf("%d writers wait after the pushes, want 1 or 2", n)
+	}
+	if err := h.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.writers.idle.Load(); n != 0 {
+		t.Errorf("%d writers idle after Shutdown", n)
+	}
+	waitUntil(t, "the writers to end", func() bool { return parkedWriters() == 0 })
 }
 
 // parkedWriters counts the writer goroutines waiting for a connection.
@@ -115,7 +123,7 @@ func parkedWriters() int {
 	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "[select") && strings.Contains(g, "bridge.(*Hub).runWriter") {
+		if strings.Contains(g, "[chan receive") && strings.Contains(g, "bridge.(*Hub).runWriter(") {
 			n++
 		}
 	}
