@@ -441,15 +441,7 @@ func TestRetries(t *testing.T) {
 	// A long Timeout: no request here is meant to time out, and one that
 	// did on a slow machine would shift the answers and the counts.
 	d, _ := newDispatcher(t, events.Config{URL: s.url, Concurrency: 1, Timeout: wait})
-	th := startHub(t, d, false, bridge.Config{})
-	c := th.dial(t, "/?id=a", nil)
-	fd := s.fdOf(t, "a")
-	s.waitFor(t, "the open event acknowledged", func() bool { return len(s.acked[fd]) == 1 })
-	send(t, c, "after")
-	closeClient(t, c, 1000, "")
-	s.waitClosed(t, fd)
-	checkRun(t, fd, s.ackedOf(fd), []string{"after"})
-	settle(t, d)
+	openSendClose(t, s, d)
 
 	reqs := s.requests()
 	if len(reqs) < 5 {
@@ -473,6 +465,22 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// openSendClose runs one client through d: open, a message "after", close;
+// it returns once the sink has acknowledged the three events in order and d
+// is idle.
+func openSendClose(t *testing.T, s *sink, d *events.Dispatcher) {
+	t.Helper()
+	th := startHub(t, d, false, bridge.Config{})
+	c := th.dial(t, "/?id=a", nil)
+	fd := s.fdOf(t, "a")
+	s.waitFor(t, "the open event acknowledged", func() bool { return len(s.acked[fd]) == 1 })
+	send(t, c, "after")
+	closeClient(t, c, 1000, "")
+	s.waitClosed(t, fd)
+	checkRun(t, fd, s.ackedOf(fd), []string{"after"})
+	settle(t, d)
+}
+
 // TestRetryAfterTimeout: a request slower than Config.Timeout is retried
 // with the same body and the next attempt number.
 func TestRetryAfterTimeout(t *testing.T) {
@@ -488,15 +496,7 @@ func TestRetryAfterTimeout(t *testing.T) {
 	// machine a later one may hit it too: that only adds retries, so the
 	// checks below allow them.
 	d, logs := newDispatcher(t, events.Config{URL: s.url, Concurrency: 1, Timeout: 300 * time.Millisecond})
-	th := startHub(t, d, false, bridge.Config{})
-	c := th.dial(t, "/?id=a", nil)
-	fd := s.fdOf(t, "a")
-	s.waitFor(t, "the open event acknowledged", func() bool { return len(s.acked[fd]) == 1 })
-	send(t, c, "after")
-	closeClient(t, c, 1000, "")
-	s.waitClosed(t, fd)
-	checkRun(t, fd, s.ackedOf(fd), []string{"after"})
-	settle(t, d)
+	openSendClose(t, s, d)
 
 	reqs := s.requests()
 	if len(reqs) < 2 || reqs[0].Attempt != "1" || reqs[1].Attempt != "2" || string(reqs[1].Body) != string(reqs[0].Body) {
