@@ -14,8 +14,15 @@ const maxCoalesce = 64 << 10
 
 // deadlineSlack: a new write deadline less than this much later than the
 // one already on the socket is not applied (each change costs a runtime
-// timer update). Writes thus get at least WriteTimeout minus this.
+// timer update). Writes thus get at least WriteTimeout minus the slack; with
+// a WriteTimeout under two seconds the slack is half of it, so that the
+// deadline on the socket is never one that has passed.
 const deadlineSlack = time.Second
+
+// slackFor returns the deadline slack for a write timeout.
+func slackFor(writeTimeout time.Duration) time.Duration {
+	return min(deadlineSlack, writeTimeout/2)
+}
 
 var coalescePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
@@ -31,7 +38,8 @@ type bufConn struct {
 	mu       sync.Mutex
 	buf      *[]byte // gathered bytes while the writer runs
 	deadline time.Time
-	applied  time.Time // the write deadline set on the socket
+	applied  time.Time     // the write deadline set on the socket
+	slack    time.Duration // slackFor(WriteTimeout)
 }
 
 // Write gathers p while the writer runs, writing out first when the batch
@@ -55,7 +63,7 @@ func (b *bufConn) Write(p []byte) (int, error) {
 }
 
 // SetWriteDeadline applies t unless it only extends the socket's deadline
-// by less than deadlineSlack.
+// by less than the slack.
 func (b *bufConn) SetWriteDeadline(t time.Time) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -64,7 +72,7 @@ func (b *bufConn) SetWriteDeadline(t time.Time) error {
 
 func (b *bufConn) setDeadlineLocked(t time.Time) error {
 	b.deadline = t
-	if !t.IsZero() && !b.applied.IsZero() && !t.Before(b.applied) && t.Sub(b.applied) < deadlineSlack {
+	if !t.IsZero() && !b.applied.IsZero() && !t.Before(b.applied) && t.Sub(b.applied) < b.slack {
 		return nil
 	}
 	b.applied = t
@@ -126,6 +134,7 @@ func (b *bufConn) flushLocked() error {
 // hijacker hands gorilla's Upgrade a bufConn instead of the raw socket.
 type hijacker struct {
 	http.ResponseWriter
+	slack time.Duration
 }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -133,5 +142,5 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return &bufConn{Conn: c}, brw, nil
+	return &bufConn{Conn: c, slack: h.slack}, brw, nil
 }

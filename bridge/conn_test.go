@@ -135,6 +135,28 @@ func TestSlowClientHitsTheBoundOthersKeepReceiving(t *testing.T) {
 	}
 }
 
+// TestShortWriteTimeoutKeepsHealthyClients: with a write timeout under the
+// deadline slack, a push that comes after the previous write's deadline
+// has passed still gets a deadline of its own (the socket's old one would
+// fail it at once and close a healthy client).
+func TestShortWriteTimeoutKeepsHealthyClients(t *testing.T) {
+	th := startHub(t, bridge.Config{WriteTimeout: 200 * time.Millisecond})
+	c, fd := th.dial(t, "a")
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(400 * time.Millisecond) // past the last write's deadline
+		}
+		msg := fmt.Sprint("m", i)
+		if err := th.Push(fd, []byte(msg), bridge.OpText, true); err != nil {
+			t.Fatalf("push %d: %v", i, err)
+		}
+		readText(t, c, msg)
+	}
+	if !th.Check(fd) {
+		t.Error("the healthy client was closed")
+	}
+}
+
 // A stalled client whose write times out is closed; others are unaffected.
 func TestWriteTimeoutClosesStalledClient(t *testing.T) {
 	th := startHub(t, bridge.Config{WriteTimeout: 100 * time.Millisecond, QueueSize: 1 << 16})

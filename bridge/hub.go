@@ -175,7 +175,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	ws, err := h.upgrader.Upgrade(hijacker{w}, r, nil)
+	ws, err := h.upgrader.Upgrade(hijacker{w, slackFor(h.cfg.WriteTimeout)}, r, nil)
 	if err != nil {
 		h.release()
 		h.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
