@@ -35,11 +35,10 @@ var coalescePool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); retur
 type bufConn struct {
 	net.Conn
 
-	mu       sync.Mutex
-	buf      *[]byte // gathered bytes while the writer runs
-	deadline time.Time
-	applied  time.Time     // the write deadline set on the socket
-	slack    time.Duration // slackFor(WriteTimeout)
+	mu      sync.Mutex
+	buf     *[]byte       // gathered bytes while the writer runs
+	applied time.Time     // the write deadline set on the socket
+	slack   time.Duration // slackFor(WriteTimeout)
 }
 
 // Write gathers p while the writer runs, writing out first when the batch
@@ -71,7 +70,6 @@ func (b *bufConn) SetWriteDeadline(t time.Time) error {
 }
 
 func (b *bufConn) setDeadlineLocked(t time.Time) error {
-	b.deadline = t
 	if !t.IsZero() && !b.applied.IsZero() && !t.Before(b.applied) && t.Sub(b.applied) < b.slack {
 		return nil
 	}

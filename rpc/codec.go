@@ -49,6 +49,7 @@ type serverCodec struct {
 type pendingCall struct {
 	codec byte
 	start time.Time
+	n     int // calls in flight with this sequence number (a client may reuse one)
 }
 
 // maxKeptBuffer bounds the buffers a connection keeps between calls, so an
@@ -75,7 +76,12 @@ func (c *serverCodec) ReadRequestHeader(r *netrpc.Request) error {
 	r.Seq = uint64(h.seq)
 	r.ServiceMethod = c.method
 	c.mu.Lock()
-	c.calls[r.Seq] = pendingCall{codec: c.codec, start: time.Now()}
+	p, ok := c.calls[r.Seq]
+	if !ok {
+		p = pendingCall{codec: c.codec, start: time.Now()}
+	}
+	p.n++
+	c.calls[r.Seq] = p
 	c.mu.Unlock()
 	return nil
 }
@@ -114,10 +120,14 @@ func (c *serverCodec) ReadRequestBody(out any) error {
 // goroutine, one at a time per connection.
 func (c *serverCodec) WriteResponse(r *netrpc.Response, body any) error {
 	c.mu.Lock()
-	call, ok := c.calls[r.Seq]
-	delete(c.calls, r.Seq)
+	call, ok := c.calls[r.Seq] // net/rpc answers each request read once
+	if call.n--; call.n > 0 {
+		c.calls[r.Seq] = call
+	} else {
+		delete(c.calls, r.Seq)
+	}
 	c.mu.Unlock()
-	if !ok { // a sequence number reused while in flight: answered already
+	if !ok {
 		call.codec = frame.CodecJSON
 	}
 

@@ -284,3 +284,53 @@ func TestShutdownFinishesInFlightAndRefusesNew(t *testing.T) {
 		t.Fatal("dial after Shutdown succeeded")
 	}
 }
+
+// gate holds each observed call until released: a call that is still
+// running when a later frame arrives.
+type gate struct{ release chan struct{} }
+
+func (g gate) ObserveCall(string, string, time.Duration) { <-g.release }
+
+// TestFatalFrameLetsRunningCallsAnswer: a client sends a call, then a frame
+// that ends the connection. The call already running still gets its
+// reply, after the error reply, before the connection closes.
+func TestFatalFrameLetsRunningCallsAnswer(t *testing.T) {
+	g := gate{release: make(chan struct{})}
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{Observer: g})
+	conn := rawDial(t, e)
+	conn.Write(request(frame.CodecJSON, 7, "Sender.Check", `{"fd":1}`))
+	bad := request(frame.CodecJSON, 8, "Sender.Check", `{"fd":1}`)
+	bad[6] ^= 0xff // CRC mismatch
+	conn.Write(bad)
+	if seq, isErr, msg := reply(t, conn); seq != 0 || !isErr || !strings.Contains(msg, "CRC") {
+		t.Fatalf("first reply: seq %d, error %v, %q; want the CRC error", seq, isErr, msg)
+	}
+	close(g.release)
+	if seq, isErr, msg := reply(t, conn); seq != 7 || isErr || msg != "false" {
+		t.Fatalf("second reply: seq %d, error %v, %q; want Check's false for seq 7", seq, isErr, msg)
+	}
+	expectClosed(t, conn)
+}
+
+// TestReusedSequenceKeepsCodec: a client that reuses a sequence number
+// while the first call is running gets both replies in its codec.
+func TestReusedSequenceKeepsCodec(t *testing.T) {
+	g := gate{release: make(chan struct{})}
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{Observer: g})
+	conn := rawDial(t, e)
+	for range 2 {
+		conn.Write(request(frame.CodecMsgpack, 5, "Sender.Check", "\x81\xa2fd\x01"))
+	}
+	time.Sleep(50 * time.Millisecond) // both read (if not, the test passes anyway)
+	close(g.release)
+	relay := socket.NewSocketRelay(conn)
+	for i := range 2 {
+		fr := frame.NewFrame()
+		if err := relay.Receive(fr); err != nil {
+			t.Fatalf("reply %d: %v", i, err)
+		}
+		if flags := fr.ReadFlags(); flags != frame.CodecMsgpack {
+			t.Errorf("reply %d: flags 0x%02x, want msgpack (0x%02x)", i, flags, frame.CodecMsgpack)
+		}
+	}
+}

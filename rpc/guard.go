@@ -51,14 +51,16 @@ func (g *guard) next(buf []byte) (header, []byte, error) {
 		if !ok {
 			continue
 		}
-		if _, err := g.br.Discard(rpcHeader); err != nil {
-			return header{}, nil, eof(err)
-		}
 		if cap(buf) < int(h.payloadLen) {
 			buf = make([]byte, h.payloadLen)
 		}
 		buf = buf[:h.payloadLen]
+		if _, err := g.br.Discard(rpcHeader); err != nil {
+			g.inflight.Add(-1) // the client is gone: nothing to answer
+			return header{}, nil, eof(err)
+		}
 		if _, err := io.ReadFull(g.br, buf); err != nil {
+			g.inflight.Add(-1)
 			return header{}, nil, eof(err)
 		}
 		return h, buf, nil
@@ -88,12 +90,16 @@ func (g *guard) nextFrame() (h header, ok bool, err error) {
 		return h, false, g.fatal(h.seq, fmt.Errorf("frame payload of %d bytes is over the limit of %d bytes", h.payloadLen, g.maxFrame))
 	}
 	refusal := h.check(b[10])
-	if refusal == nil && g.closing.Load() {
-		refusal = &Error{Code: CodeShuttingDown, Message: "the bridge is shutting down"}
-	}
 	if refusal == nil {
+		// Counted before closing is read, the reverse of Shutdown's order
+		// (set closing, then wait for no request in flight): either
+		// Shutdown waits for this request or the request sees closing.
 		g.inflight.Add(1)
-		return h, true, nil
+		if !g.closing.Load() {
+			return h, true, nil
+		}
+		g.inflight.Add(-1)
+		refusal = &Error{Code: CodeShuttingDown, Message: "the bridge is shutting down"}
 	}
 	// Skip the refused frame and answer it; the stream stays in step.
 	if _, err := g.br.Discard(rpcHeader); err != nil {
@@ -137,11 +143,19 @@ const (
 // input makes the kernel reset the connection, and a reset can discard the
 // reply before the client reads it; so the guard ends its side of the
 // stream and reads and discards what the client still sends, for a while.
+// Calls the client sent before the bad frame may still be running: their
+// replies are written first (within the same while).
 func (g *guard) linger() {
+	deadline := time.Now().Add(lingerTime)
+	for g.inflight.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	g.wmu.Lock() // never in the middle of a reply
 	if cw, ok := g.conn.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
-	_ = g.conn.SetReadDeadline(time.Now().Add(lingerTime))
+	g.wmu.Unlock()
+	_ = g.conn.SetReadDeadline(deadline)
 	_, _ = io.CopyN(io.Discard, g.br, lingerBytes)
 }
 
