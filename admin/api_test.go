@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -346,7 +347,7 @@ func TestConnectionInfoAndDisconnect(t *testing.T) {
 	if a.status != 200 || !d.Disconnected {
 		t.Fatalf("disconnect: %d %s", a.status, a.body)
 	}
-	if ce := readClose(t, ws); ce.Code != 4000 || ce.Text != "bye" {
+	if ce := testutil.ReadClose(t, ws, wait); ce.Code != 4000 || ce.Text != "bye" {
 		t.Errorf("close %d %q, want 4000 bye", ce.Code, ce.Text)
 	}
 	a = e.do(t, "POST", path, "")
@@ -361,7 +362,7 @@ func TestConnectionInfoAndDisconnect(t *testing.T) {
 	if a.status != 200 {
 		t.Fatalf("disconnect without a body: %d %s", a.status, a.body)
 	}
-	if ce := readClose(t, ws2); ce.Code != 1000 {
+	if ce := testutil.ReadClose(t, ws2, wait); ce.Code != 1000 {
 		t.Errorf("close %d, want 1000", ce.Code)
 	}
 }
@@ -698,7 +699,7 @@ func TestRequestIDsAndAccessLog(t *testing.T) {
 		}
 		ids[id] = true
 	}
-	recs := e.logs.records("admin request")
+	recs := e.logs.Records("admin request")
 	if len(recs) != 2+6 {
 		t.Errorf("%d access log lines for 8 requests:\n%s", len(recs), e.logs)
 	}

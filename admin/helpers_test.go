@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
 // wait bounds what should happen at once.
@@ -25,36 +25,6 @@ const wait = 10 * time.Second
 
 // token is the admin token of the tests' servers.
 const token = "t0ken-for-the-admin-tests-0123456789"
-
-// logBuf collects log lines, safe for concurrent use.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// records returns the JSON records with message msg.
-func (l *logBuf) records(msg string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(l.String(), "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
 
 // opens is a bridge.Listener that records each connection's fd by the
 // "id" query parameter it dialed with.
@@ -79,7 +49,7 @@ type env struct {
 	admin *admin.Server
 	ws    string // ws://host:port
 	url   string // http://host:port of the admin server
-	logs  *logBuf
+	logs  *testutil.LogBuffer
 	rec   *opens
 }
 
@@ -88,7 +58,7 @@ type env struct {
 // token; "-" means none); both stop at the end of the test.
 func newEnv(t testing.TB, hcfg bridge.Config, acfg admin.Config) *env {
 	t.Helper()
-	e := &env{logs: &logBuf{}, rec: &opens{fds: map[string]int64{}}}
+	e := &env{logs: &testutil.LogBuffer{}, rec: &opens{fds: map[string]int64{}}}
 	e.rec.cond = sync.NewCond(&e.rec.mu)
 	log := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if hcfg.Listener == nil {
@@ -260,23 +230,6 @@ func read(t testing.TB, c *websocket.Conn) (int, string) {
 		t.Fatalf("read: %v", err)
 	}
 	return mt, string(data)
-}
-
-// readClose reads until the connection ends and returns its close frame.
-func readClose(t testing.TB, c *websocket.Conn) *websocket.CloseError {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(wait))
-	for {
-		_, _, err := c.ReadMessage()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) {
-			t.Fatalf("connection ended without a close frame: %v", err)
-		}
-		return ce
-	}
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -20,6 +20,7 @@ import (
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -228,11 +229,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	if err := rc.Call("Sender.Disconnect", map[string]any{"fd": fds[2], "code": 4000}, &ok); err != nil || !ok {
 		t.Fatalf("Disconnect: %v %v", ok, err)
 	}
-	readClose(t, c)
+	testutil.ReadClose(t, c, wait)
 	if err := a.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(wait)); err != nil {
 		t.Fatal(err)
 	}
-	readClose(t, a)
+	testutil.ReadClose(t, a, wait)
 
 	// Wait until both closes are counted and the 3 opens, 2 messages and
 	// 2 closes are delivered.

@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
 // stalledDialer makes a client whose socket buffers are tiny, so a client
@@ -371,7 +372,7 @@ func TestPanicInConnectionCodeClosesOnlyThatConnection(t *testing.T) {
 	if err := bad.WriteMessage(websocket.TextMessage, []byte("boom")); err != nil {
 		t.Fatal(err)
 	}
-	if ce := readClose(t, bad); ce.Code != websocket.CloseInternalServerErr {
+	if ce := testutil.ReadClose(t, bad, wait); ce.Code != websocket.CloseInternalServerErr {
 		t.Fatalf("close code %d, want 1011", ce.Code)
 	}
 	th.rec.closeOf(t, badFD)

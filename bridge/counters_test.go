@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
 // sumWorkers adds up one counter of every worker.
@@ -82,11 +83,11 @@ func TestStatsCounters(t *testing.T) {
 	if err := th.Disconnect(fdA, 4001, "bye"); err != nil {
 		t.Fatal(err)
 	}
-	readClose(t, a)
+	testutil.ReadClose(t, a, wait)
 	if err := b.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "")); err != nil {
 		t.Fatal(err)
 	}
-	readClose(t, b)
+	testutil.ReadClose(t, b, wait)
 	th.rec.closeOf(t, fdA)
 	th.rec.closeOf(t, fdB)
 
@@ -120,7 +121,7 @@ func TestStatsCloseCodes(t *testing.T) {
 		if err := th.Disconnect(fd, code, ""); err != nil {
 			t.Fatal(err)
 		}
-		readClose(t, ws)
+		testutil.ReadClose(t, ws, wait)
 		th.rec.closeOf(t, fd)
 	}
 	st := waitStats(t, th.Hub, "closes", func(st bridge.Stats) bool {

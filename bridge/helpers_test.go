@@ -175,24 +175,6 @@ func readText(t testing.TB, c *websocket.Conn, want string) {
 	}
 }
 
-// readClose reads until the connection ends and returns the close code the
-// server sent (or fails when it ended without a close frame).
-func readClose(t testing.TB, c *websocket.Conn) *websocket.CloseError {
-	t.Helper()
-	c.SetReadDeadline(time.Now().Add(wait))
-	for {
-		_, _, err := c.ReadMessage()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) {
-			t.Fatalf("connection ended without a close frame: %v", err)
-		}
-		return ce
-	}
-}
-
 func trunc(b []byte) string {
 	if len(b) > 64 {
 		return fmt.Sprintf("%s... (%d bytes)", b[:64], len(b))

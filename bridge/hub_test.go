@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
 func TestPushReachesExactlyTheAddressedClient(t *testing.T) {
@@ -266,7 +267,7 @@ func TestDisconnectAfterQueuedPushes(t *testing.T) {
 	for i := range 5 {
 		readText(t, c, fmt.Sprint(i))
 	}
-	ce := readClose(t, c)
+	ce := testutil.ReadClose(t, c, wait)
 	if ce.Code != 4000 || ce.Text != "bye" {
 		t.Fatalf("close %d %q, want 4000 bye", ce.Code, ce.Text)
 	}
@@ -309,7 +310,7 @@ func TestClientCloseIsReported(t *testing.T) {
 	if err := c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4001, "leaving"), time.Now().Add(wait)); err != nil {
 		t.Fatal(err)
 	}
-	if ce := readClose(t, c); ce.Code != 4001 {
+	if ce := testutil.ReadClose(t, c, wait); ce.Code != 4001 {
 		t.Fatalf("echoed close %d, want 4001", ce.Code)
 	}
 	if ev := th.rec.closeOf(t, fd); ev != (bridge.CloseEvent{Code: 4001, Reason: "leaving"}) {
@@ -435,7 +436,7 @@ func TestShutdownFlushesAndSendsGoingAway(t *testing.T) {
 		readText(t, c1, fmt.Sprint(i))
 	}
 	for _, c := range []*websocket.Conn{c1, c2} {
-		if ce := readClose(t, c); ce.Code != websocket.CloseGoingAway {
+		if ce := testutil.ReadClose(t, c, wait); ce.Code != websocket.CloseGoingAway {
 			t.Fatalf("close code %d, want 1001", ce.Code)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
 // checkRun fails unless evs are the events of one whole connection, in
@@ -333,7 +334,7 @@ func TestEventContents(t *testing.T) {
 	if err := th.Disconnect(fd, 4000, "kicked"); err != nil {
 		t.Fatal(err)
 	}
-	if ce := readClose(t, c); ce.Code != 4000 {
+	if ce := testutil.ReadClose(t, c, wait); ce.Code != 4000 {
 		t.Errorf("client got close %d, want 4000", ce.Code)
 	}
 	s.waitClosed(t, fd)
@@ -382,7 +383,7 @@ func TestEndpointDownThenUp(t *testing.T) {
 	send(t, c, msgs...)
 	closeClient(t, c, 1000, "")
 	waitStats(t, d, "three retries", func(s events.Stats) bool { return s.Retries >= 3 && s.Pending == 22 })
-	if len(logs.records("events delivery failed, will retry")) == 0 {
+	if len(logs.Records("events delivery failed, will retry")) == 0 {
 		t.Errorf("no delivery failure logged:\n%s", logs)
 	}
 	if n := len(s.requests()); n != 0 {
@@ -502,7 +503,7 @@ func TestRetryAfterTimeout(t *testing.T) {
 	if len(reqs) < 2 || reqs[0].Attempt != "1" || reqs[1].Attempt != "2" || string(reqs[1].Body) != string(reqs[0].Body) {
 		t.Fatalf("requests %+v: want the first one (attempt 1) retried as attempt 2 with the same body", reqs)
 	}
-	if recs := logs.records("events delivery failed, will retry"); len(recs) == 0 || recs[0]["err"] == nil {
+	if recs := logs.Records("events delivery failed, will retry"); len(recs) == 0 || recs[0]["err"] == nil {
 		t.Errorf("no delivery failure logged with an error:\n%s", logs)
 	}
 	if st := d.Stats(); st.Retries < 1 || st.Delivered != 3 {
@@ -527,7 +528,7 @@ func TestOverflowPerFD(t *testing.T) {
 				break
 			}
 		}
-		if ce := readClose(t, c); ce.Code != events.CloseTryAgainLater || ce.Text != "events queue full" {
+		if ce := testutil.ReadClose(t, c, wait); ce.Code != events.CloseTryAgainLater || ce.Text != "events queue full" {
 			t.Errorf("client got close %d %q, want 1013 events queue full", ce.Code, ce.Text)
 		}
 		close(gate)
@@ -549,7 +550,7 @@ func TestOverflowPerFD(t *testing.T) {
 		if st := settle(t, d); st.Dropped.QueueFD != 1 || st.Closed != 1 {
 			t.Errorf("stats %+v, want 1 dropped (queue_fd), 1 closed", st)
 		}
-		if recs := logs.records("event dropped"); len(recs) == 0 || recs[0]["fd"] != float64(fd) || recs[0]["reason"] != events.DropQueueFD {
+		if recs := logs.Records("event dropped"); len(recs) == 0 || recs[0]["fd"] != float64(fd) || recs[0]["reason"] != events.DropQueueFD {
 			t.Errorf("event dropped log records %v, want one with fd %d and reason %s", recs, fd, events.DropQueueFD)
 		}
 	})
@@ -597,7 +598,7 @@ func TestOverflowTotal(t *testing.T) {
 			send(t, b, "b0")
 			waitStats(t, d, "b0 dropped", func(s events.Stats) bool { return s.Dropped.QueueTotal == 1 })
 			if policy == events.OverflowClose {
-				if ce := readClose(t, b); ce.Code != 1013 {
+				if ce := testutil.ReadClose(t, b, wait); ce.Code != 1013 {
 					t.Errorf("b got close %d, want 1013", ce.Code)
 				}
 				waitStats(t, d, "b's close event queued", func(s events.Stats) bool { return s.Pending == 7 })
@@ -649,7 +650,7 @@ func TestDropLogsAreLimited(t *testing.T) {
 	if err := d.Shutdown(context.Background()); err != nil { // writes what the log held back
 		t.Fatal(err)
 	}
-	recs := logs.records("event dropped")
+	recs := logs.Records("event dropped")
 	total := 0
 	for _, r := range recs {
 		n, _ := r["omitted"].(float64)
@@ -728,7 +729,7 @@ func TestShutdownDeadline(t *testing.T) {
 	if st := d.Stats(); st.Dropped.Shutdown != 4 || st.Pending != 0 || st.InFlight != 0 || st.Delivered != 0 {
 		t.Errorf("stats %+v, want 4 dropped at shutdown, none pending", st)
 	}
-	if recs := logs.records("events undelivered at shutdown"); len(recs) != 1 || recs[0]["events"] != float64(4) {
+	if recs := logs.Records("events undelivered at shutdown"); len(recs) != 1 || recs[0]["events"] != float64(4) {
 		t.Errorf("undelivered log records %v, want one with events=4", recs)
 	}
 	// The connection's close event comes after: dropped too.
@@ -905,7 +906,7 @@ func TestAuthorizationUnreachable(t *testing.T) {
 	if st := d.Stats().Auth; st.Failed != 1 {
 		t.Errorf("auth stats %+v, want 1 failed", st)
 	}
-	if len(logs.records("authorization failed, handshake refused with 503")) != 1 {
+	if len(logs.Records("authorization failed, handshake refused with 503")) != 1 {
 		t.Errorf("no authorization failure logged:\n%s", logs)
 	}
 }
@@ -1009,7 +1010,7 @@ func TestRefusedBatchesAreDropped(t *testing.T) {
 			if st := settle(t, d); st.Retries != 0 || st.Dropped.Refused != 1 {
 				t.Errorf("stats %+v, want no retry and 1 refused", st)
 			}
-			if len(logs.records("the application refused a batch of events; they are dropped")) != 1 {
+			if len(logs.Records("the application refused a batch of events; they are dropped")) != 1 {
 				t.Errorf("no log line for the refusal:\n%s", logs)
 			}
 		})

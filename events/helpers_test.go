@@ -22,6 +22,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
 // wait bounds what should happen at once: long enough never to fail on a
@@ -274,43 +275,13 @@ func signature(secret, timestamp string, body []byte) string {
 	return "v1=" + hex.EncodeToString(m.Sum(nil))
 }
 
-// logBuf collects log lines (JSON), safe for concurrent use.
-type logBuf struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// records returns the records with message msg.
-func (l *logBuf) records(msg string) []map[string]any {
-	var out []map[string]any
-	for _, line := range strings.Split(l.String(), "\n") {
-		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
-}
-
 // newDispatcher returns a Dispatcher with cfg (RetryMax, Timeout and
 // AuthTimeout defaulting to test values), logging to the returned buffer;
 // it is shut down at the end of the test (before the sinks made earlier
 // are closed, after the hubs made later).
-func newDispatcher(t testing.TB, cfg events.Config) (*events.Dispatcher, *logBuf) {
+func newDispatcher(t testing.TB, cfg events.Config) (*events.Dispatcher, *testutil.LogBuffer) {
 	t.Helper()
-	logs := &logBuf{}
+	logs := &testutil.LogBuffer{}
 	cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 200 * time.Millisecond
@@ -429,24 +400,6 @@ func waitStats(t testing.TB, d *events.Dispatcher, what string, cond func(events
 			t.Fatalf("timed out after %s waiting for %s; stats %+v", wait, what, s)
 		}
 		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// readClose reads until the connection ends and returns the server's close
-// frame (failing when it ended without one).
-func readClose(t testing.TB, c *websocket.Conn) *websocket.CloseError {
-	t.Helper()
-	_ = c.SetReadDeadline(time.Now().Add(wait))
-	for {
-		_, _, err := c.ReadMessage()
-		if err == nil {
-			continue
-		}
-		ce, ok := err.(*websocket.CloseError)
-		if !ok {
-			t.Fatalf("connection ended without a close frame: %v", err)
-		}
-		return ce
 	}
 }
 

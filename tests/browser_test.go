@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
 // Bounds of the browser test; as the others, they turn hangs into failures.
@@ -150,29 +151,11 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-// lockedBuffer collects a process's output.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // phpServer is a running `php -S`.
 type phpServer struct {
 	tb     testing.TB
 	cmd    *exec.Cmd
-	log    *lockedBuffer
+	log    *testutil.LogBuffer
 	exited chan struct{}
 }
 
@@ -181,7 +164,7 @@ type phpServer struct {
 // GET /. It is killed at cleanup if it still runs.
 func startPHPServer(tb testing.TB, php, addr, docroot, router string, env ...string) *phpServer {
 	tb.Helper()
-	s := &phpServer{tb: tb, log: &lockedBuffer{}, exited: make(chan struct{})}
+	s := &phpServer{tb: tb, log: &testutil.LogBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(php, "-d", "error_reporting=-1", "-d", "display_errors=0", "-d", "log_errors=1",
 		"-S", addr, "-t", docroot, router)
 	s.cmd.Env = environ(env...)
@@ -272,7 +255,7 @@ func (s *phpServer) checkLog() {
 // browser is a headless Chromium with a fresh profile.
 type browser struct {
 	t      *testing.T
-	log    *lockedBuffer
+	log    *testutil.LogBuffer
 	ctx    context.Context // the first tab's: the browser runs while it does
 	cancel context.CancelFunc
 	tabs   []*tab
@@ -281,7 +264,7 @@ type browser struct {
 // newBrowser starts nothing yet: the first tab starts the browser. It is
 // closed at cleanup, after screenshots of every open tab if the test failed.
 func newBrowser(t *testing.T, path string) *browser {
-	b := &browser{t: t, log: &lockedBuffer{}}
+	b := &browser{t: t, log: &testutil.LogBuffer{}}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.Headless,
