@@ -153,34 +153,24 @@ const (
 )
 
 // withDefaults returns c with every zero field set to its default and
-// reports the first invalid field.
+// reports every invalid field.
 func (c Config) withDefaults() (Config, error) {
-	if c.Path == "" {
-		c.Path = "/"
-	}
-	if c.Workers == 0 {
-		c.Workers = runtime.NumCPU()
-	}
+	config.Default(&c.Path, "/")
+	config.Default(&c.Workers, runtime.NumCPU())
 	config.Default(&c.MaxConnections, DefaultMaxConnections)
 	config.Default(&c.QueueSize, DefaultQueueSize)
 	config.Default(&c.QueueBytes, DefaultQueueBytes)
 	config.Default(&c.MaxPushSize, DefaultMaxPushSize)
 	config.Default(&c.MaxGroupsPerConn, DefaultMaxGroups)
 	config.Default(&c.ReadBufferSize, DefaultReadBuffer)
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if c.Overflow == "" {
-		c.Overflow = OverflowClose
-	}
+	config.Default(&c.MaxMessageSize, DefaultMaxMessageSize)
+	config.Default(&c.Overflow, OverflowClose)
 	config.Default(&c.WriteTimeout, DefaultWriteTimeout)
 	config.Default(&c.PingInterval, DefaultPingInterval)
 	config.Default(&c.PongTimeout, DefaultPongTimeout)
 	config.Default(&c.HandshakeTimeout, DefaultHandshake)
 	config.Default(&c.CloseTimeout, DefaultCloseTimeout)
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	config.Default(&c.Logger, slog.Default())
 	return c, c.validate()
 }
 

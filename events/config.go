@@ -132,12 +132,8 @@ func (c Config) withDefaults() (Config, error) {
 	config.Default(&c.Timeout, DefaultTimeout)
 	config.Default(&c.RetryMax, DefaultRetryMax)
 	config.Default(&c.AuthTimeout, DefaultAuthTimeout)
-	if c.Overflow == "" {
-		c.Overflow = OverflowClose
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	config.Default(&c.Overflow, OverflowClose)
+	config.Default(&c.Logger, slog.Default())
 	return c, c.validate()
 }
 
