@@ -107,14 +107,73 @@ func roundTrip(t *testing.T, c net.Conn, r *bufio.Reader, req []byte) []byte {
 	if _, err := c.Write(req); err != nil {
 		t.Fatal(err)
 	}
-	h := make([]byte, rpcHeader)
-	if _, err := io.ReadFull(r, h); err != nil {
-		t.Fatal(err)
-	}
-	reply := make([]byte, rpcHeader+int(binary.LittleEndian.Uint32(h[2:6])))
-	copy(reply, h)
-	if _, err := io.ReadFull(r, reply[rpcHeader:]); err != nil {
+	reply, err := readFrame(r)
+	if err != nil {
 		t.Fatal(err)
 	}
 	return reply
+}
+
+// readFrame reads one RPC frame, header included.
+func readFrame(r *bufio.Reader) ([]byte, error) {
+	h := make([]byte, rpcHeader)
+	if _, err := io.ReadFull(r, h); err != nil {
+		return nil, err
+	}
+	b := make([]byte, rpcHeader+int(binary.LittleEndian.Uint32(h[2:6])))
+	copy(b, h)
+	_, err := io.ReadFull(r, b[rpcHeader:])
+	return b, err
+}
+
+// TestReusedSequenceKeepsCodec: two calls in flight with one sequence
+// number (both read before either is answered) both get replies in the
+// codec they came in.
+func TestReusedSequenceKeepsCodec(t *testing.T) {
+	server, client := net.Pipe()
+	defer client.Close()
+	c := &serverCodec{g: newGuard(server, 1<<20, func(string, error) {}), calls: map[uint64]pendingCall{}}
+	defer c.Close()
+	req := RequestFrame(frame.CodecMsgpack, 5, "Sender.Check", []byte("\x81\xa2fd\x01")).Bytes()
+	go func() { _, _ = client.Write(append(append([]byte{}, req...), req...)) }()
+	for i := range 2 {
+		var r netrpc.Request
+		var args FDArgs
+		if err := c.ReadRequestHeader(&r); err != nil || r.Seq != 5 {
+			t.Fatalf("request %d: seq %d, %v", i, r.Seq, err)
+		}
+		if err := c.ReadRequestBody(&args); err != nil || args.FD != 1 {
+			t.Fatalf("request %d: %+v, %v", i, args, err)
+		}
+	}
+	replies := make(chan []byte, 2)
+	go func() {
+		r := bufio.NewReader(client)
+		for range 2 {
+			b, err := readFrame(r)
+			if err != nil {
+				close(replies)
+				return
+			}
+			replies <- b
+		}
+	}()
+	for range 2 {
+		ok := false
+		if err := c.WriteResponse(&netrpc.Response{Seq: 5, ServiceMethod: "Sender.Check"}, &ok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		b, ok := <-replies
+		if !ok {
+			t.Fatalf("reply %d missing", i)
+		}
+		if flags := b[1]; flags != frame.CodecMsgpack {
+			t.Errorf("reply %d: flags 0x%02x, want msgpack (0x%02x)", i, flags, frame.CodecMsgpack)
+		}
+	}
+	if len(c.calls) != 0 {
+		t.Errorf("%d calls left pending", len(c.calls))
+	}
 }

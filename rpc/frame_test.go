@@ -311,26 +311,3 @@ func TestFatalFrameLetsRunningCallsAnswer(t *testing.T) {
 	}
 	expectClosed(t, conn)
 }
-
-// TestReusedSequenceKeepsCodec: a client that reuses a sequence number
-// while the first call is running gets both replies in its codec.
-func TestReusedSequenceKeepsCodec(t *testing.T) {
-	g := gate{release: make(chan struct{})}
-	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{Observer: g})
-	conn := rawDial(t, e)
-	for range 2 {
-		conn.Write(request(frame.CodecMsgpack, 5, "Sender.Check", "\x81\xa2fd\x01"))
-	}
-	time.Sleep(50 * time.Millisecond) // both read (if not, the test passes anyway)
-	close(g.release)
-	relay := socket.NewSocketRelay(conn)
-	for i := range 2 {
-		fr := frame.NewFrame()
-		if err := relay.Receive(fr); err != nil {
-			t.Fatalf("reply %d: %v", i, err)
-		}
-		if flags := fr.ReadFlags(); flags != frame.CodecMsgpack {
-			t.Errorf("reply %d: flags 0x%02x, want msgpack (0x%02x)", i, flags, frame.CodecMsgpack)
-		}
-	}
-}
