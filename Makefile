@@ -3,7 +3,7 @@
 GO ?= go
 BIN := $(CURDIR)/bin
 
-.PHONY: test deps fmt-check vet go-test php-test php-autoload build fuzz-smoke
+.PHONY: test deps fmt-check vet go-test php-test php-autoload build fuzz fuzz-smoke
 
 test: deps fmt-check vet go-test php-test
 
@@ -49,11 +49,11 @@ php-autoload:
 	@if command -v composer >/dev/null; then cd php-client && composer dump-autoload --dev --quiet; \
 	else echo "make: composer is missing (make deps installs it): php-client/vendor/autoload.php not written"; fi
 
-# A short run of every fuzz target (not part of test: fuzzing is open-ended).
+# Every fuzz target of the module for FUZZTIME each (default 10m; not part
+# of test: fuzzing is open-ended). A finding stays in testdata/fuzz as a seed.
+fuzz:
+	FUZZTIME=$(or $(FUZZTIME),10m) GO=$(GO) bench/fuzz.sh
+
+# The same, 10 s a target: a quick check that every target runs.
 fuzz-smoke:
-	$(GO) test -run XXX -fuzz FuzzPush -fuzztime 20s ./bridge
-	$(GO) test -run XXX -fuzz FuzzServer -fuzztime 20s ./rpc
-	$(GO) test -run XXX -fuzz FuzzParseSize -fuzztime 10s ./cmd/wsbridge
-	$(GO) test -run XXX -fuzz FuzzAuthAnswer -fuzztime 10s ./events
-	$(GO) test -run XXX -fuzz FuzzDecodeJSON -fuzztime 10s ./admin
-	$(GO) test -run XXX -fuzz FuzzParsePage -fuzztime 10s ./admin
+	FUZZTIME=10s GO=$(GO) bench/fuzz.sh
