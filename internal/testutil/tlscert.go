@@ -53,7 +53,7 @@ func NewCA(tb testing.TB, name string) *CA {
 
 // Leaf is a certificate and its key, PEM-encoded, as a server loads them.
 type Leaf struct {
-	Cert *x509.Certificate
+	Cert            *x509.Certificate
 	CertPEM, KeyPEM []byte
 }
 
