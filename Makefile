@@ -57,3 +57,4 @@ fuzz-smoke:
 	$(GO) test -run XXX -fuzz FuzzAuthAnswer -fuzztime 10s ./events
 	$(GO) test -run XXX -fuzz FuzzDecodeJSON -fuzztime 10s ./admin
 	$(GO) test -run XXX -fuzz FuzzParsePage -fuzztime 10s ./admin
+	$(GO) test -run XXX -fuzz FuzzReload -fuzztime 10s ./internal/tlsreload

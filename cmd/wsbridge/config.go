@@ -110,7 +110,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&c.AdminTLS.Cert, "admin-tls-cert", "", "PEM certificate chain of the admin listener: with -admin-tls-key it serves https:// (empty: plain http://)")
 	fs.StringVar(&c.AdminTLS.Key, "admin-tls-key", "", "PEM private key of -admin-tls-cert")
-	fs.Var(durVar(&c.TLSReloadInterval, tlsreload.DefaultInterval), "tls-reload-interval", "how often the certificate and key files are checked for a change (SIGHUP reloads them at once)")
+	fs.Var(durVar(&c.TLSReloadInterval, tlsreload.DefaultInterval), "tls-reload-interval", "how often the certificate and key files are checked; a change is loaded once the files stay the same for one interval (SIGHUP: at once)")
 	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
 

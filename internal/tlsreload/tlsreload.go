@@ -77,8 +77,9 @@ type Reloader struct {
 	reloads  atomic.Uint64
 	failures atomic.Uint64
 
-	mu   sync.Mutex // serialises loads; guards seen
-	seen state      // the files as the last attempt found them
+	mu      sync.Mutex // serialises loads; guards seen and pending
+	seen    state      // the files as the last load found them
+	pending state      // the files as the last check found them
 }
 
 // loaded is a certificate in use.
@@ -103,7 +104,7 @@ func New(cfg Config) (*Reloader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.seen = st
+	r.seen, r.pending = st, st
 	r.install(cert, "start")
 	return r, nil
 }
@@ -150,9 +151,10 @@ func (r *Reloader) Reload() error {
 	return r.reloadLocked("signal")
 }
 
-// Run checks the files every Interval and reloads them when they have
-// changed, until ctx ends. A failed reload is tried again once the files
-// change again.
+// Run checks the files every Interval and reloads them once they have
+// changed and then stayed the same for an Interval (so that files being
+// written are not read half-way), until ctx ends. A failed reload is tried
+// again once the files change again.
 func (r *Reloader) Run(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
@@ -166,12 +168,16 @@ func (r *Reloader) Run(ctx context.Context) {
 	}
 }
 
-// check reloads the files if they changed since the last attempt.
+// check reloads the files if they changed since the last load and not
+// since the last check.
 func (r *Reloader) check() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if st, _ := r.stat(); st == r.seen {
-		return // unchanged, or still missing (the failure was logged once)
+	st, _ := r.stat()
+	last := r.pending
+	r.pending = st
+	if st == r.seen || st != last {
+		return // unchanged (or still missing: the failure was logged once), or still changing
 	}
 	_ = r.reloadLocked("file change")
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -206,9 +207,10 @@ func TestInvalidFilesKeepTheCertificate(t *testing.T) {
 }
 
 // TestCheck: a change of the files is noticed (replaced by a rename,
-// written in place, Kubernetes' symlink swap); a failure is logged once
-// and not retried until the files change again; a pair written one file
-// at a time loads once both are there.
+// written in place, removed) and loaded once they have stayed the same for
+// one check; a failure is logged once and not retried until the files
+// change again; a pair written one file at a time loads once both are
+// there.
 func TestCheck(t *testing.T) {
 	ca := testutil.NewCA(t, "test CA")
 	a, b, c := ca.Issue(t, "first", time.Time{}), ca.Issue(t, "second", time.Time{}), ca.Issue(t, "third", time.Time{})
@@ -216,23 +218,33 @@ func TestCheck(t *testing.T) {
 	certFile, keyFile := a.Write(t, dir)
 	var logs testutil.LogBuffer
 	r := newReloader(t, certFile, keyFile, &logs)
+	want := func(step string, reloads, failures uint64, subject string) {
+		t.Helper()
+		if st := r.Stats(); st.Reloads != reloads || st.Failures != failures || st.Subject != subject {
+			t.Fatalf("%s: %+v, want %d reloads, %d failures, %s", step, st, reloads, failures, subject)
+		}
+	}
+	// settle is what Run does over two intervals: the first check sees
+	// the change, the second loads it if the files stayed the same.
+	settle := func(step string, reloads, failures uint64, subject string) {
+		t.Helper()
+		before := r.Stats()
+		r.check()
+		want(step+", first check", before.Reloads, before.Failures, before.Subject)
+		r.check()
+		want(step, reloads, failures, subject)
+	}
 
 	r.check()
-	if st := r.Stats(); st.Reloads != 0 || st.Failures != 0 {
-		t.Fatalf("unchanged files reloaded: %+v", st)
-	}
+	r.check()
+	want("unchanged files", 0, 0, "CN=first")
 	// The new certificate first: the pair does not match yet.
 	testutil.WriteFileAtomic(t, certFile, b.CertPEM, 0o644)
-	r.check()
+	settle("the certificate alone", 0, 1, "CN=first")
 	r.check() // unchanged since the failure: not retried, not logged again
-	if st := r.Stats(); st.Failures != 1 || st.Subject != "CN=first" {
-		t.Fatalf("after the certificate alone: %+v", st)
-	}
+	want("the certificate alone, checked again", 0, 1, "CN=first")
 	testutil.WriteFileAtomic(t, keyFile, b.KeyPEM, 0o600)
-	r.check()
-	if st := r.Stats(); st.Reloads != 1 || st.Failures != 1 || st.Subject != "CN=second" {
-		t.Fatalf("after the key: %+v", st)
-	}
+	settle("then the key", 1, 1, "CN=second")
 	// Written in place (same inode): size and time change.
 	if err := os.WriteFile(certFile, c.CertPEM, 0o644); err != nil {
 		t.Fatal(err)
@@ -240,22 +252,22 @@ func TestCheck(t *testing.T) {
 	if err := os.WriteFile(keyFile, c.KeyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	settle("written in place", 2, 1, "CN=third")
+	// Still being written: a change at every check is not loaded.
+	testutil.WriteFileAtomic(t, certFile, a.CertPEM[:100], 0o644)
 	r.check()
-	if st := r.Stats(); st.Reloads != 2 || st.Subject != "CN=third" {
-		t.Fatalf("after writing in place: %+v", st)
-	}
+	testutil.WriteFileAtomic(t, certFile, a.CertPEM[:200], 0o644)
+	r.check()
+	want("while the file changes", 2, 1, "CN=third")
+	testutil.WriteFileAtomic(t, certFile, c.CertPEM, 0o644)
+	settle("written to the end", 3, 1, "CN=third")
 	// Removed: one failure, logged once; back: loaded.
 	os.Remove(certFile)
+	settle("removed", 3, 2, "CN=third")
 	r.check()
-	r.check()
-	if st := r.Stats(); st.Failures != 2 || st.Subject != "CN=third" {
-		t.Fatalf("after removing the certificate: %+v", st)
-	}
+	want("still removed", 3, 2, "CN=third")
 	a.Write(t, dir)
-	r.check()
-	if st := r.Stats(); st.Reloads != 3 || st.Failures != 2 || st.Subject != "CN=first" {
-		t.Fatalf("after restoring the files: %+v", st)
-	}
+	settle("restored", 4, 2, "CN=first")
 	if n := len(logs.Records("tls certificate reload failed; the previous certificate stays in use")); n != 2 {
 		t.Errorf("%d failure records, want 2:\n%s", n, logs.String())
 	}
@@ -412,4 +424,43 @@ func TestExpiredIsWarned(t *testing.T) {
 	if recs := logs.Records("tls certificate loaded, but it has expired: clients will refuse it"); len(recs) != 1 {
 		t.Errorf("no expiry warning:\n%s", logs.String())
 	}
+}
+
+// FuzzReload: whatever the files hold, a reload either serves a pair
+// whose key matches its certificate, or fails, is counted, and keeps the
+// certificate in use.
+func FuzzReload(f *testing.F) {
+	ca := testutil.NewCA(f, "fuzz CA")
+	a, b := ca.Issue(f, "first", time.Time{}), ca.Issue(f, "second", time.Time{})
+	f.Add(b.CertPEM, b.KeyPEM)
+	f.Add(b.CertPEM[:len(b.CertPEM)/2], b.KeyPEM)
+	f.Add(b.CertPEM, a.KeyPEM)
+	f.Add(b.KeyPEM, b.CertPEM)
+	f.Add(append(append([]byte{}, b.CertPEM...), a.CertPEM...), b.KeyPEM)
+	f.Add([]byte{}, []byte{})
+	f.Fuzz(func(t *testing.T, certPEM, keyPEM []byte) {
+		dir := t.TempDir()
+		certFile, keyFile := a.Write(t, dir)
+		r, err := New(Config{CertFile: certFile, KeyFile: keyFile, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testutil.WriteFileAtomic(t, certFile, certPEM, 0o644)
+		testutil.WriteFileAtomic(t, keyFile, keyPEM, 0o600)
+		err = r.Reload()
+		cert, _ := r.GetCertificate(nil)
+		st := r.Stats()
+		if err != nil {
+			if !cert.Leaf.Equal(a.Cert) || st.Failures != 1 || st.Reloads != 0 {
+				t.Fatalf("a failed reload (%v) left %v served, stats %+v", err, cert.Leaf.Subject, st)
+			}
+			return
+		}
+		if st.Reloads != 1 || st.Failures != 0 || st.Subject != cert.Leaf.Subject.String() {
+			t.Fatalf("stats %+v after a reload", st)
+		}
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			t.Fatalf("a pair X509KeyPair refuses was loaded: %v", err)
+		}
+	})
 }
