@@ -5,8 +5,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -236,5 +238,30 @@ func TestRunTLSBadFiles(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRunTLSHandshakeTimeout: a client that opens a connection to the wss
+// port and never says hello is disconnected after the handshake timeout,
+// as on a plain port.
+func TestRunTLSHandshakeTimeout(t *testing.T) {
+	ca := testutil.NewCA(t, "run CA")
+	certFile, keyFile := ca.Issue(t, "server", time.Time{}).Write(t, t.TempDir())
+	r := startRun(t, "-tls-cert", certFile, "-tls-key", keyFile, "-handshake-timeout", "200ms")
+	c, err := net.Dial("tcp", r.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second)) // a bound on the test, not the bridge
+	n, err := c.Read(make([]byte, 1))
+	if ne := net.Error(nil); errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("the silent client is still connected after 20s (handshake timeout 200ms)")
+	}
+	if err == nil || n != 0 {
+		t.Fatalf("read %d bytes, %v; want the connection closed", n, err)
+	}
+	if code := r.stop(t); code != 0 {
+		t.Errorf("run returned %d", code)
 	}
 }
