@@ -9,6 +9,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -258,5 +259,37 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.evClosed, st.Closed)
 		gauge(c.evPending, st.Pending)
 		gauge(c.evInFlight, st.InFlight)
+	}
+}
+
+// WatchCerts registers a collector of the TLS certificates' expiry and
+// reloads, per listener, read at every scrape.
+func (m *Metrics) WatchCerts(certs ...*tlsreload.Reloader) error {
+	return m.reg.Register(&certCollector{
+		certs: certs,
+		expiry: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "tls", "certificate_expiry_timestamp_seconds"),
+			"When the certificate a TLS listener serves expires (its NotAfter), in seconds since the Unix epoch.", []string{"listener"}, nil),
+		reloads: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "tls", "certificate_reloads_total"),
+			"Certificate reloads after the first load, by result: ok, or failed (the previous certificate stayed in use).", []string{"listener", "result"}, nil),
+	})
+}
+
+// certCollector turns the Reloaders' Stats into metrics at scrape time.
+type certCollector struct {
+	certs           []*tlsreload.Reloader
+	expiry, reloads *prometheus.Desc
+}
+
+func (c *certCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.expiry
+	ch <- c.reloads
+}
+
+func (c *certCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.certs {
+		st := r.Stats()
+		ch <- prometheus.MustNewConstMetric(c.expiry, prometheus.GaugeValue, float64(st.NotAfter.Unix()), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(st.Reloads), st.Name, "ok")
+		ch <- prometheus.MustNewConstMetric(c.reloads, prometheus.CounterValue, float64(st.Failures), st.Name, "failed")
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/internal/testutil"
+	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -342,5 +343,51 @@ func TestMetricsObserverUnknownLabels(t *testing.T) {
 	// A second registration on the same registry fails cleanly.
 	if _, err := admin.NewMetrics(reg); err == nil {
 		t.Error("NewMetrics registered twice on one registry")
+	}
+}
+
+// TestCertMetrics: the expiry of each listener's certificate and its
+// reloads by result, read from the reloaders at scrape time.
+func TestCertMetrics(t *testing.T) {
+	ca := testutil.NewCA(t, "metrics CA")
+	leaf := ca.Issue(t, "ws", time.Now().Add(48*time.Hour).Truncate(time.Second))
+	dir := t.TempDir()
+	certFile, keyFile := leaf.Write(t, dir)
+	r, err := tlsreload.New(tlsreload.Config{Name: "websocket", CertFile: certFile, KeyFile: keyFile, Logger: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := admin.NewRegistry()
+	m, err := admin.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.WatchCerts(r); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WriteFileAtomic(t, certFile, []byte("half a cert"), 0o644)
+	if r.Reload() == nil {
+		t.Fatal("reload of a broken file succeeded")
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mf := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		mf[f.GetName()] = f
+	}
+	for _, w := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"wsbridge_tls_certificate_expiry_timestamp_seconds", []string{"listener", "websocket"}, float64(leaf.Cert.NotAfter.Unix())},
+		{"wsbridge_tls_certificate_reloads_total", []string{"listener", "websocket", "result", "ok"}, 0},
+		{"wsbridge_tls_certificate_reloads_total", []string{"listener", "websocket", "result", "failed"}, 1},
+	} {
+		if got, ok := value(mf, w.name, w.labels...); !ok || got != w.want {
+			t.Errorf("%s%v = %v (present %v), want %v; %s", w.name, w.labels, got, ok, w.want, series(mf, w.name))
+		}
 	}
 }

@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -42,6 +43,10 @@ type Config struct {
 	// Logger receives the access log and the Server's own logs. Default
 	// slog.Default().
 	Logger *slog.Logger
+	// TLS, when set, makes the Server serve HTTPS with it (its
+	// GetCertificate may change the certificate while the Server runs).
+	// Nil: plain HTTP.
+	TLS *tls.Config
 }
 
 // Defaults of Config.
@@ -192,6 +197,9 @@ func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("admin: listen on %s: %w", s.cfg.Addr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS) // the handshake runs under the read timeouts
 	}
 	s.mu.Lock()
 	s.ln = ln

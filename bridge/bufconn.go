@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"sync"
@@ -75,6 +76,18 @@ func (b *bufConn) setDeadlineLocked(t time.Time) error {
 	}
 	b.applied = t
 	return b.Conn.SetWriteDeadline(t)
+}
+
+// Close closes the socket at once. Under wss:// it skips TLS's
+// close_notify alert: tls.Conn.Close writes it with a 5 s deadline of its
+// own, so closing a client that stopped reading would wait 5 s (and the
+// hub, at its shutdown deadline, closes the remaining connections one
+// after the other). The WebSocket close frame already ends the stream.
+func (b *bufConn) Close() error {
+	if tc, ok := b.Conn.(*tls.Conn); ok {
+		return tc.NetConn().Close()
+	}
+	return b.Conn.Close()
 }
 
 // gather starts gathering writes (the writer goroutine starts).

@@ -16,6 +16,7 @@ import (
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -30,7 +31,16 @@ type config struct {
 	RPC             rpc.Config
 	Events          events.Config
 	Admin           admin.Config
+	// TLS is the WebSocket listener's certificate (wss://), AdminTLS the
+	// admin listener's (https://); empty pairs: plain TCP.
+	TLS, AdminTLS     tlsPair
+	TLSReloadInterval time.Duration
 }
+
+// tlsPair names a PEM certificate chain and its key.
+type tlsPair struct{ Cert, Key string }
+
+func (p tlsPair) on() bool { return p.Cert != "" || p.Key != "" }
 
 // envName is the environment variable of a flag: ws-addr → WSBRIDGE_WS_ADDR.
 func envName(flagName string) string {
@@ -96,6 +106,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.StringVar(&c.Admin.Token, "admin-token", "", "bearer token of /metrics, /v1 and pprof; empty: those are off, only /healthz and /readyz answer (prefer the variable: flags show in ps)")
 	fs.BoolVar(&c.Admin.Pprof, "admin-pprof", false, "serve net/http/pprof under /debug/pprof/ on the admin address (behind the token)")
 	fs.Var(size64Var(&c.Admin.MaxBody, admin.DefaultMaxBody, 1024), "admin-max-body", "largest admin request body; larger is refused with 413")
+	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM certificate chain (leaf first) of the WebSocket listener: with -tls-key it serves wss:// (empty: plain ws://)")
+	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&c.AdminTLS.Cert, "admin-tls-cert", "", "PEM certificate chain of the admin listener: with -admin-tls-key it serves https:// (empty: plain http://)")
+	fs.StringVar(&c.AdminTLS.Key, "admin-tls-key", "", "PEM private key of -admin-tls-cert")
+	fs.Var(durVar(&c.TLSReloadInterval, tlsreload.DefaultInterval), "tls-reload-interval", "how often the certificate and key files are checked; a change is loaded once the files stay the same for one interval (SIGHUP: at once)")
 	fs.Var(levelVar(&c.LogLevel), "log-level", "log level: debug, info, warn or error")
 	fs.Var(choice(&c.LogFormat, "text", "text", "json"), "log-format", "log format: text or json")
 
@@ -166,6 +181,17 @@ func (c config) check() error {
 		if err := checkHostPort(c.Admin.Addr); err != nil {
 			errs = append(errs, fmt.Errorf("invalid value %q for -admin-addr (%s): %w", c.Admin.Addr, envName("admin-addr"), err))
 		}
+	}
+	for _, p := range []struct {
+		pair      tlsPair
+		cert, key string
+	}{{c.TLS, "tls-cert", "tls-key"}, {c.AdminTLS, "admin-tls-cert", "admin-tls-key"}} {
+		if (p.pair.Cert == "") != (p.pair.Key == "") {
+			errs = append(errs, fmt.Errorf("-%s (%s) and -%s (%s) go together: set both or neither", p.cert, envName(p.cert), p.key, envName(p.key)))
+		}
+	}
+	if c.AdminTLS.on() && !c.adminOn() {
+		errs = append(errs, fmt.Errorf("-admin-tls-cert (%s) is set but the admin server is off (-admin-addr %q)", envName("admin-tls-cert"), c.Admin.Addr))
 	}
 	if err := checkToken(c.Admin.Token); err != nil {
 		// Never the value: it is a secret.

@@ -113,6 +113,9 @@ func withKnownDefaults(c config) config {
 	a.Gatherer = nil
 	a.ReadyCheck = nil
 	a.Logger = nil
+	a.TLS = nil
+	c.TLS, c.AdminTLS = tlsPair{}, tlsPair{}
+	c.TLSReloadInterval = 10 * time.Second
 	return c
 }
 
@@ -184,6 +187,11 @@ var allFlags = []string{
 	"-admin-token", "0123456789abcdef-admin",
 	"-admin-pprof",
 	"-admin-max-body", "1MiB",
+	"-tls-cert", "/etc/wsbridge/tls/tls.crt",
+	"-tls-key", "/etc/wsbridge/tls/tls.key",
+	"-admin-tls-cert", "/etc/wsbridge/admin/tls.crt",
+	"-admin-tls-key", "/etc/wsbridge/admin/tls.key",
+	"-tls-reload-interval", "1m",
 	"-log-level", "debug",
 	"-log-format", "json",
 }
@@ -233,6 +241,11 @@ var allEnv = map[string]string{
 	"WSBRIDGE_ADMIN_TOKEN":               "0123456789abcdef-admin",
 	"WSBRIDGE_ADMIN_PPROF":               "true",
 	"WSBRIDGE_ADMIN_MAX_BODY":            "1MiB",
+	"WSBRIDGE_TLS_CERT":                  "/etc/wsbridge/tls/tls.crt",
+	"WSBRIDGE_TLS_KEY":                   "/etc/wsbridge/tls/tls.key",
+	"WSBRIDGE_ADMIN_TLS_CERT":            "/etc/wsbridge/admin/tls.crt",
+	"WSBRIDGE_ADMIN_TLS_KEY":             "/etc/wsbridge/admin/tls.key",
+	"WSBRIDGE_TLS_RELOAD_INTERVAL":       "1m",
 	"WSBRIDGE_LOG_LEVEL":                 "debug",
 	"WSBRIDGE_LOG_FORMAT":                "json",
 }
@@ -287,6 +300,9 @@ func allSet(tb testing.TB) config {
 	c.Admin.Token = "0123456789abcdef-admin"
 	c.Admin.Pprof = true
 	c.Admin.MaxBody = 1 << 20
+	c.TLS = tlsPair{"/etc/wsbridge/tls/tls.crt", "/etc/wsbridge/tls/tls.key"}
+	c.AdminTLS = tlsPair{"/etc/wsbridge/admin/tls.crt", "/etc/wsbridge/admin/tls.key"}
+	c.TLSReloadInterval = time.Minute
 	return c
 }
 
@@ -587,6 +603,36 @@ var badConfigTests = []struct {
 		want: []string{"-ws-addr", "-ws-path", "-fragment-size"},
 	},
 	{
+		name: "certificate without key",
+		env:  map[string]string{"WSBRIDGE_TLS_CERT": "/tls.crt"},
+		want: []string{"-tls-cert (WSBRIDGE_TLS_CERT) and -tls-key (WSBRIDGE_TLS_KEY) go together"},
+	},
+	{
+		name: "key without certificate",
+		args: []string{"-tls-key", "/tls.key"},
+		want: []string{"-tls-cert (WSBRIDGE_TLS_CERT) and -tls-key (WSBRIDGE_TLS_KEY) go together"},
+	},
+	{
+		name: "admin certificate without key",
+		args: []string{"-admin-tls-cert", "/tls.crt"},
+		want: []string{"-admin-tls-cert (WSBRIDGE_ADMIN_TLS_CERT) and -admin-tls-key (WSBRIDGE_ADMIN_TLS_KEY) go together"},
+	},
+	{
+		name: "admin key without certificate",
+		env:  map[string]string{"WSBRIDGE_ADMIN_TLS_KEY": "/tls.key"},
+		want: []string{"-admin-tls-cert (WSBRIDGE_ADMIN_TLS_CERT) and -admin-tls-key (WSBRIDGE_ADMIN_TLS_KEY) go together"},
+	},
+	{
+		name: "admin certificate with the admin server off",
+		args: []string{"-admin-addr", "off", "-admin-tls-cert", "/tls.crt", "-admin-tls-key", "/tls.key"},
+		want: []string{"WSBRIDGE_ADMIN_TLS_CERT", "admin server is off"},
+	},
+	{
+		name: "zero reload interval",
+		env:  map[string]string{"WSBRIDGE_TLS_RELOAD_INTERVAL": "0s"},
+		want: []string{"WSBRIDGE_TLS_RELOAD_INTERVAL", "must be positive"},
+	},
+	{
 		name: "a valid flag does not hide a bad variable",
 		args: []string{"-node-id", "1"},
 		env:  map[string]string{"WSBRIDGE_WORKERS": "many"},
@@ -663,6 +709,11 @@ var helpDefaults = map[string]string{
 	"admin-token":               `""`,
 	"admin-pprof":               "false",
 	"admin-max-body":            "32MiB",
+	"tls-cert":                  `""`,
+	"tls-key":                   `""`,
+	"admin-tls-cert":            `""`,
+	"admin-tls-key":             `""`,
+	"tls-reload-interval":       "10s",
 	"log-level":                 "info",
 	"log-format":                "text",
 }

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,12 +14,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
+	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
 )
 
@@ -45,6 +48,23 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	cfg.Bridge.Logger = log
 	cfg.RPC.Logger = log
 
+	// The certificates load before anything listens: a bad file is a
+	// configuration error. From here SIGHUP reloads them (and never stops
+	// the process); their files are watched for changes.
+	wsCert, adminCert, err := loadCerts(&cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "wsbridge: %v\nRun 'wsbridge --help' for the settings.\n", err)
+		return 2
+	}
+	var certs []*tlsreload.Reloader
+	for _, c := range []*tlsreload.Reloader{wsCert, adminCert} {
+		if c != nil {
+			certs = append(certs, c)
+		}
+	}
+	stopReload := watchCerts(log, certs)
+	defer stopReload()
+
 	// Metrics exist when someone can read them: the admin server is on
 	// and has a token. A registry per process, not the global one.
 	var metrics *admin.Metrics
@@ -57,6 +77,14 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		cfg.Admin.Gatherer = reg
 		cfg.RPC.Observer = metrics
 		cfg.Events.Observer = metrics
+		if len(certs) > 0 {
+			if err := metrics.WatchCerts(certs...); err != nil {
+				log.Error("metrics", "err", err) // a bug: the collector is registered once
+			}
+		}
+	}
+	if adminCert != nil {
+		cfg.Admin.TLS = adminCert.ServerConfig()
 	}
 
 	disp, err := startEvents(&cfg, log)
@@ -82,6 +110,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		_ = hub.Shutdown(context.Background())
 		stopEvents(context.Background(), log, disp)
 		return 1
+	}
+	if wsCert != nil {
+		ln = tls.NewListener(ln, wsCert.ServerConfig()) // the handshake runs under the handshake timeout
 	}
 	var rpcSrv *rpc.Server
 	if cfg.rpcOn() {
@@ -119,7 +150,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	served := make(chan error, 3)
 	running := 1
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("websocket listening", "addr", ln.Addr().String(), "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections)
+	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections)
 	if rpcSrv != nil {
 		running++
 		go func() { served <- rpcSrv.Serve() }()
@@ -129,7 +160,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		running++
 		go func() { served <- adminSrv.Serve() }()
 		adminSrv.SetReady() // every listener is bound and served
-		log.Info("admin listening", "addr", adminSrv.Addr(), "token_set", cfg.Admin.Token != "", "pprof", cfg.Admin.Pprof)
+		log.Info("admin listening", "addr", adminSrv.Addr(), "tls", adminCert != nil, "token_set", cfg.Admin.Token != "", "pprof", cfg.Admin.Pprof)
 	}
 
 	code := 0
@@ -206,11 +237,77 @@ func startAdmin(cfg *config, log *slog.Logger, hub *bridge.Hub) (*admin.Server, 
 	// Never the token: only whether there is one.
 	if ac.Token == "" {
 		log.Warn("the admin token is not set (WSBRIDGE_ADMIN_TOKEN): /metrics, /v1 and pprof are off (503 token_not_set); /healthz and /readyz are served")
-	} else if ip := net.ParseIP(hostOf(srv.Addr())); ip == nil || !ip.IsLoopback() {
+	} else if ip := net.ParseIP(hostOf(srv.Addr())); ac.TLS == nil && (ip == nil || !ip.IsLoopback()) {
 		log.Warn("the admin API listens beyond loopback over plain HTTP: its token travels in clear; keep the port on a private network",
 			"addr", srv.Addr())
 	}
 	return srv, nil
+}
+
+// loadCerts loads the certificate of each listener that has one; an error
+// names the settings at fault.
+func loadCerts(cfg *config, log *slog.Logger) (ws, adm *tlsreload.Reloader, err error) {
+	load := func(name string, p tlsPair, flagPrefix string) (*tlsreload.Reloader, error) {
+		if !p.on() {
+			return nil, nil
+		}
+		r, err := tlsreload.New(tlsreload.Config{Name: name, CertFile: p.Cert, KeyFile: p.Key, Interval: cfg.TLSReloadInterval, Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("invalid -%[1]stls-cert/-%[1]stls-key (%[2]s, %[3]s): %[4]w",
+				flagPrefix, envName(flagPrefix+"tls-cert"), envName(flagPrefix+"tls-key"), err)
+		}
+		return r, nil
+	}
+	if ws, err = load("websocket", cfg.TLS, ""); err != nil {
+		return nil, nil, err
+	}
+	if cfg.adminOn() {
+		if adm, err = load("admin", cfg.AdminTLS, "admin-"); err != nil {
+			return nil, nil, err
+		}
+	}
+	return ws, adm, nil
+}
+
+// watchCerts reloads every certificate on SIGHUP and when its files
+// change, until the returned stop is called. SIGHUP never stops the
+// process, with or without certificates.
+func watchCerts(log *slog.Logger, certs []*tlsreload.Reloader) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, c := range certs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.Run(ctx)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if len(certs) == 0 {
+					log.Info("SIGHUP: no TLS certificate to reload")
+					continue
+				}
+				log.Info("SIGHUP: reloading the TLS certificates", "certificates", len(certs))
+				for _, c := range certs {
+					_ = c.Reload() // a failure is logged and counted; the certificate in use stays
+				}
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		wg.Wait()
+	}
 }
 
 func hostOf(hostport string) string {

@@ -6,13 +6,24 @@
 //
 // It GETs the bridge's admin endpoint and exits 0 when the answer is 2xx,
 // 1 otherwise (refused, timed out, any other status), which is what Docker
-// expects of a health check (2 is reserved). It reads the same variable as
-// the bridge, so the two agree on the address:
+// expects of a health check (2 is reserved). It reads the same variables as
+// the bridge, so the two agree on the address and the scheme:
 //
-//	WSBRIDGE_ADMIN_ADDR  host:port of the admin server (default 127.0.0.1:9503);
-//	                     a wildcard host (":9503", "0.0.0.0:9503", "[::]:9503")
-//	                     is probed on loopback, since the probe runs inside the
-//	                     container
+//	WSBRIDGE_ADMIN_ADDR      host:port of the admin server (default
+//	                         127.0.0.1:9503); a wildcard host (":9503",
+//	                         "0.0.0.0:9503", "[::]:9503") is probed on
+//	                         loopback, since the probe runs inside the
+//	                         container
+//	WSBRIDGE_ADMIN_TLS_CERT  set: the admin server serves HTTPS, so the probe
+//	                         GETs https://
+//
+// Over HTTPS to a loopback address (127.0.0.0/8, ::1, localhost) the probe
+// does not verify the certificate: a certificate made for the bridge's
+// public name does not list 127.0.0.1, the connection does not leave the
+// container, and the probe sends no token and reads only a status. To any
+// other host it verifies the certificate and the host name against the
+// system's roots plus the certificates in WSBRIDGE_ADMIN_TLS_CERT (so a
+// self-signed certificate is trusted).
 //
 // Flags:
 //
@@ -23,12 +34,15 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -60,7 +74,7 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	target := *rawURL
 	if target == "" {
 		var err error
-		target, err = TargetURL(getenv("WSBRIDGE_ADMIN_ADDR"), *path)
+		target, err = TargetURL(getenv("WSBRIDGE_ADMIN_ADDR"), *path, getenv("WSBRIDGE_ADMIN_TLS_CERT") != "")
 		if err != nil {
 			fmt.Fprintf(stderr, "wsbridge-probe: %v\n", err)
 			return 1
@@ -74,7 +88,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "wsbridge-probe: -timeout must be positive")
 		return 1
 	}
-	status, body, err := get(target, *timeout)
+	tlsCfg, err := ClientTLS(target, getenv("WSBRIDGE_ADMIN_TLS_CERT"))
+	if err != nil {
+		fmt.Fprintf(stderr, "wsbridge-probe: %v\n", err)
+		return 1
+	}
+	status, body, err := get(target, tlsCfg, *timeout)
 	if err != nil {
 		fmt.Fprintf(stderr, "wsbridge-probe: GET %s: %v\n", target, err)
 		return 1
@@ -88,8 +107,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 }
 
 // TargetURL is the URL the probe GETs for the admin address addr (empty: the
-// default) and path. A wildcard host is replaced by loopback.
-func TargetURL(addr, path string) (string, error) {
+// default) and path, https:// when useTLS. A wildcard host is replaced by
+// loopback.
+func TargetURL(addr, path string, useTLS bool) (string, error) {
 	if addr == "" {
 		addr = DefaultAdminAddr
 	}
@@ -109,15 +129,50 @@ func TargetURL(addr, path string) (string, error) {
 	if !strings.HasPrefix(path, "/") {
 		path = "/" + path
 	}
-	return "http://" + net.JoinHostPort(host, port) + path, nil
+	scheme := "http://"
+	if useTLS {
+		scheme = "https://"
+	}
+	return scheme + net.JoinHostPort(host, port) + path, nil
+}
+
+// ClientTLS is the TLS configuration for target: nil for http://; no
+// verification for a loopback host; otherwise the system roots plus the
+// certificates of certFile (if any).
+func ClientTLS(target, certFile string) (*tls.Config, error) {
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme != "https" {
+		return nil, nil
+	}
+	host := u.Hostname()
+	if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+		return &tls.Config{InsecureSkipVerify: true}, nil // see the package comment
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if certFile != "" {
+		pem, err := os.ReadFile(certFile)
+		if err != nil {
+			return nil, fmt.Errorf("WSBRIDGE_ADMIN_TLS_CERT: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("WSBRIDGE_ADMIN_TLS_CERT: no PEM certificate in %s", certFile)
+		}
+	}
+	return &tls.Config{RootCAs: pool}, nil
 }
 
 // get GETs target and returns the status and the start of the body, on one
 // line. No proxy: the admin server is in this container.
-func get(target string, timeout time.Duration) (int, string, error) {
+func get(target string, tlsCfg *tls.Config, timeout time.Duration) (int, string, error) {
 	client := &http.Client{
 		Timeout:   timeout,
-		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
+		Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true, TLSClientConfig: tlsCfg},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return errors.New("redirected: a health endpoint answers itself")
 		},

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"net"
 	"net/http"
@@ -147,14 +149,108 @@ func TestTargetURL(t *testing.T) {
 		{"10.1.2.3:9503", "healthz", "http://10.1.2.3:9503/healthz"},
 		{"localhost:9503", "/healthz", "http://localhost:9503/healthz"},
 	} {
-		got, err := TargetURL(tc.addr, tc.path)
+		got, err := TargetURL(tc.addr, tc.path, false)
 		if err != nil || got != tc.want {
 			t.Errorf("TargetURL(%q, %q) = %q, %v; want %q", tc.addr, tc.path, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"9503", "127.0.0.1", "127.0.0.1:", "off", "[::1"} {
-		if got, err := TargetURL(bad, "/healthz"); err == nil {
+		if got, err := TargetURL(bad, "/healthz", false); err == nil {
 			t.Errorf("TargetURL(%q) = %q, want an error", bad, got)
+		}
+	}
+}
+
+func TestTargetURLTLS(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"", "https://127.0.0.1:9503/healthz"},
+		{"[::]:9503", "https://[::1]:9503/healthz"},
+		{"10.1.2.3:9503", "https://10.1.2.3:9503/healthz"},
+	} {
+		if got, err := TargetURL(tc.addr, "/healthz", true); err != nil || got != tc.want {
+			t.Errorf("TargetURL(%q, TLS) = %q, %v; want %q", tc.addr, got, err, tc.want)
+		}
+	}
+	code, stdout, _ := probe(t, func(k string) string {
+		return map[string]string{"WSBRIDGE_ADMIN_ADDR": ":9503", "WSBRIDGE_ADMIN_TLS_CERT": "/etc/tls/tls.crt"}[k]
+	}, "-print-url")
+	if code != 0 || stdout != "https://127.0.0.1:9503/healthz\n" {
+		t.Errorf("exit %d, stdout %q", code, stdout)
+	}
+}
+
+// TestProbeTLS: with WSBRIDGE_ADMIN_TLS_CERT set the probe GETs https://
+// and accepts the loopback server's certificate; without it, it speaks
+// plain HTTP, which a TLS server refuses.
+func TestProbeTLS(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("tls ok\n"))
+	}))
+	defer srv.Close()
+	certFile := filepath.Join(t.TempDir(), "tls.crt")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := strings.TrimPrefix(srv.URL, "https://")
+	withTLS := func(k string) string {
+		return map[string]string{"WSBRIDGE_ADMIN_ADDR": addr, "WSBRIDGE_ADMIN_TLS_CERT": certFile}[k]
+	}
+	if code, stdout, stderr := probe(t, withTLS, "-timeout", "30s"); code != 0 || !strings.Contains(stdout, "https://"+addr+"/healthz: HTTP 200 tls ok") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, _, stderr := probe(t, env(addr), "-timeout", "30s"); code != 1 || !strings.Contains(stderr, "HTTP 400") {
+		t.Errorf("plain HTTP to the TLS server: exit %d, stderr %q", code, stderr)
+	}
+	if code, stdout, stderr := probe(t, env(""), "-timeout", "30s", "-url", srv.URL+"/healthz"); code != 0 {
+		t.Errorf("-url https://127.0.0.1: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// TestClientTLS: loopback is not verified; any other host is, against the
+// system roots and the certificates in WSBRIDGE_ADMIN_TLS_CERT.
+func TestClientTLS(t *testing.T) {
+	for _, target := range []string{"https://127.0.0.1:9503/healthz", "https://[::1]:9503/", "https://localhost:9503/", "https://127.8.9.1:1/"} {
+		cfg, err := ClientTLS(target, "")
+		if err != nil || cfg == nil || !cfg.InsecureSkipVerify {
+			t.Errorf("ClientTLS(%q) = %+v, %v; want no verification", target, cfg, err)
+		}
+	}
+	if cfg, err := ClientTLS("http://10.1.2.3:9503/healthz", ""); cfg != nil || err != nil {
+		t.Errorf("ClientTLS(http://) = %+v, %v; want nil", cfg, err)
+	}
+
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	srv.Close()
+	leaf := srv.Certificate() // self-signed, for example.com
+	other := httptest.NewTLSServer(http.NotFoundHandler())
+	other.Close()
+	dir := t.TempDir()
+	certFile := filepath.Join(dir, "tls.crt")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := ClientTLS("https://10.1.2.3:9503/healthz", certFile)
+	if err != nil || cfg.InsecureSkipVerify || cfg.RootCAs == nil {
+		t.Fatalf("ClientTLS(10.1.2.3) = %+v, %v; want verification", cfg, err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: cfg.RootCAs, DNSName: "example.com"}); err != nil {
+		t.Errorf("the certificate of WSBRIDGE_ADMIN_TLS_CERT is not trusted: %v", err)
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: cfg.RootCAs, DNSName: "wrong.example"}); err == nil {
+		t.Error("a certificate for another name is trusted")
+	}
+
+	garbage := filepath.Join(dir, "garbage.crt")
+	if err := os.WriteFile(garbage, []byte("hello"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{filepath.Join(dir, "missing.crt"), garbage} {
+		if _, err := ClientTLS("https://10.1.2.3:9503/", f); err == nil || !strings.Contains(err.Error(), "WSBRIDGE_ADMIN_TLS_CERT") {
+			t.Errorf("ClientTLS with %s: %v, want an error naming WSBRIDGE_ADMIN_TLS_CERT", f, err)
 		}
 	}
 }
