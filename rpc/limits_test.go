@@ -2,7 +2,9 @@ package rpc_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"runtime"
@@ -207,5 +209,34 @@ func TestLargeFramesArriveWhole(t *testing.T) {
 	conn.Write(request(frame.CodecJSON, 5, "Sender.Check", fmt.Sprintf(`{"fd":%d}`, fd)))
 	if seq, isErr, text := reply(t, conn); seq != 5 || isErr || text != "true" {
 		t.Fatalf("small call after large ones: seq %d, error %v, %q", seq, isErr, text)
+	}
+}
+
+// TestShutdownWithBlockedConnection: a connection paused at its in-flight
+// limit, its replies unread, does not hold Shutdown past its context: the
+// connection is closed, its reader and calls end (goleak checks).
+func TestShutdownWithBlockedConnection(t *testing.T) {
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{MaxInFlight: 4, WriteTimeout: time.Hour})
+	fd := bigReplies(t, e)
+	conn := rawDial(t, e)
+	conn.SetDeadline(time.Time{})
+	pipeline(t, conn, fd, 400)
+	waitFor(t, "the connection to pause at its limit", func() bool { return e.srv.Stats().InFlightWaits > 0 })
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- e.srv.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		// nil when the calls in flight got their replies into the socket
+		// buffers in time, the deadline's error when they did not.
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Shutdown = %v", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Shutdown did not return after its context ended")
+	}
+	if n := e.srv.Connections(); n != 0 {
+		t.Fatalf("%d connections left after Shutdown", n)
 	}
 }
