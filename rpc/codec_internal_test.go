@@ -180,5 +180,5 @@ func TestReusedSequenceKeepsCodec(t *testing.T) {
 
 // testLimits are the defaults' limits for a guard made by a test.
 func testLimits() limits {
-	return limits{maxInFlight: DefaultMaxInFlight, writeTimeout: DefaultWriteTimeout, c: &counters{}, log: func(string, ...any) {}}
+	return limits{maxInFlight: DefaultMaxInFlight, writeTimeout: DefaultWriteTimeout, c: &counters{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }

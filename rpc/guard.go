@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"slices"
@@ -61,7 +62,7 @@ type limits struct {
 	writeTimeout time.Duration
 	idleTimeout  time.Duration // 0: none
 	c            *counters
-	log          func(msg string, args ...any)
+	log          *slog.Logger
 }
 
 // counters are a Server's counts of refusals and limits reached.
@@ -196,7 +197,7 @@ func (g *guard) setReadDeadline() {
 func (g *guard) readErr(err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		g.lim.c.idleTimeouts.Add(1)
-		g.lim.log("rpc: closing an idle connection", "remote", g.conn.RemoteAddr().String(), "idle_timeout", g.lim.idleTimeout.String())
+		g.lim.log.Debug("rpc: closing an idle connection", "remote", g.conn.RemoteAddr().String(), "idle_timeout", g.lim.idleTimeout.String())
 		return io.EOF
 	}
 	return eof(err)
@@ -328,7 +329,7 @@ func (g *guard) writeFrame(b []byte) error {
 		g.wfailed = true
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			g.lim.c.writeTimeouts.Add(1)
-			g.lim.log("rpc: closing a connection that does not read its replies", "remote", g.conn.RemoteAddr().String(), "write_timeout", g.lim.writeTimeout.String())
+			g.lim.log.Warn("rpc: closing a connection that does not read its replies", "remote", g.conn.RemoteAddr().String(), "write_timeout", g.lim.writeTimeout.String())
 		}
 		_ = g.conn.Close()
 	}

@@ -272,7 +272,7 @@ func (s *Server) serveConn(conn net.Conn) {
 		return
 	}
 	lim := limits{maxInFlight: int64(s.cfg.MaxInFlight), writeTimeout: s.cfg.WriteTimeout, idleTimeout: s.cfg.IdleTimeout,
-		c: &s.counters, log: s.log.Info}
+		c: &s.counters, log: s.log}
 	g := newGuard(conn, uint32(s.cfg.MaxFrameSize), lim, func(remote string, err error) {
 		s.log.Warn("rpc: closing connection after a bad frame", "remote", remote, "err", err)
 	})
