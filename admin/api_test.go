@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -638,22 +639,55 @@ func TestListConnections(t *testing.T) {
 	}
 }
 
-// TestShuttingDown: once the hub shuts down, pushes to many connections
-// are refused with 503 shutting_down, and pushes to one fd are false.
+// TestShuttingDown: once the hub shuts down, pushes deliver nothing and
+// say so as they do for closed fds: pushes to many connections answer
+// accepted 0, pushes to one fd queued false; never 503 (an application's
+// close handler pushes to a group during every deploy).
 func TestShuttingDown(t *testing.T) {
 	e := newEnv(t, bridge.Config{}, admin.Config{})
-	_, fd := e.dial(t, "a")
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := e.hub.Shutdown(ctx); err != nil {
+	ws, fd := e.dial(t, "a")
+	e.do(t, "POST", fmt.Sprintf("/v1/connections/%d/push", fd), `{"data":"x"}`) // a connection with something queued
+	if err := e.hub.Join(fd, "room"); err != nil {
 		t.Fatal(err)
 	}
-	want(t, "broadcast during shutdown", e.do(t, "POST", "/v1/broadcast", `{"data":"x"}`), 503, rpc.CodeShuttingDown)
+	if err := e.hub.Bind(fd, "u"); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing, so the hub's drain waits for it.
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- e.hub.Shutdown(ctx) }()
+	for deadline := time.Now().Add(wait); e.hub.Check(fd); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("fd still open after Shutdown started")
+		}
+	}
+	for _, r := range []struct{ path, body string }{
+		{"/v1/broadcast", `{"data":"x"}`},
+		{"/v1/push", fmt.Sprintf(`{"fds":[%d],"data":"x"}`, fd)},
+		{"/v1/groups/room/push", `{"data":"x"}`},
+		{"/v1/users/u/push", `{"data":"x"}`},
+	} {
+		a := e.do(t, "POST", r.path, r.body)
+		var n accepted
+		if a.status == 200 {
+			a.json(t, &n)
+		}
+		if a.status != 200 || n.Accepted != 0 {
+			t.Errorf("POST %s during shutdown: %d %s; want 200 accepted 0", r.path, a.status, a.body)
+		}
+	}
+	want(t, "bad opcode during shutdown", e.do(t, "POST", "/v1/broadcast", `{"data":"x","opcode":9}`), 400, rpc.CodeInvalidOpcode)
 	a := e.do(t, "POST", fmt.Sprintf("/v1/connections/%d/push", fd), `{"data":"x"}`)
 	var q queued
 	a.json(t, &q)
 	if a.status != 200 || q.Queued {
 		t.Errorf("push during shutdown: %d %s", a.status, a.body)
+	}
+	ws.Close()
+	if err := <-drained; err != nil {
+		t.Fatal(err)
 	}
 }
 

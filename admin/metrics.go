@@ -161,7 +161,8 @@ type statsCollector struct {
 
 	connections, workerConns, opened, closed, pushes, overflows *prometheus.Desc
 	messagesIn, bytesIn, bytesOut                               *prometheus.Desc
-	rpcConns                                                    *prometheus.Desc
+	rpcConns, rpcInFlight, rpcRefusedConns, rpcRefusedFrames    *prometheus.Desc
+	rpcInFlightWaits, rpcTimeouts                               *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
 }
@@ -182,6 +183,15 @@ func newStatsCollector(src Sources) *statsCollector {
 		bytesIn:     d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
 		bytesOut:    d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
 		rpcConns:    d("rpc_connections", "Open RPC connections."),
+		rpcInFlight: d("rpc_calls_in_flight", "RPC calls read and not yet answered (at most rpc-max-inflight per connection)."),
+		rpcRefusedConns: d("rpc_connections_refused_total",
+			"RPC connections closed at once because rpc-max-connections were open."),
+		rpcRefusedFrames: d("rpc_frames_refused_total",
+			"RPC request frames refused from their header (bad header, over rpc-max-frame-size, codec or flags not served) with a bad_request reply."),
+		rpcInFlightWaits: d("rpc_in_flight_waits_total",
+			"Times an RPC connection reached rpc-max-inflight and was not read until a reply was written."),
+		rpcTimeouts: d("rpc_timeouts_total",
+			"RPC connections closed by a timeout: write (a reply not written within rpc-write-timeout: the client does not read) or idle (no request within rpc-idle-timeout).", "kind"),
 		evDelivered: d("events_delivered_total", "Events acknowledged by the application."),
 		evRetries:   d("events_retries_total", "Event delivery requests that failed and were retried."),
 		evDropped:   d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
@@ -197,7 +207,8 @@ func newStatsCollector(src Sources) *statsCollector {
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
-		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
+		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
+		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
 		c.evPending, c.evInFlight} {
 		ch <- d
 	}
@@ -240,7 +251,14 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.bytesOut, bytesOut)
 	}
 	if r := c.src.RPC; r != nil {
-		gauge(c.rpcConns, r.Connections())
+		st := r.Stats()
+		gauge(c.rpcConns, st.Connections)
+		gauge(c.rpcInFlight, st.InFlight)
+		counter(c.rpcRefusedConns, st.ConnectionsRefused)
+		counter(c.rpcRefusedFrames, st.FramesRefused)
+		counter(c.rpcInFlightWaits, st.InFlightWaits)
+		counter(c.rpcTimeouts, st.WriteTimeouts, "write")
+		counter(c.rpcTimeouts, st.IdleTimeouts, "idle")
 	}
 	if d := c.src.Events; d != nil {
 		st := d.Stats()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -212,6 +213,19 @@ func TestMetricsAfterTraffic(t *testing.T) {
 			t.Fatalf("%s(%v): %v", call.method, call.args, err)
 		}
 	}
+	// A frame in a codec the service does not take: refused from its header.
+	bad, err := net.Dial("tcp", strings.TrimPrefix(rsrv.Addr(), "tcp://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	bad.SetDeadline(time.Now().Add(wait))
+	if _, err := bad.Write(rpc.RequestFrame(0x80, 1, "Sender.Check", []byte("{}")).Bytes()); err != nil { // proto
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAtLeast(bad, make([]byte, 64), 20); err != nil {
+		t.Fatalf("no reply to a refused frame: %v", err)
+	}
 	// Admin: 5 bytes to b.
 	if a := e.do(t, "POST", fmt.Sprintf("/v1/connections/%d/push", fds[1]), `{"data":"admin"}`); a.status != 200 {
 		t.Fatalf("admin push: %d %s", a.status, a.body)
@@ -267,7 +281,13 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"wsbridge_messages_received_total", nil, 2},
 		{"wsbridge_received_bytes_total", nil, 7},
 		{"wsbridge_sent_bytes_total", nil, 3 + 2*3 + 5},
-		{"wsbridge_rpc_connections", nil, 1},
+		{"wsbridge_rpc_connections", nil, 2},
+		{"wsbridge_rpc_calls_in_flight", nil, 0},
+		{"wsbridge_rpc_connections_refused_total", nil, 0},
+		{"wsbridge_rpc_frames_refused_total", nil, 1},
+		{"wsbridge_rpc_in_flight_waits_total", nil, 0},
+		{"wsbridge_rpc_timeouts_total", []string{"kind", "write"}, 0},
+		{"wsbridge_rpc_timeouts_total", []string{"kind", "idle"}, 0},
 		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Push", "outcome", "ok"}, 2},
 		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Push", "outcome", "invalid_fd"}, 1},
 		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Broadcast", "outcome", "ok"}, 1},

@@ -132,7 +132,7 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 func TestReusedSequenceKeepsCodec(t *testing.T) {
 	server, client := net.Pipe()
 	defer client.Close()
-	c := &serverCodec{g: newGuard(server, 1<<20, func(string, error) {}), calls: map[uint64]pendingCall{}}
+	c := &serverCodec{g: newGuard(server, 1<<20, testLimits(), func(string, error) {}), calls: map[uint64]pendingCall{}}
 	defer c.Close()
 	req := RequestFrame(frame.CodecMsgpack, 5, "Sender.Check", []byte("\x81\xa2fd\x01")).Bytes()
 	go func() { _, _ = client.Write(append(append([]byte{}, req...), req...)) }()
@@ -176,4 +176,9 @@ func TestReusedSequenceKeepsCodec(t *testing.T) {
 	if len(c.calls) != 0 {
 		t.Errorf("%d calls left pending", len(c.calls))
 	}
+}
+
+// testLimits are the defaults' limits for a guard made by a test.
+func testLimits() limits {
+	return limits{maxInFlight: DefaultMaxInFlight, writeTimeout: DefaultWriteTimeout, c: &counters{}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 }

@@ -33,6 +33,25 @@ type Config struct {
 	// MaxConnections bounds concurrent RPC connections; one past it gets an
 	// error frame and is closed. Default 1024.
 	MaxConnections int
+	// MaxInFlight bounds the calls of one connection that are read and not
+	// yet answered; past it the server stops reading that connection until
+	// a reply is written. Each call in flight is a goroutine holding its
+	// arguments and reply. Default 64: the PHP client and Client send one
+	// call at a time per connection; goridge's Go client pipelines the
+	// calls of concurrent goroutines, and 64 keeps a busy one from waiting.
+	MaxInFlight int
+	// WriteTimeout bounds each reply's write: a client that does not read
+	// its replies (its socket buffers full) is disconnected after it.
+	// Default 10s.
+	WriteTimeout time.Duration
+	// IdleTimeout, when positive, closes a connection whose next request
+	// does not arrive whole within it (a second less at most; half of it
+	// under two seconds). Default 0: off, since PHP workers keep their
+	// connection open while idle for hours, dead peers are found by TCP
+	// keepalive (or at once on a unix socket), and MaxConnections bounds
+	// the rest; a connection closed while idle makes the next call of its
+	// client reconnect.
+	IdleTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Observer, when set, is told of every call the service answers (for
@@ -66,6 +85,8 @@ const (
 	DefaultSocketMode     = 0o660
 	DefaultMaxFrameSize   = 32 << 20
 	DefaultMaxConnections = 1024
+	DefaultMaxInFlight    = 64
+	DefaultWriteTimeout   = 10 * time.Second
 )
 
 // Server serves the Sender service for one Hub.
@@ -77,6 +98,8 @@ type Server struct {
 	rpc     *netrpc.Server
 	ln      net.Listener
 	methods map[string]bool // "Sender.Push", ...: the names Observer sees as they are
+
+	counters counters
 
 	mu     sync.Mutex
 	conns  map[*guard]struct{}
@@ -120,9 +143,12 @@ func New(hub *bridge.Hub, cfg Config) (*Server, error) {
 	config.Default(&cfg.SocketMode, DefaultSocketMode)
 	config.Default(&cfg.MaxFrameSize, DefaultMaxFrameSize)
 	config.Default(&cfg.MaxConnections, DefaultMaxConnections)
+	config.Default(&cfg.MaxInFlight, DefaultMaxInFlight)
+	config.Default(&cfg.WriteTimeout, DefaultWriteTimeout)
 	config.Default(&cfg.Logger, slog.Default())
-	if cfg.MaxFrameSize < 0 || cfg.MaxFrameSize > 1<<31 || cfg.MaxConnections < 0 {
-		return nil, errors.New("rpc: max frame size must be in 1..2GiB and max connections positive")
+	if cfg.MaxFrameSize < 0 || cfg.MaxFrameSize > 1<<31 || cfg.MaxConnections < 0 || cfg.MaxInFlight < 0 ||
+		cfg.WriteTimeout < 0 || cfg.IdleTimeout < 0 {
+		return nil, errors.New("rpc: max frame size must be in 1..2GiB; max connections, max in flight and the timeouts positive")
 	}
 	network, address, err := ParseAddr(cfg.Addr)
 	if err != nil {
@@ -230,23 +256,26 @@ func (s *Server) Serve() error {
 }
 
 func (s *Server) serveConn(conn net.Conn) {
-	g := newGuard(conn, uint32(s.cfg.MaxFrameSize), func(remote string, err error) {
-		s.log.Warn("rpc: closing connection after a bad frame", "remote", remote, "err", err)
-	})
 	s.mu.Lock()
 	if s.closed || len(s.conns) >= s.cfg.MaxConnections {
 		full := !s.closed
 		s.mu.Unlock()
 		msg := CodeShuttingDown + ": the bridge is shutting down"
 		if full {
+			s.counters.refusedConns.Add(1)
 			msg = fmt.Sprintf("%s: too many RPC connections (limit %d)", CodeBadRequest, s.cfg.MaxConnections)
 			s.log.Warn("rpc: connection refused, limit reached", "limit", s.cfg.MaxConnections, "remote", conn.RemoteAddr().String())
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_ = g.writeFrame(errorFrame(0x08, 0, "", msg))
+		_, _ = conn.Write(errorFrame(0x08, 0, "", msg))
 		conn.Close()
 		return
 	}
+	lim := limits{maxInFlight: int64(s.cfg.MaxInFlight), writeTimeout: s.cfg.WriteTimeout, idleTimeout: s.cfg.IdleTimeout,
+		c: &s.counters, log: s.log}
+	g := newGuard(conn, uint32(s.cfg.MaxFrameSize), lim, func(remote string, err error) {
+		s.log.Warn("rpc: closing connection after a bad frame", "remote", remote, "err", err)
+	})
 	s.conns[g] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
@@ -275,6 +304,46 @@ func outcomeOf(errText string) string {
 
 // Connections returns the number of open RPC connections.
 func (s *Server) Connections() int { return s.connCount() }
+
+// ServerStats are the RPC server's counters since it started.
+type ServerStats struct {
+	// Connections open, and calls in flight on them (read, not yet
+	// answered; at most MaxInFlight per connection).
+	Connections int `json:"connections"`
+	InFlight    int `json:"in_flight"`
+	// ConnectionsRefused: connections closed at once, MaxConnections open.
+	ConnectionsRefused uint64 `json:"connections_refused"`
+	// FramesRefused: request frames answered with a bad_request error
+	// without being decoded (bad header, over MaxFrameSize, codec or flags
+	// the service does not take); the fatal ones closed their connection.
+	FramesRefused uint64 `json:"frames_refused"`
+	// InFlightWaits: times a connection reached MaxInFlight and its
+	// reading paused until a reply was written.
+	InFlightWaits uint64 `json:"in_flight_waits"`
+	// WriteTimeouts and IdleTimeouts: connections closed because a reply
+	// could not be written within WriteTimeout, or because no request
+	// arrived within IdleTimeout.
+	WriteTimeouts uint64 `json:"write_timeouts"`
+	IdleTimeouts  uint64 `json:"idle_timeouts"`
+}
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	st := ServerStats{
+		ConnectionsRefused: s.counters.refusedConns.Load(),
+		FramesRefused:      s.counters.refusedFrames.Load(),
+		InFlightWaits:      s.counters.inFlightWaits.Load(),
+		WriteTimeouts:      s.counters.writeTimeouts.Load(),
+		IdleTimeouts:       s.counters.idleTimeouts.Load(),
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.Connections = len(s.conns)
+	for g := range s.conns {
+		st.InFlight += int(g.inflight.Load())
+	}
+	return st
+}
 
 func (s *Server) connCount() int {
 	s.mu.Lock()

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -112,6 +113,18 @@ func atMessage(i int, err error) error {
 	return &Error{Code: e.Code, Message: fmt.Sprintf("message %d: %s", i, e.Message)}
 }
 
+// counted answers a push to many connections: during the hub's shutdown
+// (bridge.ErrHubClosed) nothing is delivered and the answer is 0, as a
+// push to one fd answers false then, not an error: applications push from
+// their close handlers while a deploy drains the connections. Invalid
+// input is still an error; the hub checks it first.
+func counted(n int, err error) (int, error) {
+	if errors.Is(err, bridge.ErrHubClosed) {
+		return 0, nil
+	}
+	return n, toError(err)
+}
+
 // PushMany sends the same message to each fd and counts the fds that
 // accepted it.
 func (s *Service) PushMany(in *PushManyArgs) (int, error) {
@@ -122,8 +135,7 @@ func (s *Service) PushMany(in *PushManyArgs) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.hub.PushMany(in.FDs, data, op)
-	return n, toError(err)
+	return counted(s.hub.PushMany(in.FDs, data, op))
 }
 
 // Broadcast sends a message to every connection but the except list.
@@ -135,8 +147,7 @@ func (s *Service) Broadcast(in *BroadcastArgs) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.hub.Broadcast(data, op, in.Except)
-	return n, toError(err)
+	return counted(s.hub.Broadcast(data, op, in.Except))
 }
 
 // Disconnect closes fd with code (default 1000) and reason: false when fd
@@ -180,8 +191,7 @@ func (s *Service) PushGroup(in *PushGroupArgs) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.hub.PushGroup(in.Group, data, op, in.Except)
-	return n, toError(err)
+	return counted(s.hub.PushGroup(in.Group, data, op, in.Except))
 }
 
 // GroupMembers lists a group's fds, sorted (never nil).
@@ -213,8 +223,7 @@ func (s *Service) PushUser(in *PushUserArgs) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.hub.PushUser(in.User, data, op)
-	return n, toError(err)
+	return counted(s.hub.PushUser(in.User, data, op))
 }
 
 // UserFDs lists the fds bound to a user, sorted (never nil).

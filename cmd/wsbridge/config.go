@@ -88,6 +88,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(modeVar(&c.RPC.SocketMode, rpc.DefaultSocketMode), "rpc-socket-mode", "file mode of the RPC unix socket (octal)")
 	fs.Var(sizeVar(&c.RPC.MaxFrameSize, rpc.DefaultMaxFrameSize, 1024), "rpc-max-frame-size", "largest RPC request frame; larger closes that RPC connection")
 	fs.Var(intRange(&c.RPC.MaxConnections, rpc.DefaultMaxConnections, 1, 1<<20), "rpc-max-connections", "concurrent RPC connections cap")
+	fs.Var(intRange(&c.RPC.MaxInFlight, rpc.DefaultMaxInFlight, 1, 1<<16), "rpc-max-inflight", "calls read and not yet answered per RPC connection; past it the connection is not read until a reply is written")
+	fs.Var(durVar(&c.RPC.WriteTimeout, rpc.DefaultWriteTimeout), "rpc-write-timeout", "deadline for each RPC reply's write; an RPC client that does not read its replies is disconnected after it")
+	fs.Var(offDurVar(&c.RPC.IdleTimeout), "rpc-idle-timeout", "close an RPC connection whose next request does not arrive within this time (0: never; PHP keeps idle connections open)")
 	fs.Var(sizeVar(&b.ReadBufferSize, bridge.DefaultReadBuffer, 256), "read-buffer-size", "per-connection read buffer, 256..1MiB (held by every idle connection)")
 	fs.StringVar(&ev.URL, "events-url", "", "URL that receives client events (open, message, close) by POST; empty: events off")
 	fs.StringVar(&ev.Secret, "events-secret", "", "key of the HMAC-SHA256 signature of every events and auth request (prefer the variable: flags show in ps)")
@@ -407,11 +410,20 @@ func (v *modeValue) Set(s string) error {
 	return nil
 }
 
-type durValue struct{ p *time.Duration }
+type durValue struct {
+	p      *time.Duration
+	zeroOK bool // 0 means off
+}
 
 func durVar(p *time.Duration, def time.Duration) *durValue {
 	*p = def
-	return &durValue{p}
+	return &durValue{p: p}
+}
+
+// offDurVar is a duration whose default, 0, means off.
+func offDurVar(p *time.Duration) *durValue {
+	*p = 0
+	return &durValue{p: p, zeroOK: true}
 }
 func (v *durValue) String() string {
 	if v == nil || v.p == nil {
@@ -424,7 +436,10 @@ func (v *durValue) Set(s string) error {
 	if err != nil {
 		return errors.New("not a duration (like 500ms, 10s, 1m)")
 	}
-	if d <= 0 {
+	if d < 0 || d == 0 && !v.zeroOK {
+		if v.zeroOK {
+			return errors.New("must be positive, or 0 for off")
+		}
 		return errors.New("must be positive")
 	}
 	*v.p = d

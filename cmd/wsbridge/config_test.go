@@ -86,6 +86,9 @@ func withKnownDefaults(c config) config {
 	c.RPC.SocketMode = 0o660
 	c.RPC.MaxFrameSize = 32 << 20
 	c.RPC.MaxConnections = 1024
+	c.RPC.MaxInFlight = 64
+	c.RPC.WriteTimeout = 10 * time.Second
+	c.RPC.IdleTimeout = 0
 	c.RPC.Logger = nil
 	c.RPC.Observer = nil
 	e := &c.Events
@@ -169,6 +172,9 @@ var allFlags = []string{
 	"-rpc-socket-mode", "0600",
 	"-rpc-max-frame-size", "1MiB",
 	"-rpc-max-connections", "8",
+	"-rpc-max-inflight", "4",
+	"-rpc-write-timeout", "2s",
+	"-rpc-idle-timeout", "5m",
 	"-read-buffer-size", "8192",
 	"-events-url", "http://127.0.0.1:9501/wsbridge/events",
 	"-events-secret", "s3cret",
@@ -223,6 +229,9 @@ var allEnv = map[string]string{
 	"WSBRIDGE_RPC_SOCKET_MODE":           "0600",
 	"WSBRIDGE_RPC_MAX_FRAME_SIZE":        "1MiB",
 	"WSBRIDGE_RPC_MAX_CONNECTIONS":       "8",
+	"WSBRIDGE_RPC_MAX_INFLIGHT":          "4",
+	"WSBRIDGE_RPC_WRITE_TIMEOUT":         "2s",
+	"WSBRIDGE_RPC_IDLE_TIMEOUT":          "5m",
 	"WSBRIDGE_READ_BUFFER_SIZE":          "8192",
 	"WSBRIDGE_EVENTS_URL":                "http://127.0.0.1:9501/wsbridge/events",
 	"WSBRIDGE_EVENTS_SECRET":             "s3cret",
@@ -282,6 +291,9 @@ func allSet(tb testing.TB) config {
 	c.RPC.SocketMode = 0o600
 	c.RPC.MaxFrameSize = 1 << 20
 	c.RPC.MaxConnections = 8
+	c.RPC.MaxInFlight = 4
+	c.RPC.WriteTimeout = 2 * time.Second
+	c.RPC.IdleTimeout = 5 * time.Minute
 	e := &c.Events
 	e.URL = "http://127.0.0.1:9501/wsbridge/events"
 	e.Secret = "s3cret"
@@ -407,6 +419,11 @@ var parseConfigTests = []struct {
 		want: func(c *config) { c.RPC.Addr, c.RPC.MaxFrameSize = "tcp://0.0.0.0:7000", 2<<30 },
 	},
 	{
+		name: "RPC idle timeout off explicitly",
+		env:  map[string]string{"WSBRIDGE_RPC_IDLE_TIMEOUT": "0s"},
+		want: func(c *config) { c.RPC.IdleTimeout = 0 },
+	},
+	{
 		name: "events on, the rest at its defaults",
 		env:  map[string]string{"WSBRIDGE_EVENTS_URL": "http://php:9501/events", "WSBRIDGE_EVENTS_SECRET": "k"},
 		want: func(c *config) { c.Events.URL, c.Events.Secret = "http://php:9501/events", "k" },
@@ -530,6 +547,10 @@ var badConfigTests = []struct {
 	{name: "rpc-max-frame-size below 1KiB", args: []string{"-rpc-max-frame-size", "1000"}, want: []string{"-rpc-max-frame-size"}},
 	{name: "rpc-max-frame-size past 2GiB", args: []string{"-rpc-max-frame-size", "3GiB"}, want: []string{"-rpc-max-frame-size", "WSBRIDGE_RPC_MAX_FRAME_SIZE"}},
 	{name: "rpc-max-connections zero", args: []string{"-rpc-max-connections", "0"}, want: []string{"-rpc-max-connections"}},
+	{name: "rpc-max-inflight zero", args: []string{"-rpc-max-inflight", "0"}, want: []string{"-rpc-max-inflight", "1..65536"}},
+	{name: "rpc-max-inflight too many", args: []string{"-rpc-max-inflight", "100000"}, want: []string{"-rpc-max-inflight"}},
+	{name: "rpc-write-timeout zero", args: []string{"-rpc-write-timeout", "0s"}, want: []string{"-rpc-write-timeout", "must be positive"}},
+	{name: "rpc-idle-timeout negative", args: []string{"-rpc-idle-timeout", "-1s"}, want: []string{"-rpc-idle-timeout", "0 for off"}},
 	{name: "max-groups-per-connection zero", args: []string{"-max-groups-per-connection", "0"}, want: []string{"-max-groups-per-connection"}},
 	{name: "events-url without scheme", args: []string{"-events-url", "php:9501/events"}, want: []string{"-events-url", "WSBRIDGE_EVENTS_URL"}},
 	{name: "events-url not http", args: []string{"-events-url", "ftp://php/events"}, want: []string{"-events-url", "http"}},

@@ -200,7 +200,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if adminSrv != nil {
 		// Admin requests under way get at least adminGrace, even when
 		// the deadline has passed: they finish, or get an answer (a push
-		// to a closed hub is refused with shutting_down).
+		// to a closed hub delivers nothing: false or 0).
 		actx, acancel := context.WithTimeout(context.Background(), max(time.Until(start.Add(cfg.ShutdownTimeout)), adminGrace))
 		if err := adminSrv.Shutdown(actx); err != nil {
 			log.Warn("admin shutdown deadline reached, remaining admin connections closed", "err", err)
