@@ -160,6 +160,7 @@ type statsCollector struct {
 
 	connections, workerConns, opened, closed, pushes, overflows *prometheus.Desc
 	messagesIn, bytesIn, bytesOut                               *prometheus.Desc
+	refused, handshakes, headersTrimmed                         *prometheus.Desc
 	rpcConns                                                    *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
@@ -170,23 +171,26 @@ func newStatsCollector(src Sources) *statsCollector {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
 	c := &statsCollector{
-		src:         src,
-		connections: d("connections", "Open WebSocket connections."),
-		workerConns: d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
-		opened:      d("connections_opened_total", "WebSocket connections accepted."),
-		closed:      d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
-		pushes:      d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
-		overflows:   d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
-		messagesIn:  d("messages_received_total", "Messages received from WebSocket clients."),
-		bytesIn:     d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
-		bytesOut:    d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
-		rpcConns:    d("rpc_connections", "Open RPC connections."),
-		evDelivered: d("events_delivered_total", "Events acknowledged by the application."),
-		evRetries:   d("events_retries_total", "Event delivery requests that failed and were retried."),
-		evDropped:   d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
-		evClosed:    d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
-		evPending:   d("events_pending", "Events not yet acknowledged by the application, in flight included."),
-		evInFlight:  d("events_requests_in_flight", "Event delivery requests under way."),
+		src:            src,
+		connections:    d("connections", "Open WebSocket connections."),
+		workerConns:    d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
+		opened:         d("connections_opened_total", "WebSocket connections accepted."),
+		closed:         d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
+		pushes:         d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
+		overflows:      d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
+		messagesIn:     d("messages_received_total", "Messages received from WebSocket clients."),
+		bytesIn:        d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
+		bytesOut:       d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
+		refused:        d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error).", "reason"),
+		handshakes:     d("handshakes_in_progress", "Connections accepted on the WebSocket port and not yet upgraded."),
+		headersTrimmed: d("handshake_headers_trimmed_total", "Connections whose kept handshake headers were cut down to max-kept-header-bytes."),
+		rpcConns:       d("rpc_connections", "Open RPC connections."),
+		evDelivered:    d("events_delivered_total", "Events acknowledged by the application."),
+		evRetries:      d("events_retries_total", "Event delivery requests that failed and were retried."),
+		evDropped:      d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
+		evClosed:       d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
+		evPending:      d("events_pending", "Events not yet acknowledged by the application, in flight included."),
+		evInFlight:     d("events_requests_in_flight", "Event delivery requests under way."),
 	}
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -196,7 +200,7 @@ func newStatsCollector(src Sources) *statsCollector {
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
-		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
+		c.messagesIn, c.bytesIn, c.bytesOut, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
 		c.evPending, c.evInFlight} {
 		ch <- d
 	}
@@ -237,6 +241,19 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.messagesIn, in)
 		counter(c.bytesIn, bytesIn)
 		counter(c.bytesOut, bytesOut)
+		rf := st.Refused
+		for _, r := range []struct {
+			reason string
+			n      uint64
+		}{
+			{bridge.RefusedShuttingDown, rf.ShuttingDown}, {bridge.RefusedMaxConnections, rf.MaxConnections},
+			{bridge.RefusedPerIP, rf.PerIP}, {bridge.RefusedHandshakes, rf.Handshakes}, {bridge.RefusedRate, rf.Rate},
+			{bridge.RefusedEventsBacklog, rf.EventsBacklog}, {bridge.RefusedInternalError, rf.InternalError},
+		} {
+			counter(c.refused, r.n, r.reason)
+		}
+		gauge(c.handshakes, st.Handshakes)
+		counter(c.headersTrimmed, st.HeadersTrimmed)
 	}
 	if r := c.src.RPC; r != nil {
 		gauge(c.rpcConns, r.Connections())
