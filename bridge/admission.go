@@ -153,7 +153,8 @@ func (h *Hub) release(s *slot) {
 
 // refuse answers a refused handshake, counts it, and closes the HTTP
 // connection after the answer (a refused client has nothing more to say).
-func (h *Hub) refuse(w http.ResponseWriter, why refusal, retry time.Duration) {
+func (h *Hub) refuse(w http.ResponseWriter, r *http.Request, why refusal, retry time.Duration) {
+	skipBody(w, r)
 	h.adm.refused[why].Add(1)
 	info := refusalInfo[why]
 	if info.status != http.StatusInternalServerError {
@@ -161,6 +162,16 @@ func (h *Hub) refuse(w http.ResponseWriter, why refusal, retry time.Duration) {
 	}
 	w.Header().Set("Connection", "close")
 	http.Error(w, "wsbridge: "+info.message, info.status)
+}
+
+// skipBody keeps net/http from reading what is left of a refused request's
+// body (it would wait up to the read timeout for a body announced and never
+// sent): the read deadline passes at once, and the connection is closed
+// after the answer.
+func skipBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength != 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now())
+	}
 }
 
 // retryAfterSeconds rounds a wait up to whole seconds, at least 1.

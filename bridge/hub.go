@@ -153,18 +153,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		w.Header().Set("Connection", "close")
+		skipBody(w, r)
 		http.Error(w, "wsbridge: a WebSocket handshake is a GET", http.StatusMethodNotAllowed)
 		return
 	}
 	if !websocket.IsWebSocketUpgrade(r) {
 		w.Header().Set("Connection", "close")
+		skipBody(w, r)
 		http.Error(w, "wsbridge: not a WebSocket handshake (want Connection: Upgrade and Upgrade: websocket)", http.StatusBadRequest)
 		return
 	}
 	remote, client := h.clientAddr(r)
 	s, why, retry := h.acquire(client)
 	if why != admitted {
-		h.refuse(w, why, retry)
+		h.refuse(w, r, why, retry)
 		return
 	}
 	connected := false
@@ -176,19 +178,19 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.admitter != nil {
 		var err error
 		if !safely(h.log, "Admit", func() { err = h.admitter.Admit() }) {
-			h.refuse(w, refInternalError, 0)
+			h.refuse(w, r, refInternalError, 0)
 			return
 		}
 		if err != nil {
 			h.log.Debug("handshake refused by the listener", "remote", remote, "err", err)
-			h.refuse(w, refEventsBacklog, time.Second)
+			h.refuse(w, r, refEventsBacklog, time.Second)
 			return
 		}
 	}
 	var auth Authorization
 	if h.cfg.Authorize != nil && h.upgrader.CheckOrigin(r) {
 		if !safely(h.log, "Authorize", func() { auth = h.cfg.Authorize(r) }) {
-			h.refuse(w, refInternalError, 0)
+			h.refuse(w, r, refInternalError, 0)
 			return
 		}
 		if !auth.Allow {
@@ -200,6 +202,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				msg = http.StatusText(status)
 			}
 			w.Header().Set("Connection", "close")
+			skipBody(w, r)
 			http.Error(w, msg, status)
 			return
 		}
@@ -215,6 +218,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "fd space exhausted"), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
+	}
+	if _, ok := r.Header["Host"]; !ok && r.Host != "" {
+		r.Header["Host"] = []string{r.Host} // net/http moves it out of the headers
 	}
 	wk := h.workerOf(fd)
 	bc, _ := ws.NetConn().(*bufConn)
