@@ -106,6 +106,7 @@ func TestNonWebSocketRequests(t *testing.T) {
 		// connection closed rather than waiting for the body.
 		{"POST /ws HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", http.StatusMethodNotAllowed, "Connection: close"},
 		{"GET / HTTP/1.1\r\nHost: x\r\n\r\n", http.StatusNotFound, ""},
+		{"PUT /elsewhere HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n", http.StatusNotFound, "Connection: close"},
 	} {
 		rc := dialRaw(t, addr)
 		fmt.Fprint(rc, tt.request)

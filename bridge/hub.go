@@ -147,6 +147,7 @@ func (h *Hub) isClosed() bool {
 // connection, a panic included.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != h.cfg.Path {
+		skipBody(w, r)
 		http.NotFound(w, r)
 		return
 	}
