@@ -98,7 +98,10 @@ type Config struct {
 	// PongTimeout: a client that sends nothing (no pong, no message) for
 	// PingInterval+PongTimeout is closed as dead. Default 10s.
 	PongTimeout time.Duration
-	// HandshakeTimeout bounds the upgrade response write. Default 10s.
+	// HandshakeTimeout bounds a handshake on Server: its headers and body
+	// must arrive within it, and the request's context (which Authorize
+	// may use) ends when it has passed; it also bounds the upgrade
+	// response write and an idle keep-alive connection. Default 10s.
 	HandshakeTimeout time.Duration
 	// CloseTimeout: after the bridge sends a close frame it waits this long
 	// for the client's close frame before closing the socket. Default 1s.
