@@ -99,8 +99,9 @@ func (a *admission) stats() RefusedStats {
 
 // slot is what one admitted handshake holds until its connection ends.
 type slot struct {
-	ip    netip.Addr // the per-IP key charged; invalid when none
-	freed bool
+	ip     netip.Addr // the per-IP key charged; invalid when none
+	reader bool       // counted in Hub.readers (handed to a connection)
+	freed  bool
 }
 
 // acquire admits a handshake from client (the per-IP key, invalid when
@@ -127,8 +128,22 @@ func (h *Hub) acquire(client netip.Addr) (s *slot, why refusal, retry time.Durat
 		s.ip = client
 	}
 	h.count++
-	h.readers.Add(1)
 	return s, admitted, 0
+}
+
+// handoff makes an upgraded handshake's slot a connection's, which
+// Shutdown waits for; it reports false when the Hub has shut down
+// meanwhile. Shutdown does not wait for handshakes: one still in Authorize
+// or the upgrade when it starts is refused here.
+func (h *Hub) handoff(s *slot) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.readers.Add(1)
+	s.reader = true
+	return true
 }
 
 // release gives back what acquire took; it is idempotent.
@@ -148,7 +163,9 @@ func (h *Hub) release(s *slot) {
 		}
 	}
 	h.mu.Unlock()
-	h.readers.Done()
+	if s.reader {
+		h.readers.Done()
+	}
 }
 
 // refuse answers a refused handshake, counts it, and closes the HTTP

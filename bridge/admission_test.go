@@ -395,3 +395,51 @@ func TestTLSListener(t *testing.T) {
 	}
 	rec.waitFor(t, "message over TLS", func() bool { return len(rec.messages[fd]) == 1 })
 }
+
+// TestShutdownDoesNotWaitForAuthorize: a handshake stuck in Authorize
+// (which ignores its context) does not hold Shutdown; when it finally
+// passes, the hub is closed and the new connection is closed with 1001.
+func TestShutdownDoesNotWaitForAuthorize(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	h, srv := serveHub(t, bridge.Config{Authorize: func(*http.Request) bridge.Authorization {
+		close(entered)
+		<-release
+		return bridge.Authorization{Allow: true}
+	}})
+	dialed := make(chan error, 1)
+	var client *websocket.Conn
+	go func() {
+		c, _, err := (&websocket.Dialer{HandshakeTimeout: wait}).Dial("ws://"+srv.Listener.Addr().String()+"/", nil)
+		client = c
+		dialed <- err
+	}()
+	<-entered
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		defer cancel()
+		shut <- h.Shutdown(ctx)
+	}()
+	returned := false
+	select {
+	case err := <-shut:
+		returned = true
+		if err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	case <-time.After(wait):
+		t.Error("Shutdown waited for a handshake stuck in Authorize")
+	}
+	close(release)
+	if !returned {
+		<-shut
+	}
+	if err := <-dialed; err == nil {
+		defer client.Close()
+		client.SetReadDeadline(time.Now().Add(wait))
+		if _, _, err := client.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+			t.Fatalf("connection upgraded after Shutdown: %v, want close 1001", err)
+		}
+	}
+	waitStats(t, h, "the slot released", func(bridge.Stats) bool { return h.Count() == 0 })
+}

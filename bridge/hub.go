@@ -33,7 +33,7 @@ type Hub struct {
 	mu      sync.Mutex // guards closed, count, readers.Add and adm's maps
 	closed  bool
 	count   int            // connections open or being upgraded
-	readers sync.WaitGroup // one per connection (its reader goroutine)
+	readers sync.WaitGroup // one per connection handed to its reader goroutine
 
 	adm      admission
 	admitter Admitter // cfg.Listener, when it implements Admitter
@@ -170,6 +170,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, why, retry)
 		return
 	}
+	if _, ok := r.Header["Host"]; !ok && r.Host != "" {
+		// net/http moves Host out of the headers; Authorize and the
+		// connection's info have it back.
+		r.Header["Host"] = []string{r.Host}
+	}
 	connected := false
 	defer func() {
 		if !connected {
@@ -213,15 +218,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Debug("upgrade failed", "remote", remote, "err", err)
 		return
 	}
+	if !h.handoff(s) {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		_ = ws.Close()
+		return
+	}
 	fd, err := h.fds.next()
 	if err != nil {
 		h.log.Error("refusing connection", "err", err)
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "fd space exhausted"), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
-	}
-	if _, ok := r.Header["Host"]; !ok && r.Host != "" {
-		r.Header["Host"] = []string{r.Host} // net/http moves it out of the headers
 	}
 	wk := h.workerOf(fd)
 	bc, _ := ws.NetConn().(*bufConn)
@@ -252,7 +259,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wk.add(c)
 	h.applyAuthorization(fd, auth)
 	go c.run()
-	if h.isClosed() { // Shutdown ran between acquire and add
+	if h.isClosed() { // Shutdown ran between handoff and add
 		c.close(CloseGoingAway, "server shutting down", true)
 	}
 }
@@ -506,8 +513,10 @@ func (h *Hub) Stats() Stats {
 
 // Shutdown refuses new connections, sends close 1001 to every client after
 // what is queued for it, and waits until every connection has ended or ctx
-// is done; then it closes the remaining sockets at once. It is idempotent and
-// returns ctx.Err() when the deadline forced connections closed.
+// is done; then it closes the remaining sockets at once. It does not wait
+// for handshakes under way (in Authorize, say): one that completes later is
+// closed with 1001 at once. It is idempotent and returns ctx.Err() when the
+// deadline forced connections closed.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed = true

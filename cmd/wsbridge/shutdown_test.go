@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -13,15 +15,37 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// TestRunShutdownIdleHTTPRequests: HTTP requests left half-sent on the
-// WebSocket port (a body announced and never sent, headers never finished)
-// do not hold the shutdown: the queued pushes of a client that reads only
-// once the shutdown has begun are flushed, and every client gets 1001.
+// TestRunShutdownIdleHTTPRequests: HTTP requests under way on the
+// WebSocket port (a body announced and never sent, headers never
+// finished, a handshake whose authorization never answers) do not hold the
+// shutdown: the queued pushes of a client that reads only once the
+// shutdown has begun are flushed, and every client gets 1001.
 func TestRunShutdownIdleHTTPRequests(t *testing.T) {
 	const part = 8 << 20 // three of them: more than loopback's socket buffers hold
+	// The application allows every handshake but one, which it never
+	// answers (until the bridge gives up on it).
+	asked := make(chan struct{}, 1)
+	auth := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if strings.Contains(string(body), "id=hang") {
+			asked <- struct{}{}
+			<-r.Context().Done()
+			return
+		}
+		fmt.Fprint(w, `{"allow": true}`)
+	}))
+	defer auth.Close()
 	r := startRun(t, "-admin-token", adminToken, "-shutdown-timeout", "8s", "-write-timeout", "1m",
-		"-queue-bytes", "64MiB", "-admin-max-body", "9MiB")
+		"-queue-bytes", "64MiB", "-admin-max-body", "9MiB", "-events-auth-url", auth.URL, "-events-auth-timeout", "1m",
+		"-handshake-timeout", "1m")
 	base := "http://" + r.adminAddr(t)
+	go func() { // its dial fails when the bridge stops
+		c, _, err := dialer.Dial("ws://"+r.addr+"/?id=hang", nil)
+		if err == nil {
+			c.Close()
+		}
+	}()
+	<-asked
 
 	// The idle requests: the first is accepted and served once (its 404
 	// comes back), then announces a body it never sends; the second never
