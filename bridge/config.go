@@ -122,7 +122,8 @@ type Config struct {
 	// Listener receives connection events. Default: none.
 	Listener Listener
 	// Authorize, when set, is asked before each upgrade, after the path,
-	// origin and connection-cap checks pass. A refusal answers the
+	// the limits, the Listener's Admit and the origin check pass. A panic
+	// in it is recovered and answers 500. A refusal answers the
 	// handshake with its HTTP status; an acceptance may bind the new
 	// connection to a user and groups before its open event. It runs on
 	// the handshake's goroutine and should bound its own time.
