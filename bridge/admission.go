@@ -80,10 +80,11 @@ var refusalInfo = [numRefusals]struct {
 // admission holds what the Hub's handshake limits count; the maps and the
 // bucket are guarded by Hub.mu.
 type admission struct {
-	perIP   map[netip.Addr]int // client address key → connections; entries at 0 are deleted
-	bucket  tokenBucket
-	pending atomic.Int64 // accepted connections neither upgraded nor closed (Server's ConnState)
-	refused [numRefusals]atomic.Uint64
+	perIP     map[netip.Addr]int // client address key → connections; entries at 0 are deleted
+	pendingIP map[netip.Addr]int // peer address key → connections not yet upgraded (not from trusted proxies)
+	bucket    tokenBucket
+	pending   atomic.Int64 // accepted connections neither upgraded nor closed (Server's ConnState)
+	refused   [numRefusals]atomic.Uint64
 	// headersTrimmed counts the connections whose kept headers were cut
 	// down to Config.MaxKeptHeaderBytes.
 	headersTrimmed atomic.Uint64
@@ -312,17 +313,60 @@ func ipKey(ip netip.Addr) netip.Addr {
 }
 
 // connState counts the connections accepted by Server that have not been
-// upgraded yet, and refuses a new one past Config.MaxHandshakes.
+// upgraded yet, in total and, with Config.MaxConnectionsPerIP, per peer
+// address that is not a trusted proxy (a proxy's clients are told apart
+// only once their headers are read); a new connection past either cap
+// (Config.MaxHandshakes, Config.MaxConnectionsPerIP) is refused.
 func (h *Hub) connState(c net.Conn, state http.ConnState) {
 	switch state {
 	case http.StateNew:
-		if n := h.adm.pending.Add(1); n > int64(h.cfg.MaxHandshakes) {
+		n := h.adm.pending.Add(1)
+		ipOver := false
+		if key, ok := h.pendingKey(c); ok {
+			h.mu.Lock()
+			m := h.adm.pendingIP[key] + 1
+			h.adm.pendingIP[key] = m
+			h.mu.Unlock()
+			ipOver = m > h.cfg.MaxConnectionsPerIP
+		}
+		switch {
+		case n > int64(h.cfg.MaxHandshakes):
 			h.adm.refused[refHandshakes].Add(1)
-			refuseRaw(c)
+			refuseRaw(c, handshakesRefusedResponse)
+		case ipOver:
+			h.adm.refused[refPerIP].Add(1)
+			refuseRaw(c, perIPRefusedResponse)
 		}
 	case http.StateHijacked, http.StateClosed:
 		h.adm.pending.Add(-1)
+		if key, ok := h.pendingKey(c); ok {
+			h.mu.Lock()
+			if m := h.adm.pendingIP[key] - 1; m > 0 {
+				h.adm.pendingIP[key] = m
+			} else {
+				delete(h.adm.pendingIP, key)
+			}
+			h.mu.Unlock()
+		}
 	}
+}
+
+// pendingKey is the per-IP key a connection not yet upgraded is counted
+// under: its peer's, unless the per-IP cap is off or the peer is a
+// trusted proxy.
+func (h *Hub) pendingKey(c net.Conn) (netip.Addr, bool) {
+	if h.cfg.MaxConnectionsPerIP == 0 {
+		return netip.Addr{}, false
+	}
+	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	ip := ap.Addr().Unmap()
+	if h.trusted(ip) {
+		return netip.Addr{}, false
+	}
+	return ipKey(ip), true
 }
 
 // refuseRaw answers a connection refused before its request was read, on
@@ -330,16 +374,27 @@ func (h *Hub) connState(c net.Conn, state http.ConnState) {
 // goes to an empty socket buffer, bounded by a short deadline anyway);
 // anything else (TLS, whose handshake would cost what the refusal saves) is
 // closed without an answer.
-func refuseRaw(c net.Conn) {
+func refuseRaw(c net.Conn, response []byte) {
 	if _, ok := c.(*net.TCPConn); ok {
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
-		_, _ = c.Write(handshakesRefusedResponse)
+		_, _ = c.Write(response)
 	}
 	_ = c.Close()
 }
 
-var handshakesRefusedResponse = []byte("HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nConnection: close\r\n" +
-	"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 42\r\n\r\nwsbridge: too many handshakes in progress\n")
+var (
+	handshakesRefusedResponse = rawResponse(refHandshakes)
+	perIPRefusedResponse      = rawResponse(refPerIP)
+)
+
+// rawResponse is the whole HTTP answer of a refusal made before the
+// request is read.
+func rawResponse(why refusal) []byte {
+	info := refusalInfo[why]
+	body := "wsbridge: " + info.message + "\n"
+	return []byte(fmt.Sprintf("HTTP/1.1 %d %s\r\nRetry-After: 1\r\nConnection: close\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s",
+		info.status, http.StatusText(info.status), len(body), body))
+}
 
 // keptHeaders returns the handshake headers kept with a connection: all of
 // them when they fit in Config.MaxKeptHeaderBytes (counted as on the wire:

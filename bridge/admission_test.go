@@ -443,3 +443,41 @@ func TestShutdownDoesNotWaitForAuthorize(t *testing.T) {
 	}
 	waitStats(t, h, "the slot released", func(bridge.Stats) bool { return h.Count() == 0 })
 }
+
+// TestPerIPCountsHandshakesInProgress: connections from one address that
+// never send their request count against its cap at once, so one address
+// cannot hold every place for handshakes.
+func TestPerIPCountsHandshakesInProgress(t *testing.T) {
+	h, srv := serveHub(t, bridge.Config{MaxConnectionsPerIP: 2})
+	addr := srv.Listener.Addr().String()
+	slow := []*rawConn{dialRaw(t, addr), dialRaw(t, addr)}
+	waitStats(t, h, "2 handshakes in progress", func(s bridge.Stats) bool { return s.Handshakes == 2 })
+	third := dialRaw(t, addr)
+	resp, err := http.ReadResponse(third.br, nil)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") != "1" {
+		t.Fatalf("third connection from the address: %v, %v; want 503 with Retry-After 1", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	third.expectEOF(t)
+	if got := h.Stats().Refused.PerIP; got != 1 {
+		t.Errorf("Stats().Refused.PerIP = %d, want 1", got)
+	}
+	// One gone: a WebSocket connection fits, and counts as one.
+	slow[0].Close()
+	waitStats(t, h, "1 handshake in progress", func(s bridge.Stats) bool { return s.Handshakes == 1 })
+	c, _, err := (&websocket.Dialer{HandshakeTimeout: wait}).Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatalf("dial with a place free: %v", err)
+	}
+	defer c.Close()
+	slow[1].Close()
+	waitStats(t, h, "no handshake in progress", func(s bridge.Stats) bool { return s.Handshakes == 0 })
+	c2, _, err := (&websocket.Dialer{HandshakeTimeout: wait}).Dial("ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatalf("second connection: %v", err)
+	}
+	defer c2.Close()
+	if status, _ := dialStatus(t, "ws://"+addr+"/", nil); status != http.StatusServiceUnavailable {
+		t.Fatalf("third WebSocket connection from the address: HTTP %d, want 503", status)
+	}
+}

@@ -134,7 +134,9 @@ type Config struct {
 	// MaxConnectionsPerIP caps the connections of one client address, open
 	// or being upgraded (IPv6 addresses count by their /64); past it a
 	// handshake gets 503. The address is the TCP peer's, or the one
-	// TrustedProxies vouch for. 0: no cap. Default 0: behind a proxy that
+	// TrustedProxies vouch for. The same cap applies, on Server, to the
+	// connections from one peer (not a trusted proxy) not yet upgraded:
+	// past it a new one is refused before its request is read. 0: no cap. Default 0: behind a proxy that
 	// is not in TrustedProxies, or a carrier's NAT, every client shares one
 	// address, and a default cap would refuse them all.
 	MaxConnectionsPerIP int

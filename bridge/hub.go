@@ -65,6 +65,7 @@ func New(cfg Config) (*Hub, error) {
 		writers: newWriters(),
 	}
 	h.adm.perIP = make(map[netip.Addr]int)
+	h.adm.pendingIP = make(map[netip.Addr]int)
 	h.adm.bucket = newTokenBucket(cfg.AcceptRate, cfg.AcceptBurst)
 	h.admitter, _ = cfg.Listener.(Admitter)
 	writeBuf := cfg.FragmentSize // gorilla cuts buffered frames at its write buffer size
