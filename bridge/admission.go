@@ -305,6 +305,7 @@ func parseForwarded(s string) (netip.Addr, bool) {
 // ipKey is the per-IP limit's key of an address: IPv4 addresses count
 // alone, IPv6 ones by their /64 (one subscriber's network).
 func ipKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap().WithZone("")
 	if ip.Is4() {
 		return ip
 	}

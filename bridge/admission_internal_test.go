@@ -80,3 +80,16 @@ func TestTokenBucket(t *testing.T) {
 		t.Fatal("the bucket held more than its burst")
 	}
 }
+
+func TestIPKey(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"203.0.113.7", "203.0.113.7"},
+		{"::ffff:203.0.113.7", "203.0.113.7"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::"},
+		{"fe80::1%eth0", "fe80::"},
+	} {
+		if got := ipKey(netip.MustParseAddr(tt.in)); got != netip.MustParseAddr(tt.want) {
+			t.Errorf("ipKey(%s) = %v, want %s", tt.in, got, tt.want)
+		}
+	}
+}
