@@ -173,7 +173,12 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 }
 
 func TestClientAddressBehindTrustedProxies(t *testing.T) {
-	trusted := startHub(t, bridge.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}})
+	authorized := make(chan string, 1)
+	trusted := startHub(t, bridge.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")},
+		Authorize: func(r *http.Request) bridge.Authorization {
+			authorized <- r.RemoteAddr
+			return bridge.Authorization{Allow: true}
+		}})
 	untrusted := startHub(t, bridge.Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
 	for i, tt := range []struct {
 		name   string
@@ -200,6 +205,10 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 				t.Fatalf("%s: %v", tt.name, err)
 			}
 			hub.rec.fdOf(t, id)
+			var seen string // by Authorize
+			if hub == trusted {
+				seen = <-authorized
+			}
 			hub.rec.mu.Lock()
 			got := hub.rec.opens[id].RemoteAddr
 			hub.rec.mu.Unlock()
@@ -209,6 +218,9 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 			}
 			if got != want {
 				t.Errorf("%s (trusted peer: %v): RemoteAddr %q, want %q", tt.name, hub == trusted, got, want)
+			}
+			if hub == trusted && seen != want {
+				t.Errorf("%s: Authorize saw RemoteAddr %q, want %q", tt.name, seen, want)
 			}
 			c.Close()
 		}

@@ -123,7 +123,9 @@ type Config struct {
 	Listener Listener
 	// Authorize, when set, is asked before each upgrade, after the path,
 	// the limits, the Listener's Admit and the origin check pass. A panic
-	// in it is recovered and answers 500. A refusal answers the
+	// in it is recovered and answers 500. It sees r.RemoteAddr and
+	// r.Header as ConnInfo will have them (the client's address behind
+	// TrustedProxies; Host among the headers). A refusal answers the
 	// handshake with its HTTP status; an acceptance may bind the new
 	// connection to a user and groups before its open event. It runs on
 	// the handshake's goroutine and should bound its own time.

@@ -171,6 +171,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, why, retry)
 		return
 	}
+	r.RemoteAddr = remote // what Authorize sees: the client's address, as ConnInfo reports it
 	if _, ok := r.Header["Host"]; !ok && r.Host != "" {
 		// net/http moves Host out of the headers; Authorize and the
 		// connection's info have it back.
