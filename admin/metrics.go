@@ -163,6 +163,7 @@ type statsCollector struct {
 	messagesIn, bytesIn, bytesOut                               *prometheus.Desc
 	rpcConns, rpcInFlight, rpcRefusedConns, rpcRefusedFrames    *prometheus.Desc
 	rpcInFlightWaits, rpcTimeouts                               *prometheus.Desc
+	refused, handshakes, headersTrimmed                         *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
 }
@@ -172,18 +173,21 @@ func newStatsCollector(src Sources) *statsCollector {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
 	c := &statsCollector{
-		src:         src,
-		connections: d("connections", "Open WebSocket connections."),
-		workerConns: d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
-		opened:      d("connections_opened_total", "WebSocket connections accepted."),
-		closed:      d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
-		pushes:      d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
-		overflows:   d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
-		messagesIn:  d("messages_received_total", "Messages received from WebSocket clients."),
-		bytesIn:     d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
-		bytesOut:    d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
-		rpcConns:    d("rpc_connections", "Open RPC connections."),
-		rpcInFlight: d("rpc_calls_in_flight", "RPC calls read and not yet answered (at most rpc-max-inflight per connection)."),
+		src:            src,
+		connections:    d("connections", "Open WebSocket connections."),
+		workerConns:    d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
+		opened:         d("connections_opened_total", "WebSocket connections accepted."),
+		closed:         d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
+		pushes:         d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
+		overflows:      d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
+		messagesIn:     d("messages_received_total", "Messages received from WebSocket clients."),
+		bytesIn:        d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
+		bytesOut:       d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
+		refused:        d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error).", "reason"),
+		handshakes:     d("handshakes_in_progress", "Connections accepted on the WebSocket port and not yet upgraded."),
+		headersTrimmed: d("handshake_headers_trimmed_total", "Connections whose kept handshake headers were cut down to max-kept-header-bytes."),
+		rpcConns:       d("rpc_connections", "Open RPC connections."),
+		rpcInFlight:    d("rpc_calls_in_flight", "RPC calls read and not yet answered (at most rpc-max-inflight per connection)."),
 		rpcRefusedConns: d("rpc_connections_refused_total",
 			"RPC connections closed at once because rpc-max-connections were open."),
 		rpcRefusedFrames: d("rpc_frames_refused_total",
@@ -207,7 +211,7 @@ func newStatsCollector(src Sources) *statsCollector {
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
-		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
+		c.messagesIn, c.bytesIn, c.bytesOut, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
 		c.evPending, c.evInFlight} {
 		ch <- d
@@ -249,6 +253,19 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.messagesIn, in)
 		counter(c.bytesIn, bytesIn)
 		counter(c.bytesOut, bytesOut)
+		rf := st.Refused
+		for _, r := range []struct {
+			reason string
+			n      uint64
+		}{
+			{bridge.RefusedShuttingDown, rf.ShuttingDown}, {bridge.RefusedMaxConnections, rf.MaxConnections},
+			{bridge.RefusedPerIP, rf.PerIP}, {bridge.RefusedHandshakes, rf.Handshakes}, {bridge.RefusedRate, rf.Rate},
+			{bridge.RefusedEventsBacklog, rf.EventsBacklog}, {bridge.RefusedInternalError, rf.InternalError},
+		} {
+			counter(c.refused, r.n, r.reason)
+		}
+		gauge(c.handshakes, st.Handshakes)
+		counter(c.headersTrimmed, st.HeadersTrimmed)
 	}
 	if r := c.src.RPC; r != nil {
 		st := r.Stats()

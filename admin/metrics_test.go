@@ -128,7 +128,9 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		defer cancel()
 		_ = disp.Shutdown(ctx)
 	})
-	e := newEnv(t, bridge.Config{Workers: 2, Listener: disp}, admin.Config{Gatherer: reg})
+	// Three connections at most, and headers kept only up to 64 bytes
+	// (a gorilla client's take about 150).
+	e := newEnv(t, bridge.Config{Workers: 2, Listener: disp, MaxConnections: 3, MaxKeptHeaderBytes: 64}, admin.Config{Gatherer: reg})
 	disp.SetCloser(e.hub)
 	rsrv, err := rpc.New(e.hub, rpc.Config{Addr: "tcp://127.0.0.1:0", Observer: m, Logger: quietLog()})
 	if err != nil {
@@ -161,6 +163,10 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		clients[i] = c
 	}
 	a, b, c := clients[0], clients[1], clients[2]
+	// A fourth is refused: the cap.
+	if _, resp, err := websocket.DefaultDialer.Dial(e.ws+"/?id=3", nil); err == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("fourth connection: %v, want HTTP 503", err)
+	}
 	// Their fds, once the hub has registered them (a moment after the
 	// handshake), matched by address: handshakes finishing close together
 	// may be given fds in either order.
@@ -250,12 +256,12 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 	testutil.ReadClose(t, a, wait)
 
-	// Wait until both closes are counted and the 3 opens, 2 messages and
-	// 2 closes are delivered.
+	// Wait until both closes are counted, the 3 opens, 2 messages and
+	// 2 closes are delivered, and the refused connection is closed.
 	deadline := time.Now().Add(wait)
 	for {
 		st, es := e.hub.Stats(), disp.Stats()
-		if len(st.Closes) == 2 && es.Delivered == 7 && es.Pending == 0 {
+		if len(st.Closes) == 2 && es.Delivered == 7 && es.Pending == 0 && st.Handshakes == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -288,6 +294,11 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"wsbridge_rpc_in_flight_waits_total", nil, 0},
 		{"wsbridge_rpc_timeouts_total", []string{"kind", "write"}, 0},
 		{"wsbridge_rpc_timeouts_total", []string{"kind", "idle"}, 0},
+		{"wsbridge_handshakes_refused_total", []string{"reason", "max_connections"}, 1},
+		{"wsbridge_handshakes_refused_total", []string{"reason", "per_ip"}, 0},
+		{"wsbridge_handshakes_refused_total", []string{"reason", "events_backlog"}, 0},
+		{"wsbridge_handshakes_in_progress", nil, 0},
+		{"wsbridge_handshake_headers_trimmed_total", nil, 3},
 		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Push", "outcome", "ok"}, 2},
 		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Push", "outcome", "invalid_fd"}, 1},
 		{"wsbridge_rpc_calls_total", []string{"method", "Sender.Broadcast", "outcome", "ok"}, 1},

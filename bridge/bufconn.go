@@ -142,16 +142,22 @@ func (b *bufConn) flushLocked() error {
 	return err
 }
 
-// hijacker hands gorilla's Upgrade a bufConn instead of the raw socket.
+// hijacker hands gorilla's Upgrade a bufConn instead of the raw socket;
+// with answer set, the bufConn writes the handshake's answer through an
+// answerRewriter (deflate.go), which ServeHTTP removes after the upgrade.
 type hijacker struct {
 	http.ResponseWriter
-	slack time.Duration
+	slack  time.Duration
+	answer []byte
 }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
+	}
+	if h.answer != nil {
+		c = &answerRewriter{Conn: c, answer: h.answer}
 	}
 	return &bufConn{Conn: c, slack: h.slack}, brw, nil
 }

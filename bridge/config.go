@@ -2,7 +2,9 @@ package bridge
 
 import (
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -96,7 +98,10 @@ type Config struct {
 	// PongTimeout: a client that sends nothing (no pong, no message) for
 	// PingInterval+PongTimeout is closed as dead. Default 10s.
 	PongTimeout time.Duration
-	// HandshakeTimeout bounds the upgrade response write. Default 10s.
+	// HandshakeTimeout bounds a handshake on Server: its headers and body
+	// must arrive within it, and the request's context (which Authorize
+	// may use) ends when it has passed; it also bounds the upgrade
+	// response write and an idle keep-alive connection. Default 10s.
 	HandshakeTimeout time.Duration
 	// CloseTimeout: after the bridge sends a close frame it waits this long
 	// for the client's close frame before closing the socket. Default 1s.
@@ -117,11 +122,55 @@ type Config struct {
 	// Listener receives connection events. Default: none.
 	Listener Listener
 	// Authorize, when set, is asked before each upgrade, after the path,
-	// origin and connection-cap checks pass. A refusal answers the
+	// the limits, the Listener's Admit and the origin check pass. A panic
+	// in it is recovered and answers 500. It sees r.RemoteAddr and
+	// r.Header as ConnInfo will have them (the client's address behind
+	// TrustedProxies; Host among the headers). A refusal answers the
 	// handshake with its HTTP status; an acceptance may bind the new
 	// connection to a user and groups before its open event. It runs on
 	// the handshake's goroutine and should bound its own time.
 	Authorize func(r *http.Request) Authorization
+
+	// Admission: the limits a public endpoint needs (admission.go).
+
+	// MaxConnectionsPerIP caps the connections of one client address, open
+	// or being upgraded (IPv6 addresses count by their /64); past it a
+	// handshake gets 503. The address is the TCP peer's, or the one
+	// TrustedProxies vouch for. The same cap applies, on Server, to the
+	// connections from one peer (not a trusted proxy) not yet upgraded:
+	// past it a new one is refused before its request is read. 0: no cap. Default 0: behind a proxy that
+	// is not in TrustedProxies, or a carrier's NAT, every client shares one
+	// address, and a default cap would refuse them all.
+	MaxConnectionsPerIP int
+	// MaxHandshakes caps the connections accepted by Server that are not
+	// upgraded yet (headers still arriving, handshake under way); past it
+	// a new connection is answered 503 and closed before its request is
+	// read (over TLS: closed). Default DefaultMaxHandshakes.
+	MaxHandshakes int
+	// AcceptRate limits the handshakes admitted per second (after the
+	// connection caps, before Admit, Authorize and the upgrade), with
+	// bursts of AcceptBurst; past it a handshake gets 429 with Retry-After.
+	// 0: no limit. Default 0.
+	AcceptRate float64
+	// AcceptBurst is the burst of AcceptRate. Default: AcceptRate rounded
+	// up (one second's worth), at least 1.
+	AcceptBurst int
+	// TrustedProxies are the networks of the proxies in front of the
+	// bridge. From a peer in one of them, the client's address is the
+	// right-most X-Forwarded-For entry that is not itself in one of them
+	// (X-Real-IP when there is no X-Forwarded-For): it is what the per-IP
+	// cap counts and what ConnInfo.RemoteAddr reports ("ip:0"). From any
+	// other peer the headers are ignored. Default: none.
+	TrustedProxies []netip.Prefix
+	// MaxKeptHeaderBytes bounds the handshake headers kept with each
+	// connection for ConnInfo (events, Info), counted as on the wire. Past
+	// it, headers are kept whole in this order until the bound: Host,
+	// Origin, Authorization, Sec-WebSocket-Protocol, X-Forwarded-For,
+	// X-Real-IP, X-Forwarded-Proto, X-Forwarded-Host, User-Agent,
+	// Accept-Language, Cookie, then the others smallest first; the
+	// largest others are dropped first. Default DefaultMaxKeptHeaderBytes;
+	// at most the 64 KiB a handshake's headers may have.
+	MaxKeptHeaderBytes int
 }
 
 // Authorization is the answer of Config.Authorize.
@@ -147,6 +196,16 @@ const (
 	DefaultCloseTimeout   = time.Second
 	DefaultMaxGroups      = 256
 	DefaultReadBuffer     = 1 << 10
+	// DefaultMaxHandshakes: a handshake takes milliseconds, so a thousand
+	// at once is a reconnect storm, not the steady state; each holds at
+	// most 64 KiB of headers (64 MiB in all).
+	DefaultMaxHandshakes = 1000
+	// DefaultMaxKeptHeaderBytes: a browser's handshake headers take about
+	// 1 KiB; 8 KiB leaves room for large cookies and bounds 10 000
+	// connections' headers to 80 MiB instead of 640.
+	DefaultMaxKeptHeaderBytes = 8 << 10
+	// MaxHeaderBytes bounds a handshake's request headers (431 past it).
+	MaxHeaderBytes = maxHeaderBytes
 	// MaxBufferSize bounds FragmentSize and ReadBufferSize: each is a
 	// buffer per connection (the write buffer while a write is under way).
 	MaxBufferSize = 1 << 20
@@ -171,6 +230,11 @@ func (c Config) withDefaults() (Config, error) {
 	config.Default(&c.HandshakeTimeout, DefaultHandshake)
 	config.Default(&c.CloseTimeout, DefaultCloseTimeout)
 	config.Default(&c.Logger, slog.Default())
+	config.Default(&c.MaxHandshakes, DefaultMaxHandshakes)
+	config.Default(&c.MaxKeptHeaderBytes, DefaultMaxKeptHeaderBytes)
+	if c.AcceptRate > 0 && c.AcceptRate <= math.MaxInt32 {
+		config.Default(&c.AcceptBurst, max(1, int(math.Ceil(c.AcceptRate))))
+	}
 	return c, c.validate()
 }
 
@@ -189,6 +253,14 @@ func (c Config) validate() error {
 	check(c.FragmentSize >= 0, "fragment size: %d must not be negative", c.FragmentSize)
 	check(c.FragmentSize == 0 || (c.FragmentSize >= 125 && c.FragmentSize <= MaxBufferSize), "fragment size: %d must be 0 (off) or 125..%d", c.FragmentSize, MaxBufferSize)
 	check(c.ReadBufferSize >= 256 && c.ReadBufferSize <= MaxBufferSize, "read buffer size: %d must be 256..%d", c.ReadBufferSize, MaxBufferSize)
+	check(c.MaxConnectionsPerIP >= 0, "max connections per ip: %d must not be negative", c.MaxConnectionsPerIP)
+	check(c.MaxHandshakes > 0, "max handshakes: %d must be positive", c.MaxHandshakes)
+	check(c.AcceptRate >= 0 && c.AcceptRate <= math.MaxInt32, "accept rate: %v must be 0 (off) or positive, at most %d", c.AcceptRate, math.MaxInt32)
+	check(c.AcceptBurst >= 0 && c.AcceptBurst <= math.MaxInt32, "accept burst: %d must be 0..%d", c.AcceptBurst, math.MaxInt32)
+	check(c.MaxKeptHeaderBytes > 0 && c.MaxKeptHeaderBytes <= MaxHeaderBytes, "max kept header bytes: %d must be 1..%d", c.MaxKeptHeaderBytes, MaxHeaderBytes)
+	for _, p := range c.TrustedProxies {
+		check(p.IsValid(), "trusted proxies: %v is not a network", p)
+	}
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string

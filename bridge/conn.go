@@ -50,6 +50,7 @@ type conn struct {
 	fd     int64
 	ws     *websocket.Conn
 	bc     *bufConn // the socket under ws
+	slot   *slot    // the admission slot, released when the reader returns
 	info   ConnInfo
 
 	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
@@ -335,7 +336,7 @@ func (c *conn) write(it item) error {
 // run is the connection's reader goroutine: it delivers events and owns the
 // connection's end.
 func (c *conn) run() {
-	defer c.hub.release()
+	defer c.hub.release(c.slot)
 	c.safely("open", func() {
 		if l := c.hub.cfg.Listener; l != nil {
 			info, ok := c.hub.Info(c.fd) // with the user and groups it was given

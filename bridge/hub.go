@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"path"
 	"slices"
@@ -29,10 +30,13 @@ type Hub struct {
 
 	notOpen atomic.Uint64 // pushes that found no open connection
 
-	mu      sync.Mutex // guards closed, count and readers.Add
+	mu      sync.Mutex // guards closed, count, readers.Add and adm's maps
 	closed  bool
 	count   int            // connections open or being upgraded
-	readers sync.WaitGroup // one per connection (its reader goroutine)
+	readers sync.WaitGroup // one per connection handed to its reader goroutine
+
+	adm      admission
+	admitter Admitter // cfg.Listener, when it implements Admitter
 
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -60,6 +64,10 @@ func New(cfg Config) (*Hub, error) {
 		users:   newIndex(),
 		writers: newWriters(),
 	}
+	h.adm.perIP = make(map[netip.Addr]int)
+	h.adm.pendingIP = make(map[netip.Addr]int)
+	h.adm.bucket = newTokenBucket(cfg.AcceptRate, cfg.AcceptBurst)
+	h.admitter, _ = cfg.Listener.(Admitter)
 	writeBuf := cfg.FragmentSize // gorilla cuts buffered frames at its write buffer size
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.HandshakeTimeout,
@@ -85,15 +93,21 @@ func New(cfg Config) (*Hub, error) {
 	return h, nil
 }
 
-// Server returns an http.Server that serves the Hub with the timeouts a
-// WebSocket endpoint needs: a client that does not finish its handshake
-// within HandshakeTimeout is disconnected, and oversized headers are refused.
+// Server returns an http.Server that serves the Hub with the limits a
+// public WebSocket endpoint needs: a request whose headers, or whose body,
+// do not arrive within HandshakeTimeout is disconnected (so no idle request
+// holds http.Server.Shutdown), oversized headers are refused, and past
+// MaxHandshakes connections not yet upgraded a new one is refused with 503.
+// Upgraded connections are hijacked: Shutdown and Close of the http.Server
+// leave them to the Hub's Shutdown.
 func (h *Hub) Server() *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: h.cfg.HandshakeTimeout,
+		ReadTimeout:       h.cfg.HandshakeTimeout,
 		IdleTimeout:       h.cfg.HandshakeTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         h.connState,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}
 }
@@ -118,29 +132,6 @@ func (h *Hub) lookup(fd int64) *conn {
 	return h.workerOf(fd).get(fd)
 }
 
-// acquire reserves a connection slot; release gives it back when the
-// connection ends (or its upgrade fails).
-func (h *Hub) acquire() (ok bool, reason string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	switch {
-	case h.closed:
-		return false, "shutting down"
-	case h.count >= h.cfg.MaxConnections:
-		return false, "connection limit reached"
-	}
-	h.count++
-	h.readers.Add(1)
-	return true, ""
-}
-
-func (h *Hub) release() {
-	h.mu.Lock()
-	h.count--
-	h.mu.Unlock()
-	h.readers.Done()
-}
-
 func (h *Hub) isClosed() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -148,22 +139,69 @@ func (h *Hub) isClosed() bool {
 }
 
 // ServeHTTP upgrades a request on the configured path to a WebSocket
-// connection and registers it under a new fd.
+// connection and registers it under a new fd. In order: another path gets
+// 404, another method 405, a request that is not a WebSocket upgrade 400;
+// then the limits (shutdown, MaxConnections, MaxConnectionsPerIP,
+// AcceptRate: 503 or 429 with Retry-After), the Listener's Admit (503),
+// the origin (403), Authorize, and the upgrade itself. The slot taken by
+// the limits is given back on every path that does not end in a
+// connection, a panic included.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != h.cfg.Path {
+		skipBody(w, r)
 		http.NotFound(w, r)
 		return
 	}
-	if ok, reason := h.acquire(); !ok {
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "wsbridge: "+reason, http.StatusServiceUnavailable)
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		w.Header().Set("Connection", "close")
+		skipBody(w, r)
+		http.Error(w, "wsbridge: a WebSocket handshake is a GET", http.StatusMethodNotAllowed)
 		return
 	}
+	if !websocket.IsWebSocketUpgrade(r) {
+		w.Header().Set("Connection", "close")
+		skipBody(w, r)
+		http.Error(w, "wsbridge: not a WebSocket handshake (want Connection: Upgrade and Upgrade: websocket)", http.StatusBadRequest)
+		return
+	}
+	remote, client := h.clientAddr(r)
+	s, why, retry := h.acquire(client)
+	if why != admitted {
+		h.refuse(w, r, why, retry)
+		return
+	}
+	r.RemoteAddr = remote // what Authorize sees: the client's address, as ConnInfo reports it
+	if _, ok := r.Header["Host"]; !ok && r.Host != "" {
+		// net/http moves Host out of the headers; Authorize and the
+		// connection's info have it back.
+		r.Header["Host"] = []string{r.Host}
+	}
+	connected := false
+	defer func() {
+		if !connected {
+			h.release(s)
+		}
+	}()
+	if h.admitter != nil {
+		var err error
+		if !safely(h.log, "Admit", func() { err = h.admitter.Admit() }) {
+			h.refuse(w, r, refInternalError, 0)
+			return
+		}
+		if err != nil {
+			h.log.Debug("handshake refused by the listener", "remote", remote, "err", err)
+			h.refuse(w, r, refEventsBacklog, time.Second)
+			return
+		}
+	}
 	var auth Authorization
-	if h.cfg.Authorize != nil && websocket.IsWebSocketUpgrade(r) && h.upgrader.CheckOrigin(r) {
-		auth = h.cfg.Authorize(r)
+	if h.cfg.Authorize != nil && h.upgrader.CheckOrigin(r) {
+		if !safely(h.log, "Authorize", func() { auth = h.cfg.Authorize(r) }) {
+			h.refuse(w, r, refInternalError, 0)
+			return
+		}
 		if !auth.Allow {
-			h.release()
 			status, msg := auth.Status, auth.Message
 			if status < 400 || status > 599 {
 				status = http.StatusForbidden
@@ -171,14 +209,20 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if msg == "" {
 				msg = http.StatusText(status)
 			}
+			w.Header().Set("Connection", "close")
+			skipBody(w, r)
 			http.Error(w, msg, status)
 			return
 		}
 	}
-	ws, err := h.upgrader.Upgrade(hijacker{w, slackFor(h.cfg.WriteTimeout)}, r, nil)
+	ws, err := h.upgrade(w, r)
 	if err != nil {
-		h.release()
-		h.log.Debug("upgrade failed", "remote", r.RemoteAddr, "err", err)
+		h.log.Debug("upgrade failed", "remote", remote, "err", err)
+		return
+	}
+	if !h.handoff(s) {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
+		_ = ws.Close()
 		return
 	}
 	fd, err := h.fds.next()
@@ -186,7 +230,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Error("refusing connection", "err", err)
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "fd space exhausted"), time.Now().Add(time.Second))
 		_ = ws.Close()
-		h.release()
 		return
 	}
 	wk := h.workerOf(fd)
@@ -197,13 +240,14 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fd:     fd,
 		ws:     ws,
 		bc:     bc,
+		slot:   s,
 		info: ConnInfo{
 			FD:          fd,
 			Path:        r.URL.Path,
 			RawQuery:    r.URL.RawQuery,
 			Query:       r.URL.Query(),
-			Header:      r.Header,
-			RemoteAddr:  r.RemoteAddr,
+			Header:      h.keptHeaders(r.Header),
+			RemoteAddr:  remote,
 			Subprotocol: ws.Subprotocol(),
 			ConnectedAt: time.Now(),
 			Worker:      wk.id,
@@ -213,10 +257,11 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Compression {
 		ws.EnableWriteCompression(true)
 	}
+	connected = true // from here the connection's reader releases the slot
 	wk.add(c)
 	h.applyAuthorization(fd, auth)
 	go c.run()
-	if h.isClosed() { // Shutdown ran between acquire and add
+	if h.isClosed() { // Shutdown ran between handoff and add
 		c.close(CloseGoingAway, "server shutting down", true)
 	}
 }
@@ -428,6 +473,15 @@ type Stats struct {
 	// Closes counts the connections that ended, by close code and side:
 	// the non-zero counts only.
 	Closes []CloseCount `json:"closes"`
+	// Handshakes is the number of connections accepted by Server and not
+	// yet upgraded (headers being read, handshake under way, refusal
+	// being answered).
+	Handshakes int `json:"handshakes"`
+	// Refused counts the handshakes refused by the Hub's limits, by reason.
+	Refused RefusedStats `json:"refused"`
+	// HeadersTrimmed counts the connections whose kept handshake headers
+	// were cut down to Config.MaxKeptHeaderBytes.
+	HeadersTrimmed uint64 `json:"headers_trimmed"`
 }
 
 // WorkerStats are one worker's counters since the Hub started.
@@ -445,7 +499,8 @@ type WorkerStats struct {
 
 // Stats returns per-worker counters.
 func (h *Hub) Stats() Stats {
-	s := Stats{NodeID: h.cfg.NodeID, Workers: make([]WorkerStats, len(h.workers)), NotOpen: h.notOpen.Load(), Closes: h.closeCounts()}
+	s := Stats{NodeID: h.cfg.NodeID, Workers: make([]WorkerStats, len(h.workers)), NotOpen: h.notOpen.Load(), Closes: h.closeCounts(),
+		Handshakes: int(h.adm.pending.Load()), Refused: h.adm.stats(), HeadersTrimmed: h.adm.headersTrimmed.Load()}
 	for i, w := range h.workers {
 		ws := WorkerStats{
 			ID: w.id, Connections: w.len(), Opened: w.opened.Load(), Closed: w.closed.Load(),
@@ -460,8 +515,10 @@ func (h *Hub) Stats() Stats {
 
 // Shutdown refuses new connections, sends close 1001 to every client after
 // what is queued for it, and waits until every connection has ended or ctx
-// is done; then it closes the remaining sockets at once. It is idempotent and
-// returns ctx.Err() when the deadline forced connections closed.
+// is done; then it closes the remaining sockets at once. It does not wait
+// for handshakes under way (in Authorize, say): one that completes later is
+// closed with 1001 at once. It is idempotent and returns ctx.Err() when the
+// deadline forced connections closed.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closed = true

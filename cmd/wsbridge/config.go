@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -84,6 +86,13 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.BoolVar(&b.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
 	fs.Var(listVar(&b.Subprotocols), "subprotocols", "comma-separated WebSocket subprotocols the server accepts")
 	fs.Var(intRange(&b.MaxGroupsPerConn, bridge.DefaultMaxGroups, 1, 1<<20), "max-groups-per-connection", "how many groups one connection may join")
+	// Admission limits of the WebSocket port (bridge/admission.go).
+	fs.Var(intRange(&b.MaxConnectionsPerIP, 0, 0, 1<<30), "max-connections-per-ip", "connections per client address (IPv6: per /64), open or being upgraded; past it a handshake gets HTTP 503 (0: no cap)")
+	fs.Var(intRange(&b.MaxHandshakes, bridge.DefaultMaxHandshakes, 1, 1<<30), "max-handshakes", "connections accepted and not yet upgraded; past it a new connection gets HTTP 503 and is closed")
+	fs.Var(rateVar(&b.AcceptRate), "accept-rate", "handshakes admitted per second; past it HTTP 429 with Retry-After (0: no limit)")
+	fs.Var(intRange(&b.AcceptBurst, 0, 0, 1<<30), "accept-burst", "burst of accept-rate (0: accept-rate rounded up, at least 1)")
+	fs.Var(prefixListVar(&b.TrustedProxies), "trusted-proxies", "comma-separated proxy networks (CIDR or address) whose X-Forwarded-For / X-Real-IP give the client address; empty: none")
+	fs.Var(sizeVar(&b.MaxKeptHeaderBytes, bridge.DefaultMaxKeptHeaderBytes, 1), "max-kept-header-bytes", "handshake headers kept per connection for events and info; past it the largest less useful headers are dropped (at most 64KiB)")
 	fs.StringVar(&c.RPC.Addr, "rpc-addr", rpc.DefaultAddr, "goridge RPC listen address: tcp://host:port or unix:///path.sock (off: no RPC)")
 	fs.Var(modeVar(&c.RPC.SocketMode, rpc.DefaultSocketMode), "rpc-socket-mode", "file mode of the RPC unix socket (octal)")
 	fs.Var(sizeVar(&c.RPC.MaxFrameSize, rpc.DefaultMaxFrameSize, 1024), "rpc-max-frame-size", "largest RPC request frame; larger closes that RPC connection")
@@ -168,6 +177,12 @@ func (c config) check() error {
 	}
 	if f := c.Bridge.FragmentSize; f != 0 && (f < 125 || f > bridge.MaxBufferSize) {
 		errs = append(errs, fmt.Errorf("invalid value %d for -fragment-size (%s): must be 0 or 125..%d", f, envName("fragment-size"), bridge.MaxBufferSize))
+	}
+	if k := c.Bridge.MaxKeptHeaderBytes; k > bridge.MaxHeaderBytes {
+		errs = append(errs, fmt.Errorf("invalid value %d for -max-kept-header-bytes (%s): at most %s", k, envName("max-kept-header-bytes"), formatSize(bridge.MaxHeaderBytes)))
+	}
+	if c.Bridge.AcceptBurst > 0 && c.Bridge.AcceptRate == 0 {
+		errs = append(errs, fmt.Errorf("invalid value %d for -accept-burst (%s): needs -accept-rate (%s)", c.Bridge.AcceptBurst, envName("accept-burst"), envName("accept-rate")))
 	}
 	if r := c.Bridge.ReadBufferSize; r > bridge.MaxBufferSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -read-buffer-size (%s): at most %d", r, envName("read-buffer-size"), bridge.MaxBufferSize))
@@ -487,6 +502,67 @@ func (v *listValue) Set(s string) error {
 		if part = strings.TrimSpace(part); part != "" {
 			out = append(out, part)
 		}
+	}
+	*v.p = out
+	return nil
+}
+
+// rateValue is a non-negative rate per second (0: off).
+type rateValue struct{ p *float64 }
+
+func rateVar(p *float64) *rateValue { return &rateValue{p} }
+func (v *rateValue) String() string {
+	if v == nil || v.p == nil {
+		return "0"
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+func (v *rateValue) Set(s string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return errors.New("not a number (per second, like 50 or 0.5)")
+	}
+	if f < 0 || f > math.MaxInt32 {
+		return fmt.Errorf("out of range 0..%d", math.MaxInt32)
+	}
+	*v.p = f
+	return nil
+}
+
+// prefixListValue is a comma-separated list of networks: CIDRs, or single
+// addresses (a /32 or /128).
+type prefixListValue struct{ p *[]netip.Prefix }
+
+func prefixListVar(p *[]netip.Prefix) *prefixListValue { return &prefixListValue{p} }
+func (v *prefixListValue) String() string {
+	if v == nil || v.p == nil {
+		return ""
+	}
+	parts := make([]string, len(*v.p))
+	for i, p := range *v.p {
+		parts[i] = p.String()
+	}
+	return strings.Join(parts, ",")
+}
+func (v *prefixListValue) Set(s string) error {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(part); err == nil {
+			if p.Addr().Zone() != "" {
+				return fmt.Errorf("%q: a network has no zone", part)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(part)
+		if err != nil || a.Zone() != "" {
+			return fmt.Errorf("%q is not a network (CIDR like 10.0.0.0/8) or an address", part)
+		}
+		a = a.Unmap()
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
 	*v.p = out
 	return nil

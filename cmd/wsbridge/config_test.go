@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"reflect"
 	"regexp"
 	"strings"
@@ -80,6 +81,12 @@ func withKnownDefaults(c config) config {
 	b.Compression = false
 	b.Subprotocols = nil
 	b.MaxGroupsPerConn = 256
+	b.MaxConnectionsPerIP = 0
+	b.MaxHandshakes = 1000
+	b.AcceptRate = 0
+	b.AcceptBurst = 0
+	b.TrustedProxies = nil
+	b.MaxKeptHeaderBytes = 8 << 10
 	b.Logger = nil
 	b.Listener = nil
 	c.RPC.Addr = "tcp://127.0.0.1:6001"
@@ -176,6 +183,12 @@ var allFlags = []string{
 	"-rpc-write-timeout", "2s",
 	"-rpc-idle-timeout", "5m",
 	"-read-buffer-size", "8192",
+	"-max-connections-per-ip", "20",
+	"-max-handshakes", "300",
+	"-accept-rate", "12.5",
+	"-accept-burst", "40",
+	"-trusted-proxies", "10.0.0.0/8, 192.168.1.7, fd00::/8",
+	"-max-kept-header-bytes", "4KiB",
 	"-events-url", "http://127.0.0.1:9501/wsbridge/events",
 	"-events-secret", "s3cret",
 	"-events-auth-url", "https://app.internal/wsbridge/auth",
@@ -233,6 +246,12 @@ var allEnv = map[string]string{
 	"WSBRIDGE_RPC_WRITE_TIMEOUT":         "2s",
 	"WSBRIDGE_RPC_IDLE_TIMEOUT":          "5m",
 	"WSBRIDGE_READ_BUFFER_SIZE":          "8192",
+	"WSBRIDGE_MAX_CONNECTIONS_PER_IP":    "20",
+	"WSBRIDGE_MAX_HANDSHAKES":            "300",
+	"WSBRIDGE_ACCEPT_RATE":               "12.5",
+	"WSBRIDGE_ACCEPT_BURST":              "40",
+	"WSBRIDGE_TRUSTED_PROXIES":           "10.0.0.0/8, 192.168.1.7, fd00::/8",
+	"WSBRIDGE_MAX_KEPT_HEADER_BYTES":     "4KiB",
 	"WSBRIDGE_EVENTS_URL":                "http://127.0.0.1:9501/wsbridge/events",
 	"WSBRIDGE_EVENTS_SECRET":             "s3cret",
 	"WSBRIDGE_EVENTS_AUTH_URL":           "https://app.internal/wsbridge/auth",
@@ -287,6 +306,12 @@ func allSet(tb testing.TB) config {
 	b.Subprotocols = []string{"v1", "v2"}
 	b.ReadBufferSize = 8192
 	b.MaxGroupsPerConn = 5
+	b.MaxConnectionsPerIP = 20
+	b.MaxHandshakes = 300
+	b.AcceptRate = 12.5
+	b.AcceptBurst = 40
+	b.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"), netip.MustParsePrefix("fd00::/8")}
+	b.MaxKeptHeaderBytes = 4 << 10
 	c.RPC.Addr = "unix:///run/wsbridge/rpc.sock"
 	c.RPC.SocketMode = 0o600
 	c.RPC.MaxFrameSize = 1 << 20
@@ -523,6 +548,16 @@ var badConfigTests = []struct {
 	{name: "bad log format", args: []string{"-log-format", "xml"}, want: []string{"-log-format", "text, json"}},
 	{name: "bad log level", args: []string{"-log-level", "loud"}, want: []string{"-log-level"}},
 	{name: "bad bool", args: []string{"-compression=maybe"}, want: []string{"-compression"}},
+	{name: "negative per-ip cap", args: []string{"-max-connections-per-ip", "-1"}, want: []string{"-max-connections-per-ip"}},
+	{name: "zero max handshakes", args: []string{"-max-handshakes", "0"}, want: []string{"-max-handshakes"}},
+	{name: "bad accept rate", args: []string{"-accept-rate", "fast"}, want: []string{"-accept-rate", "not a number"}},
+	{name: "negative accept rate", args: []string{"-accept-rate", "-1"}, want: []string{"-accept-rate", "out of range"}},
+	{name: "NaN accept rate", args: []string{"-accept-rate", "NaN"}, want: []string{"-accept-rate"}},
+	{name: "burst without rate", args: []string{"-accept-burst", "10"}, want: []string{"-accept-burst", "needs -accept-rate"}},
+	{name: "bad trusted proxy", args: []string{"-trusted-proxies", "10.0.0.0/8,proxy.internal"}, want: []string{"-trusted-proxies", "proxy.internal"}},
+	{name: "trusted proxy prefix too long", args: []string{"-trusted-proxies", "10.0.0.0/33"}, want: []string{"-trusted-proxies"}},
+	{name: "kept headers past 64KiB", args: []string{"-max-kept-header-bytes", "65KiB"}, want: []string{"-max-kept-header-bytes", "at most 64KiB"}},
+	{name: "zero kept headers", args: []string{"-max-kept-header-bytes", "0"}, want: []string{"-max-kept-header-bytes"}},
 	{name: "ws-addr without port", args: []string{"-ws-addr", "nope"}, want: []string{"-ws-addr", "WSBRIDGE_WS_ADDR"}},
 	{name: "ws-addr host only", args: []string{"-ws-addr", "127.0.0.1"}, want: []string{"-ws-addr"}},
 	{name: "ws-path without slash", args: []string{"-ws-path", "ws"}, want: []string{"-ws-path", "WSBRIDGE_WS_PATH"}},
@@ -709,6 +744,12 @@ var helpDefaults = map[string]string{
 	"subprotocols":              `""`,
 	"read-buffer-size":          "1KiB",
 	"max-groups-per-connection": "256",
+	"max-connections-per-ip":    "0",
+	"max-handshakes":            "1000",
+	"accept-rate":               "0",
+	"accept-burst":              "0",
+	"trusted-proxies":           `""`,
+	"max-kept-header-bytes":     "8KiB",
 	"rpc-addr":                  "tcp://127.0.0.1:6001",
 	"rpc-socket-mode":           "0660",
 	"rpc-max-frame-size":        "32MiB",

@@ -150,7 +150,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	served := make(chan error, 3)
 	running := 1
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections)
+	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections,
+		"max_connections_per_ip", bc.MaxConnectionsPerIP, "max_handshakes", bc.MaxHandshakes, "accept_rate", bc.AcceptRate, "trusted_proxies", len(bc.TrustedProxies))
 	if rpcSrv != nil {
 		running++
 		go func() { served <- rpcSrv.Serve() }()
@@ -176,18 +177,24 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	defer cancel()
 	start := time.Now()
 	// Turn /readyz not-ready first, so that probes see the shutdown while
-	// the admin API still serves. Stop accepting WebSocket connections;
-	// close every client after its queued messages (RPC pushes in flight
-	// are queued by then; later ones answer false); deliver the events
-	// still pending, the close events of those clients included; only then
-	// stop RPC, so the application's onClose handlers can still call the
+	// the admin API still serves. Stop accepting WebSocket connections:
+	// the HTTP requests under way on that port (handshakes; anything else
+	// is refused anyway) get a small slice of the budget, then their
+	// connections are closed, so no idle client can hold the rest. Close
+	// every client after its queued messages (RPC pushes in flight are
+	// queued by then; later ones answer false); deliver the events still
+	// pending, the close events of those clients included; only then stop
+	// RPC, so the application's onClose handlers can still call the
 	// bridge. All within the one deadline; the admin server stops last.
 	if adminSrv != nil {
 		adminSrv.SetStopping()
 	}
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("http shutdown", "err", err)
+	hctx, hcancel := context.WithTimeout(sctx, httpShutdownSlice(cfg.ShutdownTimeout))
+	if err := srv.Shutdown(hctx); err != nil {
+		log.Info("http requests still under way on the WebSocket port closed", "err", err)
+		_ = srv.Close() // upgraded connections are the hub's: Close leaves them
 	}
+	hcancel()
 	if err := hub.Shutdown(sctx); err != nil {
 		log.Warn("shutdown deadline reached, remaining connections closed", "err", err)
 	}
@@ -212,6 +219,13 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	log.Info("stopped", "took", time.Since(start).String())
 	return code
+}
+
+// httpShutdownSlice is the part of the shutdown budget given to the HTTP
+// requests under way on the WebSocket port: a tenth, at most a second.
+// Handshakes take milliseconds; the rest of the budget is the clients'.
+func httpShutdownSlice(budget time.Duration) time.Duration {
+	return min(budget/10, time.Second)
 }
 
 // adminGrace is the least time the admin server has to answer the
