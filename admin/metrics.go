@@ -163,6 +163,7 @@ type statsCollector struct {
 	rpcConns                                                    *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
+	evPendingBytes, evReserved, evRefusedHS, evSplits           *prometheus.Desc
 }
 
 func newStatsCollector(src Sources) *statsCollector {
@@ -170,23 +171,27 @@ func newStatsCollector(src Sources) *statsCollector {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
 	c := &statsCollector{
-		src:         src,
-		connections: d("connections", "Open WebSocket connections."),
-		workerConns: d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
-		opened:      d("connections_opened_total", "WebSocket connections accepted."),
-		closed:      d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
-		pushes:      d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
-		overflows:   d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
-		messagesIn:  d("messages_received_total", "Messages received from WebSocket clients."),
-		bytesIn:     d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
-		bytesOut:    d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
-		rpcConns:    d("rpc_connections", "Open RPC connections."),
-		evDelivered: d("events_delivered_total", "Events acknowledged by the application."),
-		evRetries:   d("events_retries_total", "Event delivery requests that failed and were retried."),
-		evDropped:   d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
-		evClosed:    d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
-		evPending:   d("events_pending", "Events not yet acknowledged by the application, in flight included."),
-		evInFlight:  d("events_requests_in_flight", "Event delivery requests under way."),
+		src:            src,
+		connections:    d("connections", "Open WebSocket connections."),
+		workerConns:    d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
+		opened:         d("connections_opened_total", "WebSocket connections accepted."),
+		closed:         d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
+		pushes:         d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
+		overflows:      d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
+		messagesIn:     d("messages_received_total", "Messages received from WebSocket clients."),
+		bytesIn:        d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
+		bytesOut:       d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
+		rpcConns:       d("rpc_connections", "Open RPC connections."),
+		evDelivered:    d("events_delivered_total", "Events acknowledged by the application."),
+		evRetries:      d("events_retries_total", "Event delivery requests that failed and were retried."),
+		evDropped:      d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, poison, unopened, shutdown).", "reason"),
+		evClosed:       d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
+		evPending:      d("events_pending", "Events not yet acknowledged by the application, in flight included."),
+		evInFlight:     d("events_requests_in_flight", "Event delivery requests under way."),
+		evPendingBytes: d("events_pending_bytes", "Encoded size of the events not yet acknowledged."),
+		evReserved:     d("events_reserved_closes", "Close events reserved, one per open connection whose open event was accepted; each counts against the events queue bounds."),
+		evRefusedHS:    d("events_handshakes_refused_total", "Handshakes refused (503) because the pending events were at their bounds."),
+		evSplits:       d("events_batch_splits_total", "Event batches split after failing events-retries times (per connection, then per event)."),
 	}
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -197,7 +202,7 @@ func newStatsCollector(src Sources) *statsCollector {
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
 		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
-		c.evPending, c.evInFlight} {
+		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evRefusedHS, c.evSplits} {
 		ch <- d
 	}
 }
@@ -245,18 +250,15 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		st := d.Stats()
 		counter(c.evDelivered, st.Delivered)
 		counter(c.evRetries, st.Retries)
-		for _, r := range []struct {
-			reason string
-			n      uint64
-		}{
-			{events.DropQueueFD, st.Dropped.QueueFD}, {events.DropQueueTotal, st.Dropped.QueueTotal},
-			{events.DropQueueBytes, st.Dropped.QueueBytes}, {events.DropRefused, st.Dropped.Refused},
-			{events.DropShutdown, st.Dropped.Shutdown},
-		} {
-			counter(c.evDropped, r.n, r.reason)
+		for _, reason := range events.DropReasons() {
+			counter(c.evDropped, st.Dropped.Count(reason), reason)
 		}
 		counter(c.evClosed, st.Closed)
+		counter(c.evRefusedHS, st.HandshakesRefused)
+		counter(c.evSplits, st.Splits)
 		gauge(c.evPending, st.Pending)
+		gauge(c.evPendingBytes, st.PendingBytes)
+		gauge(c.evReserved, st.Reserved)
 		gauge(c.evInFlight, st.InFlight)
 	}
 }
