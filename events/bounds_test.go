@@ -311,3 +311,38 @@ func TestURLQueryNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestPoisonOpen: an open event the application fails on is dropped like
+// any poison event, and its connection is closed with 1011: the
+// application never heard of it, so its later events are dropped too.
+func TestPoisonOpen(t *testing.T) {
+	s := newSink(t)
+	s.setAnswer(func(_ *http.Request, req *sinkRequest) (int, string) {
+		for _, e := range req.Events {
+			if e.Type == "open" && strings.Contains(e.Query, "id=p") {
+				return http.StatusInternalServerError, ""
+			}
+		}
+		return http.StatusOK, ""
+	})
+	d, _ := newDispatcher(t, events.Config{URL: s.url, Concurrency: 1, Retries: 1, RetryMax: 20 * time.Millisecond, Timeout: wait})
+	th := startHub(t, d, false, bridge.Config{})
+	a := th.dial(t, "/?id=a", nil)
+	fdA := s.fdOf(t, "a")
+	s.waitFor(t, "a's open acknowledged", func() bool { return len(s.acked[fdA]) == 1 })
+	p := th.dial(t, "/?id=p", nil)
+	s.fdOf(t, "p") // its open has been tried
+	send(t, a, "a1") // acknowledged: the application is up
+	if ce := testutil.ReadClose(t, p, wait); ce.Code != events.CloseInternalError {
+		t.Errorf("p got close %d, want 1011", ce.Code)
+	}
+	closeClient(t, a, 1000, "")
+	s.waitClosed(t, fdA)
+	st := settle(t, d)
+	if st.Dropped.Poison != 1 || st.Dropped.Unopened != 1 || st.Reserved != 0 {
+		t.Errorf("stats %+v, want the open dropped as poison, the close as unopened, nothing reserved", st)
+	}
+	if got := s.fdsAcked(); !slices.Equal(got, []int64{fdA}) {
+		t.Errorf("the application acknowledged events of fds %v, want only a's %d", got, fdA)
+	}
+}
