@@ -331,7 +331,7 @@ func TestPoisonOpen(t *testing.T) {
 	fdA := s.fdOf(t, "a")
 	s.waitFor(t, "a's open acknowledged", func() bool { return len(s.acked[fdA]) == 1 })
 	p := th.dial(t, "/?id=p", nil)
-	s.fdOf(t, "p") // its open has been tried
+	s.fdOf(t, "p")   // its open has been tried
 	send(t, a, "a1") // acknowledged: the application is up
 	if ce := testutil.ReadClose(t, p, wait); ce.Code != events.CloseInternalError {
 		t.Errorf("p got close %d, want 1011", ce.Code)
