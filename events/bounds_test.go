@@ -146,8 +146,9 @@ func TestAdmit(t *testing.T) {
 }
 
 // TestClosedBeforeOpenSent: a connection that closes while its open event
-// still waits (not in flight) is withdrawn whole: the application never
-// hears of it.
+// still waits (not in flight) with nothing after it is withdrawn: the
+// application never hears of it. One that sent messages meanwhile is
+// delivered whole.
 func TestClosedBeforeOpenSent(t *testing.T) {
 	s := newSink(t)
 	gate := make(chan struct{})
@@ -157,16 +158,21 @@ func TestClosedBeforeOpenSent(t *testing.T) {
 	a := th.dial(t, "/?id=a", nil)
 	fdA := s.fdOf(t, "a") // in flight, held
 	b := th.dial(t, "/?id=b", nil)
-	send(t, b, "one", "two")
-	waitStats(t, d, "b's events queued", func(s events.Stats) bool { return s.Pending == 4 })
+	c := th.dial(t, "/?id=c", nil)
+	send(t, c, "one", "two")
+	waitStats(t, d, "b's and c's events queued", func(s events.Stats) bool { return s.Pending == 5 })
 	closeClient(t, b, 1000, "")
-	waitStats(t, d, "b withdrawn", func(s events.Stats) bool { return s.Dropped.Unopened == 4 && s.Pending == 1 })
+	closeClient(t, c, 1000, "")
+	waitStats(t, d, "b withdrawn", func(s events.Stats) bool { return s.Dropped.Unopened == 2 && s.Pending == 5 })
 	close(gate)
 	closeClient(t, a, 1000, "")
 	s.waitClosed(t, fdA)
+	fdC := s.fdOf(t, "c")
+	s.waitClosed(t, fdC)
+	checkRun(t, fdC, s.ackedOf(fdC), []string{"one", "two"})
 	settle(t, d)
-	if got := s.fdsAcked(); !slices.Equal(got, []int64{fdA}) {
-		t.Errorf("the application heard of fds %v, want only a's %d", got, fdA)
+	if got := s.fdsAcked(); !slices.Equal(got, []int64{fdA, fdC}) {
+		t.Errorf("the application heard of fds %v, want a's and c's %d %d", got, fdA, fdC)
 	}
 	if recs := logs.Records("event dropped"); len(recs) == 0 || recs[0]["reason"] != events.DropUnopened {
 		t.Errorf("drop log records %v, want one with reason %s", recs, events.DropUnopened)

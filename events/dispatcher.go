@@ -332,9 +332,10 @@ func (d *Dispatcher) OnMessage(fd int64, op bridge.Opcode, data []byte) {
 }
 
 // OnClose queues the close event of a connection, in the room its open
-// event reserved. A connection whose open event was never sent is
-// withdrawn instead: its events are dropped (DropUnopened), and the
-// application never hears of it.
+// event reserved. A connection whose open event is its only event queued
+// and was never sent is withdrawn instead: both are dropped
+// (DropUnopened), and the application never hears of it. (With messages
+// queued, they and the close are delivered after the open, as usual.)
 func (d *Dispatcher) OnClose(fd int64, ev bridge.CloseEvent) {
 	if d.cfg.URL == "" {
 		return
@@ -346,8 +347,8 @@ func (d *Dispatcher) OnClose(fd int64, ev bridge.CloseEvent) {
 		return
 	}
 	q := d.queueLocked(fd)
-	if q.unopened || (!q.openSent && len(q.events) > 0 && q.events[0].typ == "open") {
-		n := 1 + len(q.events) // the close event and all that is queued
+	if q.unopened || (!q.openSent && len(q.events) == 1 && q.events[0].typ == "open") {
+		n := 1 + len(q.events) // the close event and what is queued
 		d.discardLocked(q)
 		delete(d.fds, fd)
 		d.countDropLocked(DropUnopened, n)
@@ -620,7 +621,9 @@ func (d *Dispatcher) finish(b *batch, out outcome) {
 		if q.suspect > 0 {
 			q.suspect = max(q.suspect-n, 0)
 			q.single = q.single && q.suspect > 0
-			q.tried = 0
+			// The next suspect event is a new body: other requests must
+			// be acknowledged while it fails for it to be dropped.
+			q.tried, q.acksAt = 0, d.acks.Load()
 		}
 		if out == poison && first.typ == "open" && !ended {
 			// The application never got it: it must not get the rest.

@@ -159,8 +159,7 @@ func testOrder(t *testing.T, flaky bool) {
 	}
 	fds := make([]int64, clients)
 	for i, c := range conns {
-		// Closed once its open event was sent: a connection closed
-		// before is withdrawn whole (TestClosedBeforeOpenSent).
+		// Closed once its open event was sent (fdOf needs it).
 		fds[i] = s.fdOf(t, strconv.Itoa(i))
 		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(wait))
 	}
@@ -278,9 +277,9 @@ func TestSignedRequests(t *testing.T) {
 			d, logs := newDispatcher(t, events.Config{URL: s.url, Secret: tt.secret, NodeID: 5})
 			th := startHub(t, d, false, bridge.Config{NodeID: 5})
 			c := th.dial(t, "/?id=a", nil)
+			fd := s.fdOf(t, "a")
 			send(t, c, "hello")
 			closeClient(t, c, 1000, "")
-			fd := s.fdOf(t, "a")
 			s.waitClosed(t, fd)
 			if bridge.NodeOf(fd) != 5 {
 				t.Fatalf("fd %d is not of node 5", fd)
@@ -381,6 +380,9 @@ func TestEndpointDownThenUp(t *testing.T) {
 	d, logs := newDispatcher(t, events.Config{URL: s.url})
 	th := startHub(t, d, false, bridge.Config{})
 	c := th.dial(t, "/?id=a", nil)
+	// The open event tried first, so that it is certainly in a retried
+	// request.
+	waitStats(t, d, "the open event tried", func(s events.Stats) bool { return s.Retries >= 1 })
 	msgs := repeat("while down ", 20)
 	send(t, c, msgs...)
 	closeClient(t, c, 1000, "")
