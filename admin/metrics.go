@@ -185,7 +185,7 @@ func newStatsCollector(src Sources) *statsCollector {
 		evDelivered:    d("events_delivered_total", "Events acknowledged by the application."),
 		evRetries:      d("events_retries_total", "Event delivery requests that failed and were retried."),
 		evDropped:      d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, poison, unopened, shutdown).", "reason"),
-		evClosed:       d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
+		evClosed:       d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close) or their open event was dropped."),
 		evPending:      d("events_pending", "Events not yet acknowledged by the application, in flight included."),
 		evInFlight:     d("events_requests_in_flight", "Event delivery requests under way."),
 		evPendingBytes: d("events_pending_bytes", "Encoded size of the events not yet acknowledged."),
