@@ -166,6 +166,7 @@ type statsCollector struct {
 	refused, handshakes, headersTrimmed                         *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
+	evPendingBytes, evReserved, evSplits                        *prometheus.Desc
 }
 
 func newStatsCollector(src Sources) *statsCollector {
@@ -196,12 +197,15 @@ func newStatsCollector(src Sources) *statsCollector {
 			"Times an RPC connection reached rpc-max-inflight and was not read until a reply was written."),
 		rpcTimeouts: d("rpc_timeouts_total",
 			"RPC connections closed by a timeout: write (a reply not written within rpc-write-timeout: the client does not read) or idle (no request within rpc-idle-timeout).", "kind"),
-		evDelivered: d("events_delivered_total", "Events acknowledged by the application."),
-		evRetries:   d("events_retries_total", "Event delivery requests that failed and were retried."),
-		evDropped:   d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
-		evClosed:    d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
-		evPending:   d("events_pending", "Events not yet acknowledged by the application, in flight included."),
-		evInFlight:  d("events_requests_in_flight", "Event delivery requests under way."),
+		evDelivered:    d("events_delivered_total", "Events acknowledged by the application."),
+		evRetries:      d("events_retries_total", "Event delivery requests that failed and were retried."),
+		evDropped:      d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, poison, unopened, shutdown).", "reason"),
+		evClosed:       d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close) or their open event was dropped."),
+		evPending:      d("events_pending", "Events not yet acknowledged by the application, in flight included."),
+		evInFlight:     d("events_requests_in_flight", "Event delivery requests under way."),
+		evPendingBytes: d("events_pending_bytes", "Encoded size of the events not yet acknowledged."),
+		evReserved:     d("events_reserved_closes", "Close events reserved, one per open connection whose open event was accepted; each counts against the events queue bounds."),
+		evSplits:       d("events_batch_splits_total", "Event batches split after failing events-retries times (per connection, then per event)."),
 	}
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -213,7 +217,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
 		c.messagesIn, c.bytesIn, c.bytesOut, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
-		c.evPending, c.evInFlight} {
+		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits} {
 		ch <- d
 	}
 }
@@ -281,18 +285,14 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		st := d.Stats()
 		counter(c.evDelivered, st.Delivered)
 		counter(c.evRetries, st.Retries)
-		for _, r := range []struct {
-			reason string
-			n      uint64
-		}{
-			{events.DropQueueFD, st.Dropped.QueueFD}, {events.DropQueueTotal, st.Dropped.QueueTotal},
-			{events.DropQueueBytes, st.Dropped.QueueBytes}, {events.DropRefused, st.Dropped.Refused},
-			{events.DropShutdown, st.Dropped.Shutdown},
-		} {
-			counter(c.evDropped, r.n, r.reason)
+		for _, reason := range events.DropReasons() {
+			counter(c.evDropped, st.Dropped.Count(reason), reason)
 		}
 		counter(c.evClosed, st.Closed)
+		counter(c.evSplits, st.Splits)
 		gauge(c.evPending, st.Pending)
+		gauge(c.evPendingBytes, st.PendingBytes)
+		gauge(c.evReserved, st.Reserved)
 		gauge(c.evInFlight, st.InFlight)
 	}
 }

@@ -70,7 +70,7 @@ func (d *Dispatcher) Authorize(r *http.Request) bridge.Authorization {
 	switch {
 	case err != nil:
 		d.authFailed.Add(1)
-		d.limit.logf("auth", slog.LevelWarn, "authorization failed, handshake refused with 503", "remote", r.RemoteAddr, "err", err.Error())
+		d.limit.logf("auth", slog.LevelWarn, "authorization failed, handshake refused with 503", "remote", r.RemoteAddr, "err", redactError(err))
 		return unavailable
 	case auth.Allow:
 		d.allowed.Add(1)

@@ -57,18 +57,33 @@ type Config struct {
 	// RetryMax caps the backoff between retries of a request, which starts
 	// at 100 ms (or RetryMax, if lower) and doubles. Default 5s.
 	RetryMax time.Duration
+	// Retries is the retry budget of a request: past it a batch of several
+	// connections is split into one request per connection, and a
+	// connection's events into one request per event, the latter only
+	// while the application acknowledges other requests; an event that
+	// then fails Retries times more, alone, while the application
+	// acknowledges others, is dropped (DropPoison). While the application
+	// fails everything, nothing is dropped. Default 5 (with the default
+	// backoff, about 3 s of retries at each step).
+	Retries int
 	// AuthTimeout bounds one authorization request; past it the handshake
 	// is refused with 503. Default 3s.
 	AuthTimeout time.Duration
 	// QueuePerFD bounds the pending (not yet acknowledged) events of one
-	// connection. Open and close events are always kept. Default 1000.
+	// connection's messages: its open and close events always fit.
+	// Default 1000.
 	QueuePerFD int
-	// QueueTotal bounds the pending events of all connections. Open and
-	// close events are always kept. Default 100000.
+	// QueueTotal bounds the pending events of all connections, counting
+	// one close event reserved for each connection whose open event was
+	// accepted and that has not closed yet. It is a hard bound: an open
+	// event that does not fit with its close event is dropped and its
+	// connection closed, and Admit refuses handshakes before that.
+	// Default 100000.
 	QueueTotal int
 	// QueueBytes bounds the encoded size of the pending events of all
-	// connections, so that large messages cannot exhaust memory within
-	// QueueTotal. Open and close events are always kept. Default 64 MiB.
+	// connections, so that large messages and headers cannot exhaust
+	// memory within QueueTotal; each reserved close event counts
+	// MaxCloseEventSize. A hard bound, like QueueTotal. Default 64 MiB.
 	QueueBytes int
 	// Overflow is the policy for a message event that does not fit.
 	// Default OverflowClose.
@@ -111,6 +126,7 @@ const (
 	DefaultBatchBytes  = 1 << 20
 	DefaultTimeout     = 5 * time.Second
 	DefaultRetryMax    = 5 * time.Second
+	DefaultRetries     = 5
 	DefaultAuthTimeout = 3 * time.Second
 	DefaultQueuePerFD  = 1000
 	DefaultQueueTotal  = 100000
@@ -131,6 +147,7 @@ func (c Config) withDefaults() (Config, error) {
 	config.Default(&c.QueueBytes, DefaultQueueBytes)
 	config.Default(&c.Timeout, DefaultTimeout)
 	config.Default(&c.RetryMax, DefaultRetryMax)
+	config.Default(&c.Retries, DefaultRetries)
 	config.Default(&c.AuthTimeout, DefaultAuthTimeout)
 	config.Default(&c.Overflow, OverflowClose)
 	config.Default(&c.Logger, slog.Default())
@@ -159,6 +176,7 @@ func (c Config) validate() error {
 	check(c.QueueBytes > 0, "queue bytes: %d must be positive", c.QueueBytes)
 	check(c.Timeout > 0, "timeout: %s must be positive", c.Timeout)
 	check(c.RetryMax > 0, "retry max: %s must be positive", c.RetryMax)
+	check(c.Retries > 0, "retries: %d must be positive", c.Retries)
 	check(c.AuthTimeout > 0, "auth timeout: %s must be positive", c.AuthTimeout)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	return checks.Err()

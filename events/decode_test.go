@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"unicode/utf8"
 
@@ -152,6 +153,26 @@ func TestBatchBody(t *testing.T) {
 	for _, e := range evs {
 		if !utf8.Valid(e.rest) || len(e.appendTo(nil)) > e.size() {
 			t.Errorf("event %s: invalid UTF-8 or larger than its size %d", e.appendTo(nil), e.size())
+		}
+	}
+}
+
+// TestMaxCloseEventSize: the room reserved for a close event holds the
+// largest one: the longest reason, every byte of it escaped, and any code.
+func TestMaxCloseEventSize(t *testing.T) {
+	for _, ev := range []bridge.CloseEvent{
+		{Code: 4999, Reason: strings.Repeat("\x01", 123), ByServer: true},
+		{Code: 65535, Reason: strings.Repeat("\u2028", 41), ByServer: true},
+		{Code: -1 << 62, Reason: strings.Repeat("\xff", 500), ByServer: true}, // never passed: cut
+		{Code: 1 << 62, Reason: strings.Repeat("é", 300)},
+	} {
+		e := encodeClose(1<<53-1, -1<<63, ev)
+		e.seq = 1<<64 - 1
+		if n := len(e.appendTo(nil)); n > e.size() || e.size() > MaxCloseEventSize {
+			t.Errorf("close event %+v: %d bytes, size %d, want at most %d", ev, n, e.size(), MaxCloseEventSize)
+		}
+		if !utf8.Valid(e.rest) {
+			t.Errorf("close event %+v: invalid UTF-8", ev)
 		}
 	}
 }

@@ -150,7 +150,6 @@ func testOrder(t *testing.T, flaky bool) {
 					return
 				}
 			}
-			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(wait))
 		})
 	}
 	wg.Wait()
@@ -159,8 +158,10 @@ func testOrder(t *testing.T, flaky bool) {
 		t.Fatalf("client write: %v", err)
 	}
 	fds := make([]int64, clients)
-	for i := range fds {
+	for i, c := range conns {
+		// Closed once its open event was sent (fdOf needs it).
 		fds[i] = s.fdOf(t, strconv.Itoa(i))
+		_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(wait))
 	}
 	s.waitClosed(t, fds...)
 	for i, fd := range fds {
@@ -276,9 +277,9 @@ func TestSignedRequests(t *testing.T) {
 			d, logs := newDispatcher(t, events.Config{URL: s.url, Secret: tt.secret, NodeID: 5})
 			th := startHub(t, d, false, bridge.Config{NodeID: 5})
 			c := th.dial(t, "/?id=a", nil)
+			fd := s.fdOf(t, "a")
 			send(t, c, "hello")
 			closeClient(t, c, 1000, "")
-			fd := s.fdOf(t, "a")
 			s.waitClosed(t, fd)
 			if bridge.NodeOf(fd) != 5 {
 				t.Fatalf("fd %d is not of node 5", fd)
@@ -379,6 +380,9 @@ func TestEndpointDownThenUp(t *testing.T) {
 	d, logs := newDispatcher(t, events.Config{URL: s.url})
 	th := startHub(t, d, false, bridge.Config{})
 	c := th.dial(t, "/?id=a", nil)
+	// The open event tried first, so that it is certainly in a retried
+	// request.
+	waitStats(t, d, "the open event tried", func(s events.Stats) bool { return s.Retries >= 1 })
 	msgs := repeat("while down ", 20)
 	send(t, c, msgs...)
 	closeClient(t, c, 1000, "")
@@ -580,21 +584,23 @@ func TestOverflowPerFD(t *testing.T) {
 }
 
 // TestOverflowTotal: the pending events of all connections are bounded by
-// -events-queue-total; open and close events are always kept.
+// -events-queue-total, which also holds a close event reserved for each
+// open connection: the close events always fit.
 func TestOverflowTotal(t *testing.T) {
 	for _, policy := range []events.Overflow{events.OverflowClose, events.OverflowDrop} {
 		t.Run(string(policy), func(t *testing.T) {
 			s := newSink(t)
 			gate := make(chan struct{})
 			s.setAnswer(s.blockUntil(gate))
-			d, _ := newDispatcher(t, events.Config{URL: s.url, QueueTotal: 6, Overflow: policy, Timeout: wait})
+			d, _ := newDispatcher(t, events.Config{URL: s.url, QueueTotal: 8, Overflow: policy, Timeout: wait})
 			th := startHub(t, d, false, bridge.Config{})
 			a := th.dial(t, "/?id=a", nil)
 			fdA := s.fdOf(t, "a")
 			b := th.dial(t, "/?id=b", nil)
 			fdB := s.fdOf(t, "b")
 			send(t, a, "a0", "a1", "a2", "a3")
-			waitStats(t, d, "6 events pending", func(s events.Stats) bool { return s.Pending == 6 })
+			// 2 opens, 4 messages and 2 close events reserved: full.
+			waitStats(t, d, "6 events pending", func(s events.Stats) bool { return s.Pending == 6 && s.Reserved == 2 })
 			send(t, b, "b0")
 			waitStats(t, d, "b0 dropped", func(s events.Stats) bool { return s.Dropped.QueueTotal == 1 })
 			if policy == events.OverflowClose {
@@ -948,6 +954,7 @@ func TestConfigErrors(t *testing.T) {
 		{events.Config{QueueTotal: -1}, "queue total"},
 		{events.Config{Timeout: -time.Second}, "timeout"},
 		{events.Config{RetryMax: -time.Second}, "retry max"},
+		{events.Config{Retries: -1}, "retries"},
 		{events.Config{AuthTimeout: -time.Second}, "auth timeout"},
 		{events.Config{Overflow: "maybe"}, "overflow"},
 		{events.Config{NodeID: 1024}, "node id"},
@@ -968,7 +975,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	c := d.Config()
 	if c.Concurrency != 8 || c.BatchSize != 100 || c.BatchBytes != 1<<20 || c.Timeout != 5*time.Second || c.RetryMax != 5*time.Second ||
-		c.AuthTimeout != 3*time.Second || c.QueuePerFD != 1000 || c.QueueTotal != 100000 || c.Overflow != events.OverflowClose || c.Logger == nil {
+		c.AuthTimeout != 3*time.Second || c.QueuePerFD != 1000 || c.QueueTotal != 100000 || c.Retries != 5 || c.Overflow != events.OverflowClose || c.Logger == nil {
 		t.Errorf("defaults %+v", c)
 	}
 	_ = d.Shutdown(context.Background())

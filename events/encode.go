@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/wsbridge/wsbridge/bridge"
 )
@@ -105,12 +106,33 @@ func encodeMessage(fd int64, ms int64, op bridge.Opcode, data []byte) event {
 	return event{typ: "message", fd: fd, rest: marshalRest(binaryEvent{Time: ms, Opcode: int(op), Data: data, Encoding: "base64"})}
 }
 
+// MaxCloseEventSize bounds the size of a close event: RFC 6455 allows a
+// close reason of 123 bytes at most, each of which JSON may escape to six
+// (\u0001), with a code that fits a close frame (two bytes). Each
+// connection whose open event is accepted reserves this much for its close
+// event (Stats.Reserved).
+const MaxCloseEventSize = 1 << 10
+
+// maxCloseReason is the longest close reason a close frame can carry.
+const maxCloseReason = 123
+
 func encodeClose(fd int64, ms int64, ev bridge.CloseEvent) event {
 	by := "client"
 	if ev.ByServer {
 		by = "server"
 	}
-	return event{typ: "close", fd: fd, rest: marshalRest(closeEvent{Time: ms, Code: ev.Code, Reason: ev.Reason, By: by})}
+	// The bridge never passes a longer reason or a code outside 0..65535
+	// (a close frame cannot carry them); cut here all the same, so that
+	// the reserved room always holds the event.
+	reason := ev.Reason
+	if len(reason) > maxCloseReason {
+		reason = strings.ToValidUTF8(reason[:maxCloseReason], "")
+	}
+	code := ev.Code
+	if code < 0 || code > 0xffff {
+		code = 1006
+	}
+	return event{typ: "close", fd: fd, rest: marshalRest(closeEvent{Time: ms, Code: code, Reason: reason, By: by})}
 }
 
 // marshalRest encodes v, a struct with at least one field, without HTML

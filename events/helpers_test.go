@@ -315,11 +315,13 @@ type testHub struct {
 	url string // ws://127.0.0.1:port/
 }
 
-// startHub serves a Hub with cfg, d as its Listener (and Authorize when
-// withAuth) and closer; it is shut down at the end of the test.
+// startHub serves a Hub with cfg, d as its Listener unless cfg has one
+// (and Authorize when withAuth) and closer; it is shut down at the end of the test.
 func startHub(t testing.TB, d *events.Dispatcher, withAuth bool, cfg bridge.Config) *testHub {
 	t.Helper()
-	cfg.Listener = d
+	if cfg.Listener == nil {
+		cfg.Listener = d
+	}
 	if withAuth {
 		cfg.Authorize = d.Authorize
 	}

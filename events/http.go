@@ -6,10 +6,13 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -55,6 +58,31 @@ func newClient(conns int, timeout time.Duration) *http.Client {
 		Timeout:       timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// redactURL returns s without its query string (which may hold a token)
+// and without the password of its user info.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		u.RawQuery, u.ForceQuery = "…", false
+	}
+	u.Fragment, u.RawFragment = "", ""
+	return u.Redacted()
+}
+
+// redactError returns err's text for a log line, the URL of a failed
+// request redacted (redactURL): net/http's errors quote it whole.
+func redactError(err error) string {
+	var ue *url.Error
+	if !errors.As(err, &ue) {
+		return err.Error()
+	}
+	safe := ue.Op + " " + strconv.Quote(redactURL(ue.URL)) + ": " + redactError(ue.Err)
+	return strings.ReplaceAll(err.Error(), ue.Error(), safe)
 }
 
 // sign returns the X-Wsbridge-Signature value of body signed at timestamp.

@@ -110,9 +110,10 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(sizeVar(&ev.BatchBytes, events.DefaultBatchBytes, 1024), "events-batch-bytes", "most bytes of events in one request (a larger single event travels alone)")
 	fs.Var(durVar(&ev.Timeout, events.DefaultTimeout), "events-timeout", "deadline of an event request; past it the request is retried")
 	fs.Var(durVar(&ev.RetryMax, events.DefaultRetryMax), "events-retry-max", "longest pause between retries of an event request (backoff from 100ms, doubling)")
+	fs.Var(intRange(&ev.Retries, events.DefaultRetries, 1, 1000), "events-retries", "retries of an event request before it is split (per connection, then per event); an event still failing alone while others succeed is dropped")
 	fs.Var(intRange(&ev.QueuePerFD, events.DefaultQueuePerFD, 1, 1<<24), "events-queue-per-fd", "pending events per connection; past it events-overflow applies")
-	fs.Var(intRange(&ev.QueueTotal, events.DefaultQueueTotal, 1, 1<<30), "events-queue-total", "pending events of all connections; past it events-overflow applies")
-	fs.Var(sizeVar(&ev.QueueBytes, events.DefaultQueueBytes, 1), "events-queue-bytes", "encoded size of the pending events of all connections; past it events-overflow applies")
+	fs.Var(intRange(&ev.QueueTotal, events.DefaultQueueTotal, 1, 1<<30), "events-queue-total", "pending events of all connections, one close event reserved per open connection included; past it messages follow events-overflow and handshakes get 503")
+	fs.Var(sizeVar(&ev.QueueBytes, events.DefaultQueueBytes, 1), "events-queue-bytes", "encoded size of the pending events of all connections, 1KiB reserved per open connection for its close event included; past it messages follow events-overflow and handshakes get 503")
 	fs.Var(choice((*string)(&ev.Overflow), string(events.OverflowClose), string(events.OverflowClose), string(events.OverflowDrop)), "events-overflow", "a message event that does not fit: close (drop it, close the client with 1013) or drop (drop it)")
 	fs.StringVar(&c.Admin.Addr, "admin-addr", admin.DefaultAddr, "admin HTTP listen address (host:port): health, readiness, metrics, the /v1 API (off: no admin server)")
 	fs.StringVar(&c.Admin.Token, "admin-token", "", "bearer token of /metrics, /v1 and pprof; empty: those are off, only /healthz and /readyz answer (prefer the variable: flags show in ps)")
@@ -193,6 +194,17 @@ func (c config) check() error {
 		}
 		if err := events.CheckURL(u.value); err != nil {
 			errs = append(errs, fmt.Errorf("invalid value %q for -%s (%s): %w (want http:// or https:// with a host)", redactURL(u.value), u.name, envName(u.name), err))
+		}
+	}
+	if c.Events.URL != "" {
+		// Each open connection holds room for its close event.
+		if c.Events.QueueTotal <= c.Bridge.MaxConnections {
+			errs = append(errs, fmt.Errorf("invalid value %d for -events-queue-total (%s): must exceed -max-connections (%d): each open connection reserves one event for its close",
+				c.Events.QueueTotal, envName("events-queue-total"), c.Bridge.MaxConnections))
+		}
+		if c.Events.QueueBytes <= c.Bridge.MaxConnections*events.MaxCloseEventSize {
+			errs = append(errs, fmt.Errorf("invalid value %d for -events-queue-bytes (%s): must exceed -max-connections (%d) times %d bytes: each open connection reserves that for its close event",
+				c.Events.QueueBytes, envName("events-queue-bytes"), c.Bridge.MaxConnections, events.MaxCloseEventSize))
 		}
 	}
 	if c.adminOn() {

@@ -108,6 +108,7 @@ func withKnownDefaults(c config) config {
 	e.BatchBytes = 1 << 20
 	e.Timeout = 5 * time.Second
 	e.RetryMax = 5 * time.Second
+	e.Retries = 5
 	e.QueuePerFD = 1000
 	e.QueueTotal = 100000
 	e.QueueBytes = 64 << 20
@@ -198,6 +199,7 @@ var allFlags = []string{
 	"-events-batch-bytes", "256KiB",
 	"-events-timeout", "2s",
 	"-events-retry-max", "30s",
+	"-events-retries", "3",
 	"-events-queue-per-fd", "10",
 	"-events-queue-total", "500",
 	"-events-queue-bytes", "8MiB",
@@ -261,6 +263,7 @@ var allEnv = map[string]string{
 	"WSBRIDGE_EVENTS_BATCH_BYTES":        "256KiB",
 	"WSBRIDGE_EVENTS_TIMEOUT":            "2s",
 	"WSBRIDGE_EVENTS_RETRY_MAX":          "30s",
+	"WSBRIDGE_EVENTS_RETRIES":            "3",
 	"WSBRIDGE_EVENTS_QUEUE_PER_FD":       "10",
 	"WSBRIDGE_EVENTS_QUEUE_TOTAL":        "500",
 	"WSBRIDGE_EVENTS_QUEUE_BYTES":        "8MiB",
@@ -329,6 +332,7 @@ func allSet(tb testing.TB) config {
 	e.BatchBytes = 256 << 10
 	e.Timeout = 2 * time.Second
 	e.RetryMax = 30 * time.Second
+	e.Retries = 3
 	e.QueuePerFD = 10
 	e.QueueTotal = 500
 	e.QueueBytes = 8 << 20
@@ -600,6 +604,9 @@ var badConfigTests = []struct {
 	{name: "events-batch-bytes below 1KiB", args: []string{"-events-batch-bytes", "100"}, want: []string{"-events-batch-bytes"}},
 	{name: "events-timeout bad", args: []string{"-events-timeout", "5"}, want: []string{"-events-timeout", "not a duration"}},
 	{name: "events-retry-max negative", args: []string{"-events-retry-max", "-1s"}, want: []string{"-events-retry-max"}},
+	{name: "events-retries zero", args: []string{"-events-retries", "0"}, want: []string{"-events-retries", "1..1000"}},
+	{name: "events-queue-total not above max-connections", args: []string{"-events-url", "http://app/", "-max-connections", "100", "-events-queue-total", "100"}, want: []string{"-events-queue-total", "WSBRIDGE_EVENTS_QUEUE_TOTAL", "-max-connections"}},
+	{name: "events-queue-bytes not above the close events", args: []string{"-events-url", "http://app/", "-max-connections", "100", "-events-queue-bytes", "100KiB"}, want: []string{"-events-queue-bytes", "WSBRIDGE_EVENTS_QUEUE_BYTES", "-max-connections"}},
 	{name: "events-queue-per-fd zero", args: []string{"-events-queue-per-fd", "0"}, want: []string{"-events-queue-per-fd"}},
 	{name: "events-queue-total zero", args: []string{"-events-queue-total", "0"}, want: []string{"-events-queue-total"}},
 	{name: "events-queue-bytes zero", args: []string{"-events-queue-bytes", "0"}, want: []string{"-events-queue-bytes"}},
@@ -763,6 +770,7 @@ var helpDefaults = map[string]string{
 	"events-batch-bytes":        "1MiB",
 	"events-timeout":            "5s",
 	"events-retry-max":          "5s",
+	"events-retries":            "5",
 	"events-queue-per-fd":       "1000",
 	"events-queue-total":        "100000",
 	"events-queue-bytes":        "64MiB",

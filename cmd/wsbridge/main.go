@@ -353,7 +353,7 @@ func startEvents(cfg *config, log *slog.Logger) (*events.Dispatcher, error) {
 	// Never the secret: only whether there is one.
 	log.Info("events configured", "url", logURL(dc.URL), "auth_url", logURL(dc.AuthURL), "signed", dc.Secret != "",
 		"concurrency", dc.Concurrency, "batch", dc.BatchSize, "queue_per_fd", dc.QueuePerFD,
-		"queue_total", dc.QueueTotal, "queue_bytes", dc.QueueBytes, "overflow", string(dc.Overflow))
+		"queue_total", dc.QueueTotal, "queue_bytes", dc.QueueBytes, "overflow", string(dc.Overflow), "retries", dc.Retries)
 	if dc.Secret == "" {
 		log.Warn("events and authorization requests are not signed: set WSBRIDGE_EVENTS_SECRET so the application can verify they come from the bridge")
 	}
@@ -370,6 +370,7 @@ func stopEvents(ctx context.Context, log *slog.Logger, disp *events.Dispatcher) 
 	log.Info("events stopped", "delivered", s.Delivered, "requests", s.Requests, "retries", s.Retries,
 		"dropped_queue_fd", s.Dropped.QueueFD, "dropped_queue_total", s.Dropped.QueueTotal,
 		"dropped_queue_bytes", s.Dropped.QueueBytes, "dropped_refused", s.Dropped.Refused,
+		"dropped_poison", s.Dropped.Poison, "dropped_unopened", s.Dropped.Unopened,
 		"dropped_shutdown", s.Dropped.Shutdown, "closed_overflow", s.Closed, "drained", err == nil)
 }
 
