@@ -122,6 +122,27 @@ type Config struct {
 	// connection to a user and groups before its open event. It runs on
 	// the handshake's goroutine and should bound its own time.
 	Authorize func(r *http.Request) Authorization
+
+	// Client rate limits (read path): token buckets per connection,
+	// refilled as messages arrive. A message over them is refused as
+	// ClientRatePolicy says.
+
+	// ClientMessageRate is how many messages per second a client may send
+	// on average. Default 100; negative (RateUnlimited): no limit.
+	ClientMessageRate float64
+	// ClientMessageBurst is how many messages a client may send at once
+	// above the rate. Default 200.
+	ClientMessageBurst int
+	// ClientByteRate is how many message bytes (inflated) per second a
+	// client may send on average. Default 1 MiB; negative (RateUnlimited):
+	// no limit.
+	ClientByteRate int64
+	// ClientByteBurst is how many bytes a client may send at once above
+	// the rate; at least MaxMessageSize. Default the larger of 2 MiB and
+	// MaxMessageSize.
+	ClientByteBurst int64
+	// ClientRatePolicy: RatePolicyClose (the default) or RatePolicyDrop.
+	ClientRatePolicy RatePolicy
 }
 
 // Authorization is the answer of Config.Authorize.
@@ -171,6 +192,7 @@ func (c Config) withDefaults() (Config, error) {
 	config.Default(&c.HandshakeTimeout, DefaultHandshake)
 	config.Default(&c.CloseTimeout, DefaultCloseTimeout)
 	config.Default(&c.Logger, slog.Default())
+	c.readDefaults()
 	return c, c.validate()
 }
 
@@ -199,5 +221,6 @@ func (c Config) validate() error {
 	} {
 		check(d.d > 0, "%s: %s must be positive", d.name, d.d)
 	}
+	c.validateRead(check)
 	return checks.Err()
 }
