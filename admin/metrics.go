@@ -163,6 +163,7 @@ type statsCollector struct {
 	rpcConns                                                    *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
+	refusedIn                                                   *prometheus.Desc
 }
 
 func newStatsCollector(src Sources) *statsCollector {
@@ -187,6 +188,9 @@ func newStatsCollector(src Sources) *statsCollector {
 		evClosed:    d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
 		evPending:   d("events_pending", "Events not yet acknowledged by the application, in flight included."),
 		evInFlight:  d("events_requests_in_flight", "Event delivery requests under way."),
+		refusedIn: d("client_messages_refused_total", "Messages from WebSocket clients not given to the application, by reason: "+
+			"message_rate, byte_rate (over the client rate; the connection closed with 1008, or the message dropped under client-rate-policy=drop), "+
+			"too_big (over max-message-size once inflated: 1009), invalid_utf8 (1007), bad_deflate (compressed data that does not inflate: 1007).", "reason"),
 	}
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -197,7 +201,7 @@ func newStatsCollector(src Sources) *statsCollector {
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
 		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
-		c.evPending, c.evInFlight} {
+		c.evPending, c.evInFlight, c.refusedIn} {
 		ch <- d
 	}
 }
@@ -237,6 +241,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.messagesIn, in)
 		counter(c.bytesIn, bytesIn)
 		counter(c.bytesOut, bytesOut)
+		r := st.RefusedTotal()
+		counter(c.refusedIn, r.MessageRate, "message_rate")
+		counter(c.refusedIn, r.ByteRate, "byte_rate")
+		counter(c.refusedIn, r.TooBig, "too_big")
+		counter(c.refusedIn, r.InvalidUTF8, "invalid_utf8")
+		counter(c.refusedIn, r.BadDeflate, "bad_deflate")
 	}
 	if r := c.src.RPC; r != nil {
 		gauge(c.rpcConns, r.Connections())

@@ -238,3 +238,16 @@ func (w *worker) refusedCounts() RefusedCounts {
 		BadDeflate:  w.refused[refusedBadDeflate].Load(),
 	}
 }
+
+// RefusedTotal sums the workers' refusal counts.
+func (s Stats) RefusedTotal() RefusedCounts {
+	var r RefusedCounts
+	for _, w := range s.Workers {
+		r.MessageRate += w.Refused.MessageRate
+		r.ByteRate += w.Refused.ByteRate
+		r.TooBig += w.Refused.TooBig
+		r.InvalidUTF8 += w.Refused.InvalidUTF8
+		r.BadDeflate += w.Refused.BadDeflate
+	}
+	return r
+}

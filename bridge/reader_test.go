@@ -3,9 +3,11 @@ package bridge_test
 import (
 	"bytes"
 	"compress/flate"
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -45,15 +47,7 @@ func deflate(t testing.TB, p []byte) []byte {
 }
 
 func (th *testHub) refused() bridge.RefusedCounts {
-	var r bridge.RefusedCounts
-	for _, w := range th.Stats().Workers {
-		r.MessageRate += w.Refused.MessageRate
-		r.ByteRate += w.Refused.ByteRate
-		r.TooBig += w.Refused.TooBig
-		r.InvalidUTF8 += w.Refused.InvalidUTF8
-		r.BadDeflate += w.Refused.BadDeflate
-	}
-	return r
+	return th.Stats().RefusedTotal()
 }
 
 // Defect 2 of issue 8: with permessage-deflate a small frame inflated to a
@@ -108,11 +102,11 @@ func TestCompressedMessageOverTheLimitIsRefused(t *testing.T) {
 func TestInvalidUTF8InFragmentsFailsFast(t *testing.T) {
 	th := startHub(t, bridge.Config{})
 	for i, frags := range [][]string{
-		{"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", "\xf4\x90\x80\x80"},       // 6.4.1: a code point past U+10FFFF
-		{"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4", "\x90"},               // 6.4.2: invalid from its second byte
-		{"ok\xff"},                                                                 // an invalid byte in the first fragment
-		{"\xed", "\xa0"},                                                           // a surrogate, split
-		{"\xe0\x80"},                                                               // an overlong, cut
+		{"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5", "\xf4\x90\x80\x80"}, // 6.4.1: a code point past U+10FFFF
+		{"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4", "\x90"},         // 6.4.2: invalid from its second byte
+		{"ok\xff"},       // an invalid byte in the first fragment
+		{"\xed", "\xa0"}, // a surrogate, split
+		{"\xe0\x80"},     // an overlong, cut
 	} {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			rc := dialRaw(t, th.srv.Listener.Addr().String())
@@ -288,4 +282,186 @@ func TestPushThatLooksLikeACloseFrame(t *testing.T) {
 	if ev := th.rec.closeOf(t, fd2); ev.Code != 4003 || ev.Reason != "real" || !ev.ByServer {
 		t.Fatalf("close event %+v, want 4003 real by the server", ev)
 	}
+}
+
+// waitStats waits until cond holds for the hub's refusal counts.
+func (th *testHub) waitRefused(t testing.TB, what string, cond func(bridge.RefusedCounts) bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond(th.refused()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: refused %+v", what, th.refused())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The client rate limits: with a refill too slow to matter during the test,
+// the burst passes and what follows is refused as the policy says.
+func TestClientMessageRate(t *testing.T) {
+	t.Run("drop", func(t *testing.T) {
+		th := startHub(t, bridge.Config{ClientMessageRate: 1e-6, ClientMessageBurst: 3, ClientRatePolicy: bridge.RatePolicyDrop})
+		c, fd := th.dial(t, "a")
+		for i := range 10 {
+			if err := c.WriteMessage(websocket.TextMessage, []byte(fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		th.waitRefused(t, "7 dropped", func(r bridge.RefusedCounts) bool { return r.MessageRate == 7 })
+		th.rec.mu.Lock()
+		got := strings.Join(th.rec.messages[fd], ",")
+		th.rec.mu.Unlock()
+		if got != "0,1,2" {
+			t.Fatalf("listener got %q, want the burst 0,1,2", got)
+		}
+		if !th.Check(fd) {
+			t.Fatal("drop policy closed the connection")
+		}
+	})
+	t.Run("close", func(t *testing.T) {
+		th := startHub(t, bridge.Config{ClientMessageRate: 1e-6, ClientMessageBurst: 2})
+		c, fd := th.dial(t, "a")
+		for i := range 3 {
+			if err := c.WriteMessage(websocket.TextMessage, []byte(fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if ce := testutil.ReadClose(t, c, wait); ce.Code != websocket.ClosePolicyViolation || ce.Text != "message rate exceeded" {
+			t.Fatalf("close %d %q, want 1008 message rate exceeded", ce.Code, ce.Text)
+		}
+		if ev := th.rec.closeOf(t, fd); ev.Code != websocket.ClosePolicyViolation || !ev.ByServer {
+			t.Fatalf("close event %+v, want 1008 by the server", ev)
+		}
+		if got := strings.Join(th.rec.messages[fd], ","); got != "0,1" {
+			t.Fatalf("listener got %q, want 0,1", got)
+		}
+		if r := th.refused(); r.MessageRate != 1 {
+			t.Fatalf("refused %+v, want one over the message rate", r)
+		}
+	})
+	t.Run("unlimited", func(t *testing.T) {
+		th := startHub(t, bridge.Config{ClientMessageRate: bridge.RateUnlimited, ClientByteRate: bridge.RateUnlimited, ClientMessageBurst: 1})
+		c, fd := th.dial(t, "a")
+		for i := range 500 {
+			if err := c.WriteMessage(websocket.TextMessage, []byte(fmt.Sprint(i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		th.rec.waitFor(t, "500 messages", func() bool { return len(th.rec.messages[fd]) == 500 })
+	})
+}
+
+func TestClientByteRate(t *testing.T) {
+	for _, policy := range []bridge.RatePolicy{bridge.RatePolicyDrop, bridge.RatePolicyClose} {
+		t.Run(string(policy), func(t *testing.T) {
+			th := startHub(t, bridge.Config{MaxMessageSize: 1000, ClientByteRate: 1, ClientByteBurst: 1000, ClientRatePolicy: policy})
+			c, fd := th.dial(t, "a")
+			for _, m := range []string{strings.Repeat("a", 600), strings.Repeat("b", 600)} {
+				if err := c.WriteMessage(websocket.TextMessage, []byte(m)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			th.waitRefused(t, "the second message refused", func(r bridge.RefusedCounts) bool { return r.ByteRate == 1 })
+			if policy == bridge.RatePolicyClose {
+				if ce := testutil.ReadClose(t, c, wait); ce.Code != websocket.ClosePolicyViolation {
+					t.Fatalf("close %d, want 1008", ce.Code)
+				}
+				th.rec.closeOf(t, fd)
+			} else {
+				// Still served: a message within what is left passes.
+				if err := c.WriteMessage(websocket.TextMessage, []byte("small")); err != nil {
+					t.Fatal(err)
+				}
+				th.rec.waitFor(t, "the small message", func() bool { return len(th.rec.messages[fd]) == 2 })
+			}
+			th.rec.mu.Lock()
+			defer th.rec.mu.Unlock()
+			if got := th.rec.messages[fd]; len(got) == 0 || got[0] != strings.Repeat("a", 600) {
+				t.Fatalf("listener got %d messages, the first should be the 600 a's", len(got))
+			}
+			for _, m := range th.rec.messages[fd] {
+				if strings.HasPrefix(m, "b") {
+					t.Fatal("the message over the byte rate reached the listener")
+				}
+			}
+		})
+	}
+}
+
+func TestClientRateConfigErrors(t *testing.T) {
+	for _, tt := range []struct {
+		cfg  bridge.Config
+		want string
+	}{
+		{bridge.Config{ClientByteBurst: 100, MaxMessageSize: 1000}, "client byte burst"},
+		{bridge.Config{ClientMessageBurst: -1}, "client message burst"},
+		{bridge.Config{ClientRatePolicy: "sometimes"}, "client rate policy"},
+	} {
+		_, err := bridge.New(tt.cfg)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("New(%+v) = %v, want an error naming %q", tt.cfg, err, tt.want)
+		}
+	}
+	// Unlimited bytes need no burst; the byte burst follows a larger
+	// message limit by default.
+	for _, cfg := range []bridge.Config{
+		{ClientByteRate: bridge.RateUnlimited, ClientByteBurst: 1, MaxMessageSize: 1000},
+		{MaxMessageSize: 16 << 20},
+	} {
+		h, err := bridge.New(cfg)
+		if err != nil {
+			t.Fatalf("New(%+v): %v", cfg, err)
+		}
+		if c := h.Config(); cfg.MaxMessageSize == 16<<20 && c.ClientByteBurst != 16<<20 {
+			t.Errorf("byte burst %d with a 16 MiB message limit, want 16 MiB", c.ClientByteBurst)
+		}
+		h.Shutdown(context.Background())
+	}
+}
+
+// FuzzClientBytes sends arbitrary bytes after a handshake (with
+// permessage-deflate negotiated or not) to a real hub: the bridge never
+// panics, ends the connection with exactly one close event once the client
+// stops, and keeps serving another client.
+func FuzzClientBytes(f *testing.F) {
+	mask := func(op byte, p []byte) []byte {
+		out := []byte{op, 0x80 | byte(len(p)), 1, 2, 3, 4}
+		for i, b := range p {
+			out = append(out, b^[]byte{1, 2, 3, 4}[i%4])
+		}
+		return out
+	}
+	f.Add([]byte{}, false)
+	f.Add(mask(0x81, []byte("hello")), false)
+	f.Add(append(mask(0x01, []byte("hel")), mask(0x80, []byte("lo"))...), false)
+	f.Add(mask(0x88, []byte{0x03, 0xe8}), false)
+	f.Add(mask(0x88, []byte{0x03}), false)
+	f.Add(mask(0xc1, []byte{0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}), true)
+	f.Add(mask(0xc2, []byte{0xff, 0xff}), true)
+	f.Add(mask(0x81, []byte("\xce\xba\xf4\x90")), false)
+	f.Add([]byte{0x82, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}, false)
+	th := startHub(f, bridge.Config{MaxMessageSize: 4096, Compression: true, CloseTimeout: 100 * time.Millisecond})
+	good, goodFD := th.dial(f, "good")
+	n := 0
+	f.Fuzz(func(t *testing.T, data []byte, deflate bool) {
+		n++
+		id := fmt.Sprint("fuzz-", n)
+		rc := dialRaw(t, th.srv.Listener.Addr().String())
+		if deflate {
+			rc.handshakeDeflate(t, "/?id="+id)
+		} else {
+			rc.handshake(t, "/?id="+id)
+		}
+		fd := th.rec.fdOf(t, id)
+		if _, err := rc.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		rc.Conn.(*net.TCPConn).CloseWrite()
+		th.rec.closeOf(t, fd)
+		msg := fmt.Sprint("served after ", id)
+		if err := th.Push(goodFD, []byte(msg), bridge.OpText, true); err != nil {
+			t.Fatal(err)
+		}
+		readText(t, good, msg)
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -79,6 +80,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(sizeVar(&c.RPC.MaxFrameSize, rpc.DefaultMaxFrameSize, 1024), "rpc-max-frame-size", "largest RPC request frame; larger closes that RPC connection")
 	fs.Var(intRange(&c.RPC.MaxConnections, rpc.DefaultMaxConnections, 1, 1<<20), "rpc-max-connections", "concurrent RPC connections cap")
 	fs.Var(sizeVar(&b.ReadBufferSize, bridge.DefaultReadBuffer, 256), "read-buffer-size", "per-connection read buffer, 256..1MiB (held by every idle connection)")
+	fs.Var(rateVar(&b.ClientMessageRate, bridge.DefaultClientMessageRate), "client-message-rate", "messages per second a client may send on average (0: no limit); past it client-rate-policy applies")
+	fs.Var(intRange(&b.ClientMessageBurst, bridge.DefaultClientMessageBurst, 1, 1<<30), "client-message-burst", "messages a client may send at once above client-message-rate")
+	fs.Var(rateSizeVar(&b.ClientByteRate, bridge.DefaultClientByteRate), "client-byte-rate", "message bytes (inflated) per second a client may send on average (0: no limit); past it client-rate-policy applies")
+	fs.Var(size64Var(&b.ClientByteBurst, 0, 0), "client-byte-burst", "message bytes a client may send at once above client-byte-rate, at least max-message-size (0: the larger of 2MiB and max-message-size)")
+	fs.Var(choice((*string)(&b.ClientRatePolicy), string(bridge.RatePolicyClose), string(bridge.RatePolicyClose), string(bridge.RatePolicyDrop)), "client-rate-policy", "a client message over its rate: close (close the client with 1008) or drop (drop the message, counted)")
 	fs.StringVar(&ev.URL, "events-url", "", "URL that receives client events (open, message, close) by POST; empty: events off")
 	fs.StringVar(&ev.Secret, "events-secret", "", "key of the HMAC-SHA256 signature of every events and auth request (prefer the variable: flags show in ps)")
 	fs.StringVar(&ev.AuthURL, "events-auth-url", "", "URL asked by POST to authorize each WebSocket handshake; empty: no authorization")
@@ -139,6 +145,9 @@ func (c config) check() error {
 	}
 	if c.Bridge.QueueBytes < c.Bridge.MaxPushSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -queue-bytes (%s): must be at least -max-push-size (%d)", c.Bridge.QueueBytes, envName("queue-bytes"), c.Bridge.MaxPushSize))
+	}
+	if b := c.Bridge; b.ClientByteRate > 0 && b.ClientByteBurst != 0 && b.ClientByteBurst < b.MaxMessageSize {
+		errs = append(errs, fmt.Errorf("invalid value %d for -client-byte-burst (%s): must be at least -max-message-size (%d), or a message of that size could never pass", b.ClientByteBurst, envName("client-byte-burst"), b.MaxMessageSize))
 	}
 	if c.rpcOn() {
 		if _, _, err := rpc.ParseAddr(c.RPC.Addr); err != nil {
@@ -358,6 +367,46 @@ func formatSize(n int64) string {
 		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// rateSizeVar is a byte rate: a size, 0 for no limit (bridge.RateUnlimited).
+func rateSizeVar(p *int64, def int64) *sizeValue {
+	*p = def
+	return &sizeValue{
+		set: func(n int64) {
+			*p = n
+			if n == 0 {
+				*p = bridge.RateUnlimited
+			}
+		},
+		get: func() int64 { return max(*p, 0) },
+	}
+}
+
+// rateValue is a rate per second: a number, 0 for no limit
+// (bridge.RateUnlimited).
+type rateValue struct{ p *float64 }
+
+func rateVar(p *float64, def float64) *rateValue {
+	*p = def
+	return &rateValue{p}
+}
+func (v *rateValue) String() string {
+	if v == nil || v.p == nil || *v.p < 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+func (v *rateValue) Set(s string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+		return errors.New("not a rate (a number of at least 0; 0: no limit)")
+	}
+	*v.p = f
+	if f == 0 {
+		*v.p = bridge.RateUnlimited
+	}
+	return nil
 }
 
 type modeValue struct{ p *fs.FileMode }
