@@ -41,6 +41,7 @@ type bufConn struct {
 	slack   time.Duration // slackFor(WriteTimeout)
 
 	out outFrames // what frames were written (noteClose)
+	in  inFrames  // the reader goroutine's: what frames were read (Read)
 }
 
 // Write gathers p while the writer runs, writing out first when the batch

@@ -165,6 +165,12 @@ func (c *conn) closeLocked(code int, reason string, flush bool) bool {
 func (c *conn) peerClose(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if code == websocket.CloseNoStatusReceived && c.bc.closeWithOneByte() {
+		// gorilla passes a close frame with a 1-byte payload as an empty
+		// one; it is a protocol error.
+		c.closeLocked(websocket.CloseProtocolError, "invalid close frame payload", false)
+		return
+	}
 	c.peerClosed, c.peerCode, c.peerReason = true, code, reason
 	if c.state != stateOpen {
 		return

@@ -251,3 +251,71 @@ func (s Stats) RefusedTotal() RefusedCounts {
 	}
 	return r
 }
+
+// inFrames follows the headers of the frames the client sends, as gorilla
+// reads them through the bufConn, for what gorilla does not tell: the
+// payload length of the client's first close frame. A close frame with a
+// 1-byte payload is invalid (RFC 6455 section 5.5.1: a body starts with a
+// 2-byte code), but gorilla hands it to the close handler as 1005, like an
+// empty one. Every byte after the handshake goes through Read (gorilla's
+// reader is a bufio.Reader over the bufConn, since ReadBufferSize is at
+// least 256; an upgrade request followed by early data is refused by
+// gorilla). The reader goroutine alone calls Read and the close handler.
+type inFrames struct {
+	hdr       [10]byte // the header being read, without its masking key
+	hn        uint8    // header bytes read
+	skip      int64    // masking key and payload bytes of the current frame still to come
+	closeSeen bool     // the first close frame's header was read
+	closeLen1 bool     // and its payload was 1 byte
+}
+
+// Read reads from the socket and follows the frame headers in what it read.
+func (b *bufConn) Read(p []byte) (int, error) {
+	n, err := b.Conn.Read(p)
+	b.in.follow(p[:n])
+	return n, err
+}
+
+func (f *inFrames) follow(p []byte) {
+	for len(p) > 0 && !f.closeSeen {
+		if f.skip > 0 {
+			k := min(f.skip, int64(len(p)))
+			p, f.skip = p[k:], f.skip-k
+			continue
+		}
+		f.hdr[f.hn] = p[0]
+		f.hn++
+		p = p[1:]
+		if f.hn < 2 {
+			continue
+		}
+		need := uint8(2)
+		switch f.hdr[1] & 0x7f {
+		case 126:
+			need = 4
+		case 127:
+			need = 10
+		}
+		if f.hn < need {
+			continue
+		}
+		n := int64(f.hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			n = int64(binary.BigEndian.Uint16(f.hdr[2:4]))
+		case 127:
+			n = int64(binary.BigEndian.Uint64(f.hdr[2:10]) & (math.MaxInt64 >> 1))
+		}
+		if f.hdr[0]&0x0f == websocket.CloseMessage {
+			f.closeSeen, f.closeLen1 = true, n == 1
+		}
+		if f.hdr[1]&0x80 != 0 {
+			n += 4 // the masking key
+		}
+		f.hn, f.skip = 0, n
+	}
+}
+
+// closeWithOneByte reports whether the client's first close frame had a
+// 1-byte payload (the reader goroutine only).
+func (b *bufConn) closeWithOneByte() bool { return b != nil && b.in.closeLen1 }

@@ -185,6 +185,7 @@ var protocolErrorTests = []struct {
 	{"close code 1005 (7.9.x)", false, []rawFrame{{true, 8, closeFrame(1005, "")}}, true, 1002},
 	{"close code 999 (7.9.x)", false, []rawFrame{{true, 8, closeFrame(999, "")}}, true, 1002},
 	{"close code 5000 (7.9.x)", false, []rawFrame{{true, 8, closeFrame(5000, "")}}, true, 1002},
+	{"close payload of 1 byte (7.3.2)", false, []rawFrame{{true, 8, []byte{0x03}}}, true, 1002},
 	{"close reason not UTF-8 (7.5.1)", false, []rawFrame{{true, 8, closeFrame(1000, "\xff")}}, true, 1002},
 	{"unmasked frame", false, []rawFrame{{true, 1, []byte("x")}}, false, 1002},
 	{"over the size limit uncompressed", false, []rawFrame{{true, 2, make([]byte, 2048)}}, true, 1009},
@@ -197,7 +198,7 @@ var protocolErrorTests = []struct {
 // the server failed says the code the server sent, and that the server
 // closed; it said 1006 by the client.
 func TestProtocolErrorsReportTheCloseSent(t *testing.T) {
-	th := startHub(t, bridge.Config{MaxMessageSize: 1024, Compression: true})
+	th := startHub(t, bridge.Config{MaxMessageSize: 1024, Compression: true, CloseTimeout: 100 * time.Millisecond})
 	for i, tt := range protocolErrorTests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := dialRaw(t, th.srv.Listener.Addr().String())
