@@ -131,7 +131,7 @@ type Config struct {
 	// on average. Default 100; negative (RateUnlimited): no limit.
 	ClientMessageRate float64
 	// ClientMessageBurst is how many messages a client may send at once
-	// above the rate. Default 200.
+	// above the rate. Default 1000.
 	ClientMessageBurst int
 	// ClientByteRate is how many message bytes (inflated) per second a
 	// client may send on average. Default 1 MiB; negative (RateUnlimited):

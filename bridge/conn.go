@@ -383,13 +383,7 @@ func (c *conn) readLoop() error {
 		alive()
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
-			if errors.Is(err, websocket.ErrReadLimit) {
-				// Over the read limit on the wire: gorilla wrote close 1009
-				// unless the frame's length overflowed; make sure one goes.
-				c.worker.refused[refusedTooBig].Add(1)
-				c.close(websocket.CloseMessageTooBig, refusalClose[refusedTooBig].reason, false)
-			}
-			return err
+			return c.readFailed(err)
 		}
 		if !c.isOpen() {
 			continue // closing: the next NextReader discards it, until the client's close frame or the close timeout
@@ -407,7 +401,7 @@ func (c *conn) readLoop() error {
 		c.worker.messagesIn.Add(1)
 		c.worker.bytesIn.Add(uint64(len(data)))
 		if err != nil {
-			return err
+			return c.readFailed(err)
 		}
 		if why != refusedNone {
 			c.refuse(why)
@@ -422,6 +416,17 @@ func (c *conn) readLoop() error {
 			}
 		})
 	}
+}
+
+// readFailed ends the read loop on err. Over gorilla's read limit (the
+// frames on the wire) the message is refused as too big: gorilla wrote
+// close 1009 unless the frame's length overflowed, so one is queued too
+// (the writer's fails harmlessly when gorilla's went first).
+func (c *conn) readFailed(err error) error {
+	if errors.Is(err, websocket.ErrReadLimit) {
+		c.refuse(refusedTooBig)
+	}
+	return err
 }
 
 // refuse counts a message that is not given to the Listener and closes the

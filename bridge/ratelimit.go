@@ -30,7 +30,7 @@ const RateUnlimited = -1
 // process when every message becomes an event.
 const (
 	DefaultClientMessageRate  = 100
-	DefaultClientMessageBurst = 200
+	DefaultClientMessageBurst = 1000
 	DefaultClientByteRate     = 1 << 20
 	// DefaultClientByteBurst: the byte burst is the larger of this and
 	// MaxMessageSize, so that a message of the largest size can pass.

@@ -189,6 +189,7 @@ var protocolErrorTests = []struct {
 	{"close reason not UTF-8 (7.5.1)", false, []rawFrame{{true, 8, closeFrame(1000, "\xff")}}, true, 1002},
 	{"unmasked frame", false, []rawFrame{{true, 1, []byte("x")}}, false, 1002},
 	{"over the size limit uncompressed", false, []rawFrame{{true, 2, make([]byte, 2048)}}, true, 1009},
+	{"over the size limit in a continuation", false, []rawFrame{{false, 2, make([]byte, 1000)}, {true, 0, make([]byte, 1000)}}, true, 1009},
 	{"frame length with the top bit set", false, []rawFrame{{true, 2, nil}}, true, 1009}, // header patched below
 	{"corrupt compressed data", true, []rawFrame{{true, 0x40 | 2, []byte{0xff, 0xff, 0xff, 0xff}}}, true, 1007},
 	{"truncated compressed data", true, []rawFrame{{true, 0x40 | 1, []byte{0x04}}}, true, 1007},
@@ -229,6 +230,10 @@ func TestProtocolErrorsReportTheCloseSent(t *testing.T) {
 				t.Fatalf("the listener received %d messages", n)
 			}
 		})
+	}
+	// Each refusal of a message is counted by its reason.
+	if r := th.refused(); r.TooBig != 3 || r.BadDeflate != 2 {
+		t.Fatalf("refused %+v, want 3 too big and 2 bad deflate", r)
 	}
 }
 

@@ -1335,7 +1335,7 @@ func TestRunEvents(t *testing.T) {
 // check against the message size.
 func TestClientRateSettings(t *testing.T) {
 	c := defaultConfig(t)
-	if b := c.Bridge; b.ClientMessageRate != 100 || b.ClientMessageBurst != 200 || b.ClientByteRate != 1<<20 ||
+	if b := c.Bridge; b.ClientMessageRate != 100 || b.ClientMessageBurst != 1000 || b.ClientByteRate != 1<<20 ||
 		b.ClientByteBurst != 0 || b.ClientRatePolicy != bridge.RatePolicyClose {
 		t.Fatalf("defaults %v %v %v %v %q", b.ClientMessageRate, b.ClientMessageBurst, b.ClientByteRate, b.ClientByteBurst, b.ClientRatePolicy)
 	}
