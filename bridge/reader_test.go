@@ -62,10 +62,9 @@ func TestCompressedMessageOverTheLimitIsRefused(t *testing.T) {
 	// larger than the limit): delivered whole.
 	ok, okFD := th.dialWith(t, d, "ok")
 	ok.EnableWriteCompression(true)
-	random := make([]byte, limit/2)
-	rand.Read(random)
-	atLimit := []byte(fmt.Sprintf("%x", random))
-	if err := ok.WriteMessage(websocket.TextMessage, atLimit); err != nil {
+	atLimit := make([]byte, limit)
+	rand.Read(atLimit)
+	if err := ok.WriteMessage(websocket.BinaryMessage, atLimit); err != nil {
 		t.Fatal(err)
 	}
 	th.rec.waitFor(t, "the message at the limit", func() bool { return len(th.rec.messages[okFD]) == 1 })
@@ -199,7 +198,7 @@ var protocolErrorTests = []struct {
 // the server failed says the code the server sent, and that the server
 // closed; it said 1006 by the client.
 func TestProtocolErrorsReportTheCloseSent(t *testing.T) {
-	th := startHub(t, bridge.Config{MaxMessageSize: 1024, Compression: true, CloseTimeout: 100 * time.Millisecond})
+	th := startHub(t, bridge.Config{MaxMessageSize: 1024, Compression: true})
 	for i, tt := range protocolErrorTests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := dialRaw(t, th.srv.Listener.Addr().String())
@@ -220,6 +219,9 @@ func TestProtocolErrorsReportTheCloseSent(t *testing.T) {
 			if code := rc.readCloseFrame(t); code != tt.code {
 				t.Fatalf("close code on the wire %d, want %d", code, tt.code)
 			}
+			// Answer it, so the bridge need not wait for its close timeout
+			// (the write fails once the bridge has closed the socket).
+			rc.Write([]byte{0x88, 0x82, 0, 0, 0, 0, byte(tt.code >> 8), byte(tt.code)})
 			if ev := th.rec.closeOf(t, fd); ev.Code != tt.code || !ev.ByServer {
 				t.Fatalf("close event %+v, want %d by the server", ev, tt.code)
 			}
