@@ -128,8 +128,29 @@ func TestInvalidUTF8InFragmentsFailsFast(t *testing.T) {
 			}
 		})
 	}
-	if r := th.refused(); r.InvalidUTF8 != 5 {
-		t.Fatalf("refused %+v, want 5 invalid UTF-8", r)
+	// 6.4.3, 6.4.4: one frame whose payload arrives in pieces; the part
+	// with the bad bytes is sent, the rest never is.
+	t.Run("inside one frame", func(t *testing.T) {
+		rc := dialRaw(t, th.srv.Listener.Addr().String())
+		rc.handshake(t, "/?id=one-frame")
+		fd := th.rec.fdOf(t, "one-frame")
+		payload := []byte("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xf4\x90\x80\x80\x65\x64\x69\x74\x65\x64")
+		frame := []byte{0x81, 0x80 | byte(len(payload)), 1, 2, 3, 4}
+		for i, b := range payload {
+			frame = append(frame, b^byte(i%4+1))
+		}
+		if _, err := rc.Write(frame[:6+13]); err != nil { // up to \x90
+			t.Fatal(err)
+		}
+		if code := rc.readCloseFrame(t); code != websocket.CloseInvalidFramePayloadData {
+			t.Fatalf("close code %d, want 1007", code)
+		}
+		if ev := th.rec.closeOf(t, fd); ev.Code != websocket.CloseInvalidFramePayloadData || !ev.ByServer {
+			t.Fatalf("close event %+v, want 1007 by the server", ev)
+		}
+	})
+	if r := th.refused(); r.InvalidUTF8 != 6 {
+		t.Fatalf("refused %+v, want 6 invalid UTF-8", r)
 	}
 }
 
