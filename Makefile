@@ -52,6 +52,8 @@ php-autoload:
 # A short run of every fuzz target (not part of test: fuzzing is open-ended).
 fuzz-smoke:
 	$(GO) test -run XXX -fuzz FuzzPush -fuzztime 20s ./bridge
+	$(GO) test -run XXX -fuzz FuzzClientBytes -fuzztime 20s ./bridge
+	$(GO) test -run XXX -fuzz FuzzUTF8Stream -fuzztime 10s ./bridge
 	$(GO) test -run XXX -fuzz FuzzServer -fuzztime 20s ./rpc
 	$(GO) test -run XXX -fuzz FuzzParseSize -fuzztime 10s ./cmd/wsbridge
 	$(GO) test -run XXX -fuzz FuzzAuthAnswer -fuzztime 10s ./events
