@@ -154,11 +154,11 @@ func wireLimit(cfg *Config) int64 {
 // second write). Counting the payload bytes of each frame therefore finds
 // every frame header, even when a payload looks like a frame.
 type outFrames struct {
-	upgraded    bool  // the handshake response was written
 	remaining   int64 // payload bytes of the current frame not yet written
-	lost        bool  // a write did not start as expected: stop following
-	closeCode   int   // of the first close frame written; 0 for none yet
 	closeReason string
+	closeCode   uint16 // of the first close frame written; 0 for none yet
+	upgraded    bool   // the handshake response was written
+	lost        bool   // a write did not start as expected: stop following
 }
 
 // noteClose follows one write of p (under b.mu).
@@ -199,7 +199,7 @@ func (b *bufConn) noteClose(p []byte) {
 			payload := p[h:min(len(p), h+int(min(n, 125)))]
 			o.closeCode = websocket.CloseNoStatusReceived
 			if len(payload) >= 2 {
-				o.closeCode = int(binary.BigEndian.Uint16(payload))
+				o.closeCode = binary.BigEndian.Uint16(payload)
 				o.closeReason = string(payload[2:])
 			}
 			return
@@ -215,7 +215,7 @@ func (b *bufConn) sentClose() (code int, reason string, ok bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.out.closeCode, b.out.closeReason, b.out.closeCode != 0
+	return int(b.out.closeCode), b.out.closeReason, b.out.closeCode != 0
 }
 
 // RefusedCounts counts the messages from clients that were not given to
@@ -262,9 +262,9 @@ func (s Stats) RefusedTotal() RefusedCounts {
 // least 256; an upgrade request followed by early data is refused by
 // gorilla). The reader goroutine alone calls Read and the close handler.
 type inFrames struct {
+	skip      int64    // masking key and payload bytes of the current frame still to come
 	hdr       [10]byte // the header being read, without its masking key
 	hn        uint8    // header bytes read
-	skip      int64    // masking key and payload bytes of the current frame still to come
 	closeSeen bool     // the first close frame's header was read
 	closeLen1 bool     // and its payload was 1 byte
 }
