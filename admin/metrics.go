@@ -167,6 +167,7 @@ type statsCollector struct {
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
 	evPendingBytes, evReserved, evSplits                        *prometheus.Desc
+	refusedIn                                                   *prometheus.Desc
 }
 
 func newStatsCollector(src Sources) *statsCollector {
@@ -206,6 +207,9 @@ func newStatsCollector(src Sources) *statsCollector {
 		evPendingBytes: d("events_pending_bytes", "Encoded size of the events not yet acknowledged."),
 		evReserved:     d("events_reserved_closes", "Close events reserved, one per open connection whose open event was accepted; each counts against the events queue bounds."),
 		evSplits:       d("events_batch_splits_total", "Event batches split after failing events-retries times (per connection, then per event)."),
+		refusedIn: d("client_messages_refused_total", "Messages from WebSocket clients not given to the application, by reason: "+
+			"message_rate, byte_rate (over the client rate; the connection closed with 1008, or the message dropped under client-rate-policy=drop), "+
+			"too_big (over max-message-size once inflated: 1009), invalid_utf8 (1007), bad_deflate (compressed data that does not inflate: 1007).", "reason"),
 	}
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -217,7 +221,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
 		c.messagesIn, c.bytesIn, c.bytesOut, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
-		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits} {
+		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn} {
 		ch <- d
 	}
 }
@@ -270,6 +274,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.handshakes, st.Handshakes)
 		counter(c.headersTrimmed, st.HeadersTrimmed)
+		r := st.RefusedTotal()
+		counter(c.refusedIn, r.MessageRate, "message_rate")
+		counter(c.refusedIn, r.ByteRate, "byte_rate")
+		counter(c.refusedIn, r.TooBig, "too_big")
+		counter(c.refusedIn, r.InvalidUTF8, "invalid_utf8")
+		counter(c.refusedIn, r.BadDeflate, "bad_deflate")
 	}
 	if r := c.src.RPC; r != nil {
 		st := r.Stats()

@@ -426,3 +426,53 @@ func TestCertMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestClientMessagesRefusedMetric: a client message over the limits is
+// counted by reason.
+func TestClientMessagesRefusedMetric(t *testing.T) {
+	reg := admin.NewRegistry()
+	m, err := admin.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, bridge.Config{MaxMessageSize: 100, ClientMessageRate: 1e-6, ClientMessageBurst: 1, ClientByteBurst: 100,
+		ClientRatePolicy: bridge.RatePolicyDrop}, admin.Config{Gatherer: reg})
+	if err := m.Watch(admin.Sources{Hub: e.hub}); err != nil {
+		t.Fatal(err)
+	}
+	dial := func() *websocket.Conn {
+		c, _, err := websocket.DefaultDialer.Dial(e.ws+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// One message passes, the next is over the message rate (dropped).
+	a := dial()
+	for _, msg := range []string{"one", "two"} {
+		if err := a.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Over the size limit: closed with 1009.
+	b := dial()
+	if err := b.WriteMessage(websocket.BinaryMessage, make([]byte, 101)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.ReadClose(t, b, wait)
+	for deadline := time.Now().Add(wait); ; time.Sleep(5 * time.Millisecond) {
+		if r := e.hub.Stats().RefusedTotal(); r.MessageRate == 1 && r.TooBig == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("refused %+v", e.hub.Stats().RefusedTotal())
+		}
+	}
+	mf := e.scrape(t)
+	for reason, want := range map[string]float64{"message_rate": 1, "too_big": 1, "byte_rate": 0, "invalid_utf8": 0, "bad_deflate": 0} {
+		if got, ok := value(mf, "wsbridge_client_messages_refused_total", "reason", reason); !ok || got != want {
+			t.Errorf("refused{reason=%s} = %v (present: %v), want %v", reason, got, ok, want)
+		}
+	}
+}

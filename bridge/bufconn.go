@@ -40,6 +40,9 @@ type bufConn struct {
 	buf     *[]byte       // gathered bytes while the writer runs
 	applied time.Time     // the write deadline set on the socket
 	slack   time.Duration // slackFor(WriteTimeout)
+
+	out outFrames // what frames were written (noteClose)
+	in  inFrames  // the reader goroutine's: what frames were read (Read)
 }
 
 // Write gathers p while the writer runs, writing out first when the batch
@@ -47,6 +50,7 @@ type bufConn struct {
 func (b *bufConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.noteClose(p)
 	if b.buf == nil {
 		return b.Conn.Write(p)
 	}

@@ -171,6 +171,27 @@ type Config struct {
 	// largest others are dropped first. Default DefaultMaxKeptHeaderBytes;
 	// at most the 64 KiB a handshake's headers may have.
 	MaxKeptHeaderBytes int
+
+	// Client rate limits (read path): token buckets per connection,
+	// refilled as messages arrive. A message over them is refused as
+	// ClientRatePolicy says.
+
+	// ClientMessageRate is how many messages per second a client may send
+	// on average. Default 100; negative (RateUnlimited): no limit.
+	ClientMessageRate float64
+	// ClientMessageBurst is how many messages a client may send at once
+	// above the rate. Default 1000.
+	ClientMessageBurst int
+	// ClientByteRate is how many message bytes (inflated) per second a
+	// client may send on average. Default 1 MiB; negative (RateUnlimited):
+	// no limit.
+	ClientByteRate int64
+	// ClientByteBurst is how many bytes a client may send at once above
+	// the rate; at least MaxMessageSize. Default the larger of 2 MiB and
+	// MaxMessageSize.
+	ClientByteBurst int64
+	// ClientRatePolicy: RatePolicyClose (the default) or RatePolicyDrop.
+	ClientRatePolicy RatePolicy
 }
 
 // Authorization is the answer of Config.Authorize.
@@ -235,6 +256,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.AcceptRate > 0 && c.AcceptRate <= math.MaxInt32 {
 		config.Default(&c.AcceptBurst, max(1, int(math.Ceil(c.AcceptRate))))
 	}
+	c.readDefaults()
 	return c, c.validate()
 }
 
@@ -271,5 +293,6 @@ func (c Config) validate() error {
 	} {
 		check(d.d > 0, "%s: %s must be positive", d.name, d.d)
 	}
+	c.validateRead(check)
 	return checks.Err()
 }

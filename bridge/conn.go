@@ -7,7 +7,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -54,6 +53,8 @@ type conn struct {
 	info   ConnInfo
 
 	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
+
+	rate rateBucket // the client's rate limits; the reader goroutine only
 
 	mu          sync.Mutex
 	state       connState
@@ -165,6 +166,12 @@ func (c *conn) closeLocked(code int, reason string, flush bool) bool {
 func (c *conn) peerClose(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if code == websocket.CloseNoStatusReceived && c.bc.closeWithOneByte() {
+		// gorilla passes a close frame with a 1-byte payload as an empty
+		// one; it is a protocol error.
+		c.closeLocked(websocket.CloseProtocolError, "invalid close frame payload", false)
+		return
+	}
 	c.peerClosed, c.peerCode, c.peerReason = true, code, reason
 	if c.state != stateOpen {
 		return
@@ -358,7 +365,9 @@ func (c *conn) readLoop() error {
 			_ = c.ws.SetReadDeadline(time.Now().Add(idle))
 		}
 	}
-	c.ws.SetReadLimit(cfg.MaxMessageSize)
+	// gorilla's limit bounds the frames' bytes as they arrive; readMessage
+	// bounds the message once inflated.
+	c.ws.SetReadLimit(wireLimit(cfg))
 	c.ws.SetPongHandler(func(string) error { alive(); return nil })
 	c.ws.SetPingHandler(func(payload string) error {
 		alive()
@@ -369,20 +378,38 @@ func (c *conn) readLoop() error {
 		c.peerClose(code, reason)
 		return nil
 	})
+	limited := cfg.rateLimited()
+	c.rate.fill(cfg)
 	for {
 		alive()
-		mt, data, err := c.ws.ReadMessage()
+		mt, r, err := c.ws.NextReader()
 		if err != nil {
-			return err
+			return c.readFailed(err)
 		}
+		if !c.isOpen() {
+			continue // closing: the next NextReader discards it, until the client's close frame or the close timeout
+		}
+		maxBytes := int64(1<<63 - 1)
+		if limited {
+			var ok bool
+			ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.ConnectedAt))
+			if !ok {
+				c.refuse(refusedMessageRate)
+				continue // unread: the next NextReader discards it
+			}
+		}
+		data, why, err := c.readMessage(mt, r, maxBytes)
 		c.worker.messagesIn.Add(1)
 		c.worker.bytesIn.Add(uint64(len(data)))
-		if !c.isOpen() {
-			continue // closing: discard until the client's close frame or the close timeout
+		if err != nil {
+			return c.readFailed(err)
 		}
-		if mt == websocket.TextMessage && !utf8.Valid(data) {
-			c.close(CloseInvalidPayload, "invalid UTF-8 in text message", false)
+		if why != refusedNone {
+			c.refuse(why)
 			continue
+		}
+		if limited {
+			c.rate.take(cfg, len(data))
 		}
 		c.safely("message", func() {
 			if l := cfg.Listener; l != nil {
@@ -390,6 +417,28 @@ func (c *conn) readLoop() error {
 			}
 		})
 	}
+}
+
+// readFailed ends the read loop on err. Over gorilla's read limit (the
+// frames on the wire) the message is refused as too big: gorilla wrote
+// close 1009 unless the frame's length overflowed, so one is queued too
+// (the writer's fails harmlessly when gorilla's went first).
+func (c *conn) readFailed(err error) error {
+	if errors.Is(err, websocket.ErrReadLimit) {
+		c.refuse(refusedTooBig)
+	}
+	return err
+}
+
+// refuse counts a message that is not given to the Listener and closes the
+// connection, unless the rate policy is to drop it.
+func (c *conn) refuse(why msgRefusal) {
+	c.worker.refused[why].Add(1)
+	if (why == refusedMessageRate || why == refusedByteRate) && c.hub.cfg.ClientRatePolicy == RatePolicyDrop {
+		return
+	}
+	rc := refusalClose[why]
+	c.close(rc.code, rc.reason, false)
 }
 
 // finish ends the connection after its reader stopped: it lets the writer
@@ -424,8 +473,9 @@ func (c *conn) finish(readErr error) {
 	c.mu.Lock()
 	c.state = stateClosed
 	c.clearLocked()
-	ev := c.closeEventLocked(readErr)
+	ev := c.closeEventLocked()
 	c.mu.Unlock()
+	c.hub.log.Debug("connection ended", "fd", c.fd, "code", ev.Code, "by_server", ev.ByServer, "read_err", readErr)
 
 	c.unindex()
 	c.worker.countClose(ev)
@@ -437,14 +487,20 @@ func (c *conn) finish(readErr error) {
 	})
 }
 
-func (c *conn) closeEventLocked(readErr error) CloseEvent {
+// closeEventLocked reports how the connection ended: the client's close
+// when it closed first; else the first close frame written on the socket,
+// which is the bridge's own or the one gorilla wrote when it failed the
+// connection (1002 for a protocol error, 1009 over the read limit); else
+// the close the bridge started without getting its frame out; else 1006.
+func (c *conn) closeEventLocked() CloseEvent {
+	code, reason, sent := c.bc.sentClose()
 	switch {
+	case c.peerClosed && !c.byServer: // our frame, if any, answered it
+		return CloseEvent{Code: c.peerCode, Reason: c.peerReason}
+	case sent:
+		return CloseEvent{Code: code, Reason: reason, ByServer: true}
 	case c.byServer:
 		return CloseEvent{Code: c.closeCode, Reason: c.closeReason, ByServer: true}
-	case c.peerClosed:
-		return CloseEvent{Code: c.peerCode, Reason: c.peerReason}
-	case errors.Is(readErr, websocket.ErrReadLimit):
-		return CloseEvent{Code: websocket.CloseMessageTooBig, Reason: "message too big", ByServer: true}
 	}
 	return CloseEvent{Code: websocket.CloseAbnormalClosure}
 }

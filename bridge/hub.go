@@ -495,6 +495,8 @@ type WorkerStats struct {
 	MessagesIn  uint64 `json:"messages_in"`
 	BytesIn     uint64 `json:"bytes_in"`  // payload bytes of the messages received
 	BytesOut    uint64 `json:"bytes_out"` // payload bytes of the messages written to clients
+	// Refused counts the client messages not given to the Listener.
+	Refused RefusedCounts `json:"refused"`
 }
 
 // Stats returns per-worker counters.
@@ -505,7 +507,7 @@ func (h *Hub) Stats() Stats {
 		ws := WorkerStats{
 			ID: w.id, Connections: w.len(), Opened: w.opened.Load(), Closed: w.closed.Load(),
 			Pushed: w.pushed.Load(), Overflows: w.overflows.Load(), MessagesIn: w.messagesIn.Load(),
-			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(),
+			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(), Refused: w.refusedCounts(),
 		}
 		s.Connections += ws.Connections
 		s.Workers[i] = ws

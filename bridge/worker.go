@@ -22,6 +22,8 @@ type worker struct {
 	bytesIn    atomic.Uint64 // payload bytes of the messages received
 	bytesOut   atomic.Uint64 // payload bytes of the messages written to clients
 
+	refused [numMsgRefusals]atomic.Uint64 // client messages not given to the Listener, by reason
+
 	// closes counts ended connections by who closed first (0 the client,
 	// 1 the bridge) and close code slot (closeSlot).
 	closes [2][numCloseSlots]atomic.Uint64

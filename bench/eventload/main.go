@@ -109,7 +109,8 @@ func run(sink string, batch, clients int, d time.Duration, paced bool) result {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	disp, err := events.New(events.Config{URL: url, Secret: secret, BatchSize: batch, QueuePerFD: 1 << 20, QueueTotal: 1 << 22, QueueBytes: 1 << 30, Overflow: events.OverflowDrop, Logger: quiet})
 	fail(err)
-	hub, err := bridge.New(bridge.Config{Listener: disp, Logger: quiet})
+	// Clients flood on purpose: no client rate limits.
+	hub, err := bridge.New(bridge.Config{Listener: disp, Logger: quiet, ClientMessageRate: bridge.RateUnlimited, ClientByteRate: bridge.RateUnlimited})
 	fail(err)
 	disp.SetCloser(hub)
 	srv := hub.Server()

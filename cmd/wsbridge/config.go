@@ -89,7 +89,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	// Admission limits of the WebSocket port (bridge/admission.go).
 	fs.Var(intRange(&b.MaxConnectionsPerIP, 0, 0, 1<<30), "max-connections-per-ip", "connections per client address (IPv6: per /64), open or being upgraded; past it a handshake gets HTTP 503 (0: no cap)")
 	fs.Var(intRange(&b.MaxHandshakes, bridge.DefaultMaxHandshakes, 1, 1<<30), "max-handshakes", "connections accepted and not yet upgraded; past it a new connection gets HTTP 503 and is closed")
-	fs.Var(rateVar(&b.AcceptRate), "accept-rate", "handshakes admitted per second; past it HTTP 429 with Retry-After (0: no limit)")
+	fs.Var(rateVar(&b.AcceptRate, 0, 0), "accept-rate", "handshakes admitted per second; past it HTTP 429 with Retry-After (0: no limit)")
 	fs.Var(intRange(&b.AcceptBurst, 0, 0, 1<<30), "accept-burst", "burst of accept-rate (0: accept-rate rounded up, at least 1)")
 	fs.Var(prefixListVar(&b.TrustedProxies), "trusted-proxies", "comma-separated proxy networks (CIDR or address) whose X-Forwarded-For / X-Real-IP give the client address; empty: none")
 	fs.Var(sizeVar(&b.MaxKeptHeaderBytes, bridge.DefaultMaxKeptHeaderBytes, 1), "max-kept-header-bytes", "handshake headers kept per connection for events and info; past it the largest less useful headers are dropped (at most 64KiB)")
@@ -101,6 +101,11 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(durVar(&c.RPC.WriteTimeout, rpc.DefaultWriteTimeout), "rpc-write-timeout", "deadline for each RPC reply's write; an RPC client that does not read its replies is disconnected after it")
 	fs.Var(offDurVar(&c.RPC.IdleTimeout), "rpc-idle-timeout", "close an RPC connection whose next request does not arrive within this time (0: never; PHP keeps idle connections open)")
 	fs.Var(sizeVar(&b.ReadBufferSize, bridge.DefaultReadBuffer, 256), "read-buffer-size", "per-connection read buffer, 256..1MiB (held by every idle connection)")
+	fs.Var(rateVar(&b.ClientMessageRate, bridge.DefaultClientMessageRate, bridge.RateUnlimited), "client-message-rate", "messages per second a client may send on average (0: no limit); past it client-rate-policy applies")
+	fs.Var(intRange(&b.ClientMessageBurst, bridge.DefaultClientMessageBurst, 1, 1<<30), "client-message-burst", "messages a client may send at once above client-message-rate")
+	fs.Var(rateSizeVar(&b.ClientByteRate, bridge.DefaultClientByteRate), "client-byte-rate", "message bytes (inflated) per second a client may send on average (0: no limit); past it client-rate-policy applies")
+	fs.Var(size64Var(&b.ClientByteBurst, 0, 0), "client-byte-burst", "message bytes a client may send at once above client-byte-rate, at least max-message-size (0: the larger of 2MiB and max-message-size)")
+	fs.Var(choice((*string)(&b.ClientRatePolicy), string(bridge.RatePolicyClose), string(bridge.RatePolicyClose), string(bridge.RatePolicyDrop)), "client-rate-policy", "a client message over its rate: close (close the client with 1008) or drop (drop the message, counted)")
 	fs.StringVar(&ev.URL, "events-url", "", "URL that receives client events (open, message, close) by POST; empty: events off")
 	fs.StringVar(&ev.Secret, "events-secret", "", "key of the HMAC-SHA256 signature of every events and auth request (prefer the variable: flags show in ps)")
 	fs.StringVar(&ev.AuthURL, "events-auth-url", "", "URL asked by POST to authorize each WebSocket handshake; empty: no authorization")
@@ -167,6 +172,9 @@ func (c config) check() error {
 	}
 	if c.Bridge.QueueBytes < c.Bridge.MaxPushSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -queue-bytes (%s): must be at least -max-push-size (%d)", c.Bridge.QueueBytes, envName("queue-bytes"), c.Bridge.MaxPushSize))
+	}
+	if b := c.Bridge; b.ClientByteRate > 0 && b.ClientByteBurst != 0 && b.ClientByteBurst < b.MaxMessageSize {
+		errs = append(errs, fmt.Errorf("invalid value %d for -client-byte-burst (%s): must be at least -max-message-size (%d), or a message of that size could never pass", b.ClientByteBurst, envName("client-byte-burst"), b.MaxMessageSize))
 	}
 	if c.rpcOn() {
 		if _, _, err := rpc.ParseAddr(c.RPC.Addr); err != nil {
@@ -416,6 +424,53 @@ func formatSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// rateSizeVar is a byte rate: a size, 0 for no limit (bridge.RateUnlimited).
+func rateSizeVar(p *int64, def int64) *sizeValue {
+	*p = def
+	return &sizeValue{
+		set: func(n int64) {
+			*p = n
+			if n == 0 {
+				*p = bridge.RateUnlimited
+			}
+		},
+		get: func() int64 { return max(*p, 0) },
+	}
+}
+
+// rateValue is a rate per second: a number from 0 to MaxInt32, 0 for no
+// limit, stored as off (0, or bridge.RateUnlimited where 0 means the
+// default).
+type rateValue struct {
+	p   *float64
+	off float64
+}
+
+func rateVar(p *float64, def, off float64) *rateValue {
+	*p = def
+	return &rateValue{p, off}
+}
+func (v *rateValue) String() string {
+	if v == nil || v.p == nil || *v.p < 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(*v.p, 'g', -1, 64)
+}
+func (v *rateValue) Set(s string) error {
+	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return errors.New("not a number (per second, like 50 or 0.5; 0: no limit)")
+	}
+	if f < 0 || f > math.MaxInt32 {
+		return fmt.Errorf("out of range 0..%d", math.MaxInt32)
+	}
+	*v.p = f
+	if f == 0 {
+		*v.p = v.off
+	}
+	return nil
+}
+
 type modeValue struct{ p *fs.FileMode }
 
 func modeVar(p *fs.FileMode, def fs.FileMode) *modeValue {
@@ -516,28 +571,6 @@ func (v *listValue) Set(s string) error {
 		}
 	}
 	*v.p = out
-	return nil
-}
-
-// rateValue is a non-negative rate per second (0: off).
-type rateValue struct{ p *float64 }
-
-func rateVar(p *float64) *rateValue { return &rateValue{p} }
-func (v *rateValue) String() string {
-	if v == nil || v.p == nil {
-		return "0"
-	}
-	return strconv.FormatFloat(*v.p, 'g', -1, 64)
-}
-func (v *rateValue) Set(s string) error {
-	f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return errors.New("not a number (per second, like 50 or 0.5)")
-	}
-	if f < 0 || f > math.MaxInt32 {
-		return fmt.Errorf("out of range 0..%d", math.MaxInt32)
-	}
-	*v.p = f
 	return nil
 }
 

@@ -1451,3 +1451,50 @@ func TestRunEvents(t *testing.T) {
 		})
 	}
 }
+
+// The client rate settings: defaults, 0 as no limit, and the byte burst's
+// check against the message size.
+func TestClientRateSettings(t *testing.T) {
+	c := defaultConfig(t)
+	if b := c.Bridge; b.ClientMessageRate != 100 || b.ClientMessageBurst != 1000 || b.ClientByteRate != 1<<20 ||
+		b.ClientByteBurst != 0 || b.ClientRatePolicy != bridge.RatePolicyClose {
+		t.Fatalf("defaults %v %v %v %v %q", b.ClientMessageRate, b.ClientMessageBurst, b.ClientByteRate, b.ClientByteBurst, b.ClientRatePolicy)
+	}
+	c, err := parseConfig([]string{"-client-message-rate", "0.5", "-client-byte-burst", "4MiB"}, envOf(map[string]string{
+		"WSBRIDGE_CLIENT_MESSAGE_BURST": "7", "WSBRIDGE_CLIENT_BYTE_RATE": "64KiB", "WSBRIDGE_CLIENT_RATE_POLICY": "drop",
+	}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Bridge; b.ClientMessageRate != 0.5 || b.ClientMessageBurst != 7 || b.ClientByteRate != 64<<10 ||
+		b.ClientByteBurst != 4<<20 || b.ClientRatePolicy != bridge.RatePolicyDrop {
+		t.Fatalf("parsed %v %v %v %v %q", b.ClientMessageRate, b.ClientMessageBurst, b.ClientByteRate, b.ClientByteBurst, b.ClientRatePolicy)
+	}
+	c, err = parseConfig(nil, envOf(map[string]string{"WSBRIDGE_CLIENT_MESSAGE_RATE": "0", "WSBRIDGE_CLIENT_BYTE_RATE": "0"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := c.Bridge; b.ClientMessageRate != bridge.RateUnlimited || b.ClientByteRate != bridge.RateUnlimited {
+		t.Fatalf("0 gave %v and %v, want RateUnlimited", b.ClientMessageRate, b.ClientByteRate)
+	}
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-client-message-rate", "-1"}, "-client-message-rate"},
+		{[]string{"-client-message-rate", "NaN"}, "-client-message-rate"},
+		{[]string{"-client-message-burst", "0"}, "-client-message-burst"},
+		{[]string{"-client-byte-rate", "fast"}, "-client-byte-rate"},
+		{[]string{"-client-rate-policy", "sometimes"}, "-client-rate-policy"},
+		{[]string{"-client-byte-burst", "512KiB"}, "WSBRIDGE_CLIENT_BYTE_BURST"},
+		{[]string{"-client-byte-burst", "2MiB", "-max-message-size", "4MiB"}, "-client-byte-burst"},
+	} {
+		if _, err := parseConfig(tt.args, noEnv, io.Discard); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("parseConfig(%q) = %v, want an error naming %s", tt.args, err, tt.want)
+		}
+	}
+	// A byte burst under the message size is fine with no byte limit.
+	if _, err := parseConfig([]string{"-client-byte-burst", "1KiB", "-client-byte-rate", "0"}, noEnv, io.Discard); err != nil {
+		t.Errorf("no byte limit, small burst: %v", err)
+	}
+}

@@ -1,0 +1,321 @@
+package bridge
+
+import (
+	"compress/flate"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+
+	"github.com/gorilla/websocket"
+)
+
+// The read path of a connection: a client's message is read in bounded
+// pieces (never more than MaxMessageSize after inflating it), text is
+// validated as it arrives, and the client's rate is checked; the loop
+// itself is conn.readLoop.
+
+// msgRefusal is why a client's message is not given to the Listener.
+type msgRefusal uint8
+
+const (
+	refusedNone        msgRefusal = iota
+	refusedMessageRate            // over ClientMessageRate
+	refusedByteRate               // over ClientByteRate
+	refusedTooBig                 // over MaxMessageSize once inflated
+	refusedInvalidUTF8            // a text message that is not UTF-8
+	refusedBadDeflate             // compressed data that does not inflate
+	numMsgRefusals
+)
+
+// Close codes and reasons of the refusals that close the connection
+// (the rate ones only under RatePolicyClose).
+var refusalClose = [numMsgRefusals]struct {
+	code   int
+	reason string
+}{
+	refusedMessageRate: {websocket.ClosePolicyViolation, "message rate exceeded"},
+	refusedByteRate:    {websocket.ClosePolicyViolation, "byte rate exceeded"},
+	refusedTooBig:      {websocket.CloseMessageTooBig, "message too big"},
+	refusedInvalidUTF8: {CloseInvalidPayload, "invalid UTF-8 in text message"},
+	refusedBadDeflate:  {CloseInvalidPayload, "invalid compressed data"},
+}
+
+// firstReadSize is the buffer a message is first read into; it doubles up
+// to MaxMessageSize as the message proves longer.
+const firstReadSize = 512
+
+// readMessage reads the message r returns, of type mt, into a buffer of at
+// most MaxMessageSize bytes (the inflated size, whatever the compressed one)
+// and at most allowBytes. It validates text as it arrives, so invalid UTF-8
+// refuses the message at the first bad byte, before the message is
+// complete. A refused message is left unread: gorilla's next NextReader
+// discards the rest of it without inflating it. err is a read error: the
+// connection is over.
+func (c *conn) readMessage(mt int, r io.Reader, allowBytes int64) ([]byte, msgRefusal, error) {
+	limit := c.hub.cfg.MaxMessageSize
+	text := mt == websocket.TextMessage
+	var u utf8Stream
+	buf := make([]byte, 0, min(firstReadSize, limit))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) >= limit {
+				why, err := probeEnd(r)
+				if why == refusedNone && err == nil && text && !u.complete() {
+					why = refusedInvalidUTF8
+				}
+				return buf, why, err
+			}
+			nb := make([]byte, len(buf), min(2*int64(cap(buf)), limit))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		if text && n > 0 && !u.write(buf[len(buf):len(buf)+n]) {
+			return buf, refusedInvalidUTF8, nil
+		}
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > allowBytes {
+			return buf, refusedByteRate, nil
+		}
+		switch {
+		case err == io.EOF:
+			if text && !u.complete() {
+				return buf, refusedInvalidUTF8, nil
+			}
+			return buf, refusedNone, nil
+		case isInflateError(err):
+			return buf, refusedBadDeflate, nil
+		case err != nil:
+			return buf, refusedNone, err
+		}
+	}
+}
+
+// probeEnd reads past a message that filled MaxMessageSize: a further byte
+// refuses it as too big; the end of the message accepts it.
+func probeEnd(r io.Reader) (msgRefusal, error) {
+	var one [1]byte
+	for {
+		n, err := r.Read(one[:])
+		switch {
+		case n > 0:
+			return refusedTooBig, nil
+		case err == io.EOF:
+			return refusedNone, nil
+		case isInflateError(err):
+			return refusedBadDeflate, nil
+		case err != nil:
+			return refusedNone, err
+		}
+	}
+}
+
+// isInflateError reports whether err comes from inflating a compressed
+// message (permessage-deflate) whose data is not valid DEFLATE. gorilla
+// passes these through without failing the connection. The uncompressed
+// reader never returns io.ErrUnexpectedEOF itself (a socket that ends
+// mid-frame is a *websocket.CloseError with code 1006); the inflater does
+// when the data ends inside a block.
+func isInflateError(err error) bool {
+	var corrupt flate.CorruptInputError
+	var internal flate.InternalError
+	return errors.As(err, &corrupt) || errors.As(err, &internal) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// wireLimit is gorilla's read limit, which counts the bytes of a message's
+// frames as they arrive (compressed, when they are). Uncompressed it is the
+// message limit itself; with compression it leaves room for DEFLATE's
+// overhead on incompressible data (5 bytes per stored block of up to 64 KiB,
+// and some), so that a message within MaxMessageSize once inflated is not
+// refused for its compressed size. The inflated size is readMessage's to
+// check.
+func wireLimit(cfg *Config) int64 {
+	if !cfg.Compression {
+		return cfg.MaxMessageSize
+	}
+	if cfg.MaxMessageSize > math.MaxInt64/2 {
+		return math.MaxInt64
+	}
+	return cfg.MaxMessageSize + cfg.MaxMessageSize/64 + 1024
+}
+
+// outFrames follows the frames gorilla writes to a connection's socket, so
+// that the close event can report the close frame actually sent: the
+// bridge's own, or the one gorilla writes when it fails a connection
+// itself (1002 on a protocol error, 1009 over the read limit), which
+// gorilla reports only as an error without a code.
+//
+// It relies on how gorilla v1.5.3 writes (conn.go): the first write on the
+// socket is the whole handshake response (Upgrader.Upgrade); after it, every
+// write starts with a complete frame header (WriteControl and prepared
+// messages write whole frames; messageWriter.flushFrame writes the header
+// with the start of the payload, then possibly the rest of the payload as a
+// second write). Counting the payload bytes of each frame therefore finds
+// every frame header, even when a payload looks like a frame.
+type outFrames struct {
+	remaining   int64 // payload bytes of the current frame not yet written
+	closeReason string
+	closeCode   uint16 // of the first close frame written; 0 for none yet
+	upgraded    bool   // the handshake response was written
+	lost        bool   // a write did not start as expected: stop following
+}
+
+// noteClose follows one write of p (under b.mu).
+func (b *bufConn) noteClose(p []byte) {
+	o := &b.out
+	if !o.upgraded {
+		o.upgraded = true
+		return
+	}
+	for len(p) > 0 && !o.lost && o.closeCode == 0 {
+		if o.remaining > 0 {
+			k := min(o.remaining, int64(len(p)))
+			p, o.remaining = p[k:], o.remaining-k
+			continue
+		}
+		if len(p) < 2 {
+			o.lost = true
+			return
+		}
+		h, n := 2, int64(p[1]&0x7f)
+		switch n {
+		case 126:
+			h = 4
+		case 127:
+			h = 10
+		}
+		if len(p) < h {
+			o.lost = true
+			return
+		}
+		switch n {
+		case 126:
+			n = int64(binary.BigEndian.Uint16(p[2:4]))
+		case 127:
+			n = int64(binary.BigEndian.Uint64(p[2:10]) & math.MaxInt64)
+		}
+		if p[0]&0x0f == websocket.CloseMessage {
+			payload := p[h:min(len(p), h+int(min(n, 125)))]
+			o.closeCode = websocket.CloseNoStatusReceived
+			if len(payload) >= 2 {
+				o.closeCode = binary.BigEndian.Uint16(payload)
+				o.closeReason = string(payload[2:])
+			}
+			return
+		}
+		p, o.remaining = p[h:], n
+	}
+}
+
+// sentClose returns the first close frame written on the socket.
+func (b *bufConn) sentClose() (code int, reason string, ok bool) {
+	if b == nil {
+		return 0, "", false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return int(b.out.closeCode), b.out.closeReason, b.out.closeCode != 0
+}
+
+// RefusedCounts counts the messages from clients that were not given to
+// the Listener, by reason. Each refusal but a rate one under
+// RatePolicyDrop also closed its connection (the close code in brackets).
+type RefusedCounts struct {
+	MessageRate uint64 `json:"message_rate"` // over ClientMessageRate (1008 or dropped)
+	ByteRate    uint64 `json:"byte_rate"`    // over ClientByteRate (1008 or dropped)
+	TooBig      uint64 `json:"too_big"`      // over MaxMessageSize, inflated or on the wire (1009)
+	InvalidUTF8 uint64 `json:"invalid_utf8"` // text that is not UTF-8, found as it arrived (1007)
+	BadDeflate  uint64 `json:"bad_deflate"`  // compressed data that does not inflate (1007)
+}
+
+func (w *worker) refusedCounts() RefusedCounts {
+	return RefusedCounts{
+		MessageRate: w.refused[refusedMessageRate].Load(),
+		ByteRate:    w.refused[refusedByteRate].Load(),
+		TooBig:      w.refused[refusedTooBig].Load(),
+		InvalidUTF8: w.refused[refusedInvalidUTF8].Load(),
+		BadDeflate:  w.refused[refusedBadDeflate].Load(),
+	}
+}
+
+// RefusedTotal sums the workers' refusal counts.
+func (s Stats) RefusedTotal() RefusedCounts {
+	var r RefusedCounts
+	for _, w := range s.Workers {
+		r.MessageRate += w.Refused.MessageRate
+		r.ByteRate += w.Refused.ByteRate
+		r.TooBig += w.Refused.TooBig
+		r.InvalidUTF8 += w.Refused.InvalidUTF8
+		r.BadDeflate += w.Refused.BadDeflate
+	}
+	return r
+}
+
+// inFrames follows the headers of the frames the client sends, as gorilla
+// reads them through the bufConn, for what gorilla does not tell: the
+// payload length of the client's first close frame. A close frame with a
+// 1-byte payload is invalid (RFC 6455 section 5.5.1: a body starts with a
+// 2-byte code), but gorilla hands it to the close handler as 1005, like an
+// empty one. Every byte after the handshake goes through Read (gorilla's
+// reader is a bufio.Reader over the bufConn, since ReadBufferSize is at
+// least 256; an upgrade request followed by early data is refused by
+// gorilla). The reader goroutine alone calls Read and the close handler.
+type inFrames struct {
+	skip      int64    // masking key and payload bytes of the current frame still to come
+	hdr       [10]byte // the header being read, without its masking key
+	hn        uint8    // header bytes read
+	closeSeen bool     // the first close frame's header was read
+	closeLen1 bool     // and its payload was 1 byte
+}
+
+// Read reads from the socket and follows the frame headers in what it read.
+func (b *bufConn) Read(p []byte) (int, error) {
+	n, err := b.Conn.Read(p)
+	b.in.follow(p[:n])
+	return n, err
+}
+
+func (f *inFrames) follow(p []byte) {
+	for len(p) > 0 && !f.closeSeen {
+		if f.skip > 0 {
+			k := min(f.skip, int64(len(p)))
+			p, f.skip = p[k:], f.skip-k
+			continue
+		}
+		f.hdr[f.hn] = p[0]
+		f.hn++
+		p = p[1:]
+		if f.hn < 2 {
+			continue
+		}
+		need := uint8(2)
+		switch f.hdr[1] & 0x7f {
+		case 126:
+			need = 4
+		case 127:
+			need = 10
+		}
+		if f.hn < need {
+			continue
+		}
+		n := int64(f.hdr[1] & 0x7f)
+		switch n {
+		case 126:
+			n = int64(binary.BigEndian.Uint16(f.hdr[2:4]))
+		case 127:
+			n = int64(binary.BigEndian.Uint64(f.hdr[2:10]) & (math.MaxInt64 >> 1))
+		}
+		if f.hdr[0]&0x0f == websocket.CloseMessage {
+			f.closeSeen, f.closeLen1 = true, n == 1
+		}
+		if f.hdr[1]&0x80 != 0 {
+			n += 4 // the masking key
+		}
+		f.hn, f.skip = 0, n
+	}
+}
+
+// closeWithOneByte reports whether the client's first close frame had a
+// 1-byte payload (the reader goroutine only).
+func (b *bufConn) closeWithOneByte() bool { return b != nil && b.in.closeLen1 }
