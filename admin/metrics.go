@@ -160,6 +160,7 @@ type statsCollector struct {
 
 	connections, workerConns, opened, closed, pushes, overflows *prometheus.Desc
 	messagesIn, bytesIn, bytesOut                               *prometheus.Desc
+	queuedBytes, budgetOverflows, heldOverflows, fragAborts     *prometheus.Desc
 	rpcConns                                                    *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
@@ -170,23 +171,27 @@ func newStatsCollector(src Sources) *statsCollector {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
 	c := &statsCollector{
-		src:         src,
-		connections: d("connections", "Open WebSocket connections."),
-		workerConns: d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
-		opened:      d("connections_opened_total", "WebSocket connections accepted."),
-		closed:      d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
-		pushes:      d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
-		overflows:   d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
-		messagesIn:  d("messages_received_total", "Messages received from WebSocket clients."),
-		bytesIn:     d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
-		bytesOut:    d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
-		rpcConns:    d("rpc_connections", "Open RPC connections."),
-		evDelivered: d("events_delivered_total", "Events acknowledged by the application."),
-		evRetries:   d("events_retries_total", "Event delivery requests that failed and were retried."),
-		evDropped:   d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
-		evClosed:    d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
-		evPending:   d("events_pending", "Events not yet acknowledged by the application, in flight included."),
-		evInFlight:  d("events_requests_in_flight", "Event delivery requests under way."),
+		src:             src,
+		connections:     d("connections", "Open WebSocket connections."),
+		workerConns:     d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
+		opened:          d("connections_opened_total", "WebSocket connections accepted."),
+		closed:          d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
+		pushes:          d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
+		overflows:       d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
+		queuedBytes:     d("send_queue_bytes", "Payload bytes queued for all WebSocket clients (a broadcast counts once), bounded by max-queued-bytes."),
+		budgetOverflows: d("send_queue_budget_overflows_total", "Overflows of max-queued-bytes, by action: refused (a push refused; also in send_queue_overflows_total) or closed (a connection with one of the largest queues closed with 1008, close policy).", "action"),
+		heldOverflows:   d("send_queue_held_overflows_total", "Broadcasts refused because those held behind an open fragmented message were at the queue's bounds (also in send_queue_overflows_total)."),
+		fragAborts:      d("fragment_aborts_total", "Fragmented messages aborted with close 1011, by reason: timeout (no push within fragment-timeout) or too_large (past max-push-size).", "reason"),
+		messagesIn:      d("messages_received_total", "Messages received from WebSocket clients."),
+		bytesIn:         d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
+		bytesOut:        d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
+		rpcConns:        d("rpc_connections", "Open RPC connections."),
+		evDelivered:     d("events_delivered_total", "Events acknowledged by the application."),
+		evRetries:       d("events_retries_total", "Event delivery requests that failed and were retried."),
+		evDropped:       d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, shutdown).", "reason"),
+		evClosed:        d("events_overflow_closes_total", "Connections closed because their events overflowed (events-overflow=close)."),
+		evPending:       d("events_pending", "Events not yet acknowledged by the application, in flight included."),
+		evInFlight:      d("events_requests_in_flight", "Event delivery requests under way."),
 	}
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -196,7 +201,7 @@ func newStatsCollector(src Sources) *statsCollector {
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
-		c.messagesIn, c.bytesIn, c.bytesOut, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
+		c.messagesIn, c.bytesIn, c.bytesOut, c.queuedBytes, c.budgetOverflows, c.heldOverflows, c.fragAborts, c.rpcConns, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
 		c.evPending, c.evInFlight} {
 		ch <- d
 	}
@@ -211,7 +216,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if h := c.src.Hub; h != nil {
 		st := h.Stats()
-		var opened, pushed, overflows, in, bytesIn, bytesOut uint64
+		var opened, pushed, overflows, in, bytesIn, bytesOut, held, fragTimeouts, fragTooLarge uint64
 		for _, w := range st.Workers {
 			gauge(c.workerConns, w.Connections, strconv.Itoa(w.ID))
 			opened += w.Opened
@@ -220,6 +225,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			in += w.MessagesIn
 			bytesIn += w.BytesIn
 			bytesOut += w.BytesOut
+			held += w.HeldOverflows
+			fragTimeouts += w.FragmentTimeouts
+			fragTooLarge += w.FragmentTooLarge
 		}
 		gauge(c.connections, st.Connections)
 		counter(c.opened, opened)
@@ -237,6 +245,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.messagesIn, in)
 		counter(c.bytesIn, bytesIn)
 		counter(c.bytesOut, bytesOut)
+		gauge(c.queuedBytes, int(st.QueuedBytes))
+		counter(c.budgetOverflows, st.BudgetRefused, "refused")
+		counter(c.budgetOverflows, st.BudgetCloses, "closed")
+		counter(c.heldOverflows, held)
+		counter(c.fragAborts, fragTimeouts, "timeout")
+		counter(c.fragAborts, fragTooLarge, "too_large")
 	}
 	if r := c.src.RPC; r != nil {
 		gauge(c.rpcConns, r.Connections())

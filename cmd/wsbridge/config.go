@@ -73,6 +73,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(listVar(&b.AllowedOrigins), "allowed-origins", "comma-separated Origin patterns allowed to connect, '*' wildcards (empty: same host only)")
 	fs.BoolVar(&b.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
 	fs.Var(listVar(&b.Subprotocols), "subprotocols", "comma-separated WebSocket subprotocols the server accepts")
+	fs.Var(size64Var(&b.MaxQueuedBytes, bridge.DefaultMaxQueuedBytes, 1), "max-queued-bytes", "bytes queued for all clients together (at least queue-bytes); near it the overflow policy applies to the largest queues first")
+	fs.Var(durVar(&b.FragmentTimeout, bridge.DefaultFragmentTimeout), "fragment-timeout", "a fragmented message (finish=false) with no push for this long is aborted: the client is closed with 1011")
 	fs.Var(intRange(&b.MaxGroupsPerConn, bridge.DefaultMaxGroups, 1, 1<<20), "max-groups-per-connection", "how many groups one connection may join")
 	fs.StringVar(&c.RPC.Addr, "rpc-addr", rpc.DefaultAddr, "goridge RPC listen address: tcp://host:port or unix:///path.sock (off: no RPC)")
 	fs.Var(modeVar(&c.RPC.SocketMode, rpc.DefaultSocketMode), "rpc-socket-mode", "file mode of the RPC unix socket (octal)")
@@ -139,6 +141,9 @@ func (c config) check() error {
 	}
 	if c.Bridge.QueueBytes < c.Bridge.MaxPushSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -queue-bytes (%s): must be at least -max-push-size (%d)", c.Bridge.QueueBytes, envName("queue-bytes"), c.Bridge.MaxPushSize))
+	}
+	if c.Bridge.MaxQueuedBytes < int64(c.Bridge.QueueBytes) {
+		errs = append(errs, fmt.Errorf("invalid value %d for -max-queued-bytes (%s): must be at least -queue-bytes (%d)", c.Bridge.MaxQueuedBytes, envName("max-queued-bytes"), c.Bridge.QueueBytes))
 	}
 	if c.rpcOn() {
 		if _, _, err := rpc.ParseAddr(c.RPC.Addr); err != nil {
