@@ -334,3 +334,102 @@ func TestQueuedBytesBudgetRefusesLargestQueues(t *testing.T) {
 		t.Fatalf("budget refusals %d (want some), closes %d (want 0)", st.BudgetRefused, st.BudgetCloses)
 	}
 }
+
+// FuzzQueues drives a sequence of pushes, fragments, broadcasts, group
+// pushes and disconnects at two live connections, one that reads and one
+// that does not, under both overflow policies and tight bounds (queue,
+// held list, message, budget). Every call returns nil or a documented
+// error; once both connections have ended, the Hub's queued bytes are back
+// to 0 (nothing charged is lost or given back twice).
+//
+// Each op is two bytes: the first picks the action (low 3 bits) and the
+// connection (bit 3); the second is the payload size.
+func FuzzQueues(f *testing.F) {
+	f.Add(false, []byte{1, 10, 3, 20, 3, 20, 2, 5})                             // fragment, broadcasts held, finish
+	f.Add(true, []byte{1, 200, 1, 200, 2, 1})                                   // a message past MaxPushSize
+	f.Add(false, []byte{9, 200, 9, 200, 9, 200, 9, 200, 3, 100, 3, 100, 10, 1}) // the stalled one's message over the queue
+	f.Add(true, []byte{8, 250, 8, 250, 8, 250, 8, 250, 8, 250, 0, 250, 0, 250}) // budget reached, close
+	f.Add(false, []byte{8, 250, 8, 250, 8, 250, 8, 250, 8, 250, 0, 250, 0, 250})
+	f.Add(true, []byte{1, 5, 4, 0, 7, 9, 5, 0, 2, 5})        // ping and group push mid-message, then a disconnect
+	f.Add(false, []byte{1, 1, 3, 1, 3, 1, 3, 1, 3, 1, 3, 1}) // held list full
+	hubs := map[bool]*testHub{}
+	for _, drop := range []bool{false, true} {
+		policy := bridge.OverflowClose
+		if drop {
+			policy = bridge.OverflowDrop
+		}
+		hubs[drop] = startStalledHub(f, bridge.Config{MaxPushSize: 256, QueueBytes: 1024, QueueSize: 4,
+			MaxQueuedBytes: 2048, Overflow: policy, Workers: 2})
+	}
+	known := []error{bridge.ErrUnknownFD, bridge.ErrTooLarge, bridge.ErrInvalidOpcode, bridge.ErrQueueFull,
+		bridge.ErrInvalidUTF8, bridge.ErrInvalidCloseCode}
+	n := 0
+	f.Fuzz(func(t *testing.T, drop bool, ops []byte) {
+		th := hubs[drop]
+		n++
+		reader, readerFD := th.dial(t, fmt.Sprint("r", n))
+		stalled, stalledFD := th.dialWith(t, stalledDialer, fmt.Sprint("s", n))
+		done := make(chan struct{})
+		go func() { // reads until the connection ends
+			defer close(done)
+			for {
+				if _, _, err := reader.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		group := fmt.Sprint("g", n)
+		for _, fd := range []int64{readerFD, stalledFD} {
+			if err := th.Join(fd, group); err != nil {
+				t.Fatal(err)
+			}
+		}
+		check := func(what string, err error) {
+			if err == nil {
+				return
+			}
+			for _, k := range known {
+				if errors.Is(err, k) {
+					return
+				}
+			}
+			t.Fatalf("%s: undocumented error %v", what, err)
+		}
+		for i := 0; i+1 < len(ops) && i < 200; i += 2 {
+			fd := readerFD
+			if ops[i]&8 != 0 {
+				fd = stalledFD
+			}
+			data := make([]byte, ops[i+1])
+			switch ops[i] & 7 {
+			case 0:
+				check("push", th.Push(fd, data, bridge.OpBinary, true))
+			case 1:
+				check("fragment", th.Push(fd, data, bridge.OpBinary, false))
+			case 2:
+				check("finish", th.Push(fd, data, bridge.OpContinuation, true))
+			case 3:
+				_, err := th.Broadcast(data, bridge.OpBinary, nil)
+				check("broadcast", err)
+			case 4:
+				check("ping", th.Push(fd, data[:min(len(data), 125)], bridge.OpPing, true))
+			case 5:
+				check("disconnect", th.Disconnect(fd, 4000, ""))
+			case 6:
+				check("many", func() error { _, err := th.PushMany([]int64{readerFD, stalledFD}, data, bridge.OpBinary); return err }())
+			case 7:
+				_, err := th.PushGroup(group, data, bridge.OpBinary, nil)
+				check("group", err)
+			}
+			if q := th.Stats().QueuedBytes; q < 0 || q > 2048 {
+				t.Fatalf("queued bytes %d, outside 0..2048", q)
+			}
+		}
+		reader.Close()
+		stalled.Close()
+		<-done
+		th.rec.closeOf(t, readerFD)
+		th.rec.closeOf(t, stalledFD)
+		waitStats(t, th.Hub, "queued bytes back to 0", func(s bridge.Stats) bool { return s.QueuedBytes == 0 })
+	})
+}
