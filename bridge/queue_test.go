@@ -335,6 +335,110 @@ func TestQueuedBytesBudgetRefusesLargestQueues(t *testing.T) {
 	}
 }
 
+// The global budget with many clients that do not read: ten stalled
+// clients hold backlogs of 64 KiB × 1..10, then every round pushes 16 KiB to
+// each of them until the budget bites. The total never passes the budget,
+// and the policy always takes the largest queues first: under close, the
+// closed clients are always the ones with the largest backlogs (1008,
+// counted); under drop, the refused pushes of a round are always those to
+// the largest backlogs (counted) and nobody is closed.
+func TestQueuedBytesBudgetTakesLargestQueuesFirst(t *testing.T) {
+	const budget, clients, unit = 4 << 20, 10, 16 << 10
+	for _, policy := range []bridge.OverflowPolicy{bridge.OverflowClose, bridge.OverflowDrop} {
+		t.Run(string(policy), func(t *testing.T) {
+			th := startStalledHub(t, bridge.Config{MaxQueuedBytes: budget, QueueBytes: budget, MaxPushSize: unit,
+				QueueSize: 1 << 16, WriteTimeout: time.Hour, Overflow: policy})
+			conns := make([]*websocket.Conn, clients)
+			fds := make([]int64, clients)
+			for i := range clients {
+				conns[i], fds[i] = th.dialWith(t, stalledDialer, fmt.Sprint(i))
+			}
+			msg := make([]byte, unit)
+			within := func() {
+				t.Helper()
+				if q := th.Stats().QueuedBytes; q > budget {
+					t.Fatalf("queued bytes %d, over the budget %d", q, budget)
+				}
+			}
+			for i, fd := range fds {
+				for range 4 * (i + 1) {
+					if err := th.Push(fd, msg, bridge.OpBinary, true); err != nil {
+						t.Fatalf("filling client %d: %v", i, err)
+					}
+					within()
+				}
+			}
+			// closedSuffix fails unless the closed clients are the k largest.
+			closedSuffix := func() int {
+				t.Helper()
+				k := 0
+				for i := clients - 1; i >= 0 && !th.Check(fds[i]); i-- {
+					k++
+				}
+				for i := range clients - k {
+					if !th.Check(fds[i]) {
+						t.Fatalf("client %d closed while a larger backlog (client %d) is open", i, clients-k-1)
+					}
+				}
+				return k
+			}
+			refusedRounds := 0
+			for round := 0; ; round++ {
+				if round == 100 {
+					t.Fatal("the budget never applied")
+				}
+				firstRefused := -1
+				for i, fd := range fds {
+					err := th.Push(fd, msg, bridge.OpBinary, true)
+					within()
+					switch {
+					case err == nil:
+						if firstRefused >= 0 {
+							t.Fatalf("round %d: client %d accepted after client %d (a smaller backlog) was refused", round, i, firstRefused)
+						}
+					case errors.Is(err, bridge.ErrQueueFull) || errors.Is(err, bridge.ErrUnknownFD):
+						if policy == bridge.OverflowDrop && firstRefused < 0 {
+							firstRefused = i
+						}
+					default:
+						t.Fatal(err)
+					}
+					if policy == bridge.OverflowClose {
+						closedSuffix()
+					}
+				}
+				if firstRefused >= 0 {
+					refusedRounds++
+				}
+				if policy == bridge.OverflowClose && closedSuffix() >= 3 || refusedRounds == 3 {
+					break
+				}
+			}
+			st := th.Stats()
+			switch policy {
+			case bridge.OverflowClose:
+				k := closedSuffix()
+				if st.BudgetCloses != uint64(k) {
+					t.Fatalf("budget closes counted: %d, want %d", st.BudgetCloses, k)
+				}
+				for i := clients - k; i < clients; i++ {
+					conns[i].Close()
+					if ev := th.rec.closeOf(t, fds[i]); ev.Code != bridge.CloseSlowConsumer || !ev.ByServer {
+						t.Fatalf("client %d: close event %+v, want 1008 by the server", i, ev)
+					}
+				}
+			case bridge.OverflowDrop:
+				if st.BudgetRefused == 0 || st.BudgetCloses != 0 {
+					t.Fatalf("budget refusals %d (want some), closes %d (want 0)", st.BudgetRefused, st.BudgetCloses)
+				}
+				if closedSuffix() != 0 {
+					t.Fatal("drop policy: a client was closed")
+				}
+			}
+		})
+	}
+}
+
 // FuzzQueues drives a sequence of pushes, fragments, broadcasts, group
 // pushes and disconnects at two live connections, one that reads and one
 // that does not, under both overflow policies and tight bounds (queue,
