@@ -6,7 +6,15 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 )
+
+// sweepPause: after a sweep that could not make room (what is left is
+// being written by the writers of closed connections, or belongs to
+// connections already closing), pushes are refused without another sweep
+// for this long, so a Hub stuck at its budget does not scan and sort every
+// connection on every push.
+const sweepPause = 10 * time.Millisecond
 
 // errOverBudget: a push does not fit in the Hub's budget of queued bytes.
 // enqueue turns it into ErrQueueFull after the overflow policy applied.
@@ -26,7 +34,8 @@ type budget struct {
 	refused atomic.Uint64 // pushes refused by the budget
 	closed  atomic.Uint64 // connections closed by a sweep
 
-	sweepMu sync.Mutex // one sweep at a time
+	sweepMu  sync.Mutex   // one sweep at a time
+	noRoomAt atomic.Int64 // unix nanoseconds: the last sweep ended without room; 0 otherwise
 }
 
 func newBudget(cfg *Config) budget {
@@ -105,6 +114,9 @@ func (h *Hub) uncharge(it *item) {
 // when that write ends.
 func (h *Hub) sweep(need int64) {
 	b := &h.budget
+	if t := b.noRoomAt.Load(); t != 0 && time.Now().UnixNano()-t < int64(sweepPause) {
+		return
+	}
 	b.sweepMu.Lock()
 	defer b.sweepMu.Unlock()
 	if b.queued.Load()+need <= b.max {
@@ -128,10 +140,16 @@ func (h *Hub) sweep(need int64) {
 	slices.SortFunc(queues, func(a, b queue) int { return cmp.Compare(b.size, a.size) })
 	for _, q := range queues {
 		if b.queued.Load()+need <= b.max {
+			b.noRoomAt.Store(0)
 			return
 		}
 		if q.c.closeOverBudget(q.size) {
 			b.closed.Add(1)
 		}
+	}
+	if b.queued.Load()+need <= b.max {
+		b.noRoomAt.Store(0)
+	} else {
+		b.noRoomAt.Store(time.Now().UnixNano())
 	}
 }
