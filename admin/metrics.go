@@ -164,6 +164,7 @@ type statsCollector struct {
 	rpcConns, rpcInFlight, rpcRefusedConns, rpcRefusedFrames    *prometheus.Desc
 	rpcInFlightWaits, rpcTimeouts                               *prometheus.Desc
 	refused, handshakes, headersTrimmed                         *prometheus.Desc
+	queuedBytes, budgetOverflows, heldOverflows, fragAborts     *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
 	evPendingBytes, evReserved, evSplits                        *prometheus.Desc
@@ -175,21 +176,25 @@ func newStatsCollector(src Sources) *statsCollector {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
 	c := &statsCollector{
-		src:            src,
-		connections:    d("connections", "Open WebSocket connections."),
-		workerConns:    d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
-		opened:         d("connections_opened_total", "WebSocket connections accepted."),
-		closed:         d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
-		pushes:         d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
-		overflows:      d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
-		messagesIn:     d("messages_received_total", "Messages received from WebSocket clients."),
-		bytesIn:        d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
-		bytesOut:       d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
-		refused:        d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error).", "reason"),
-		handshakes:     d("handshakes_in_progress", "Connections accepted on the WebSocket port and not yet upgraded."),
-		headersTrimmed: d("handshake_headers_trimmed_total", "Connections whose kept handshake headers were cut down to max-kept-header-bytes."),
-		rpcConns:       d("rpc_connections", "Open RPC connections."),
-		rpcInFlight:    d("rpc_calls_in_flight", "RPC calls read and not yet answered (at most rpc-max-inflight per connection)."),
+		src:             src,
+		connections:     d("connections", "Open WebSocket connections."),
+		workerConns:     d("worker_connections", "Open WebSocket connections per worker partition.", "worker"),
+		opened:          d("connections_opened_total", "WebSocket connections accepted."),
+		closed:          d("connections_closed_total", "WebSocket connections ended, by close code (1006: no close frame; application codes counted by range) and by who closed first (client or server).", "code", "by"),
+		pushes:          d("pushes_total", "Messages pushed to one connection each (a broadcast counts once per connection), by result: queued, queue_full (refused by the overflow policy), not_open.", "result"),
+		overflows:       d("send_queue_overflows_total", "Pushes refused by a full send queue, by the overflow policy that applied (close: the connection was closed with 1008; drop: the push was dropped).", "policy"),
+		queuedBytes:     d("send_queue_bytes", "Payload bytes queued for all WebSocket clients (a broadcast counts once), bounded by max-queued-bytes."),
+		budgetOverflows: d("send_queue_budget_overflows_total", "Overflows of max-queued-bytes, by action: refused (a push refused; also in send_queue_overflows_total) or closed (a connection with one of the largest queues closed with 1008, close policy).", "action"),
+		heldOverflows:   d("send_queue_held_overflows_total", "Broadcasts refused because those held behind an open fragmented message were at the queue's bounds (also in send_queue_overflows_total)."),
+		fragAborts:      d("fragment_aborts_total", "Fragmented messages aborted with close 1011, by reason: timeout (no push within fragment-timeout) or too_large (past max-push-size).", "reason"),
+		messagesIn:      d("messages_received_total", "Messages received from WebSocket clients."),
+		bytesIn:         d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients."),
+		bytesOut:        d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
+		refused:         d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error).", "reason"),
+		handshakes:      d("handshakes_in_progress", "Connections accepted on the WebSocket port and not yet upgraded."),
+		headersTrimmed:  d("handshake_headers_trimmed_total", "Connections whose kept handshake headers were cut down to max-kept-header-bytes."),
+		rpcConns:        d("rpc_connections", "Open RPC connections."),
+		rpcInFlight:     d("rpc_calls_in_flight", "RPC calls read and not yet answered (at most rpc-max-inflight per connection)."),
 		rpcRefusedConns: d("rpc_connections_refused_total",
 			"RPC connections closed at once because rpc-max-connections were open."),
 		rpcRefusedFrames: d("rpc_frames_refused_total",
@@ -219,7 +224,7 @@ func newStatsCollector(src Sources) *statsCollector {
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
-		c.messagesIn, c.bytesIn, c.bytesOut, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
+		c.messagesIn, c.bytesIn, c.bytesOut, c.queuedBytes, c.budgetOverflows, c.heldOverflows, c.fragAborts, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
 		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn} {
 		ch <- d
@@ -235,7 +240,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if h := c.src.Hub; h != nil {
 		st := h.Stats()
-		var opened, pushed, overflows, in, bytesIn, bytesOut uint64
+		var opened, pushed, overflows, in, bytesIn, bytesOut, held, fragTimeouts, fragTooLarge uint64
 		for _, w := range st.Workers {
 			gauge(c.workerConns, w.Connections, strconv.Itoa(w.ID))
 			opened += w.Opened
@@ -244,6 +249,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			in += w.MessagesIn
 			bytesIn += w.BytesIn
 			bytesOut += w.BytesOut
+			held += w.HeldOverflows
+			fragTimeouts += w.FragmentTimeouts
+			fragTooLarge += w.FragmentTooLarge
 		}
 		gauge(c.connections, st.Connections)
 		counter(c.opened, opened)
@@ -280,6 +288,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.refusedIn, r.TooBig, "too_big")
 		counter(c.refusedIn, r.InvalidUTF8, "invalid_utf8")
 		counter(c.refusedIn, r.BadDeflate, "bad_deflate")
+		gauge(c.queuedBytes, int(st.QueuedBytes))
+		counter(c.budgetOverflows, st.BudgetRefused, "refused")
+		counter(c.budgetOverflows, st.BudgetCloses, "closed")
+		counter(c.heldOverflows, held)
+		counter(c.fragAborts, fragTimeouts, "timeout")
+		counter(c.fragAborts, fragTooLarge, "too_large")
 	}
 	if r := c.src.RPC; r != nil {
 		st := r.Stats()

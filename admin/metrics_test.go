@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -287,6 +288,12 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"wsbridge_messages_received_total", nil, 2},
 		{"wsbridge_received_bytes_total", nil, 7},
 		{"wsbridge_sent_bytes_total", nil, 3 + 2*3 + 5},
+		{"wsbridge_send_queue_bytes", nil, 0},
+		{"wsbridge_send_queue_budget_overflows_total", []string{"action", "refused"}, 0},
+		{"wsbridge_send_queue_budget_overflows_total", []string{"action", "closed"}, 0},
+		{"wsbridge_send_queue_held_overflows_total", nil, 0},
+		{"wsbridge_fragment_aborts_total", []string{"reason", "timeout"}, 0},
+		{"wsbridge_fragment_aborts_total", []string{"reason", "too_large"}, 0},
 		{"wsbridge_rpc_connections", nil, 2},
 		{"wsbridge_rpc_calls_in_flight", nil, 0},
 		{"wsbridge_rpc_connections_refused_total", nil, 0},
@@ -473,6 +480,103 @@ func TestClientMessagesRefusedMetric(t *testing.T) {
 	for reason, want := range map[string]float64{"message_rate": 1, "too_big": 1, "byte_rate": 0, "invalid_utf8": 0, "bad_deflate": 0} {
 		if got, ok := value(mf, "wsbridge_client_messages_refused_total", "reason", reason); !ok || got != want {
 			t.Errorf("refused{reason=%s} = %v (present: %v), want %v", reason, got, ok, want)
+		}
+	}
+}
+
+// TestMetricsQueuesAndFragments: held broadcasts refused behind an open
+// fragmented message, fragmented messages aborted (too large, idle), pushes
+// refused by the budget of queued bytes: each shows in the scrape as the
+// hub counted it.
+func TestMetricsQueuesAndFragments(t *testing.T) {
+	reg := admin.NewRegistry()
+	m, err := admin.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// drop policy; the budget equals the queue's bound, so a push of more
+	// than three quarters of it is refused by the budget alone.
+	e := newEnv(t, bridge.Config{Overflow: bridge.OverflowDrop, QueueSize: 2, QueueBytes: 100, MaxPushSize: 100,
+		MaxQueuedBytes: 100, FragmentTimeout: time.Second}, admin.Config{Gatherer: reg})
+	if err := m.Watch(admin.Sources{Hub: e.hub}); err != nil {
+		t.Fatal(err)
+	}
+	a, fdA := e.dial(t, "a")
+	if err := e.hub.Push(fdA, []byte("he"), bridge.OpText, false); err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for range 3 {
+		n, err := e.hub.Broadcast([]byte("b"), bridge.OpText, []int64{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		held += n
+	}
+	if err := e.hub.Push(fdA, []byte("llo"), bridge.OpContinuation, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"hello", "b", "b"} {
+		a.SetReadDeadline(time.Now().Add(wait))
+		if _, data, err := a.ReadMessage(); err != nil || string(data) != want {
+			t.Fatalf("read %q, %v; want %q", data, err, want)
+		}
+	}
+	if held != 2 {
+		t.Fatalf("%d broadcasts held, want 2", held)
+	}
+	if err := e.hub.Push(fdA, make([]byte, 90), bridge.OpBinary, true); !errors.Is(err, bridge.ErrQueueFull) {
+		t.Fatalf("a push past the budget's room: %v, want ErrQueueFull", err)
+	}
+	b, fdB := e.dial(t, "b")
+	if err := e.hub.Push(fdB, make([]byte, 60), bridge.OpBinary, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.hub.Push(fdB, make([]byte, 60), bridge.OpContinuation, true); !errors.Is(err, bridge.ErrTooLarge) {
+		t.Fatalf("a fragmented message past max push size: %v, want ErrTooLarge", err)
+	}
+	testutil.ReadClose(t, b, wait)
+	c, fdC := e.dial(t, "c")
+	if err := e.hub.Push(fdC, []byte("x"), bridge.OpBinary, false); err != nil {
+		t.Fatal(err)
+	}
+	testutil.ReadClose(t, c, wait) // aborted after the fragment timeout
+	// Wait until both aborted connections have ended and every queue is
+	// empty.
+	aborted := func(st bridge.Stats) bool {
+		for _, cl := range st.Closes {
+			if cl.Code == "1011" && cl.ByServer && cl.Count == 2 {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(wait)
+	for st := e.hub.Stats(); st.QueuedBytes != 0 || !aborted(st); st = e.hub.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("stats never settled: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	mf := e.scrape(t)
+	for _, tt := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"wsbridge_send_queue_bytes", nil, 0},
+		{"wsbridge_send_queue_held_overflows_total", nil, 1},
+		{"wsbridge_send_queue_budget_overflows_total", []string{"action", "refused"}, 1},
+		{"wsbridge_send_queue_budget_overflows_total", []string{"action", "closed"}, 0},
+		{"wsbridge_send_queue_overflows_total", []string{"policy", "drop"}, 2},
+		{"wsbridge_fragment_aborts_total", []string{"reason", "too_large"}, 1},
+		{"wsbridge_fragment_aborts_total", []string{"reason", "timeout"}, 1},
+		{"wsbridge_connections_closed_total", []string{"code", "1011", "by", "server"}, 2},
+	} {
+		got, ok := value(mf, tt.name, tt.labels...)
+		if !ok || got != tt.want {
+			t.Errorf("%s%v = %v (present: %v), want %v; %s", tt.name, tt.labels, got, ok, tt.want, series(mf, tt.name))
 		}
 	}
 }

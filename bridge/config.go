@@ -192,6 +192,22 @@ type Config struct {
 	ClientByteBurst int64
 	// ClientRatePolicy: RatePolicyClose (the default) or RatePolicyDrop.
 	ClientRatePolicy RatePolicy
+
+	// Send queues across connections and open fragmented messages.
+
+	// MaxQueuedBytes bounds the bytes queued for all connections together
+	// (a broadcast's payload counts once, however many queues hold it).
+	// From three quarters of it, under OverflowDrop, the room each queue
+	// may still fill shrinks from QueueBytes to nothing, so the largest
+	// queues are refused first; at the bound, OverflowClose closes the
+	// connections with the largest queues (1008) until the push fits, and
+	// OverflowDrop refuses every push that would pass it. Default 1 GiB; it
+	// must be at least QueueBytes.
+	MaxQueuedBytes int64
+	// FragmentTimeout: a fragmented message (a push with finish=false)
+	// that receives no push for this long is aborted: the connection is
+	// closed with 1011. Default 30s.
+	FragmentTimeout time.Duration
 }
 
 // Authorization is the answer of Config.Authorize.
@@ -226,7 +242,9 @@ const (
 	// connections' headers to 80 MiB instead of 640.
 	DefaultMaxKeptHeaderBytes = 8 << 10
 	// MaxHeaderBytes bounds a handshake's request headers (431 past it).
-	MaxHeaderBytes = maxHeaderBytes
+	MaxHeaderBytes         = maxHeaderBytes
+	DefaultMaxQueuedBytes  = 1 << 30
+	DefaultFragmentTimeout = 30 * time.Second
 	// MaxBufferSize bounds FragmentSize and ReadBufferSize: each is a
 	// buffer per connection (the write buffer while a write is under way).
 	MaxBufferSize = 1 << 20
@@ -257,6 +275,8 @@ func (c Config) withDefaults() (Config, error) {
 		config.Default(&c.AcceptBurst, max(1, int(math.Ceil(c.AcceptRate))))
 	}
 	c.readDefaults()
+	config.Default(&c.MaxQueuedBytes, DefaultMaxQueuedBytes)
+	config.Default(&c.FragmentTimeout, DefaultFragmentTimeout)
 	return c, c.validate()
 }
 
@@ -270,6 +290,7 @@ func (c Config) validate() error {
 	check(c.QueueSize > 0, "queue size: %d must be positive", c.QueueSize)
 	check(c.MaxPushSize > 0, "max push size: %d must be positive", c.MaxPushSize)
 	check(c.QueueBytes >= c.MaxPushSize, "queue bytes: %d must be at least max push size %d", c.QueueBytes, c.MaxPushSize)
+	check(c.MaxQueuedBytes >= int64(c.QueueBytes), "max queued bytes: %d must be at least queue bytes %d", c.MaxQueuedBytes, c.QueueBytes)
 	check(c.MaxGroupsPerConn > 0, "max groups per connection: %d must be positive", c.MaxGroupsPerConn)
 	check(c.MaxMessageSize > 0, "max message size: %d must be positive", c.MaxMessageSize)
 	check(c.FragmentSize >= 0, "fragment size: %d must not be negative", c.FragmentSize)
@@ -290,6 +311,7 @@ func (c Config) validate() error {
 	}{
 		{"write timeout", c.WriteTimeout}, {"ping interval", c.PingInterval}, {"pong timeout", c.PongTimeout},
 		{"handshake timeout", c.HandshakeTimeout}, {"close timeout", c.CloseTimeout},
+		{"fragment timeout", c.FragmentTimeout},
 	} {
 		check(d.d > 0, "%s: %s must be positive", d.name, d.d)
 	}

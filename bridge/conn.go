@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -37,7 +38,9 @@ type item struct {
 	code      int
 	data      []byte
 	pm        *websocket.PreparedMessage
-	size      int // bytes counted against Config.QueueBytes
+	ref       *sharedPayload // a broadcast's payload: charged to the budget once for all queues
+	size      int            // payload bytes, counted against the queue's bounds and the budget
+	cont      bool           // continues an open fragmented message: bounded by the message, not the queue
 }
 
 // conn is one WebSocket connection. Its reader goroutine (run) owns the
@@ -55,14 +58,25 @@ type conn struct {
 	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
 
 	rate rateBucket // the client's rate limits; the reader goroutine only
+	// fragAt is when the open fragmented message last got a push (unix
+	// nanoseconds), 0 when none is open: the worker's keepalive tick reads
+	// it to abort an idle one, so an idle fragment costs no timer.
+	fragAt atomic.Int64
+	// size is what this connection holds against the budget: its queue,
+	// its held broadcasts and the item its writer is writing. Written under
+	// mu (the writer subtracts what it wrote), read by a sweep without it.
+	size atomic.Int64
 
 	mu          sync.Mutex
 	state       connState
 	q           []item // FIFO: q[head:] are waiting
 	head        int
-	held        []item // broadcasts waiting for an open fragmented message to finish
-	queuedBytes int
+	queuedBytes int           // payload bytes of q[head:]
+	held        []item        // broadcasts waiting for an open fragmented message to finish
+	heldBytes   int           // payload bytes of held
 	fragmenting bool          // a push with finish=false is queued and not yet finished
+	fragBytes   int           // bytes pushed into the open fragmented message so far
+	fragQueued  int           // continuation items in q (item.cont)
 	writing     bool          // a writer goroutine is running
 	drained     chan struct{} // closed by the writer when it exits, if set
 	byServer    bool          // the bridge started the close
@@ -80,7 +94,7 @@ type conn struct {
 	unindexed bool                // guarded by idxMu: the connection has ended
 }
 
-func (c *conn) queuedLocked() int { return len(c.q) - c.head + len(c.held) }
+func (c *conn) queuedLocked() int { return len(c.q) - c.head }
 
 func (c *conn) isOpen() bool {
 	c.mu.Lock()
@@ -91,7 +105,34 @@ func (c *conn) isOpen() bool {
 // enqueue adds it to the send queue. directed is true for a push addressed
 // to this fd (it continues an open fragmented message); broadcasts and the
 // bridge's own keepalive pings are not directed.
+//
+// Bounds: a new message must fit the queue (QueueSize, QueueBytes); while a
+// fragmented message is open, broadcasts wait in held, under a bound of the
+// same size of their own; pushes that continue the message are bounded by
+// the message (MaxPushSize in all, QueueSize of them waiting), so the push
+// that finishes it always fits. Everything is charged to the Hub's budget.
 func (c *conn) enqueue(it item, directed bool) error {
+	err := c.tryEnqueue(it, directed)
+	if err != errOverBudget {
+		return err
+	}
+	if it.kind == itemControl && !directed {
+		return ErrQueueFull // a keepalive ping or a pong reply: skip it, no policy
+	}
+	h := c.hub
+	if h.cfg.Overflow == OverflowClose {
+		h.sweep(int64(it.size))
+		err = c.tryEnqueue(it, directed)
+		if err != errOverBudget && err != ErrUnknownFD { // ErrUnknownFD: the sweep closed this one
+			return err
+		}
+	}
+	h.budget.refused.Add(1)
+	c.worker.overflows.Add(1)
+	return ErrQueueFull
+}
+
+func (c *conn) tryEnqueue(it item, directed bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateOpen {
@@ -108,33 +149,108 @@ func (c *conn) enqueue(it item, directed bool) error {
 		}
 	}
 	cfg := &c.hub.cfg
-	if c.queuedLocked() >= cfg.QueueSize || c.queuedBytes+it.size > cfg.QueueBytes {
-		if it.kind == itemControl && !directed {
-			return ErrQueueFull // a keepalive ping or a pong reply: skip it, no policy
-		}
-		c.worker.overflows.Add(1)
-		if cfg.Overflow == OverflowClose {
-			c.hub.log.Warn("send queue full, closing slow connection", "fd", c.fd, "queued", c.queuedLocked(), "bytes", c.queuedBytes)
-			c.closeLocked(CloseSlowConsumer, "send queue full", false)
-		}
-		return ErrQueueFull
-	}
-	c.queuedBytes += it.size
+	it.cont = it.kind == itemData && directed && c.fragmenting
+	held := !it.cont && c.fragmenting && (it.kind == itemData || it.kind == itemPrepared)
 	switch {
-	case it.kind == itemData && directed:
-		c.q = append(c.q, it)
-		c.fragmenting = !it.finish
-		if it.finish && len(c.held) > 0 {
-			c.q = append(c.q, c.held...)
-			c.held = nil
+	case it.cont:
+		if c.fragBytes+it.size > cfg.MaxPushSize {
+			return c.fragmentTooLargeLocked(it.size)
 		}
-	case c.fragmenting && (it.kind == itemData || it.kind == itemPrepared):
-		c.held = append(c.held, it)
+		if !it.finish && c.fragQueued >= cfg.QueueSize {
+			return c.overflowLocked(it, directed)
+		}
+	case held:
+		if len(c.held) >= cfg.QueueSize || c.heldBytes+it.size > cfg.QueueBytes {
+			c.worker.heldOverflows.Add(1)
+			return c.overflowLocked(it, directed)
+		}
 	default:
-		c.q = append(c.q, it)
+		if c.queuedLocked() >= cfg.QueueSize || c.queuedBytes+it.size > cfg.QueueBytes {
+			return c.overflowLocked(it, directed)
+		}
+	}
+	if !c.hub.charge(&it, c.size.Load(), !it.cont) {
+		return errOverBudget
+	}
+	c.size.Add(int64(it.size))
+	if held {
+		c.held = append(c.held, it)
+		c.heldBytes += it.size
+		return nil // a writer starts when the message is finished
+	}
+	c.q = append(c.q, it)
+	c.queuedBytes += it.size
+	if it.cont {
+		c.fragQueued++
+	}
+	if it.kind == itemData && directed {
+		switch {
+		case !it.finish:
+			c.fragmenting = true
+			c.fragBytes += it.size
+			c.fragAt.Store(time.Now().UnixNano())
+		case c.fragmenting:
+			c.fragmenting, c.fragBytes = false, 0
+			c.fragAt.Store(0)
+			c.q = append(c.q, c.held...)
+			c.queuedBytes += c.heldBytes
+			clear(c.held)
+			c.held, c.heldBytes = nil, 0
+		}
 	}
 	c.startWriterLocked()
 	return nil
+}
+
+// overflowLocked refuses it under the overflow policy.
+func (c *conn) overflowLocked(it item, directed bool) error {
+	if it.kind == itemControl && !directed {
+		return ErrQueueFull // a keepalive ping or a pong reply: skip it, no policy
+	}
+	c.worker.overflows.Add(1)
+	if c.hub.cfg.Overflow == OverflowClose {
+		c.hub.log.Warn("send queue full, closing slow connection", "fd", c.fd, "queued", c.queuedLocked(), "bytes", c.queuedBytes, "held", len(c.held))
+		c.closeLocked(CloseSlowConsumer, "send queue full", false)
+	}
+	return ErrQueueFull
+}
+
+// fragmentTooLargeLocked refuses a push that would take the open
+// fragmented message past MaxPushSize. The frames already written cannot
+// be taken back and the message cannot be finished as the pusher meant, so
+// it is aborted: the connection is closed with 1011.
+func (c *conn) fragmentTooLargeLocked(size int) error {
+	limit := c.hub.cfg.MaxPushSize
+	c.worker.fragTooLarge.Add(1)
+	c.hub.log.Warn("fragmented message too large, closing", "fd", c.fd, "bytes", c.fragBytes+size, "limit", limit)
+	c.closeLocked(CloseInternalError, "fragmented message too large", false)
+	return fmt.Errorf("%w: the fragmented message would be %d bytes, the limit is %d", ErrTooLarge, c.fragBytes+size, limit)
+}
+
+// abortIdleFragment closes the connection with 1011 if the fragmented
+// message that got its last push at is still open and still idle.
+func (c *conn) abortIdleFragment(at int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen || !c.fragmenting || c.fragAt.Load() != at {
+		return
+	}
+	c.worker.fragTimeouts.Add(1)
+	c.hub.log.Warn("fragmented message not finished in time, closing", "fd", c.fd, "bytes", c.fragBytes, "timeout", c.hub.cfg.FragmentTimeout)
+	c.closeLocked(CloseInternalError, "fragmented message not finished", false)
+}
+
+// closeOverBudget closes the connection with 1008, dropping its queue, to
+// bring the Hub's queued bytes under the budget (a sweep found it among the
+// largest, holding size).
+func (c *conn) closeOverBudget(size int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return false
+	}
+	c.hub.log.Warn("queued bytes budget reached, closing the connection with one of the largest queues", "fd", c.fd, "bytes", size)
+	return c.closeLocked(CloseSlowConsumer, "send queue budget exceeded", false)
 }
 
 // close starts a server-side close with code and reason. flush keeps what is
@@ -154,7 +270,8 @@ func (c *conn) closeLocked(code int, reason string, flush bool) bool {
 	if !flush {
 		c.clearLocked()
 	}
-	c.held = nil // they wait behind a message that will never finish now
+	c.dropHeldLocked() // they wait behind a message that will never finish now
+	c.fragAt.Store(0)
 	c.byServer, c.closeCode, c.closeReason = true, code, reason
 	c.q = append(c.q, item{kind: itemClose, code: code, data: []byte(reason)})
 	c.startWriterLocked()
@@ -185,9 +302,25 @@ func (c *conn) peerClose(code int, reason string) {
 	c.startWriterLocked()
 }
 
+// clearLocked drops everything queued and held, giving its bytes back.
 func (c *conn) clearLocked() {
+	for i := c.head; i < len(c.q); i++ {
+		c.hub.uncharge(&c.q[i])
+	}
+	c.size.Add(-int64(c.queuedBytes))
 	clear(c.q)
-	c.q, c.head, c.held, c.queuedBytes = nil, 0, nil, 0
+	c.q, c.head, c.queuedBytes, c.fragQueued = nil, 0, 0, 0
+	c.dropHeldLocked()
+	c.fragAt.Store(0)
+}
+
+func (c *conn) dropHeldLocked() {
+	for i := range c.held {
+		c.hub.uncharge(&c.held[i])
+	}
+	c.size.Add(-int64(c.heldBytes))
+	clear(c.held)
+	c.held, c.heldBytes = nil, 0
 }
 
 func (c *conn) startWriterLocked() {
@@ -216,7 +349,17 @@ func (c *conn) next() (item, bool) {
 		c.head = 0
 	}
 	c.queuedBytes -= it.size
-	return it, true
+	if it.cont {
+		c.fragQueued--
+	}
+	return it, true // still charged: written gives it back
+}
+
+// written gives back the bytes of an item the writer took, once its write
+// has ended (or failed).
+func (c *conn) written(it *item) {
+	c.size.Add(-int64(it.size))
+	c.hub.uncharge(it)
 }
 
 // exitIfIdle ends the writer when nothing was queued since it looked.
@@ -243,9 +386,14 @@ func (c *conn) writerExitLocked() {
 // frames of a backlog into few socket writes, and exits when the queue is
 // empty and everything is written.
 func (c *conn) writeLoop() {
+	var it item
+	taken := false // it was taken from the queue and is not written yet
 	defer func() {
 		if r := recover(); r != nil {
 			c.logPanic("writer", r)
+			if taken {
+				c.written(&it)
+			}
 			c.mu.Lock()
 			c.bc.release()
 			c.clearLocked()
@@ -256,7 +404,8 @@ func (c *conn) writeLoop() {
 	}()
 	c.bc.gather()
 	for {
-		it, ok := c.next()
+		var ok bool
+		it, ok = c.next()
 		if !ok {
 			// Write out what was gathered before looking again, so a
 			// message is never held back waiting for another.
@@ -268,7 +417,10 @@ func (c *conn) writeLoop() {
 			}
 			continue
 		}
+		taken = true
 		err := c.write(it)
+		c.written(&it)
+		taken = false
 		if err == nil && (it.kind == itemData || it.kind == itemPrepared) {
 			c.worker.bytesOut.Add(uint64(it.size))
 		}

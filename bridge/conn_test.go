@@ -448,6 +448,8 @@ func TestConfigErrors(t *testing.T) {
 		{bridge.Config{FragmentSize: 10}, "fragment size"},
 		{bridge.Config{Overflow: "sometimes"}, "overflow policy"},
 		{bridge.Config{WriteTimeout: -time.Second}, "write timeout"},
+		{bridge.Config{MaxQueuedBytes: 1 << 20}, "max queued bytes"},
+		{bridge.Config{FragmentTimeout: -time.Second}, "fragment timeout"},
 	} {
 		_, err := bridge.New(tt.cfg)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

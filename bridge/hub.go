@@ -42,6 +42,7 @@ type Hub struct {
 	stopOnce  sync.Once
 	keepalive sync.WaitGroup
 	writers   writers
+	budget    budget // queued bytes of all connections
 }
 
 // New returns a Hub that accepts connections once it is served; it starts
@@ -63,6 +64,7 @@ func New(cfg Config) (*Hub, error) {
 		groups:  newIndex(),
 		users:   newIndex(),
 		writers: newWriters(),
+		budget:  newBudget(&cfg),
 	}
 	h.adm.perIP = make(map[netip.Addr]int)
 	h.adm.pendingIP = make(map[netip.Addr]int)
@@ -87,7 +89,7 @@ func New(cfg Config) (*Hub, error) {
 		h.keepalive.Add(1)
 		go func(w *worker) {
 			defer h.keepalive.Done()
-			w.keepalive(cfg.PingInterval, h.stop)
+			w.keepalive(cfg.PingInterval, cfg.FragmentTimeout, h.stop)
 		}(h.workers[i])
 	}
 	return h, nil
@@ -284,12 +286,17 @@ func (h *Hub) applyAuthorization(fd int64, auth Authorization) {
 // Push queues data for the connection fd. op is OpText, OpBinary, OpPing,
 // OpPong, or OpContinuation while a fragmented message is open. finish=false
 // opens (or continues) a fragmented message: the following pushes to this fd
-// continue it until one has finish=true; broadcasts meanwhile wait. The Hub
-// keeps data until it is written: the caller must not change it.
+// continue it until one has finish=true; broadcasts meanwhile wait. The
+// continuing pushes are bounded by the message (MaxPushSize in all), not by
+// the queue; an open message idle for Config.FragmentTimeout is aborted
+// (close 1011). The Hub keeps data until it is written: the caller must not
+// change it.
 //
 // Errors: ErrInvalidFD, ErrInvalidOpcode, ErrTooLarge, ErrInvalidUTF8
-// (refused before anything is queued), ErrUnknownFD (no open connection),
-// ErrQueueFull (the overflow policy applied).
+// (refused before anything is queued; an ErrTooLarge because the open
+// fragmented message would pass MaxPushSize also closes the connection with
+// 1011), ErrUnknownFD (no open connection), ErrQueueFull (the queue's bound
+// or the Hub's MaxQueuedBytes: the overflow policy applied).
 func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
 	kind, err := h.checkPush(fd, data, op, finish)
 	if err != nil {
@@ -386,7 +393,7 @@ func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
 	if err != nil {
 		return item{}, err
 	}
-	return item{kind: itemPrepared, op: op, finish: true, pm: pm, size: len(data)}, nil
+	return item{kind: itemPrepared, op: op, finish: true, pm: pm, ref: new(sharedPayload), size: len(data)}, nil
 }
 
 // deliver queues a prepared item on each connection not in skip and returns
@@ -482,6 +489,15 @@ type Stats struct {
 	// HeadersTrimmed counts the connections whose kept handshake headers
 	// were cut down to Config.MaxKeptHeaderBytes.
 	HeadersTrimmed uint64 `json:"headers_trimmed"`
+	// QueuedBytes is what the send queues of all connections hold now,
+	// bounded by Config.MaxQueuedBytes.
+	QueuedBytes int64 `json:"queued_bytes"`
+	// BudgetRefused counts the pushes (per connection) refused because
+	// QueuedBytes was at its budget; they count in Overflows too.
+	BudgetRefused uint64 `json:"budget_refused"`
+	// BudgetCloses counts the connections closed (1008) to bring
+	// QueuedBytes back under its budget (OverflowClose).
+	BudgetCloses uint64 `json:"budget_closes"`
 }
 
 // WorkerStats are one worker's counters since the Hub started.
@@ -497,17 +513,29 @@ type WorkerStats struct {
 	BytesOut    uint64 `json:"bytes_out"` // payload bytes of the messages written to clients
 	// Refused counts the client messages not given to the Listener.
 	Refused RefusedCounts `json:"refused"`
+	// HeldOverflows counts the broadcasts refused because the queue of
+	// those held behind an open fragmented message was full (they count
+	// in Overflows too).
+	HeldOverflows uint64 `json:"held_overflows"`
+	// FragmentTimeouts counts the fragmented messages aborted (close 1011)
+	// because no push continued them within Config.FragmentTimeout.
+	FragmentTimeouts uint64 `json:"fragment_timeouts"`
+	// FragmentTooLarge counts the fragmented messages aborted (close 1011)
+	// because a push would have taken them past Config.MaxPushSize.
+	FragmentTooLarge uint64 `json:"fragment_too_large"`
 }
 
 // Stats returns per-worker counters.
 func (h *Hub) Stats() Stats {
 	s := Stats{NodeID: h.cfg.NodeID, Workers: make([]WorkerStats, len(h.workers)), NotOpen: h.notOpen.Load(), Closes: h.closeCounts(),
-		Handshakes: int(h.adm.pending.Load()), Refused: h.adm.stats(), HeadersTrimmed: h.adm.headersTrimmed.Load()}
+		Handshakes: int(h.adm.pending.Load()), Refused: h.adm.stats(), HeadersTrimmed: h.adm.headersTrimmed.Load(),
+		QueuedBytes: h.budget.queued.Load(), BudgetRefused: h.budget.refused.Load(), BudgetCloses: h.budget.closed.Load()}
 	for i, w := range h.workers {
 		ws := WorkerStats{
 			ID: w.id, Connections: w.len(), Opened: w.opened.Load(), Closed: w.closed.Load(),
 			Pushed: w.pushed.Load(), Overflows: w.overflows.Load(), MessagesIn: w.messagesIn.Load(),
 			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(), Refused: w.refusedCounts(),
+			HeldOverflows: w.heldOverflows.Load(), FragmentTimeouts: w.fragTimeouts.Load(), FragmentTooLarge: w.fragTooLarge.Load(),
 		}
 		s.Connections += ws.Connections
 		s.Workers[i] = ws

@@ -22,7 +22,10 @@ type worker struct {
 	bytesIn    atomic.Uint64 // payload bytes of the messages received
 	bytesOut   atomic.Uint64 // payload bytes of the messages written to clients
 
-	refused [numMsgRefusals]atomic.Uint64 // client messages not given to the Listener, by reason
+	refused       [numMsgRefusals]atomic.Uint64 // client messages not given to the Listener, by reason
+	heldOverflows atomic.Uint64                 // broadcasts refused by a full held queue (also in overflows)
+	fragTimeouts  atomic.Uint64                 // fragmented messages aborted: idle past FragmentTimeout
+	fragTooLarge  atomic.Uint64                 // fragmented messages aborted: past MaxPushSize
 
 	// closes counts ended connections by who closed first (0 the client,
 	// 1 the bridge) and close code slot (closeSlot).
@@ -74,9 +77,11 @@ func (w *worker) snapshot(dst []*conn) []*conn {
 // keepalive pings every connection of the worker once per interval until
 // stop is closed. One ticker per worker instead of one per connection keeps
 // idle connections cheap; a connection is pinged on the first tick at least
-// interval after its previous ping, so pings spread over time.
-func (w *worker) keepalive(interval time.Duration, stop <-chan struct{}) {
-	tick := max(interval/4, 10*time.Millisecond)
+// interval after its previous ping, so pings spread over time. The same
+// tick aborts fragmented messages idle for fragTimeout (one atomic load per
+// connection), so an open fragment needs no timer of its own.
+func (w *worker) keepalive(interval, fragTimeout time.Duration, stop <-chan struct{}) {
+	tick := max(min(interval, fragTimeout)/4, 10*time.Millisecond)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var buf []*conn
@@ -87,6 +92,9 @@ func (w *worker) keepalive(interval time.Duration, stop <-chan struct{}) {
 		case now := <-t.C:
 			buf = w.snapshot(buf[:0])
 			for i, c := range buf {
+				if at := c.fragAt.Load(); at != 0 && now.UnixNano()-at >= int64(fragTimeout) {
+					c.abortIdleFragment(at)
+				}
 				if now.UnixNano()-c.pingedAt >= int64(interval) {
 					c.pingedAt = now.UnixNano()
 					_ = c.enqueue(item{kind: itemControl, op: OpPing}, false)

@@ -85,6 +85,8 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(listVar(&b.AllowedOrigins), "allowed-origins", "comma-separated Origin patterns allowed to connect, '*' wildcards (empty: same host only)")
 	fs.BoolVar(&b.Compression, "compression", false, "negotiate permessage-deflate with clients that offer it")
 	fs.Var(listVar(&b.Subprotocols), "subprotocols", "comma-separated WebSocket subprotocols the server accepts")
+	fs.Var(size64Var(&b.MaxQueuedBytes, bridge.DefaultMaxQueuedBytes, 1), "max-queued-bytes", "bytes queued for all clients together (at least queue-bytes); near it the overflow policy applies to the largest queues first")
+	fs.Var(durVar(&b.FragmentTimeout, bridge.DefaultFragmentTimeout), "fragment-timeout", "a fragmented message (finish=false) with no push for this long is aborted: the client is closed with 1011")
 	fs.Var(intRange(&b.MaxGroupsPerConn, bridge.DefaultMaxGroups, 1, 1<<20), "max-groups-per-connection", "how many groups one connection may join")
 	// Admission limits of the WebSocket port (bridge/admission.go).
 	fs.Var(intRange(&b.MaxConnectionsPerIP, 0, 0, 1<<30), "max-connections-per-ip", "connections per client address (IPv6: per /64), open or being upgraded; past it a handshake gets HTTP 503 (0: no cap)")
@@ -175,6 +177,9 @@ func (c config) check() error {
 	}
 	if b := c.Bridge; b.ClientByteRate > 0 && b.ClientByteBurst != 0 && b.ClientByteBurst < b.MaxMessageSize {
 		errs = append(errs, fmt.Errorf("invalid value %d for -client-byte-burst (%s): must be at least -max-message-size (%d), or a message of that size could never pass", b.ClientByteBurst, envName("client-byte-burst"), b.MaxMessageSize))
+	}
+	if c.Bridge.MaxQueuedBytes < int64(c.Bridge.QueueBytes) {
+		errs = append(errs, fmt.Errorf("invalid value %d for -max-queued-bytes (%s): must be at least -queue-bytes (%d)", c.Bridge.MaxQueuedBytes, envName("max-queued-bytes"), c.Bridge.QueueBytes))
 	}
 	if c.rpcOn() {
 		if _, _, err := rpc.ParseAddr(c.RPC.Addr); err != nil {

@@ -87,6 +87,8 @@ func withKnownDefaults(c config) config {
 	b.AcceptBurst = 0
 	b.TrustedProxies = nil
 	b.MaxKeptHeaderBytes = 8 << 10
+	b.MaxQueuedBytes = 1 << 30
+	b.FragmentTimeout = 30 * time.Second
 	b.Logger = nil
 	b.Listener = nil
 	c.RPC.Addr = "tcp://127.0.0.1:6001"
@@ -176,6 +178,8 @@ var allFlags = []string{
 	"-compression",
 	"-subprotocols", "v1,v2",
 	"-max-groups-per-connection", "5",
+	"-max-queued-bytes", "512MiB",
+	"-fragment-timeout", "5s",
 	"-rpc-addr", "unix:///run/wsbridge/rpc.sock",
 	"-rpc-socket-mode", "0600",
 	"-rpc-max-frame-size", "1MiB",
@@ -240,6 +244,8 @@ var allEnv = map[string]string{
 	"WSBRIDGE_COMPRESSION":               "true",
 	"WSBRIDGE_SUBPROTOCOLS":              "v1,v2",
 	"WSBRIDGE_MAX_GROUPS_PER_CONNECTION": "5",
+	"WSBRIDGE_MAX_QUEUED_BYTES":          "512MiB",
+	"WSBRIDGE_FRAGMENT_TIMEOUT":          "5s",
 	"WSBRIDGE_RPC_ADDR":                  "unix:///run/wsbridge/rpc.sock",
 	"WSBRIDGE_RPC_SOCKET_MODE":           "0600",
 	"WSBRIDGE_RPC_MAX_FRAME_SIZE":        "1MiB",
@@ -315,6 +321,8 @@ func allSet(tb testing.TB) config {
 	b.AcceptBurst = 40
 	b.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.1.7/32"), netip.MustParsePrefix("fd00::/8")}
 	b.MaxKeptHeaderBytes = 4 << 10
+	b.MaxQueuedBytes = 512 << 20
+	b.FragmentTimeout = 5 * time.Second
 	c.RPC.Addr = "unix:///run/wsbridge/rpc.sock"
 	c.RPC.SocketMode = 0o600
 	c.RPC.MaxFrameSize = 1 << 20
@@ -414,6 +422,16 @@ var parseConfigTests = []struct {
 		name: "the largest size",
 		args: []string{"-max-message-size", "1024GiB"},
 		want: func(c *config) { c.Bridge.MaxMessageSize = 1 << 40 },
+	},
+	{
+		name: "max-queued-bytes equal to queue-bytes",
+		env:  map[string]string{"WSBRIDGE_MAX_QUEUED_BYTES": "32MiB", "WSBRIDGE_QUEUE_BYTES": "32MiB"},
+		want: func(c *config) { c.Bridge.MaxQueuedBytes, c.Bridge.QueueBytes = 32<<20, 32<<20 },
+	},
+	{
+		name: "WSBRIDGE_FRAGMENT_TIMEOUT",
+		env:  map[string]string{"WSBRIDGE_FRAGMENT_TIMEOUT": "250ms"},
+		want: func(c *config) { c.Bridge.FragmentTimeout = 250 * time.Millisecond },
 	},
 	{
 		name: "queue-bytes equal to max-push-size",
@@ -568,6 +586,11 @@ var badConfigTests = []struct {
 	{name: "empty ws-path", args: []string{"-ws-path", ""}, want: []string{"-ws-path"}},
 	{name: "queue-bytes below max-push-size", args: []string{"-queue-bytes", "1MiB"}, want: []string{"-queue-bytes", "WSBRIDGE_QUEUE_BYTES", "max-push-size"}},
 	{name: "max-push-size above queue-bytes", args: []string{"-max-push-size", "17MiB"}, want: []string{"-queue-bytes", "max-push-size"}},
+	{name: "max-queued-bytes below queue-bytes", args: []string{"-max-queued-bytes", "8MiB"}, want: []string{"-max-queued-bytes", "WSBRIDGE_MAX_QUEUED_BYTES", "-queue-bytes"}},
+	{name: "queue-bytes above max-queued-bytes", args: []string{"-queue-bytes", "2GiB"}, want: []string{"-max-queued-bytes", "-queue-bytes"}},
+	{name: "max-queued-bytes zero", args: []string{"-max-queued-bytes", "0"}, want: []string{"-max-queued-bytes", "at least 1"}},
+	{name: "fragment-timeout zero", args: []string{"-fragment-timeout", "0s"}, want: []string{"-fragment-timeout", "positive"}},
+	{name: "env fragment-timeout", env: map[string]string{"WSBRIDGE_FRAGMENT_TIMEOUT": "30"}, want: []string{"WSBRIDGE_FRAGMENT_TIMEOUT", "not a duration"}},
 	{name: "fragment-size 1", args: []string{"-fragment-size", "1"}, want: []string{"-fragment-size", "WSBRIDGE_FRAGMENT_SIZE"}},
 	{name: "fragment-size 124", args: []string{"-fragment-size", "124"}, want: []string{"-fragment-size"}},
 	{name: "fragment-size past 1MiB", args: []string{"-fragment-size", "1025KiB"}, want: []string{"-fragment-size", "WSBRIDGE_FRAGMENT_SIZE"}},
@@ -757,6 +780,8 @@ var helpDefaults = map[string]string{
 	"accept-burst":              "0",
 	"trusted-proxies":           `""`,
 	"max-kept-header-bytes":     "8KiB",
+	"max-queued-bytes":          "1GiB",
+	"fragment-timeout":          "30s",
 	"rpc-addr":                  "tcp://127.0.0.1:6001",
 	"rpc-socket-mode":           "0660",
 	"rpc-max-frame-size":        "32MiB",
