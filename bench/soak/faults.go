@@ -48,7 +48,9 @@ func connectFlood(ctx context.Context, o *options, wsAddr string, d time.Duratio
 					_ = resp.Body.Close()
 				}
 				if err != nil {
-					if ctx.Err() != nil {
+					// The dial's own deadline is the context's and may fire
+					// a moment before the context reports it.
+					if dl, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(dl) {
 						return
 					}
 					mu.Lock()
@@ -83,11 +85,11 @@ func connectFlood(ctx context.Context, o *options, wsAddr string, d time.Duratio
 // errClass names an error for counting: the last part of its text,
 // without addresses.
 func errClass(err error) string {
+	s := err.Error()
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
+		s = "timeout: " + s
 	}
-	s := err.Error()
 	if i := strings.LastIndex(s, ": "); i >= 0 {
 		s = s[i+2:]
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,8 +17,32 @@ import (
 	"go.uber.org/goleak"
 )
 
+// binDir holds the wsbridge binary the tests share (built once).
+var (
+	binDir   string
+	binOnce  sync.Once
+	bin      string
+	binError error
+)
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	var err error
+	if binDir, err = os.MkdirTemp("", "soak-test-"); err != nil {
+		panic(err)
+	}
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		_ = os.RemoveAll(binDir)
+		os.Exit(code)
+	}))
+}
+
+func wsbridgeBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() { bin, binError = buildBridge(context.Background(), binDir, false) })
+	if binError != nil {
+		t.Fatal(binError)
+	}
+	return bin
 }
 
 // report is the part of the JSON report the tests read.
@@ -44,7 +69,7 @@ func runSoak(t *testing.T, args ...string) report {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "soak.json")
 	var stdout, stderr bytes.Buffer
-	args = append([]string{"-n", "20", "-d", "1s", "-push-rate", "400", "-msg-rate", "100", "-src", "127.0.0.2-127.0.0.3",
+	args = append([]string{"-bin", wsbridgeBinary(t), "-n", "20", "-d", "1s", "-push-rate", "400", "-msg-rate", "100", "-src", "127.0.0.2-127.0.0.3",
 		"-recover-timeout", "20s", "-quiesce-timeout", "10s", "-json", out}, args...)
 	code := run(context.Background(), args, os.Environ(), &stdout, &stderr)
 	adminClient.CloseIdleConnections()
@@ -69,6 +94,7 @@ func runSoak(t *testing.T, args ...string) report {
 // endpoint.php: on today's bridge nothing is lost, every push and event is
 // accounted for, and at SIGTERM every client gets close 1001.
 func TestSoakPHP(t *testing.T) {
+	t.Parallel()
 	r := runSoak(t, "-scenarios", "baseline,php-kill,php-slow,sigterm", "-slow", "300ms")
 	if len(r.Scenarios) != 4 {
 		t.Fatalf("%d scenarios in the report, want 4", len(r.Scenarios))
@@ -91,8 +117,9 @@ func TestSoakPHP(t *testing.T) {
 // down, which the accounting must attribute to the bridge's counter, not
 // report as lost.
 func TestSoakGoEndpoint(t *testing.T) {
+	t.Parallel()
 	r := runSoak(t, "-endpoint", "go", "-scenarios", "php-kill,stop-reading,connect-flood,slowloris,rpc-flood",
-		"-set", "WSBRIDGE_EVENTS_QUEUE_TOTAL=40",
+		"-set", "WSBRIDGE_EVENTS_QUEUE_TOTAL=40", "-set", "WSBRIDGE_EVENTS_OVERFLOW=drop",
 		"-slowloris", "3", "-flood-concurrency", "4", "-rpc-flood-conns", "1",
 		"-stop-reading-push-rate", "400", "-stop-reading-push-size", "1024", "-stop-reading-broadcast-rate", "5")
 	if len(r.Scenarios) != 5 {
