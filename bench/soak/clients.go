@@ -38,6 +38,7 @@ type client struct {
 	ended    chan struct{} // closed when the reader has returned
 	endCode  int           // close code the client saw (1006: no close frame)
 	endAt    time.Time
+	endErr   string // without a close frame: the read error
 	bcast    atomic.Int64 // broadcasts that arrived
 	byUs     atomic.Bool  // the tool closed it itself
 	final    bool         // accounted by a scenario already
@@ -218,6 +219,8 @@ func (p *pool) read(c *client) {
 			c.endCode = websocket.CloseAbnormalClosure
 			if ce := (*websocket.CloseError)(nil); errors.As(err, &ce) {
 				c.endCode = ce.Code
+			} else {
+				c.endErr = errClass(err)
 			}
 			c.endAt = time.Now()
 			_ = c.ws.Close()
@@ -378,6 +381,8 @@ func (l *load) pusher(k int) {
 	}()
 	var pad string
 	var pc pacer
+	var mine []*client
+	var listed time.Time
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	cursor := 0
@@ -395,25 +400,30 @@ func (l *load) pusher(k int) {
 		if n == 0 {
 			continue
 		}
-		// This pusher's clients that can take a push, round robin.
-		var mine []*client
-		l.p.each(func(c *client) {
-			if c.id%o.pushers == k && c.open() {
-				mine = append(mine, c)
-			}
-		})
-		if len(mine) == 0 {
-			continue
+		// This pusher's clients that can take a push, round robin; the
+		// list is refreshed twice a second (clients come and go).
+		if time.Since(listed) > 500*time.Millisecond {
+			mine = mine[:0]
+			l.p.each(func(c *client) {
+				if c.id%o.pushers == k && c.open() {
+					mine = append(mine, c)
+				}
+			})
+			sortClients(mine) // by id, so the round robin is stable
+			listed = time.Now()
 		}
-		// Order by id so the round robin is stable.
-		sortClients(mine)
-		for n > 0 {
+		for n > 0 && len(mine) > 0 {
 			b := min(n, o.batch, len(mine))
 			n -= b
 			batch := make([]*client, 0, b)
 			for range b {
-				batch = append(batch, mine[cursor%len(mine)])
+				if c := mine[cursor%len(mine)]; c.open() {
+					batch = append(batch, c)
+				}
 				cursor++
+			}
+			if len(batch) == 0 {
+				continue
 			}
 			if cl == nil {
 				c, err := net.DialTimeout("tcp", l.rpcAddr, 2*time.Second)
@@ -517,6 +527,8 @@ func (l *load) sender() {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	cursor := 0
+	var open []*client
+	var listed time.Time
 	for {
 		select {
 		case <-l.stop:
@@ -527,19 +539,22 @@ func (l *load) sender() {
 		if n == 0 {
 			continue
 		}
-		var open []*client
-		l.p.each(func(c *client) {
-			if !c.byUs.Load() && c.open() {
-				open = append(open, c)
-			}
-		})
-		if len(open) == 0 {
-			continue
+		if time.Since(listed) > 500*time.Millisecond {
+			open = open[:0]
+			l.p.each(func(c *client) {
+				if !c.byUs.Load() && c.open() {
+					open = append(open, c)
+				}
+			})
+			sortClients(open)
+			listed = time.Now()
 		}
-		sortClients(open)
-		for range n {
+		for range min(n, len(open)) {
 			c := open[cursor%len(open)]
 			cursor++
+			if !c.open() {
+				continue
+			}
 			_ = c.ws.SetWriteDeadline(time.Now().Add(time.Second))
 			msg := "m " + strconv.Itoa(c.id) + " " + strconv.FormatInt(c.sentMsgs.Add(1), 10)
 			if err := c.ws.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
