@@ -38,7 +38,7 @@ type client struct {
 	ended    chan struct{} // closed when the reader has returned
 	endCode  int           // close code the client saw (1006: no close frame)
 	endAt    time.Time
-	endErr   string // without a close frame: the read error
+	endErr   string       // without a close frame: the read error
 	bcast    atomic.Int64 // broadcasts that arrived
 	byUs     atomic.Bool  // the tool closed it itself
 	final    bool         // accounted by a scenario already
