@@ -236,3 +236,23 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 }
+
+// holdIdleHTTP opens o.sigtermIdleHTTP connections to the WebSocket port,
+// each with a request whose announced body never comes (POST with
+// Content-Length: 10): the clients that used to hold a graceful shutdown
+// for its whole deadline. It returns them once all are sent.
+func holdIdleHTTP(o *options, wsAddr string) []net.Conn {
+	var conns []net.Conn
+	for range o.sigtermIdleHTTP {
+		c, err := net.DialTimeout("tcp", wsAddr, 5*time.Second)
+		if err != nil {
+			continue
+		}
+		if _, err := c.Write([]byte("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 10\r\n\r\n")); err != nil {
+			_ = c.Close()
+			continue
+		}
+		conns = append(conns, c)
+	}
+	return conns
+}

@@ -92,6 +92,7 @@ type options struct {
 	stopPushRate     int
 	stopPushSize     int
 	stopBcastRate    int
+	sigtermIdleHTTP  int
 	slowInterval     time.Duration
 	rpcFloodConns    int
 	rpcTimeout       time.Duration
@@ -145,6 +146,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	fs.IntVar(&o.stopPushRate, "stop-reading-push-rate", 5000, "stop-reading: pushes per second while the clients do not read (enough to fill socket buffers and send queues)")
 	fs.IntVar(&o.stopPushSize, "stop-reading-push-size", 16<<10, "stop-reading: bytes per push while the clients do not read")
 	fs.IntVar(&o.stopBcastRate, "stop-reading-broadcast-rate", 20, "stop-reading: broadcasts per second (of -stop-reading-push-size bytes, to every connection) while the clients do not read")
+	fs.IntVar(&o.sigtermIdleHTTP, "sigterm-idle-http", 10, "sigterm: HTTP requests held idle on the WebSocket port (a POST whose body never comes) when SIGTERM is sent")
 	fs.DurationVar(&o.slowInterval, "slowloris-interval", time.Second, "slowloris: pause between two bytes")
 	fs.IntVar(&o.rpcFloodConns, "rpc-flood-conns", 4, "rpc-flood: connections pipelining calls without reading")
 	fs.DurationVar(&o.rpcTimeout, "rpc-timeout", 10*time.Second, "deadline of one PushBatch call")
@@ -193,7 +195,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 		return nil, fmt.Errorf("-endpoint %q: php or go", o.endpoint)
 	case o.pushers < 1 || o.batch < 1 || o.batch > 10000:
 		return nil, errors.New("-pushers must be at least 1, -batch 1..10000")
-	case o.rcvBuf < 0 || o.pushRate < 0 || o.msgRate < 0 || o.pushSize < 0 || o.stopPushRate < 0 || o.stopBcastRate < 0 || o.stopPushSize < 0:
+	case o.rcvBuf < 0 || o.pushRate < 0 || o.msgRate < 0 || o.pushSize < 0 || o.stopPushRate < 0 || o.stopBcastRate < 0 || o.sigtermIdleHTTP < 0 || o.stopPushSize < 0:
 		return nil, errors.New("-push-rate, -msg-rate, -push-size and the -stop-reading ones cannot be negative")
 	case o.dialConcurrency < 1 || o.floodConcurrency < 1 || o.slowloris < 0 || o.rpcFloodConns < 1 || o.phpWorkers < 1:
 		return nil, errors.New("-dial-concurrency, -flood-concurrency, -rpc-flood-conns and -php-workers must be at least 1, -slowloris at least 0")
@@ -207,7 +209,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	// sockets, below its open-file limit.
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil {
-		need := uint64(o.n + o.floodConcurrency + 3*o.slowloris + o.rpcFloodConns + o.pushers + 64)
+		need := uint64(o.n + o.floodConcurrency + 3*o.slowloris + o.rpcFloodConns + o.pushers + o.sigtermIdleHTTP + 64)
 		if need > rl.Cur {
 			return nil, fmt.Errorf("-n %d with the flood's and slowloris's sockets needs %d open files; this process may open %d", o.n, need, rl.Cur)
 		}
@@ -261,7 +263,7 @@ func writeJSON(path string, stdout io.Writer, o *options, results []*result) err
 	doc := map[string]any{
 		"connections": o.n, "fault_seconds": o.d.Seconds(), "endpoint": o.endpoint,
 		"push_rate": o.pushRate, "msg_rate": o.msgRate, "push_size": o.pushSize,
-		"settings": o.set, "rss_budget_mib": o.rssBudgetMiB, "scenarios": results,
+		"settings": append([]string{}, o.set...), "rss_budget_mib": o.rssBudgetMiB, "scenarios": results,
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {

@@ -142,13 +142,9 @@ func soak(ctx context.Context, o *options, environ []string, stderr io.Writer) (
 	}
 	defer s.ep.Close()
 
-	var env []string
-	for _, kv := range environ {
-		if strings.HasPrefix(kv, "WSBRIDGE_") || !strings.Contains(kv, "WSBRIDGE") {
-			env = append(env, kv) // WSBRIDGE_* pass through, the rest (PATH, HOME...) too
-		}
-	}
-	env = append(env, o.set...)
+	// The environment passes through (WSBRIDGE_* settings included); the
+	// tool's flags to the binary win over it.
+	env := append(append([]string(nil), environ...), o.set...)
 	maxConns := o.n + o.floodConcurrency + 3*o.slowloris + 1000
 	if s.b, err = startBridge(bin, env, s.ep.URL(), maxConns, logf); err != nil {
 		return nil, err
@@ -203,7 +199,7 @@ func (s *soaker) scenario(ctx context.Context, name string) (*result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &result{Name: name, FaultSeconds: o.d.Seconds(), RecoverSeconds: -1, Details: map[string]any{}}
+	r := &result{Name: name, FaultSeconds: o.d.Seconds(), RecoverSeconds: -1, Details: map[string]any{}, Problems: []string{}}
 	s.b.rss.reset()
 	r.RSSStartMiB = mib(s.b.rss.peak.Load())
 
@@ -602,8 +598,13 @@ func (s *soaker) sigterm(ctx context.Context, r *result, a snapshot) error {
 		return err
 	}
 	conns := int64(a.m.sum("wsbridge_connections"))
+	idle := holdIdleHTTP(o, s.b.wsAddr)
+	r.Details["idle_http_requests_held"] = len(idle)
 	took, err := s.b.terminate(o.shutdownWait)
 	l.halt()
+	for _, c := range idle {
+		_ = c.Close()
+	}
 	r.RecoverSeconds = round2(took.Seconds())
 	r.Details["exit"] = fmt.Sprint(err)
 	if err != nil {
