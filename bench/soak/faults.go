@@ -42,7 +42,6 @@ func connectFlood(ctx context.Context, o *options, wsAddr string, d time.Duratio
 			for i := k; ctx.Err() == nil; i += o.floodConcurrency {
 				nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: srcs[i%len(srcs)].AsSlice()}, Timeout: 5 * time.Second}
 				dl := websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 5 * time.Second, ReadBufferSize: 256, WriteBufferSize: 256}
-				attempts.Add(1)
 				ws, resp, err := dl.DialContext(ctx, "ws://"+wsAddr+"/?flood="+strconv.Itoa(i), h)
 				if resp != nil && resp.Body != nil {
 					_ = resp.Body.Close()
@@ -51,8 +50,9 @@ func connectFlood(ctx context.Context, o *options, wsAddr string, d time.Duratio
 					// The dial's own deadline is the context's and may fire
 					// a moment before the context reports it.
 					if dl, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(dl) {
-						return
+						return // cut by the fault's end: not an attempt
 					}
+					attempts.Add(1)
 					mu.Lock()
 					if resp != nil {
 						key := strconv.Itoa(resp.StatusCode)
@@ -67,6 +67,7 @@ func connectFlood(ctx context.Context, o *options, wsAddr string, d time.Duratio
 					other.Add(1)
 					continue
 				}
+				attempts.Add(1)
 				upgraded.Add(1)
 				if i%2 == 0 {
 					_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
