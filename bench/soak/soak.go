@@ -405,15 +405,15 @@ func (s *soaker) quiesce(ctx context.Context) error {
 
 // clientTally is what account found among the clients.
 type clientTally struct {
-	delivered, lost, undelivered int64
-	discarded                    map[string]int64 // by close code
-	closed                       map[string]int64
+	lost, undelivered int64
+	discarded         map[string]int64 // by close code
+	closed            map[string]int64
 }
 
 // account settles the clients that ended since the last call: the pushes
 // accepted for one and not delivered were discarded with it (allowed when
 // the bridge closed it with a code other than 1000/1001, and counted that
-// close) or lost. With r == nil it only forgets them. It also adds up, for
+// close) or lost. With t == nil it only forgets them. It also adds up, for
 // the open clients, what is still undelivered.
 func (s *soaker) account(t *clientTally) {
 	s.p.each(func(c *client) {
