@@ -427,6 +427,9 @@ func validResponse(offer, resp pmExt) (*pmDeflate, error) {
 	if o, in := offered["server_no_context_takeover"]; in && !o.hasValue && !d.serverNoContext {
 		return nil, errors.New("server_no_context_takeover offered and not answered")
 	}
+	if o, in := offered["client_max_window_bits"]; in && d.clientMaxBits == 0 {
+		d.clientMaxBits, _ = windowBits(o) // the client keeps to what it offered
+	}
 	return d, nil
 }
 
