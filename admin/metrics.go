@@ -214,7 +214,7 @@ func newStatsCollector(src Sources) *statsCollector {
 		evSplits:       d("events_batch_splits_total", "Event batches split after failing events-retries times (per connection, then per event)."),
 		refusedIn: d("client_messages_refused_total", "Messages from WebSocket clients not given to the application, by reason: "+
 			"message_rate, byte_rate (over the client rate; the connection closed with 1008, or the message dropped under client-rate-policy=drop), "+
-			"too_big (over max-message-size once inflated: 1009), invalid_utf8 (1007), bad_deflate (compressed data that does not inflate: 1007).", "reason"),
+			"too_big (over max-message-size once inflated: 1009), invalid_utf8 (1007), bad_deflate (compressed data that does not inflate: 1007), closing (arrived after the connection began closing: discarded as RFC 6455 asks).", "reason"),
 	}
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -288,6 +288,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.refusedIn, r.TooBig, "too_big")
 		counter(c.refusedIn, r.InvalidUTF8, "invalid_utf8")
 		counter(c.refusedIn, r.BadDeflate, "bad_deflate")
+		counter(c.refusedIn, r.Closing, "closing")
 		gauge(c.queuedBytes, int(st.QueuedBytes))
 		counter(c.budgetOverflows, st.BudgetRefused, "refused")
 		counter(c.budgetOverflows, st.BudgetCloses, "closed")

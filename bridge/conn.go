@@ -539,7 +539,10 @@ func (c *conn) readLoop() error {
 			return c.readFailed(err)
 		}
 		if !c.isOpen() {
-			continue // closing: the next NextReader discards it, until the client's close frame or the close timeout
+			// Closing: the next NextReader discards it, until the
+			// client's close frame or the close timeout.
+			c.worker.refused[refusedClosing].Add(1)
+			continue
 		}
 		maxBytes := int64(1<<63 - 1)
 		if limited {
@@ -571,13 +574,17 @@ func (c *conn) readLoop() error {
 	}
 }
 
-// readFailed ends the read loop on err. Over gorilla's read limit (the
+// readFailed ends the read loop on err. A forbidden RSV1 (bufConn.Read)
+// fails the connection with 1002. Over gorilla's read limit (the
 // frames on the wire) the message is refused as too big: gorilla wrote
 // close 1009 unless the frame's length overflowed, so one is queued too
 // (the writer's fails harmlessly when gorilla's went first).
 func (c *conn) readFailed(err error) error {
-	if errors.Is(err, websocket.ErrReadLimit) {
+	switch {
+	case errors.Is(err, websocket.ErrReadLimit):
 		c.refuse(refusedTooBig)
+	case errors.Is(err, errReservedBit):
+		c.close(websocket.CloseProtocolError, errReservedBit.Error(), false)
 	}
 	return err
 }

@@ -25,6 +25,7 @@ const (
 	refusedTooBig                 // over MaxMessageSize once inflated
 	refusedInvalidUTF8            // a text message that is not UTF-8
 	refusedBadDeflate             // compressed data that does not inflate
+	refusedClosing                // arrived after the connection began closing (discarded; nothing more to close)
 	numMsgRefusals
 )
 
@@ -227,6 +228,10 @@ type RefusedCounts struct {
 	TooBig      uint64 `json:"too_big"`      // over MaxMessageSize, inflated or on the wire (1009)
 	InvalidUTF8 uint64 `json:"invalid_utf8"` // text that is not UTF-8, found as it arrived (1007)
 	BadDeflate  uint64 `json:"bad_deflate"`  // compressed data that does not inflate (1007)
+	// Closing counts the messages that arrived after the connection began
+	// closing (a close sent or received): RFC 6455 has them discarded, and
+	// the application has or will have the close event.
+	Closing uint64 `json:"closing"`
 }
 
 func (w *worker) refusedCounts() RefusedCounts {
@@ -236,6 +241,7 @@ func (w *worker) refusedCounts() RefusedCounts {
 		TooBig:      w.refused[refusedTooBig].Load(),
 		InvalidUTF8: w.refused[refusedInvalidUTF8].Load(),
 		BadDeflate:  w.refused[refusedBadDeflate].Load(),
+		Closing:     w.refused[refusedClosing].Load(),
 	}
 }
 
@@ -248,16 +254,23 @@ func (s Stats) RefusedTotal() RefusedCounts {
 		r.TooBig += w.Refused.TooBig
 		r.InvalidUTF8 += w.Refused.InvalidUTF8
 		r.BadDeflate += w.Refused.BadDeflate
+		r.Closing += w.Refused.Closing
 	}
 	return r
 }
 
 // inFrames follows the headers of the frames the client sends, as gorilla
-// reads them through the bufConn, for what gorilla does not tell: the
-// payload length of the client's first close frame. A close frame with a
-// 1-byte payload is invalid (RFC 6455 section 5.5.1: a body starts with a
-// 2-byte code), but gorilla hands it to the close handler as 1005, like an
-// empty one. Every byte after the handshake goes through Read (gorilla's
+// reads them through the bufConn, for what gorilla does not check or tell:
+//   - the payload length of the client's first close frame. A close frame
+//     with a 1-byte payload is invalid (RFC 6455 section 5.5.1: a body
+//     starts with a 2-byte code), but gorilla hands it to the close handler
+//     as 1005, like an empty one;
+//   - RSV1 on a control frame or a continuation frame, which RFC 7692
+//     section 6 forbids; with compression negotiated gorilla (v1.5.3)
+//     accepts it. Read stops before such a frame and then fails with
+//     errReservedBit, so gorilla never reads it.
+//
+// Every byte after the handshake goes through Read (gorilla's
 // reader is a bufio.Reader over the bufConn, since ReadBufferSize is at
 // least 256; an upgrade request followed by early data is refused by
 // gorilla). The reader goroutine alone calls Read and the close handler.
@@ -267,21 +280,47 @@ type inFrames struct {
 	hn        uint8    // header bytes read
 	closeSeen bool     // the first close frame's header was read
 	closeLen1 bool     // and its payload was 1 byte
+	badRSV1   bool     // a control or continuation frame had RSV1 set: Read fails from there
 }
 
+// errReservedBit fails the read of a frame with a reserved bit set where
+// RFC 7692 forbids it (the connection is closed with 1002).
+var errReservedBit = errors.New("RSV1 set on a control or continuation frame")
+
 // Read reads from the socket and follows the frame headers in what it read.
+// It returns the bytes before a frame with a forbidden RSV1, then
+// errReservedBit.
 func (b *bufConn) Read(p []byte) (int, error) {
+	if b.in.badRSV1 {
+		return 0, errReservedBit
+	}
 	n, err := b.Conn.Read(p)
-	b.in.follow(p[:n])
+	if k := b.in.follow(p[:n]); k < n {
+		if k == 0 {
+			return 0, errReservedBit
+		}
+		return k, nil
+	}
 	return n, err
 }
 
-func (f *inFrames) follow(p []byte) {
+// follow reads the frame headers in p and returns how many bytes of p
+// gorilla may read: len(p), or fewer when a frame with a forbidden RSV1
+// starts in p.
+func (f *inFrames) follow(p []byte) int {
+	n0 := len(p)
 	for len(p) > 0 && !f.closeSeen {
 		if f.skip > 0 {
 			k := min(f.skip, int64(len(p)))
 			p, f.skip = p[k:], f.skip-k
 			continue
+		}
+		if f.hn == 0 {
+			// RSV1 (0x40) on opcode 0 (continuation) or 8 and up (control).
+			if op := p[0] & 0x0f; p[0]&0x40 != 0 && (op == 0 || op >= websocket.CloseMessage) {
+				f.badRSV1 = true
+				return n0 - len(p)
+			}
 		}
 		f.hdr[f.hn] = p[0]
 		f.hn++
@@ -314,6 +353,7 @@ func (f *inFrames) follow(p []byte) {
 		}
 		f.hn, f.skip = 0, n
 	}
+	return n0
 }
 
 // closeWithOneByte reports whether the client's first close frame had a

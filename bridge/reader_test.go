@@ -494,3 +494,73 @@ func FuzzClientBytes(f *testing.F) {
 		readText(t, good, msg)
 	})
 }
+
+// RFC 7692 section 6: RSV1 only on the first frame of a data message. With
+// compression negotiated gorilla accepted it on a control or continuation
+// frame; the bridge fails the connection with 1002 and reports that close.
+func TestRSV1OnControlOrContinuationFrame(t *testing.T) {
+	th := startHub(t, bridge.Config{Compression: true})
+	for name, frames := range map[string][]struct {
+		fin bool
+		op  byte
+	}{
+		"ping":         {{true, 0x40 | 9}},
+		"continuation": {{false, 1}, {true, 0x40 | 0}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rc := dialRaw(t, th.srv.Listener.Addr().String())
+			rc.handshakeDeflate(t, "/?id=rsv1-"+name)
+			fd := th.rec.fdOf(t, "rsv1-"+name)
+			rc.writeFrame(t, true, 1, []byte("before"), true)
+			for _, f := range frames {
+				rc.writeFrame(t, f.fin, f.op, []byte("x"), true)
+			}
+			for {
+				f, err := rc.readFrame()
+				if err != nil {
+					t.Fatalf("no close frame: %v", err)
+				}
+				if f.op == 8 {
+					if code := int(f.payload[0])<<8 | int(f.payload[1]); code != websocket.CloseProtocolError {
+						t.Fatalf("close code %d, want 1002", code)
+					}
+					break
+				}
+			}
+			if ev := th.rec.closeOf(t, fd); ev.Code != websocket.CloseProtocolError || !ev.ByServer {
+				t.Fatalf("close event %+v, want 1002 by the server", ev)
+			}
+			th.rec.mu.Lock()
+			got := th.rec.messages[fd]
+			th.rec.mu.Unlock()
+			if len(got) != 1 || got[0] != "before" {
+				t.Fatalf("messages %q, want the one before the bad frame", got)
+			}
+		})
+	}
+}
+
+// Messages a client sends after the bridge's close frame are discarded
+// (RFC 6455 section 5.5.1), never given to the application, and counted.
+func TestMessagesAfterCloseAreCounted(t *testing.T) {
+	th := startHub(t, bridge.Config{})
+	rc := dialRaw(t, th.srv.Listener.Addr().String())
+	rc.handshake(t, "/?id=late")
+	fd := th.rec.fdOf(t, "late")
+	if err := th.Disconnect(fd, 4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if code := rc.readCloseFrame(t); code != 4000 {
+		t.Fatalf("close code %d, want 4000", code)
+	}
+	rc.writeFrame(t, true, 1, []byte("late 1"), true)
+	rc.writeFrame(t, true, 2, []byte("late 2"), true)
+	rc.writeFrame(t, true, 8, closeFrame(1000, ""), true)
+	th.rec.closeOf(t, fd)
+	th.waitRefused(t, "two late messages", func(r bridge.RefusedCounts) bool { return r.Closing == 2 })
+	th.rec.mu.Lock()
+	defer th.rec.mu.Unlock()
+	if got := th.rec.messages[fd]; len(got) != 0 {
+		t.Fatalf("the application got %q after the close", got)
+	}
+}

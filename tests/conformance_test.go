@@ -269,6 +269,26 @@ func (a *echoApp) echo(c *rpc.Client, e echoEvent) {
 	}
 }
 
+// opened waits for the open event of the connection opened with query.
+func (a *echoApp) opened(query string) error {
+	timeout := time.NewTimer(caseTimeout)
+	defer timeout.Stop()
+	for {
+		a.mu.Lock()
+		_, opened := a.fds[query]
+		changed := a.changed
+		a.mu.Unlock()
+		if opened {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return fmt.Errorf("no open event within %s", caseTimeout)
+		}
+	}
+}
+
 // closed waits for the close event of the connection opened with query and
 // returns it with the message events before it.
 func (a *echoApp) closed(query string) (echoEvent, []msg, error) {
@@ -400,6 +420,13 @@ func (r *caseRun) run() {
 		r.fatalf("offer %q: the server declined, want it accepted", r.cc.offer)
 	}
 	c.deflate = d
+	// The application hears of the connection before the case begins: a
+	// connection that ends before its open event is delivered is withdrawn
+	// (the application never hears of it, docs/PROTOCOL.md), and the case
+	// checks the close event.
+	if err := r.br.app.opened(r.query); err != nil {
+		r.fatalf("application: %v", err)
+	}
 	for _, s := range r.cc.steps {
 		s(r)
 	}
