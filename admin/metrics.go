@@ -202,7 +202,7 @@ func newStatsCollector(src Sources) *statsCollector {
 		rpcInFlightWaits: d("rpc_in_flight_waits_total",
 			"Times an RPC connection reached rpc-max-inflight and was not read until a reply was written."),
 		rpcTimeouts: d("rpc_timeouts_total",
-			"RPC connections closed by a timeout: write (a reply not written within rpc-write-timeout: the client does not read) or idle (no request within rpc-idle-timeout).", "kind"),
+			"RPC connections closed by a timeout: write (a reply not written within rpc-write-timeout: the client does not read) idle (no request within rpc-idle-timeout) or read (a request begun and not whole within rpc-read-timeout).", "kind"),
 		evDelivered:    d("events_delivered_total", "Events acknowledged by the application."),
 		evRetries:      d("events_retries_total", "Event delivery requests that failed and were retried."),
 		evDropped:      d("events_dropped_total", "Events dropped, by reason (queue_fd, queue_total, queue_bytes, refused, poison, unopened, shutdown).", "reason"),
@@ -305,6 +305,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rpcInFlightWaits, st.InFlightWaits)
 		counter(c.rpcTimeouts, st.WriteTimeouts, "write")
 		counter(c.rpcTimeouts, st.IdleTimeouts, "idle")
+		counter(c.rpcTimeouts, st.ReadTimeouts, "read")
 	}
 	if d := c.src.Events; d != nil {
 		st := d.Stats()

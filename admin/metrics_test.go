@@ -301,6 +301,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"wsbridge_rpc_in_flight_waits_total", nil, 0},
 		{"wsbridge_rpc_timeouts_total", []string{"kind", "write"}, 0},
 		{"wsbridge_rpc_timeouts_total", []string{"kind", "idle"}, 0},
+		{"wsbridge_rpc_timeouts_total", []string{"kind", "read"}, 0},
 		{"wsbridge_handshakes_refused_total", []string{"reason", "max_connections"}, 1},
 		{"wsbridge_handshakes_refused_total", []string{"reason", "per_ip"}, 0},
 		{"wsbridge_handshakes_refused_total", []string{"reason", "events_backlog"}, 0},

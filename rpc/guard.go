@@ -44,7 +44,9 @@ type guard struct {
 	lim      limits
 	onFatal  func(remote string, err error)
 
-	rdl time.Time // the read deadline set on conn; reader only
+	rdl     time.Time // the idle read deadline (zero: none); reader only
+	inFrame bool      // a request has begun arriving; reader only
+	fdl     time.Time // when the request under way must have arrived (zero: not armed); reader only
 
 	wmu     sync.Mutex
 	wdl     time.Time // the write deadline set on conn; under wmu
@@ -61,6 +63,7 @@ type limits struct {
 	maxInFlight  int64
 	writeTimeout time.Duration
 	idleTimeout  time.Duration // 0: none
+	readTimeout  time.Duration // 0: none
 	c            *counters
 	log          *slog.Logger
 }
@@ -72,6 +75,7 @@ type counters struct {
 	inFlightWaits atomic.Uint64
 	writeTimeouts atomic.Uint64
 	idleTimeouts  atomic.Uint64
+	readTimeouts  atomic.Uint64
 }
 
 // maxEchoedMethod bounds the method name a refused frame's error reply
@@ -83,8 +87,47 @@ const maxEchoedMethod = 1 << 10
 const firstChunk = 64 << 10
 
 func newGuard(conn net.Conn, maxFrame uint32, lim limits, onFatal func(string, error)) *guard {
-	return &guard{conn: conn, br: bufio.NewReaderSize(conn, 4096), maxFrame: maxFrame, lim: lim, onFatal: onFatal,
-		freed: make(chan struct{}, 1)}
+	g := &guard{conn: conn, maxFrame: maxFrame, lim: lim, onFatal: onFatal, freed: make(chan struct{}, 1)}
+	g.br = bufio.NewReaderSize(frameReader{g}, 4096)
+	return g
+}
+
+// frameReader is conn as the guard's bufio.Reader reads it: the first read
+// that has to wait for more of a request already begun arms ReadTimeout,
+// once per request, so a request that arrives whole in the buffer costs no
+// timer update. The wait for a request's first byte has only the idle
+// deadline.
+type frameReader struct{ g *guard }
+
+func (r frameReader) Read(p []byte) (int, error) {
+	g := r.g
+	if g.inFrame && g.fdl.IsZero() && g.lim.readTimeout > 0 {
+		g.fdl = time.Now().Add(g.lim.readTimeout)
+		if g.rdl.IsZero() || g.fdl.Before(g.rdl) {
+			_ = g.conn.SetReadDeadline(g.fdl)
+		}
+	}
+	return g.conn.Read(p)
+}
+
+// beginFrame waits for the first byte of the next request (up to the idle
+// deadline), from when on the request must arrive within ReadTimeout.
+func (g *guard) beginFrame() error {
+	if _, err := g.br.Peek(1); err != nil {
+		return err
+	}
+	g.inFrame = true
+	return nil
+}
+
+// endFrame is called once a request has arrived whole: the idle deadline
+// is back, if the request's own was armed.
+func (g *guard) endFrame() {
+	g.inFrame = false
+	if !g.fdl.IsZero() {
+		g.fdl = time.Time{}
+		_ = g.conn.SetReadDeadline(g.rdl)
+	}
 }
 
 // next reads the next request frame the guard accepts and returns its
@@ -96,11 +139,15 @@ func (g *guard) next(buf []byte) (header, []byte, error) {
 	for {
 		g.waitSlot()
 		g.setReadDeadline()
+		if err := g.beginFrame(); err != nil {
+			return header{}, nil, g.readErr(err)
+		}
 		h, ok, err := g.nextFrame()
 		if err != nil {
 			return header{}, nil, err
 		}
 		if !ok {
+			g.endFrame()
 			continue
 		}
 		if _, err := g.br.Discard(rpcHeader); err != nil {
@@ -112,6 +159,7 @@ func (g *guard) next(buf []byte) (header, []byte, error) {
 			g.answered()
 			return header{}, nil, g.readErr(err)
 		}
+		g.endFrame()
 		return h, buf, nil
 	}
 }
@@ -193,9 +241,15 @@ func (g *guard) setReadDeadline() {
 }
 
 // readErr turns a read error into the codec's: io.EOF when the connection
-// ends quietly (the client is gone, or idle past the timeout, counted).
+// ends quietly (the client is gone, or idle or stalled in a request past
+// the timeouts, counted).
 func (g *guard) readErr(err error) error {
 	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if !g.fdl.IsZero() && (g.rdl.IsZero() || g.fdl.Before(g.rdl)) {
+			g.lim.c.readTimeouts.Add(1)
+			g.lim.log.Debug("rpc: closing a connection stalled in a request", "remote", g.conn.RemoteAddr().String(), "read_timeout", g.lim.readTimeout.String())
+			return io.EOF
+		}
 		g.lim.c.idleTimeouts.Add(1)
 		g.lim.log.Debug("rpc: closing an idle connection", "remote", g.conn.RemoteAddr().String(), "idle_timeout", g.lim.idleTimeout.String())
 		return io.EOF

@@ -142,6 +142,41 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 	}
 }
 
+// TestStalledFrameIsClosed: with no idle timeout (the default), a
+// connection may wait for its next request forever, but a request that has
+// begun must arrive whole within ReadTimeout (a slowloris on the RPC port
+// held its connection for good); the wait between requests stays free.
+func TestStalledFrameIsClosed(t *testing.T) {
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{ReadTimeout: 2 * time.Second})
+	idle := rawDial(t, e)
+	req := request(frame.CodecJSON, 1, "Sender.Check", `{"fd":1}`)
+	var stalled []net.Conn
+	for _, cut := range []int{5, 25} { // inside the header, inside the payload
+		conn := rawDial(t, e)
+		conn.Write(req[:cut])
+		stalled = append(stalled, conn)
+	}
+	for _, conn := range stalled {
+		expectClosed(t, conn)
+	}
+	if st := e.srv.Stats(); st.ReadTimeouts != 2 || st.IdleTimeouts != 0 {
+		t.Fatalf("Stats() = %+v, want 2 read timeouts, no idle one", st)
+	}
+	// The connection idle all along, and one that trickles a request in
+	// under the timeout, are served.
+	idle.Write(req)
+	if seq, isErr, _ := reply(t, idle); seq != 1 || isErr {
+		t.Fatalf("idle connection: reply seq %d, error %v", seq, isErr)
+	}
+	slow := rawDial(t, e)
+	slow.Write(req[:10])
+	time.Sleep(500 * time.Millisecond)
+	slow.Write(req[10:])
+	if seq, isErr, _ := reply(t, slow); seq != 1 || isErr {
+		t.Fatalf("trickled request: reply seq %d, error %v", seq, isErr)
+	}
+}
+
 // TestAnnouncedSizeIsNotAllocated: a frame that announces a 32 MiB payload
 // and sends 10 bytes of it makes the server allocate about what arrived,
 // not what was announced, whether the frame is accepted or refused.

@@ -52,6 +52,11 @@ type Config struct {
 	// the rest; a connection closed while idle makes the next call of its
 	// client reconnect.
 	IdleTimeout time.Duration
+	// ReadTimeout bounds the time a request takes to arrive once its first
+	// byte has: a client that stalls or trickles in the middle of a frame
+	// (a slowloris) is disconnected after it, whatever IdleTimeout says.
+	// The wait between requests is IdleTimeout's alone. Default 10s.
+	ReadTimeout time.Duration
 	// Logger receives the server's logs. Default slog.Default().
 	Logger *slog.Logger
 	// Observer, when set, is told of every call the service answers (for
@@ -87,6 +92,7 @@ const (
 	DefaultMaxConnections = 1024
 	DefaultMaxInFlight    = 64
 	DefaultWriteTimeout   = 10 * time.Second
+	DefaultReadTimeout    = 10 * time.Second
 )
 
 // Server serves the Sender service for one Hub.
@@ -145,9 +151,10 @@ func New(hub *bridge.Hub, cfg Config) (*Server, error) {
 	config.Default(&cfg.MaxConnections, DefaultMaxConnections)
 	config.Default(&cfg.MaxInFlight, DefaultMaxInFlight)
 	config.Default(&cfg.WriteTimeout, DefaultWriteTimeout)
+	config.Default(&cfg.ReadTimeout, DefaultReadTimeout)
 	config.Default(&cfg.Logger, slog.Default())
 	if cfg.MaxFrameSize < 0 || cfg.MaxFrameSize > 1<<31 || cfg.MaxConnections < 0 || cfg.MaxInFlight < 0 ||
-		cfg.WriteTimeout < 0 || cfg.IdleTimeout < 0 {
+		cfg.WriteTimeout < 0 || cfg.IdleTimeout < 0 || cfg.ReadTimeout < 0 {
 		return nil, errors.New("rpc: max frame size must be in 1..2GiB; max connections, max in flight and the timeouts positive")
 	}
 	network, address, err := ParseAddr(cfg.Addr)
@@ -271,7 +278,7 @@ func (s *Server) serveConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	lim := limits{maxInFlight: int64(s.cfg.MaxInFlight), writeTimeout: s.cfg.WriteTimeout, idleTimeout: s.cfg.IdleTimeout,
+	lim := limits{maxInFlight: int64(s.cfg.MaxInFlight), writeTimeout: s.cfg.WriteTimeout, idleTimeout: s.cfg.IdleTimeout, readTimeout: s.cfg.ReadTimeout,
 		c: &s.counters, log: s.log}
 	g := newGuard(conn, uint32(s.cfg.MaxFrameSize), lim, func(remote string, err error) {
 		s.log.Warn("rpc: closing connection after a bad frame", "remote", remote, "err", err)
@@ -320,11 +327,13 @@ type ServerStats struct {
 	// InFlightWaits: times a connection reached MaxInFlight and its
 	// reading paused until a reply was written.
 	InFlightWaits uint64 `json:"in_flight_waits"`
-	// WriteTimeouts and IdleTimeouts: connections closed because a reply
-	// could not be written within WriteTimeout, or because no request
-	// arrived within IdleTimeout.
+	// WriteTimeouts, IdleTimeouts and ReadTimeouts: connections closed
+	// because a reply could not be written within WriteTimeout, because no
+	// request arrived within IdleTimeout, or because a request begun did
+	// not arrive whole within ReadTimeout.
 	WriteTimeouts uint64 `json:"write_timeouts"`
 	IdleTimeouts  uint64 `json:"idle_timeouts"`
+	ReadTimeouts  uint64 `json:"read_timeouts"`
 }
 
 // Stats returns the server's counters.
@@ -335,6 +344,7 @@ func (s *Server) Stats() ServerStats {
 		InFlightWaits:      s.counters.inFlightWaits.Load(),
 		WriteTimeouts:      s.counters.writeTimeouts.Load(),
 		IdleTimeouts:       s.counters.idleTimeouts.Load(),
+		ReadTimeouts:       s.counters.readTimeouts.Load(),
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

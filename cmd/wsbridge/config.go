@@ -101,6 +101,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(intRange(&c.RPC.MaxConnections, rpc.DefaultMaxConnections, 1, 1<<20), "rpc-max-connections", "concurrent RPC connections cap")
 	fs.Var(intRange(&c.RPC.MaxInFlight, rpc.DefaultMaxInFlight, 1, 1<<16), "rpc-max-inflight", "calls read and not yet answered per RPC connection; past it the connection is not read until a reply is written")
 	fs.Var(durVar(&c.RPC.WriteTimeout, rpc.DefaultWriteTimeout), "rpc-write-timeout", "deadline for each RPC reply's write; an RPC client that does not read its replies is disconnected after it")
+	fs.Var(durVar(&c.RPC.ReadTimeout, rpc.DefaultReadTimeout), "rpc-read-timeout", "deadline for an RPC request to arrive whole once its first byte has; a client stalled mid-request is disconnected after it")
 	fs.Var(offDurVar(&c.RPC.IdleTimeout), "rpc-idle-timeout", "close an RPC connection whose next request does not arrive within this time (0: never; PHP keeps idle connections open)")
 	fs.Var(sizeVar(&b.ReadBufferSize, bridge.DefaultReadBuffer, 256), "read-buffer-size", "per-connection read buffer, 256..1MiB (held by every idle connection)")
 	fs.Var(rateVar(&b.ClientMessageRate, bridge.DefaultClientMessageRate, bridge.RateUnlimited), "client-message-rate", "messages per second a client may send on average (0: no limit); past it client-rate-policy applies")

@@ -98,6 +98,7 @@ func withKnownDefaults(c config) config {
 	c.RPC.MaxInFlight = 64
 	c.RPC.WriteTimeout = 10 * time.Second
 	c.RPC.IdleTimeout = 0
+	c.RPC.ReadTimeout = 10 * time.Second
 	c.RPC.Logger = nil
 	c.RPC.Observer = nil
 	e := &c.Events
@@ -187,6 +188,7 @@ var allFlags = []string{
 	"-rpc-max-inflight", "4",
 	"-rpc-write-timeout", "2s",
 	"-rpc-idle-timeout", "5m",
+	"-rpc-read-timeout", "3s",
 	"-read-buffer-size", "8192",
 	"-max-connections-per-ip", "20",
 	"-max-handshakes", "300",
@@ -253,6 +255,7 @@ var allEnv = map[string]string{
 	"WSBRIDGE_RPC_MAX_INFLIGHT":          "4",
 	"WSBRIDGE_RPC_WRITE_TIMEOUT":         "2s",
 	"WSBRIDGE_RPC_IDLE_TIMEOUT":          "5m",
+	"WSBRIDGE_RPC_READ_TIMEOUT":          "3s",
 	"WSBRIDGE_READ_BUFFER_SIZE":          "8192",
 	"WSBRIDGE_MAX_CONNECTIONS_PER_IP":    "20",
 	"WSBRIDGE_MAX_HANDSHAKES":            "300",
@@ -330,6 +333,7 @@ func allSet(tb testing.TB) config {
 	c.RPC.MaxInFlight = 4
 	c.RPC.WriteTimeout = 2 * time.Second
 	c.RPC.IdleTimeout = 5 * time.Minute
+	c.RPC.ReadTimeout = 3 * time.Second
 	e := &c.Events
 	e.URL = "http://127.0.0.1:9501/wsbridge/events"
 	e.Secret = "s3cret"
@@ -612,6 +616,7 @@ var badConfigTests = []struct {
 	{name: "rpc-max-inflight zero", args: []string{"-rpc-max-inflight", "0"}, want: []string{"-rpc-max-inflight", "1..65536"}},
 	{name: "rpc-max-inflight too many", args: []string{"-rpc-max-inflight", "100000"}, want: []string{"-rpc-max-inflight"}},
 	{name: "rpc-write-timeout zero", args: []string{"-rpc-write-timeout", "0s"}, want: []string{"-rpc-write-timeout", "must be positive"}},
+	{name: "rpc-read-timeout zero", args: []string{"-rpc-read-timeout", "0s"}, want: []string{"-rpc-read-timeout", "must be positive"}},
 	{name: "rpc-idle-timeout negative", args: []string{"-rpc-idle-timeout", "-1s"}, want: []string{"-rpc-idle-timeout", "0 for off"}},
 	{name: "max-groups-per-connection zero", args: []string{"-max-groups-per-connection", "0"}, want: []string{"-max-groups-per-connection"}},
 	{name: "events-url without scheme", args: []string{"-events-url", "php:9501/events"}, want: []string{"-events-url", "WSBRIDGE_EVENTS_URL"}},
