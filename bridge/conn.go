@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -440,6 +441,7 @@ func (c *conn) writeFailed(err error) {
 	if c.state == stateOpen {
 		c.hub.log.Debug("write failed", "fd", c.fd, "err", err)
 		c.state = stateClosing
+		c.endedLocked("write failed")
 	}
 	c.clearLocked()
 	c.mu.Unlock()
@@ -554,8 +556,12 @@ func (c *conn) readLoop() error {
 			}
 		}
 		data, why, err := c.readMessage(mt, r, maxBytes)
-		c.worker.messagesIn.Add(1)
-		c.worker.bytesIn.Add(uint64(len(data)))
+		if limited {
+			// What was read counts against the rates, given to the
+			// application or not: a client refused for its byte rate
+			// cannot make the bridge read and inflate more meanwhile.
+			c.rate.take(cfg, len(data))
+		}
 		if err != nil {
 			return c.readFailed(err)
 		}
@@ -563,9 +569,8 @@ func (c *conn) readLoop() error {
 			c.refuse(why)
 			continue
 		}
-		if limited {
-			c.rate.take(cfg, len(data))
-		}
+		c.worker.messagesIn.Add(1)
+		c.worker.bytesIn.Add(uint64(len(data)))
 		c.safely("message", func() {
 			if l := cfg.Listener; l != nil {
 				l.OnMessage(c.fd, Opcode(mt), data)
@@ -575,7 +580,8 @@ func (c *conn) readLoop() error {
 }
 
 // readFailed ends the read loop on err. A forbidden RSV1 (bufConn.Read)
-// fails the connection with 1002. Over gorilla's read limit (the
+// fails the connection with 1002; the keepalive's read deadline ends it
+// as the bridge's 1006. Over gorilla's read limit (the
 // frames on the wire) the message is refused as too big: gorilla wrote
 // close 1009 unless the frame's length overflowed, so one is queued too
 // (the writer's fails harmlessly when gorilla's went first).
@@ -585,8 +591,23 @@ func (c *conn) readFailed(err error) error {
 		c.refuse(refusedTooBig)
 	case errors.Is(err, errReservedBit):
 		c.close(websocket.CloseProtocolError, errReservedBit.Error(), false)
+	default:
+		if ne, ok := err.(net.Error); ok && ne.Timeout() { // gorilla hides os.ErrDeadlineExceeded
+			c.mu.Lock()
+			if c.state == stateOpen {
+				c.endedLocked("no pong in time")
+			}
+			c.mu.Unlock()
+		}
 	}
 	return err
+}
+
+// endedLocked records that the bridge ends the open connection without a
+// close frame (one could not get through): its close event is 1006 by the
+// server.
+func (c *conn) endedLocked(reason string) {
+	c.byServer, c.closeCode, c.closeReason = true, websocket.CloseAbnormalClosure, reason
 }
 
 // refuse counts a message that is not given to the Listener and closes the

@@ -170,7 +170,11 @@ func TestWriteTimeoutClosesStalledClient(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	th.rec.closeOf(t, slowFD)
+	// The bridge ended it (no close frame could get through): 1006 by the
+	// server, not by the client.
+	if ev := th.rec.closeOf(t, slowFD); ev.Code != websocket.CloseAbnormalClosure || !ev.ByServer {
+		t.Fatalf("stalled client's close event %+v, want 1006 by the server", ev)
+	}
 	if err := th.Push(okFD, []byte("fine"), bridge.OpText, true); err != nil {
 		t.Fatal(err)
 	}
@@ -345,8 +349,8 @@ func TestPingsKeepLiveClientsAndCloseDeadOnes(t *testing.T) {
 	dead.handshake(t, "/?id=dead") // never answers a ping
 	deadFD := th.rec.fdOf(t, "dead")
 
-	if ev := th.rec.closeOf(t, deadFD); ev.Code != websocket.CloseAbnormalClosure {
-		t.Fatalf("dead client's close event %+v, want 1006", ev)
+	if ev := th.rec.closeOf(t, deadFD); ev.Code != websocket.CloseAbnormalClosure || !ev.ByServer {
+		t.Fatalf("dead client's close event %+v, want 1006 by the server", ev)
 	}
 	// The live client answered every ping meanwhile and is still open.
 	if len(pings) < 2 {

@@ -79,7 +79,8 @@ func (b *rateBucket) allow(cfg *Config, now time.Duration) (ok bool, maxBytes in
 	return cfg.ClientMessageRate <= 0 || b.msgs >= 1, maxBytes
 }
 
-// take charges an accepted message of n bytes.
+// take charges a message of which n bytes were read, whether it was
+// given to the application or refused.
 func (b *rateBucket) take(cfg *Config, n int) {
 	if cfg.ClientMessageRate > 0 {
 		b.msgs--

@@ -397,16 +397,22 @@ func TestClientByteRate(t *testing.T) {
 				}
 				th.rec.closeOf(t, fd)
 			} else {
-				// Still served: a message within what is left passes.
+				// Still open, but what the refused message made the bridge
+				// read was charged: nothing is left for the next one, so a
+				// client cannot make the bridge read (and inflate) past its
+				// rate by sending messages that will be refused.
 				if err := c.WriteMessage(websocket.TextMessage, []byte("small")); err != nil {
 					t.Fatal(err)
 				}
-				th.rec.waitFor(t, "the small message", func() bool { return len(th.rec.messages[fd]) == 2 })
+				th.waitRefused(t, "the next message refused too", func(r bridge.RefusedCounts) bool { return r.ByteRate == 2 })
+				if !th.Check(fd) {
+					t.Fatal("closed under the drop policy")
+				}
 			}
 			th.rec.mu.Lock()
 			defer th.rec.mu.Unlock()
-			if got := th.rec.messages[fd]; len(got) == 0 || got[0] != strings.Repeat("a", 600) {
-				t.Fatalf("listener got %d messages, the first should be the 600 a's", len(got))
+			if got := th.rec.messages[fd]; len(got) != 1 || got[0] != strings.Repeat("a", 600) {
+				t.Fatalf("listener got %d messages, want only the 600 a's", len(got))
 			}
 			for _, m := range th.rec.messages[fd] {
 				if strings.HasPrefix(m, "b") {

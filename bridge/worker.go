@@ -18,7 +18,7 @@ type worker struct {
 	closed     atomic.Uint64
 	pushed     atomic.Uint64 // messages accepted into a send queue
 	overflows  atomic.Uint64 // pushes refused by a full queue
-	messagesIn atomic.Uint64 // messages received from clients
+	messagesIn atomic.Uint64 // messages received from clients and given to the Listener
 	bytesIn    atomic.Uint64 // payload bytes of the messages received
 	bytesOut   atomic.Uint64 // payload bytes of the messages written to clients
 

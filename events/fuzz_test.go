@@ -104,18 +104,18 @@ func FuzzRedactURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw, secret string) {
 		u, err := url.Parse(raw)
 		if err != nil {
-			if got := redactURL(raw); got != "(unparsable URL)" {
-				t.Fatalf("redactURL(%q) = %q", raw, got)
+			if got := RedactURL(raw); got != "(unparsable URL)" {
+				t.Fatalf("RedactURL(%q) = %q", raw, got)
 			}
 			return
 		}
-		got := redactURL(raw)
+		got := RedactURL(raw)
 		r, err := url.Parse(got)
 		if err != nil {
-			t.Fatalf("redactURL(%q) = %q, which does not parse: %v", raw, got, err)
+			t.Fatalf("RedactURL(%q) = %q, which does not parse: %v", raw, got, err)
 		}
 		if pw, set := r.User.Password(); (set && pw != "xxxxx") || (r.RawQuery != "" && r.RawQuery != "…") || r.Fragment != "" {
-			t.Errorf("redactURL(%q) = %q: password %q, query %q, fragment %q", raw, got, pw, r.RawQuery, r.Fragment)
+			t.Errorf("RedactURL(%q) = %q: password %q, query %q, fragment %q", raw, got, pw, r.RawQuery, r.Fragment)
 		}
 		// The same text in an error's log line, the error wrapped.
 		visible := r.Scheme + "://" + r.User.String() + "@" + r.Host + r.Path + r.Opaque + "?…"

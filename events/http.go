@@ -60,9 +60,11 @@ func newClient(conns int, timeout time.Duration) *http.Client {
 	}
 }
 
-// redactURL returns s without its query string (which may hold a token)
-// and without the password of its user info.
-func redactURL(s string) string {
+// RedactURL returns s for logs and errors: its query string (which may
+// hold a token) cut to "?…", its fragment dropped, the password of its user
+// info hidden; "(unparsable URL)" when it does not parse (the text could
+// be anything).
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparsable URL)"
@@ -75,13 +77,13 @@ func redactURL(s string) string {
 }
 
 // redactError returns err's text for a log line, the URL of a failed
-// request redacted (redactURL): net/http's errors quote it whole.
+// request redacted (RedactURL): net/http's errors quote it whole.
 func redactError(err error) string {
 	var ue *url.Error
 	if !errors.As(err, &ue) {
 		return err.Error()
 	}
-	safe := ue.Op + " " + strconv.Quote(redactURL(ue.URL)) + ": " + redactError(ue.Err)
+	safe := ue.Op + " " + strconv.Quote(RedactURL(ue.URL)) + ": " + redactError(ue.Err)
 	return strings.ReplaceAll(err.Error(), ue.Error(), safe)
 }
 

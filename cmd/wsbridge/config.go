@@ -10,7 +10,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -207,7 +206,7 @@ func (c config) check() error {
 			continue
 		}
 		if err := events.CheckURL(u.value); err != nil {
-			errs = append(errs, fmt.Errorf("invalid value %q for -%s (%s): %w (want http:// or https:// with a host)", redactURL(u.value), u.name, envName(u.name), err))
+			errs = append(errs, fmt.Errorf("invalid value %q for -%s (%s): %w (want http:// or https:// with a host)", events.RedactURL(u.value), u.name, envName(u.name), err))
 		}
 	}
 	if c.Events.URL != "" {
@@ -276,27 +275,6 @@ func checkToken(token string) error {
 // eventsOn reports whether the events package is needed: to deliver events,
 // to authorize handshakes, or both.
 func (c config) eventsOn() bool { return c.Events.URL != "" || c.Events.AuthURL != "" }
-
-// redactURL hides the password of a URL that has one, for errors.
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return s
-}
-
-// logURL is a URL for the log: without its password, and with its query
-// (which may hold a token) cut to "?…".
-func logURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || s == "" {
-		return s
-	}
-	if u.RawQuery != "" || u.ForceQuery {
-		u.RawQuery, u.ForceQuery = "…", false
-	}
-	return u.Redacted()
-}
 
 // rpcOn reports whether the RPC service is configured ("off" or an empty
 // -rpc-addr turns it off).

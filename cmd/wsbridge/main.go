@@ -351,7 +351,7 @@ func startEvents(cfg *config, log *slog.Logger) (*events.Dispatcher, error) {
 	}
 	dc := disp.Config()
 	// Never the secret: only whether there is one.
-	log.Info("events configured", "url", logURL(dc.URL), "auth_url", logURL(dc.AuthURL), "signed", dc.Secret != "",
+	log.Info("events configured", "url", events.RedactURL(dc.URL), "auth_url", events.RedactURL(dc.AuthURL), "signed", dc.Secret != "",
 		"concurrency", dc.Concurrency, "batch", dc.BatchSize, "queue_per_fd", dc.QueuePerFD,
 		"queue_total", dc.QueueTotal, "queue_bytes", dc.QueueBytes, "overflow", string(dc.Overflow), "retries", dc.Retries)
 	if dc.Secret == "" {
