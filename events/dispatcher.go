@@ -563,7 +563,7 @@ type outcome int
 
 const (
 	acknowledged outcome = iota // a 2xx answer
-	refused                     // 400 or 413: dropped, never retried
+	refused                     // 400 or 413 for a single event: dropped, never retried (a larger batch is split)
 	stopped                     // the senders stopped first: still pending
 	split                       // failed Config.Retries times: its parts go alone
 	putBack                     // one connection's, failed Config.Retries times, the application failing everything: others get a turn
@@ -575,7 +575,7 @@ const (
 // the connections with more events become ready again. A batch whose
 // delivery stopped stays pending for Shutdown to count.
 func (d *Dispatcher) finish(b *batch, out outcome) {
-	var closeFD int64 // a connection whose open event was dropped as poison
+	var closeFD int64 // a connection whose open event was dropped (poison or refused)
 	var dropped event // the poison event
 	d.mu.Lock()
 	d.inFlight--
@@ -628,7 +628,7 @@ func (d *Dispatcher) finish(b *batch, out outcome) {
 			// be acknowledged while it fails for it to be dropped.
 			q.tried, q.acksAt = 0, d.acks.Load()
 		}
-		if out == poison && first.typ == "open" && !ended {
+		if (out == poison || out == refused) && first.typ == "open" && !ended {
 			// The application never got it: it must not get the rest.
 			d.countDropLocked(DropUnopened, len(q.events))
 			d.discardLocked(q)
@@ -669,7 +669,7 @@ func (d *Dispatcher) finish(b *batch, out outcome) {
 			"type", dropped.typ, "reason", DropPoison, "bytes", dropped.size())
 	}
 	if closeFD != 0 && closer != nil {
-		if err := closer.Disconnect(closeFD, CloseInternalError, "events: the application failed on the open event"); err == nil {
+		if err := closer.Disconnect(closeFD, CloseInternalError, "events: the application did not accept the open event"); err == nil {
 			d.closed.Add(1)
 		}
 	}
@@ -703,8 +703,17 @@ func (d *Dispatcher) deliver(b *batch) outcome {
 			return acknowledged
 		}
 		if err == nil && (status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge) {
-			d.log.Error("the application refused a batch of events; they are dropped", "status", status,
-				"events", len(b.events), "connections", len(b.queues), "bytes", len(body))
+			if len(b.events) > 1 {
+				// Which event is refused, or is the body just too large?
+				// The parts go alone, down to single events, so that only
+				// what the application refuses on its own is dropped.
+				d.limit.logf("split", slog.LevelWarn, "the application refused a batch of events; its parts go alone",
+					"status", status, "events", len(b.events), "connections", len(b.queues), "bytes", len(body))
+				return split
+			}
+			ev := b.events[0]
+			d.log.Error("the application refused an event; it is dropped", "status", status,
+				"fd", ev.fd, "seq", ev.seq, "type", ev.typ, "bytes", len(body))
 			return refused
 		}
 		if d.ctx.Err() != nil {

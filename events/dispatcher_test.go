@@ -1017,10 +1017,63 @@ func TestRefusedBatchesAreDropped(t *testing.T) {
 			if st := settle(t, d); st.Retries != 0 || st.Dropped.Refused != 1 {
 				t.Errorf("stats %+v, want no retry and 1 refused", st)
 			}
-			if len(logs.Records("the application refused a batch of events; they are dropped")) != 1 {
+			if len(logs.Records("the application refused an event; it is dropped")) != 1 {
 				t.Errorf("no log line for the refusal:\n%s", logs)
 			}
 		})
+	}
+}
+
+// TestRefusedBatchIsSplit: a 400 for a batch of several connections drops
+// only the event the application refuses alone; the others' events, in
+// the same request before, are delivered. A refused open event closes its
+// connection (1011) and the application hears nothing more of it.
+func TestRefusedBatchIsSplit(t *testing.T) {
+	s := newSink(t)
+	gate := make(chan struct{})
+	var first atomic.Bool
+	s.setAnswer(func(r *http.Request, req *sinkRequest) (int, string) {
+		if first.CompareAndSwap(false, true) {
+			s.block(r, gate) // the first request (a's open) holds the rest back: they batch together
+		}
+		for _, e := range req.Events {
+			if e.Data == "poison" || (e.Type == "open" && strings.Contains(e.Query, "id=bad")) {
+				return http.StatusBadRequest, "no"
+			}
+		}
+		return http.StatusNoContent, ""
+	})
+	d, _ := newDispatcher(t, events.Config{URL: s.url, Concurrency: 1, Timeout: wait})
+	th := startHub(t, d, false, bridge.Config{})
+	a := th.dial(t, "/?id=a", nil)
+	waitStats(t, d, "a's open in flight", func(st events.Stats) bool { return st.Pending == 1 })
+	send(t, a, "poison")
+	b := th.dial(t, "/?id=b", nil)
+	send(t, b, "fine")
+	bad := th.dial(t, "/?id=bad", nil)
+	send(t, bad, "never seen")
+	waitStats(t, d, "the rest queued", func(st events.Stats) bool { return st.Pending == 6 })
+	close(gate)
+	if ce := testutil.ReadClose(t, bad, wait); ce.Code != events.CloseInternalError {
+		t.Errorf("bad got close %d, want 1011", ce.Code)
+	}
+	fdA, fdB := s.fdOf(t, "a"), s.fdOf(t, "b")
+	closeClient(t, a, 1000, "")
+	closeClient(t, b, 1000, "")
+	s.waitClosed(t, fdA, fdB)
+	st := settle(t, d)
+	if st.Dropped.Refused != 2 || st.Splits == 0 {
+		t.Errorf("stats %+v, want the poison and bad's open refused, after a split", st)
+	}
+	if got := s.fdsAcked(); len(got) != 2 {
+		t.Errorf("the application heard of fds %v, want only a's and b's", got)
+	}
+	var gotB []string
+	for _, e := range s.ackedOf(fdB) {
+		gotB = append(gotB, e.Type+" "+e.Data)
+	}
+	if want := []string{"open ", "message fine", "close "}; !slices.Equal(gotB, want) {
+		t.Errorf("b's events %q, want %q", gotB, want)
 	}
 }
 
