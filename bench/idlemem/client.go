@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // clientMain is a client process: on the line "go" on stdin it opens n
@@ -37,7 +39,7 @@ func clientMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	addrs, err := parseAddrs(*src)
+	addrs, err := bench.ParseLoopbackAddrs(*src)
 	if err != nil || *n < 1 || *url == "" || *n > maxPerClient {
 		fmt.Fprintf(stderr, "idlemem -client: bad arguments (%v)\n", err)
 		return 2

@@ -34,7 +34,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -48,6 +47,8 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // Limits that keep every process below the open-file cap (20,000).
@@ -121,7 +122,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.concurrency < 1 {
 		return o, fmt.Errorf("-dial-concurrency %d: must be at least 1", o.concurrency)
 	}
-	if _, err := parseAddrs(o.src); err != nil {
+	if _, err := bench.ParseLoopbackAddrs(o.src); err != nil {
 		return o, err
 	}
 	return o, nil
@@ -517,33 +518,4 @@ func (c *child) kill() {
 		}
 		_ = c.cmd.Wait()
 	})
-}
-
-// parseAddrs parses "127.0.0.2-127.0.0.9,127.0.1.1" into addresses.
-func parseAddrs(s string) ([]netip.Addr, error) {
-	var out []netip.Addr
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		first, last, isRange := strings.Cut(part, "-")
-		a, err := netip.ParseAddr(first)
-		if err != nil {
-			return nil, fmt.Errorf("-src: %w", err)
-		}
-		b := a
-		if isRange {
-			if b, err = netip.ParseAddr(last); err != nil {
-				return nil, fmt.Errorf("-src: %w", err)
-			}
-		}
-		if !a.Is4() || !b.Is4() || b.Less(a) || !a.IsLoopback() || !b.IsLoopback() {
-			return nil, fmt.Errorf("-src: %q is not an IPv4 loopback address or ascending range of them", part)
-		}
-		for ; !b.Less(a); a = a.Next() {
-			out = append(out, a)
-			if len(out) > 1<<16 {
-				return nil, fmt.Errorf("-src: %q: too many addresses", s)
-			}
-		}
-	}
-	return out, nil
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // TestMain lets the test binary serve as its own client processes: the tool
@@ -58,7 +60,7 @@ func TestBadFlags(t *testing.T) {
 }
 
 func TestParseAddrs(t *testing.T) {
-	got, err := parseAddrs("127.0.0.2-127.0.0.4, 127.0.1.1")
+	got, err := bench.ParseLoopbackAddrs("127.0.0.2-127.0.0.4, 127.0.1.1")
 	if err != nil {
 		t.Fatal(err)
 	}

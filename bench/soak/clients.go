@@ -18,6 +18,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsbridge/wsbridge/rpc"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // client is one WebSocket connection of the pool. Pushes to it carry
@@ -86,7 +88,7 @@ type pool struct {
 }
 
 func newPool(o *options, wsAddr string) (*pool, error) {
-	srcs, err := parseAddrs(o.src)
+	srcs, err := bench.ParseLoopbackAddrs(o.src)
 	if err != nil {
 		return nil, err
 	}
@@ -564,34 +566,4 @@ func (l *load) sender() {
 			l.p.msgsSent.Add(1)
 		}
 	}
-}
-
-// parseAddrs parses "127.0.0.2-127.0.0.9,127.0.1.1" into loopback
-// addresses.
-func parseAddrs(s string) ([]netip.Addr, error) {
-	var out []netip.Addr
-	for part := range strings.SplitSeq(s, ",") {
-		part = strings.TrimSpace(part)
-		first, last, isRange := strings.Cut(part, "-")
-		a, err := netip.ParseAddr(first)
-		if err != nil {
-			return nil, fmt.Errorf("-src: %w", err)
-		}
-		b := a
-		if isRange {
-			if b, err = netip.ParseAddr(last); err != nil {
-				return nil, fmt.Errorf("-src: %w", err)
-			}
-		}
-		if !a.Is4() || !b.Is4() || b.Less(a) || !a.IsLoopback() || !b.IsLoopback() {
-			return nil, fmt.Errorf("-src: %q is not an IPv4 loopback address or ascending range of them", part)
-		}
-		for ; !b.Less(a); a = a.Next() {
-			out = append(out, a)
-			if len(out) > 1<<16 {
-				return nil, fmt.Errorf("-src: %q: too many addresses", s)
-			}
-		}
-	}
-	return out, nil
 }

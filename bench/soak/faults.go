@@ -16,6 +16,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsbridge/wsbridge/rpc"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // connectFlood opens and closes WebSocket connections as fast as
@@ -23,7 +25,7 @@ import (
 // with a bare TCP close. Each handshake carries o.floodHeaderBytes of
 // headers (kept by the bridge for the open event).
 func connectFlood(ctx context.Context, o *options, wsAddr string, d time.Duration) map[string]any {
-	srcs, _ := parseAddrs(o.src)
+	srcs, _ := bench.ParseLoopbackAddrs(o.src)
 	var attempts, upgraded, other atomic.Int64
 	var mu sync.Mutex
 	statuses := map[string]int64{}
@@ -103,7 +105,7 @@ func errClass(err error) string {
 // a goridge frame that announces a 1 MiB payload that never completes. It
 // reports per port how many the bridge closed, and how fast.
 func slowloris(ctx context.Context, o *options, b *bridgeProc, d time.Duration) map[string]any {
-	srcs, _ := parseAddrs(o.src)
+	srcs, _ := bench.ParseLoopbackAddrs(o.src)
 	frame := rpc.RequestFrame(8, 1, "Sender.Check", make([]byte, 1<<20))
 	rpcHead := frame.Bytes()[:12+8+len("Sender.Check")+64] // header, options, method, the payload's start
 	ports := []struct{ name, addr, first, trickle string }{

@@ -57,6 +57,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 func main() {
@@ -202,7 +204,7 @@ func parseOptions(args []string, stderr io.Writer) (*options, error) {
 	case o.slowInterval <= 0 || o.slow <= 0:
 		return nil, errors.New("-slowloris-interval and -slow must be positive")
 	}
-	if _, err := parseAddrs(o.src); err != nil {
+	if _, err := bench.ParseLoopbackAddrs(o.src); err != nil {
 		return nil, err
 	}
 	// This process holds the N clients, plus the flood's and slowloris's
