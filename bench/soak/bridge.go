@@ -141,7 +141,7 @@ func startBridge(bin string, env []string, eventsURL string, maxConns int, logw 
 		case a, ok := <-addrs:
 			if !ok {
 				<-b.exited
-				return nil, fmt.Errorf("wsbridge exited before listening: %v (its log: see -bridge-log)", b.exitErr)
+				return nil, fmt.Errorf("wsbridge exited before listening: %w (its log: see -bridge-log)", b.exitErr)
 			}
 			switch a[0] {
 			case "websocket listening":
