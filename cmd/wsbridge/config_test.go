@@ -1530,3 +1530,48 @@ func TestClientRateSettings(t *testing.T) {
 		t.Errorf("no byte limit, small burst: %v", err)
 	}
 }
+
+// settingNames lists every setting's flag name, from --help.
+func settingNames(t testing.TB) []string {
+	var help strings.Builder
+	if _, err := parseConfig([]string{"-help"}, noEnv, &help); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("-help: %v", err)
+	}
+	var names []string
+	for _, line := range strings.Split(help.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, "  -"); ok {
+			names = append(names, strings.Fields(rest)[0])
+		}
+	}
+	if len(names) < 50 {
+		t.Fatalf("%d settings found in --help", len(names))
+	}
+	return names
+}
+
+// FuzzSettingValue: any value of any setting, given by its environment
+// variable, is accepted or refused with an error that names the setting
+// (and never echoes a secret); parsing never panics.
+func FuzzSettingValue(f *testing.F) {
+	names := settingNames(f)
+	for i, v := range []string{"0", "-1", "1e400", "NaN", "1KiB", "99999999999999999999", "tcp://[::1", "unix://", "a,b,,c", "10.0.0.0/33",
+		"http://u:pw@h/?t=x", "\x00", "0x10", "1h1h", "-5s", "yes", "TRUE", "0777", "json ", "*"} {
+		f.Add(uint16(i), v)
+	}
+	secrets := map[string]bool{"admin-token": true, "events-secret": true}
+	f.Fuzz(func(t *testing.T, idx uint16, value string) {
+		name := names[int(idx)%len(names)]
+		env := map[string]string{envName(name): value}
+		_, err := parseConfig(nil, func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+		if err == nil {
+			return
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "-"+name) && !strings.Contains(msg, envName(name)) {
+			t.Errorf("%s=%q: error %q does not name the setting", envName(name), value, msg)
+		}
+		if secrets[name] && len(value) >= 4 && strings.Contains(msg, value) {
+			t.Errorf("%s=%q: the error echoes the secret: %q", envName(name), value, msg)
+		}
+	})
+}
