@@ -89,7 +89,7 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool), out io.Wr
 	fs.Var(intRange(&b.MaxGroupsPerConn, bridge.DefaultMaxGroups, 1, 1<<20), "max-groups-per-connection", "how many groups one connection may join")
 	// Admission limits of the WebSocket port (bridge/admission.go).
 	fs.Var(intRange(&b.MaxConnectionsPerIP, 0, 0, 1<<30), "max-connections-per-ip", "connections per client address (IPv6: per /64), open or being upgraded; past it a handshake gets HTTP 503 (0: no cap)")
-	fs.Var(intRange(&b.MaxHandshakes, bridge.DefaultMaxHandshakes, 1, 1<<30), "max-handshakes", "connections accepted and not yet upgraded; past it a new connection gets HTTP 503 and is closed")
+	fs.Var(intRange(&b.MaxHandshakes, bridge.DefaultMaxHandshakes, 1, 1<<30), "max-handshakes", "connections accepted and not yet upgraded; past it a new connection gets HTTP 503 (over TLS: no answer) and is closed")
 	fs.Var(rateVar(&b.AcceptRate, 0, 0), "accept-rate", "handshakes admitted per second; past it HTTP 429 with Retry-After (0: no limit)")
 	fs.Var(intRange(&b.AcceptBurst, 0, 0, 1<<30), "accept-burst", "burst of accept-rate (0: accept-rate rounded up, at least 1)")
 	fs.Var(prefixListVar(&b.TrustedProxies), "trusted-proxies", "comma-separated proxy networks (CIDR or address) whose X-Forwarded-For / X-Real-IP give the client address; empty: none")
