@@ -231,3 +231,86 @@ func TestEventsDelivered(t *testing.T) {
 		t.Errorf("%d auth requests, want 3", app.auths)
 	}
 }
+
+// TestEventsBacklogRefusesHandshakes: while the application does not answer,
+// the pending events (each open with its reserved close) reach
+// WSBRIDGE_EVENTS_QUEUE_TOTAL and the binary refuses new handshakes with
+// 503 and Retry-After instead of queueing without bound (issue 8, defect
+// 1); once the application answers, everything pending is delivered and
+// handshakes pass again.
+func TestEventsBacklogRefusesHandshakes(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var mu sync.Mutex
+	opened := map[int64]bool{}
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+			return
+		}
+		var batch struct{ Events []appEvent }
+		_ = json.NewDecoder(r.Body).Decode(&batch)
+		mu.Lock()
+		for _, e := range batch.Events {
+			if e.Type == "open" {
+				opened[e.FD] = true
+			}
+		}
+		mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(app.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	p := startDefault(t, []string{"WSBRIDGE_EVENTS_URL=" + app.URL, "WSBRIDGE_MAX_CONNECTIONS=3", "WSBRIDGE_EVENTS_QUEUE_TOTAL=4",
+		"WSBRIDGE_EVENTS_TIMEOUT=30s"})
+	connect(t, "ws://"+p.addr+"/?id=a")
+	connect(t, "ws://"+p.addr+"/?id=b")
+	// Two opens pending and two closes reserved: the bound of 4 is reached
+	// once the bridge has counted both opens (just after their upgrades);
+	// a handshake that slips in before is closed at once (1013, its open
+	// does not fit) and takes no room.
+	deadline := time.Now().Add(readTimeout)
+	for {
+		ws, resp, err := dialer.Dial("ws://"+p.addr+"/?id=c", nil)
+		if err == nil {
+			ws.Close()
+			if time.Now().After(deadline) {
+				t.Fatal("handshakes still accepted with the events backlog full")
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if resp == nil {
+			t.Fatalf("dial: %v", err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), "not keeping up") {
+			t.Fatalf("handshake with the events backlog full: %s, Retry-After %q, body %q; want 503 with Retry-After",
+				resp.Status, resp.Header.Get("Retry-After"), body)
+		}
+		break
+	}
+	close(release)
+	deadline = time.Now().Add(readTimeout)
+	for {
+		mu.Lock()
+		n := len(opened)
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d open events delivered once the application answered, want 2", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	connect(t, "ws://"+p.addr+"/?id=c") // room again
+}
