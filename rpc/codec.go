@@ -102,7 +102,9 @@ func (c *serverCodec) ReadRequestBody(out any) error {
 	var err error
 	switch c.codec {
 	case frame.CodecMsgpack:
-		err = msgpack.Unmarshal(args, out)
+		if err = checkMsgpack(args); err == nil {
+			err = msgpack.Unmarshal(args, out)
+		}
 	case frame.CodecGob:
 		err = gob.NewDecoder(bytes.NewReader(args)).Decode(out)
 	default:
