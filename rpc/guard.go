@@ -353,6 +353,7 @@ func (g *guard) linger() {
 		_ = cw.CloseWrite()
 	}
 	g.wmu.Unlock()
+	g.inFrame, g.fdl = false, time.Time{} // the discard below is not a request: ReadTimeout must not replace the deadline
 	_ = g.conn.SetReadDeadline(deadline)
 	_, _ = io.CopyN(io.Discard, g.br, lingerBytes)
 }

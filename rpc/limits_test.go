@@ -275,3 +275,20 @@ func TestShutdownWithBlockedConnection(t *testing.T) {
 		t.Fatalf("%d connections left after Shutdown", n)
 	}
 }
+
+// TestFatalFrameLingersOneSecond: after a fatal frame the server reads
+// and discards what the client still sends for a second, then drops the
+// connection, even with a long ReadTimeout (which took over the linger's
+// deadline and held each such connection ten times longer).
+func TestFatalFrameLingersOneSecond(t *testing.T) {
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{ReadTimeout: time.Hour})
+	conn := rawDial(t, e)
+	b := request(frame.CodecJSON, 1, "Sender.Check", `{"fd":1}`)
+	b[7] ^= 0xff // a bad CRC: fatal
+	conn.Write(b[:rpcHeaderLen])
+	if seq, isErr, _ := reply(t, conn); seq != 0 || !isErr {
+		t.Fatalf("reply seq %d, error %v; want the bad_request error", seq, isErr)
+	}
+	// The client neither sends nor closes: the server lets go on its own.
+	waitFor(t, "the server to drop the connection", func() bool { return e.srv.Connections() == 0 })
+}
