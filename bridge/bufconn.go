@@ -3,6 +3,7 @@ package bridge
 import (
 	"bufio"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -46,13 +47,23 @@ type bufConn struct {
 }
 
 // Write gathers p while the writer runs, writing out first when the batch
-// would grow past maxCoalesce; a large p goes out without a copy.
+// would grow past maxCoalesce; a large p goes out without a copy. A close
+// frame goes out at once with what was gathered before it: gorilla writes
+// its own (1002, 1009) from the reader, and the connection may end before
+// the writer flushes again.
 func (b *bufConn) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.noteClose(p)
+	closing := b.noteClose(p)
 	if b.buf == nil {
 		return b.Conn.Write(p)
+	}
+	if closing {
+		*b.buf = append(*b.buf, p...)
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+		return len(p), nil
 	}
 	if len(*b.buf)+len(p) > maxCoalesce {
 		if err := b.flushLocked(); err != nil {
@@ -92,6 +103,32 @@ func (b *bufConn) Close() error {
 		return tc.NetConn().Close()
 	}
 	return b.Conn.Close()
+}
+
+// lingerBytes bounds what linger reads and discards.
+const lingerBytes = 1 << 20
+
+// linger ends the socket's write side after the close frame (a FIN) and
+// reads and discards what the client still sends, until it closes, for at
+// most timeout and lingerBytes, so that closing the socket then does not
+// reset a connection whose close frame the client has not read yet.
+func (b *bufConn) linger(timeout time.Duration) {
+	raw := b.Conn
+	if tc, ok := raw.(*tls.Conn); ok {
+		raw = tc.NetConn() // the TLS stream is over: its bytes are discarded as they are
+	}
+	cw, ok := raw.(interface{ CloseWrite() error })
+	if !ok {
+		return
+	}
+	b.mu.Lock()
+	if b.buf != nil {
+		_ = b.flushLocked()
+	}
+	_ = cw.CloseWrite()
+	b.mu.Unlock()
+	_ = raw.SetReadDeadline(time.Now().Add(timeout))
+	_, _ = io.Copy(io.Discard, io.LimitReader(raw, lingerBytes))
 }
 
 // gather starts gathering writes (the writer goroutine starts).

@@ -425,6 +425,9 @@ func (c *conn) writeLoop() {
 		if err == nil && (it.kind == itemData || it.kind == itemPrepared) {
 			c.worker.bytesOut.Add(uint64(it.size))
 		}
+		if it.kind == itemClose && errors.Is(err, websocket.ErrCloseSent) {
+			err = nil // gorilla sent its own (1002, 1009) first: that one stands
+		}
 		if err == nil && it.kind == itemClose {
 			err = c.bc.flush() // before the close timeout starts
 		}
@@ -436,16 +439,26 @@ func (c *conn) writeLoop() {
 
 // writeFailed drops everything queued and closes the socket; the reader
 // then finishes the connection.
+//
+// ErrCloseSent is not a failure of the socket: gorilla wrote its own close
+// frame (a protocol error, a message over the read limit) from the reader,
+// which is ending; nothing more is written, and finish closes the socket
+// once the close frame has had its chance to arrive.
 func (c *conn) writeFailed(err error) {
+	closeSent := errors.Is(err, websocket.ErrCloseSent)
 	c.mu.Lock()
 	if c.state == stateOpen {
 		c.hub.log.Debug("write failed", "fd", c.fd, "err", err)
 		c.state = stateClosing
-		c.endedLocked("write failed")
+		if !closeSent {
+			c.endedLocked("write failed")
+		}
 	}
 	c.clearLocked()
 	c.mu.Unlock()
-	_ = c.ws.Close()
+	if !closeSent {
+		_ = c.ws.Close()
+	}
 }
 
 func (c *conn) write(it item) error {
@@ -646,6 +659,9 @@ func (c *conn) finish(readErr error) {
 		}
 		t.Stop()
 	}
+	if c.mustLinger(readErr) {
+		c.bc.linger(c.hub.cfg.CloseTimeout)
+	}
 	_ = c.ws.Close()
 	if drained != nil {
 		<-drained // the socket is closed: a blocked write returns at once
@@ -665,6 +681,26 @@ func (c *conn) finish(readErr error) {
 			l.OnClose(c.fd, ev)
 		}
 	})
+}
+
+// mustLinger reports whether the socket must linger before it is closed:
+// the reader stopped on an error of the client's (a protocol error, a
+// message over the read limit) that the bridge answered with a close
+// frame, and the client's close has not come. The client's unread bytes
+// would make closing the socket send a reset, which may destroy the close
+// frame before the client reads it.
+func (c *conn) mustLinger(readErr error) bool {
+	c.mu.Lock()
+	peerClosed := c.peerClosed
+	c.mu.Unlock()
+	if readErr == nil || peerClosed {
+		return false
+	}
+	if _, _, sent := c.bc.sentClose(); !sent {
+		return false
+	}
+	var ne net.Error
+	return !errors.As(readErr, &ne) && !errors.Is(readErr, io.EOF) && !errors.Is(readErr, io.ErrUnexpectedEOF) && !errors.Is(readErr, net.ErrClosed)
 }
 
 // closeEventLocked reports how the connection ended: the client's close

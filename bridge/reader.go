@@ -162,12 +162,13 @@ type outFrames struct {
 	lost        bool   // a write did not start as expected: stop following
 }
 
-// noteClose follows one write of p (under b.mu).
-func (b *bufConn) noteClose(p []byte) {
+// noteClose follows one write of p (under b.mu) and reports whether p
+// holds the first close frame written.
+func (b *bufConn) noteClose(p []byte) bool {
 	o := &b.out
 	if !o.upgraded {
 		o.upgraded = true
-		return
+		return false
 	}
 	for len(p) > 0 && !o.lost && o.closeCode == 0 {
 		if o.remaining > 0 {
@@ -177,7 +178,7 @@ func (b *bufConn) noteClose(p []byte) {
 		}
 		if len(p) < 2 {
 			o.lost = true
-			return
+			return false
 		}
 		h, n := 2, int64(p[1]&0x7f)
 		switch n {
@@ -188,7 +189,7 @@ func (b *bufConn) noteClose(p []byte) {
 		}
 		if len(p) < h {
 			o.lost = true
-			return
+			return false
 		}
 		switch n {
 		case 126:
@@ -203,10 +204,11 @@ func (b *bufConn) noteClose(p []byte) {
 				o.closeCode = binary.BigEndian.Uint16(payload)
 				o.closeReason = string(payload[2:])
 			}
-			return
+			return true
 		}
 		p, o.remaining = p[h:], n
 	}
+	return false
 }
 
 // sentClose returns the first close frame written on the socket.

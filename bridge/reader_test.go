@@ -570,3 +570,62 @@ func TestMessagesAfterCloseAreCounted(t *testing.T) {
 		t.Fatalf("the application got %q after the close", got)
 	}
 }
+
+// The close frame gorilla writes itself (here 1009, over the read limit)
+// reaches the client even while the connection's writer is gathering
+// pushes: it was gathered with them and dropped when the next write failed
+// (ErrCloseSent) and closed the socket; and closing a socket with the
+// client's unread bytes sends a reset, which can destroy the close frame
+// before the client reads it. The client saw a reset in 35 of 40 tries
+// (found by a review).
+func TestGorillaCloseFrameNotLostWhileWriting(t *testing.T) {
+	// The client answers the close and keeps its socket open: the bridge
+	// lingers CloseTimeout for it to end, kept short here.
+	th := startHub(t, bridge.Config{MaxMessageSize: 1024, QueueSize: 1 << 16, QueueBytes: 64 << 20, CloseTimeout: 300 * time.Millisecond})
+	for i := range 10 {
+		c, fd := th.dial(t, fmt.Sprint("w", i))
+		stop := make(chan struct{})
+		pushed := make(chan struct{})
+		go func() {
+			defer close(pushed)
+			msg := make([]byte, 200)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := th.Push(fd, msg, bridge.OpBinary, true); err != nil && !bridge.IsNotDelivered(err) {
+					return
+				}
+			}
+		}()
+		readErr := make(chan error, 1)
+		go func() {
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					readErr <- err
+					return
+				}
+			}
+		}()
+		time.Sleep(5 * time.Millisecond) // the writer is busy
+		if err := c.WriteMessage(websocket.BinaryMessage, make([]byte, 4096)); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		select {
+		case err = <-readErr:
+		case <-time.After(wait):
+			t.Fatal("no close")
+		}
+		close(stop)
+		<-pushed
+		if !websocket.IsCloseError(err, websocket.CloseMessageTooBig) {
+			t.Fatalf("try %d: the client got %v, want close 1009", i, err)
+		}
+		if ev := th.rec.closeOf(t, fd); ev.Code != websocket.CloseMessageTooBig || !ev.ByServer {
+			t.Fatalf("try %d: close event %+v, want 1009 by the server", i, ev)
+		}
+	}
+}
