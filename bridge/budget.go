@@ -107,7 +107,10 @@ func (h *Hub) uncharge(it *item) {
 }
 
 // sweep brings the total back to where need more bytes fit, closing the
-// connections with the largest queues first (OverflowClose). It reads each
+// connections with the largest queues first (OverflowClose): first by what
+// is theirs alone (closing one gives that back at once), then, if that was
+// not enough, by all they hold (a broadcast's payload comes back only once
+// every queue that holds it is gone). It reads each
 // connection's size without its lock, one worker's snapshot at a time, and
 // takes the lock only of the connections it closes. A closed connection's
 // queue is dropped at once; the message its writer is writing is given back
@@ -123,8 +126,8 @@ func (h *Hub) sweep(need int64) {
 		return // another sweep made room
 	}
 	type queue struct {
-		c    *conn
-		size int64
+		c         *conn
+		own, size int64
 	}
 	var queues []queue
 	var buf []*conn
@@ -132,19 +135,24 @@ func (h *Hub) sweep(need int64) {
 		buf = w.snapshot(buf[:0])
 		for i, c := range buf {
 			if n := c.size.Load(); n > 0 {
-				queues = append(queues, queue{c, n})
+				queues = append(queues, queue{c, c.own.Load(), n})
 			}
 			buf[i] = nil
 		}
 	}
-	slices.SortFunc(queues, func(a, b queue) int { return cmp.Compare(b.size, a.size) })
-	for _, q := range queues {
-		if b.queued.Load()+need <= b.max {
-			b.noRoomAt.Store(0)
-			return
-		}
-		if q.c.closeOverBudget(q.size) {
-			b.closed.Add(1)
+	for _, by := range []func(queue) int64{
+		func(q queue) int64 { return q.own },
+		func(q queue) int64 { return q.size },
+	} {
+		slices.SortFunc(queues, func(a, b queue) int { return cmp.Compare(by(b), by(a)) })
+		for _, q := range queues {
+			if b.queued.Load()+need <= b.max {
+				b.noRoomAt.Store(0)
+				return
+			}
+			if by(q) > 0 && q.c.closeOverBudget(q.size) {
+				b.closed.Add(1)
+			}
 		}
 	}
 	if b.queued.Load()+need <= b.max {

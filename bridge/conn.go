@@ -67,6 +67,10 @@ type conn struct {
 	// its held broadcasts and the item its writer is writing. Written under
 	// mu (the writer subtracts what it wrote), read by a sweep without it.
 	size atomic.Int64
+	// own is the part of size that is this connection's alone (not a
+	// broadcast's payload, which other queues may hold too): what closing
+	// it gives back to the budget at once. Same rules as size.
+	own atomic.Int64
 
 	mu          sync.Mutex
 	state       connState
@@ -174,6 +178,9 @@ func (c *conn) tryEnqueue(it item, directed bool) error {
 		return errOverBudget
 	}
 	c.size.Add(int64(it.size))
+	if it.ref == nil {
+		c.own.Add(int64(it.size))
+	}
 	if held {
 		c.held = append(c.held, it)
 		c.heldBytes += it.size
@@ -306,7 +313,7 @@ func (c *conn) peerClose(code int, reason string) {
 // clearLocked drops everything queued and held, giving its bytes back.
 func (c *conn) clearLocked() {
 	for i := c.head; i < len(c.q); i++ {
-		c.hub.uncharge(&c.q[i])
+		c.unchargeLocked(&c.q[i])
 	}
 	c.size.Add(-int64(c.queuedBytes))
 	clear(c.q)
@@ -317,7 +324,7 @@ func (c *conn) clearLocked() {
 
 func (c *conn) dropHeldLocked() {
 	for i := range c.held {
-		c.hub.uncharge(&c.held[i])
+		c.unchargeLocked(&c.held[i])
 	}
 	c.size.Add(-int64(c.heldBytes))
 	clear(c.held)
@@ -360,6 +367,16 @@ func (c *conn) next() (item, bool) {
 // has ended (or failed).
 func (c *conn) written(it *item) {
 	c.size.Add(-int64(it.size))
+	c.unchargeLocked(it)
+}
+
+// unchargeLocked gives an item's bytes back to the budget and takes them
+// off own; the caller takes them off size. (written calls it without mu:
+// the item is the writer's alone, and both counters are atomic.)
+func (c *conn) unchargeLocked(it *item) {
+	if it.ref == nil {
+		c.own.Add(-int64(it.size))
+	}
 	c.hub.uncharge(it)
 }
 

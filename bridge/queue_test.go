@@ -537,3 +537,48 @@ func FuzzQueues(f *testing.F) {
 		waitStats(t, th.Hub, "queued bytes back to 0", func(s bridge.Stats) bool { return s.QueuedBytes == 0 })
 	})
 }
+
+// The budget's sweep closes first the connections whose bytes are theirs
+// alone: closing a holder of a broadcast that other queues hold too gives
+// nothing back. Ten stalled clients hold the same broadcasts (most of the
+// budget); one holds a directed push, less than any of theirs in total;
+// a push that needs room closes that one, not the ten (found by a review:
+// all ten were closed and nothing came back until the last).
+func TestSweepClosesOwnBytesFirst(t *testing.T) {
+	const budget = 2 << 20
+	th := startStalledHub(t, bridge.Config{MaxQueuedBytes: budget, QueueBytes: budget, MaxPushSize: 256 << 10,
+		QueueSize: 1 << 16, WriteTimeout: time.Hour})
+	fds := make([]int64, 10)
+	for i := range fds {
+		_, fds[i] = th.dialWith(t, stalledDialer, fmt.Sprint("holder", i))
+	}
+	msg := make([]byte, 64<<10)
+	for th.Stats().QueuedBytes+(64<<10) <= budget-(600<<10) {
+		if n, err := th.PushMany(fds, msg, bridge.OpBinary); err != nil || n != len(fds) {
+			t.Fatalf("PushMany: %d, %v", n, err)
+		}
+	}
+	// Seven directed pushes: the writer is stuck in the first, the others
+	// wait in the queue, which closing the connection gives back.
+	_, own := th.dialWith(t, stalledDialer, "own")
+	for range 7 {
+		if err := th.Push(own, msg, bridge.OpBinary, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, late := th.dialWith(t, stalledDialer, "late")
+	if err := th.Push(late, make([]byte, 256<<10), bridge.OpBinary, true); err != nil {
+		t.Fatalf("the push that needs room (%d bytes queued): %v", th.Stats().QueuedBytes, err)
+	}
+	if th.Check(own) {
+		t.Fatal("the connection whose bytes were its own is still open")
+	}
+	for _, fd := range fds {
+		if !th.Check(fd) {
+			t.Fatalf("a holder of the shared broadcasts (fd %d) was closed", fd)
+		}
+	}
+	if st := th.Stats(); st.BudgetCloses != 1 {
+		t.Fatalf("%d connections closed by the budget, want 1", st.BudgetCloses)
+	}
+}
