@@ -544,10 +544,14 @@ func (c *conn) run() {
 func (c *conn) readLoop() error {
 	cfg := &c.hub.cfg
 	idle := cfg.PingInterval + cfg.PongTimeout
+	// Under mu, so that it cannot undo the close timeout the writer sets
+	// once the state has left open.
 	alive := func() {
-		if c.isOpen() {
+		c.mu.Lock()
+		if c.state == stateOpen {
 			_ = c.ws.SetReadDeadline(time.Now().Add(idle))
 		}
+		c.mu.Unlock()
 	}
 	// gorilla's limit bounds the frames' bytes as they arrive; readMessage
 	// bounds the message once inflated.
