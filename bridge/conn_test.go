@@ -249,7 +249,8 @@ var hostileTests = []struct {
 }
 
 func TestHostileClientsCloseOnlyThemselves(t *testing.T) {
-	th := startHub(t, bridge.Config{MaxMessageSize: 1024})
+	// The raw clients never close: the bridge lingers CloseTimeout for them.
+	th := startHub(t, bridge.Config{MaxMessageSize: 1024, CloseTimeout: 100 * time.Millisecond})
 	good, goodFD := th.dial(t, "good")
 	for i, tt := range hostileTests {
 		t.Run(tt.name, func(t *testing.T) {

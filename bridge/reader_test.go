@@ -219,7 +219,8 @@ var protocolErrorTests = []struct {
 // the server failed says the code the server sent, and that the server
 // closed; it said 1006 by the client.
 func TestProtocolErrorsReportTheCloseSent(t *testing.T) {
-	th := startHub(t, bridge.Config{MaxMessageSize: 1024, Compression: true})
+	// The raw clients never close: the bridge lingers CloseTimeout for them.
+	th := startHub(t, bridge.Config{MaxMessageSize: 1024, Compression: true, CloseTimeout: 100 * time.Millisecond})
 	for i, tt := range protocolErrorTests {
 		t.Run(tt.name, func(t *testing.T) {
 			rc := dialRaw(t, th.srv.Listener.Addr().String())
@@ -505,7 +506,7 @@ func FuzzClientBytes(f *testing.F) {
 // compression negotiated gorilla accepted it on a control or continuation
 // frame; the bridge fails the connection with 1002 and reports that close.
 func TestRSV1OnControlOrContinuationFrame(t *testing.T) {
-	th := startHub(t, bridge.Config{Compression: true})
+	th := startHub(t, bridge.Config{Compression: true, CloseTimeout: 100 * time.Millisecond})
 	for name, frames := range map[string][]struct {
 		fin bool
 		op  byte
