@@ -3,14 +3,13 @@ package rpc
 import (
 	"bytes"
 	"encoding/gob"
-	stdjson "encoding/json"
+	"encoding/json"
 	"fmt"
 	netrpc "net/rpc"
 	"strconv"
 	"sync"
 	"time"
 
-	json "github.com/goccy/go-json"
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -27,8 +26,10 @@ import (
 // with a small stack. Copying that stack was 15–17% of the CPU time of a
 // push (docs/BENCHMARKS.md). Here the replies most calls have (a bool, a
 // count, a list of bools) are written directly, and other JSON replies go
-// through encoding/json. Arguments are decoded as goridge decodes them
-// (goccy for JSON), in ServeCodec's own long-lived goroutine.
+// through encoding/json. Arguments are decoded in ServeCodec's own
+// long-lived goroutine, JSON with encoding/json: goccy/go-json v0.10.3
+// reads past the end of `{"\` (a panic that killed the process, or a hang),
+// and the arguments come from outside.
 type serverCodec struct {
 	g *guard
 
@@ -196,7 +197,7 @@ func appendReply(b []byte, codec byte, body any) ([]byte, error) {
 		}
 		return append(b, ']'), nil
 	}
-	data, err := stdjson.Marshal(body)
+	data, err := json.Marshal(body)
 	return append(b, data...), err
 }
 

@@ -292,3 +292,20 @@ func TestFatalFrameLingersOneSecond(t *testing.T) {
 	// The client neither sends nor closes: the server lets go on its own.
 	waitFor(t, "the server to drop the connection", func() bool { return e.srv.Connections() == 0 })
 }
+
+// TestJSONArgumentsCannotCrashTheServer: goccy/go-json v0.10.3 read past
+// the end of an unterminated string that ends in a backslash (`{"\`): an
+// index out of range panic in the connection's goroutine, which killed
+// the whole bridge, or a hang, depending on the memory after the input
+// (FuzzArgs found it). The arguments are decoded with encoding/json now.
+func TestJSONArgumentsCannotCrashTheServer(t *testing.T) {
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{})
+	conn := rawDial(t, e)
+	for i := range 2000 {
+		body := []string{`{"\`, `{"data":"\`, `{"fd":1,"data":"ab\`, `"\`}[i%4]
+		conn.Write(request(frame.CodecJSON, uint32(i+1), "Sender.Push", body))
+		if seq, isErr, _ := reply(t, conn); seq != uint32(i+1) || !isErr {
+			t.Fatalf("%q: reply seq %d, error %v; want a bad_request", body, seq, isErr)
+		}
+	}
+}
