@@ -626,7 +626,8 @@ func (c *conn) readFailed(err error) error {
 	case errors.Is(err, errReservedBit):
 		c.close(websocket.CloseProtocolError, errReservedBit.Error(), false)
 	default:
-		if ne, ok := err.(net.Error); ok && ne.Timeout() { // gorilla hides os.ErrDeadlineExceeded
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() { // gorilla hides os.ErrDeadlineExceeded
 			c.mu.Lock()
 			if c.state == stateOpen {
 				c.endedLocked("no pong in time")
