@@ -55,25 +55,7 @@ func TestAuthorizePanicReleasesTheSlot(t *testing.T) {
 // Server() on a loopback socket, and shuts both down at the end.
 func serveHub(t *testing.T, cfg bridge.Config) (*bridge.Hub, *httptest.Server) {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	h, err := bridge.New(cfg)
-	if err != nil {
-		t.Fatalf("bridge.New: %v", err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config = h.Server()
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return h, srv
+	return serve(t, cfg, nil)
 }
 
 // dialStatus dials and returns the HTTP status of a refused handshake

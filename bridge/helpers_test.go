@@ -117,8 +117,23 @@ type testHub struct {
 // down at the end of the test.
 func startHub(t testing.TB, cfg bridge.Config) *testHub {
 	t.Helper()
+	return startHubOn(t, cfg, nil)
+}
+
+// startHubOn is startHub with the server's listener wrapped by wrap.
+func startHubOn(t testing.TB, cfg bridge.Config, wrap func(net.Listener) net.Listener) *testHub {
+	t.Helper()
 	rec := newRecorder()
 	cfg.Listener = rec
+	h, srv := serve(t, cfg, wrap)
+	return &testHub{Hub: h, rec: rec, srv: srv, url: "ws://" + srv.Listener.Addr().String()}
+}
+
+// serve serves a Hub with cfg as it is through Server() on a loopback
+// socket (its listener wrapped by wrap, when set), and shuts both down at
+// the end of the test.
+func serve(t testing.TB, cfg bridge.Config, wrap func(net.Listener) net.Listener) (*bridge.Hub, *httptest.Server) {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -128,8 +143,10 @@ func startHub(t testing.TB, cfg bridge.Config) *testHub {
 	}
 	srv := httptest.NewUnstartedServer(h)
 	srv.Config = h.Server()
+	if wrap != nil {
+		srv.Listener = wrap(srv.Listener)
+	}
 	srv.Start()
-	th := &testHub{Hub: h, rec: rec, srv: srv, url: "ws://" + srv.Listener.Addr().String()}
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -138,7 +155,7 @@ func startHub(t testing.TB, cfg bridge.Config) *testHub {
 			t.Errorf("Shutdown: %v", err)
 		}
 	})
-	return th
+	return h, srv
 }
 
 // dial connects a gorilla client with ?id=id and returns it with its fd.

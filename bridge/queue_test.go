@@ -1,13 +1,9 @@
 package bridge_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -34,26 +30,7 @@ func (l smallBuffers) Accept() (net.Conn, error) {
 // the queues of stalled clients hold.
 func startStalledHub(t testing.TB, cfg bridge.Config) *testHub {
 	t.Helper()
-	rec := newRecorder()
-	cfg.Listener = rec
-	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	h, err := bridge.New(cfg)
-	if err != nil {
-		t.Fatalf("bridge.New: %v", err)
-	}
-	srv := httptest.NewUnstartedServer(h)
-	srv.Config = h.Server()
-	srv.Listener = smallBuffers{srv.Listener}
-	srv.Start()
-	t.Cleanup(func() {
-		srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := h.Shutdown(ctx); err != nil {
-			t.Errorf("Shutdown: %v", err)
-		}
-	})
-	return &testHub{Hub: h, rec: rec, srv: srv, url: "ws://" + srv.Listener.Addr().String()}
+	return startHubOn(t, cfg, func(ln net.Listener) net.Listener { return smallBuffers{ln} })
 }
 
 // expectClose reads until the client gets a close frame and fails unless
