@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -312,12 +311,8 @@ func TestDownIsNotPoison(t *testing.T) {
 // TestURLQueryNotLogged: the events and auth URLs' query strings (which
 // may hold a token) and passwords appear in no log line.
 func TestURLQueryNotLogged(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := &downListener{Listener: ln}
-	down.down.Store(true)
+	down := newDownListener(t)
+	ln := down.Listener
 	go func() { // accepts and closes until the listener is closed
 		for {
 			if _, err := down.Accept(); err != nil {

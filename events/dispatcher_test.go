@@ -370,12 +370,7 @@ func TestEndpointDownThenUp(t *testing.T) {
 	// listens). Closing it and listening again on the same address would
 	// race with the loopback connections of tests running in parallel,
 	// any of which may take the freed port as its source port.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	down := &downListener{Listener: ln}
-	down.down.Store(true)
+	down := newDownListener(t)
 	s := newSinkOn(t, down) // sees only the connections accepted once up
 	d, logs := newDispatcher(t, events.Config{URL: s.url})
 	th := startHub(t, d, false, bridge.Config{})
@@ -412,6 +407,19 @@ func TestEndpointDownThenUp(t *testing.T) {
 type downListener struct {
 	net.Listener
 	down atomic.Bool
+}
+
+// newDownListener listens on a loopback port that stays held for the
+// whole test, down.
+func newDownListener(t testing.TB) *downListener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := &downListener{Listener: ln}
+	down.down.Store(true)
+	return down
 }
 
 func (l *downListener) Accept() (net.Conn, error) {
