@@ -1070,27 +1070,34 @@ func (s *logSink) find(tb testing.TB, msg string) (map[string]any, bool) {
 	return nil, false
 }
 
-// waitFor waits for a record with message msg; stopped ends the wait
-// early (the program returned).
-func (s *logSink) waitFor(tb testing.TB, msg string, stopped <-chan struct{}) map[string]any {
+// waitRecord waits for a record with message msg for which match holds;
+// stopped ends the wait early (the program returned).
+func (s *logSink) waitRecord(tb testing.TB, msg string, match func(map[string]any) bool, stopped <-chan struct{}) map[string]any {
 	tb.Helper()
 	timeout := time.NewTimer(20 * time.Second)
 	defer timeout.Stop()
 	for {
 		recs, changed := s.records(tb)
 		for _, r := range recs {
-			if r["msg"] == msg {
+			if r["msg"] == msg && match(r) {
 				return r
 			}
 		}
 		select {
 		case <-changed:
 		case <-stopped:
-			tb.Fatalf("run returned before logging %q; log:\n%s", msg, s.String())
+			tb.Fatalf("run returned before logging the %q record wanted; log:\n%s", msg, s.String())
 		case <-timeout.C:
-			tb.Fatalf("no %q log record after 20s; log:\n%s", msg, s.String())
+			tb.Fatalf("no matching %q record within 20s; log:\n%s", msg, s.String())
 		}
 	}
+}
+
+// waitFor waits for a record with message msg; stopped ends the wait
+// early (the program returned).
+func (s *logSink) waitFor(tb testing.TB, msg string, stopped <-chan struct{}) map[string]any {
+	tb.Helper()
+	return s.waitRecord(tb, msg, func(map[string]any) bool { return true }, stopped)
 }
 
 // running is run, called in a goroutine by startRun.

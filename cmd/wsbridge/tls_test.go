@@ -22,28 +22,6 @@ import (
 	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
-// waitRecord waits for a record with message msg for which match holds.
-func (s *logSink) waitRecord(tb testing.TB, msg string, match func(map[string]any) bool, stopped <-chan struct{}) map[string]any {
-	tb.Helper()
-	timeout := time.NewTimer(20 * time.Second)
-	defer timeout.Stop()
-	for {
-		recs, changed := s.records(tb)
-		for _, r := range recs {
-			if r["msg"] == msg && match(r) {
-				return r
-			}
-		}
-		select {
-		case <-changed:
-		case <-stopped:
-			tb.Fatalf("run returned before logging the %q record wanted; log:\n%s", msg, s.String())
-		case <-timeout.C:
-			tb.Fatalf("no matching %q record within 20s; log:\n%s", msg, s.String())
-		}
-	}
-}
-
 // certLoaded matches the load record of listener's certificate with
 // common name cn, for reason.
 func certLoaded(listener, cn, reason string) func(map[string]any) bool {
