@@ -18,10 +18,7 @@ import (
 func TestServerTLS(t *testing.T) {
 	ca := testutil.NewCA(t, "admin CA")
 	leaf := ca.Issue(t, "admin", time.Time{})
-	cert, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := leaf.Certificate(t)
 	srv, err := admin.New(newHub(t), admin.Config{Addr: "127.0.0.1:0", Logger: quietLog(), TLS: &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },

@@ -18,10 +18,7 @@ import (
 func TestBufConnCloseOverTLS(t *testing.T) {
 	ca := testutil.NewCA(t, "bufconn CA")
 	leaf := ca.Issue(t, "server", time.Time{})
-	cert, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cert := leaf.Certificate(t)
 	serverRaw, clientRaw := net.Pipe()
 	defer clientRaw.Close()
 	// No session tickets: the client would read them only with its first

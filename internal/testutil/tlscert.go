@@ -105,6 +105,16 @@ func (l Leaf) Write(tb testing.TB, dir string) (certFile, keyFile string) {
 	return certFile, keyFile
 }
 
+// Certificate returns the leaf as a tls.Certificate, for a server.
+func (l Leaf) Certificate(tb testing.TB) tls.Certificate {
+	tb.Helper()
+	cert, err := tls.X509KeyPair(l.CertPEM, l.KeyPEM)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cert
+}
+
 // WriteFileAtomic replaces path by a new file holding data.
 func WriteFileAtomic(tb testing.TB, path string, data []byte, mode os.FileMode) {
 	tb.Helper()
