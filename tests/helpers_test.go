@@ -249,24 +249,38 @@ func (p *bridgeProc) find(msg string) (map[string]any, bool) {
 // waitFor waits for a log record with message msg.
 func (p *bridgeProc) waitFor(msg string) map[string]any {
 	p.tb.Helper()
+	return p.waitRecord(msg, func(map[string]any) bool { return true })
+}
+
+// waitRecord waits for a log record with message msg for which match
+// holds.
+func (p *bridgeProc) waitRecord(msg string, match func(map[string]any) bool) map[string]any {
+	p.tb.Helper()
 	timeout := time.NewTimer(startTimeout)
 	defer timeout.Stop()
+	find := func(recs []map[string]any) (map[string]any, bool) {
+		for _, r := range recs {
+			if r["msg"] == msg && match(r) {
+				return r, true
+			}
+		}
+		return nil, false
+	}
 	for {
 		recs, changed := p.records()
-		for _, r := range recs {
-			if r["msg"] == msg {
-				return r
-			}
+		if r, ok := find(recs); ok {
+			return r
 		}
 		select {
 		case <-changed:
 		case <-p.exited:
-			if _, ok := p.find(msg); ok { // the line came with the exit
-				continue
+			recs, _ := p.records()
+			if r, ok := find(recs); ok { // the line came with the exit
+				return r
 			}
-			p.tb.Fatalf("wsbridge exited (%v) before logging %q; stderr:\n%s", p.state, msg, p.log())
+			p.tb.Fatalf("wsbridge exited (%v) before logging the %q record wanted; stderr:\n%s", p.state, msg, p.log())
 		case <-timeout.C:
-			p.tb.Fatalf("wsbridge logged no %q within %s; stderr:\n%s", msg, startTimeout, p.log())
+			p.tb.Fatalf("wsbridge logged no matching %q within %s; stderr:\n%s", msg, startTimeout, p.log())
 		}
 	}
 }

@@ -17,29 +17,6 @@ import (
 	"github.com/wsbridge/wsbridge/internal/testutil"
 )
 
-// waitRecord waits for a log record with message msg for which match
-// holds.
-func (p *bridgeProc) waitRecord(msg string, match func(map[string]any) bool) map[string]any {
-	p.tb.Helper()
-	timeout := time.NewTimer(startTimeout)
-	defer timeout.Stop()
-	for {
-		recs, changed := p.records()
-		for _, r := range recs {
-			if r["msg"] == msg && match(r) {
-				return r
-			}
-		}
-		select {
-		case <-changed:
-		case <-p.exited:
-			p.tb.Fatalf("wsbridge exited (%v) before the %q record wanted; stderr:\n%s", p.state, msg, p.log())
-		case <-timeout.C:
-			p.tb.Fatalf("wsbridge logged no matching %q within %s; stderr:\n%s", msg, startTimeout, p.log())
-		}
-	}
-}
-
 // certLoaded matches the load record of listener's certificate with
 // common name cn, for reason.
 func certLoaded(listener, cn, reason string) func(map[string]any) bool {
