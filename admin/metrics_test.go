@@ -94,6 +94,24 @@ func series(mf map[string]*dto.MetricFamily, name string) string {
 	return name + " " + strings.Join(out, " ")
 }
 
+// metricWant is a series and the value a test wants it to have.
+type metricWant struct {
+	name   string
+	labels []string
+	want   float64
+}
+
+// expectMetrics fails for each series of wants missing from mf or with
+// another value.
+func expectMetrics(t *testing.T, mf map[string]*dto.MetricFamily, wants []metricWant) {
+	t.Helper()
+	for _, w := range wants {
+		if got, ok := value(mf, w.name, w.labels...); !ok || got != w.want {
+			t.Errorf("%s%v = %v (present: %v), want %v; %s", w.name, w.labels, got, ok, w.want, series(mf, w.name))
+		}
+	}
+}
+
 // eventSink acknowledges every events request and counts the events.
 type eventSink struct {
 	mu     sync.Mutex
@@ -272,11 +290,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	}
 
 	mf := e.scrape(t)
-	for _, tt := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	expectMetrics(t, mf, []metricWant{
 		{"wsbridge_connections", nil, 1},
 		{"wsbridge_connections_opened_total", nil, 3},
 		{"wsbridge_connections_closed_total", []string{"code", "1000", "by", "client"}, 1},
@@ -329,12 +343,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 		{"wsbridge_events_overflow_closes_total", nil, 0},
 		{"wsbridge_events_request_duration_seconds", []string{"outcome", "refused"}, 0},
 		{"wsbridge_events_auth_duration_seconds", []string{"outcome", "allowed"}, 0},
-	} {
-		got, ok := value(mf, tt.name, tt.labels...)
-		if !ok || got != tt.want {
-			t.Errorf("%s%v = %v (present: %v), want %v; %s", tt.name, tt.labels, got, ok, tt.want, series(mf, tt.name))
-		}
-	}
+	})
 	// The requests that carried the 7 events, however they were batched.
 	if got, _ := value(mf, "wsbridge_events_request_duration_seconds", "outcome", "acknowledged"); got < 1 || got > 7 {
 		t.Errorf("%v acknowledged event requests, want 1..7", got)
@@ -420,19 +429,11 @@ func TestCertMetrics(t *testing.T) {
 	for _, f := range fams {
 		mf[f.GetName()] = f
 	}
-	for _, w := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	expectMetrics(t, mf, []metricWant{
 		{"wsbridge_tls_certificate_expiry_timestamp_seconds", []string{"listener", "websocket"}, float64(leaf.Cert.NotAfter.Unix())},
 		{"wsbridge_tls_certificate_reloads_total", []string{"listener", "websocket", "result", "ok"}, 0},
 		{"wsbridge_tls_certificate_reloads_total", []string{"listener", "websocket", "result", "failed"}, 1},
-	} {
-		if got, ok := value(mf, w.name, w.labels...); !ok || got != w.want {
-			t.Errorf("%s%v = %v (present %v), want %v; %s", w.name, w.labels, got, ok, w.want, series(mf, w.name))
-		}
-	}
+	})
 }
 
 // TestClientMessagesRefusedMetric: a client message over the limits is
@@ -561,11 +562,7 @@ func TestMetricsQueuesAndFragments(t *testing.T) {
 	}
 
 	mf := e.scrape(t)
-	for _, tt := range []struct {
-		name   string
-		labels []string
-		want   float64
-	}{
+	expectMetrics(t, mf, []metricWant{
 		{"wsbridge_send_queue_bytes", nil, 0},
 		{"wsbridge_send_queue_held_overflows_total", nil, 1},
 		{"wsbridge_send_queue_budget_overflows_total", []string{"action", "refused"}, 1},
@@ -574,10 +571,5 @@ func TestMetricsQueuesAndFragments(t *testing.T) {
 		{"wsbridge_fragment_aborts_total", []string{"reason", "too_large"}, 1},
 		{"wsbridge_fragment_aborts_total", []string{"reason", "timeout"}, 1},
 		{"wsbridge_connections_closed_total", []string{"code", "1011", "by", "server"}, 2},
-	} {
-		got, ok := value(mf, tt.name, tt.labels...)
-		if !ok || got != tt.want {
-			t.Errorf("%s%v = %v (present: %v), want %v; %s", tt.name, tt.labels, got, ok, tt.want, series(mf, tt.name))
-		}
-	}
+	})
 }
