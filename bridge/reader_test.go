@@ -522,17 +522,8 @@ func TestRSV1OnControlOrContinuationFrame(t *testing.T) {
 			for _, f := range frames {
 				rc.writeFrame(t, f.fin, f.op, []byte("x"), true)
 			}
-			for {
-				f, err := rc.readFrame()
-				if err != nil {
-					t.Fatalf("no close frame: %v", err)
-				}
-				if f.op == 8 {
-					if code := int(f.payload[0])<<8 | int(f.payload[1]); code != websocket.CloseProtocolError {
-						t.Fatalf("close code %d, want 1002", code)
-					}
-					break
-				}
+			if code := rc.readCloseFrame(t); code != websocket.CloseProtocolError {
+				t.Fatalf("close code %d, want 1002", code)
 			}
 			if ev := th.rec.closeOf(t, fd); ev.Code != websocket.CloseProtocolError || !ev.ByServer {
 				t.Fatalf("close event %+v, want 1002 by the server", ev)
