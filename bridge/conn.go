@@ -313,7 +313,7 @@ func (c *conn) peerClose(code int, reason string) {
 // clearLocked drops everything queued and held, giving its bytes back.
 func (c *conn) clearLocked() {
 	for i := c.head; i < len(c.q); i++ {
-		c.unchargeLocked(&c.q[i])
+		c.giveBack(&c.q[i])
 	}
 	c.size.Add(-int64(c.queuedBytes))
 	clear(c.q)
@@ -324,7 +324,7 @@ func (c *conn) clearLocked() {
 
 func (c *conn) dropHeldLocked() {
 	for i := range c.held {
-		c.unchargeLocked(&c.held[i])
+		c.giveBack(&c.held[i])
 	}
 	c.size.Add(-int64(c.heldBytes))
 	clear(c.held)
@@ -367,13 +367,13 @@ func (c *conn) next() (item, bool) {
 // has ended (or failed).
 func (c *conn) written(it *item) {
 	c.size.Add(-int64(it.size))
-	c.unchargeLocked(it)
+	c.giveBack(it)
 }
 
-// unchargeLocked gives an item's bytes back to the budget and takes them
-// off own; the caller takes them off size. (written calls it without mu:
-// the item is the writer's alone, and both counters are atomic.)
-func (c *conn) unchargeLocked(it *item) {
+// giveBack gives an item's bytes back to the budget and takes them off
+// own; the caller takes them off size. Both counters are atomic: written
+// calls it without mu, the item being the writer's alone.
+func (c *conn) giveBack(it *item) {
 	if it.ref == nil {
 		c.own.Add(-int64(it.size))
 	}
