@@ -662,6 +662,7 @@ func (c *conn) refuse(why msgRefusal) {
 func (c *conn) finish(readErr error) {
 	c.mu.Lock()
 	graceful := c.state == stateClosing
+	peerClosed := c.peerClosed // the reader has stopped: it no longer changes
 	if c.state == stateOpen {
 		c.state = stateClosing
 		c.clearLocked()
@@ -681,7 +682,7 @@ func (c *conn) finish(readErr error) {
 		}
 		t.Stop()
 	}
-	if c.mustLinger(readErr) {
+	if !peerClosed && c.mustLinger(readErr) {
 		c.bc.linger(c.hub.cfg.CloseTimeout)
 	}
 	_ = c.ws.Close()
@@ -708,14 +709,11 @@ func (c *conn) finish(readErr error) {
 // mustLinger reports whether the socket must linger before it is closed:
 // the reader stopped on an error of the client's (a protocol error, a
 // message over the read limit) that the bridge answered with a close
-// frame, and the client's close has not come. The client's unread bytes
-// would make closing the socket send a reset, which may destroy the close
-// frame before the client reads it.
+// frame (finish calls it when the client's close has not come). The
+// client's unread bytes would make closing the socket send a reset, which
+// may destroy the close frame before the client reads it.
 func (c *conn) mustLinger(readErr error) bool {
-	c.mu.Lock()
-	peerClosed := c.peerClosed
-	c.mu.Unlock()
-	if readErr == nil || peerClosed {
+	if readErr == nil {
 		return false
 	}
 	if _, _, sent := c.bc.sentClose(); !sent {
