@@ -15,6 +15,8 @@ deps:
 	command -v phpunit >/dev/null || missing="$$missing phpunit"; \
 	command -v composer >/dev/null || missing="$$missing composer"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v redis-cli >/dev/null || missing="$$missing redis-tools"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then \
 			echo "make test: missing$$missing; install them (Debian: apt-get install$$missing)"; exit 1; \

@@ -1,0 +1,283 @@
+// Package redistest starts real Redis servers for tests: a single
+// redis-server, and a Redis Cluster of three masters made with
+// redis-cli --cluster create. Each server runs in the test's temporary
+// directory on a free port, without persistence, and is stopped by
+// t.Cleanup.
+//
+// When redis-server or redis-cli is missing the test is skipped, except
+// when CI=true: then it fails with a message that says what to install
+// (make deps installs both).
+package redistest
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a server may take to accept connections.
+const startTimeout = 10 * time.Second
+
+// Require skips t, or fails it when CI=true, unless the commands are on
+// the PATH.
+func Require(t testing.TB, commands ...string) {
+	t.Helper()
+	for _, c := range commands {
+		if _, err := exec.LookPath(c); err != nil {
+			msg := fmt.Sprintf("%s is not installed (Debian: apt-get install redis-server redis-tools; or make deps)", c)
+			if os.Getenv("CI") == "true" {
+				t.Fatal(msg)
+			}
+			t.Skip(msg)
+		}
+	}
+}
+
+// Prefix returns a key prefix no other test uses: "t" and random hex.
+func Prefix(t testing.TB) string {
+	t.Helper()
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return "t" + hex.EncodeToString(b[:])
+}
+
+// Server is one redis-server process.
+type Server struct {
+	t    testing.TB
+	Port int
+	dir  string
+	args []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+	log  *os.File
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// URL is the server's redis:// URL.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+// Start starts a single redis-server on a free port.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	Require(t, "redis-server", "redis-cli")
+	return startServer(t, t.TempDir())
+}
+
+func startServer(t testing.TB, dir string, extra ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, dir: dir}
+	for attempt := 0; ; attempt++ {
+		s.Port = freePort(t)
+		s.args = append([]string{
+			"--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", dir,
+			"--save", "", "--appendonly", "no", "--protected-mode", "no",
+			"--logfile", "", "--daemonize", "no",
+		}, extra...)
+		err := s.start()
+		if err == nil {
+			break
+		}
+		if attempt == 2 { // the port was taken between freePort and the bind
+			t.Fatalf("redistest: %v", err)
+		}
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// start runs redis-server with s.args and waits until it answers PING.
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	log, err := os.OpenFile(filepath.Join(s.dir, "redis.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("redis-server", s.args...)
+	cmd.Dir = s.dir
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
+	s.cmd, s.done, s.log = cmd, done, log
+	deadline := time.Now().Add(startTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-done:
+			return fmt.Errorf("redis-server on port %d exited at start; its log: %s", s.Port, s.logText())
+		default:
+		}
+		if out, err := exec.Command("redis-cli", "-p", strconv.Itoa(s.Port), "ping").Output(); err == nil && strings.TrimSpace(string(out)) == "PONG" {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	<-done
+	return fmt.Errorf("redis-server on port %d did not answer within %v; its log: %s", s.Port, startTimeout, s.logText())
+}
+
+func (s *Server) logText() string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
+	return string(b)
+}
+
+// Stop kills the server and waits for it to exit; stopping a stopped
+// server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+	s.cmd = nil
+}
+
+// Restart stops the server and starts it again on the same port, empty
+// (nothing is persisted). pause is how long it stays down.
+func (s *Server) Restart(pause time.Duration) {
+	s.t.Helper()
+	s.Stop()
+	time.Sleep(pause)
+	if err := s.StartAgain(); err != nil {
+		s.t.Fatalf("redistest: restart: %v", err)
+	}
+}
+
+// StartAgain starts a stopped server on its port.
+func (s *Server) StartAgain() error {
+	var err error
+	for range 50 { // the old listener's port may take a moment to be free
+		if err = s.start(); err == nil {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
+}
+
+// CLI runs redis-cli against the server and returns its output.
+func (s *Server) CLI(args ...string) (string, error) {
+	out, err := exec.Command("redis-cli", append([]string{"-p", strconv.Itoa(s.Port)}, args...)...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// Cluster is a Redis Cluster of three masters without replicas.
+type Cluster struct {
+	Servers []*Server
+}
+
+// URL names the cluster: the first node's address and the others as addr
+// parameters (rueidis.ParseURL's form).
+func (c *Cluster) URL() string {
+	u := c.Servers[0].URL()
+	for i, s := range c.Servers[1:] {
+		if i == 0 {
+			u += "?"
+		} else {
+			u += "&"
+		}
+		u += "addr=" + s.Addr()
+	}
+	return u
+}
+
+// StartCluster starts three redis-server processes with cluster mode on,
+// joins them with redis-cli --cluster create, and waits until every node
+// says cluster_state:ok.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	Require(t, "redis-server", "redis-cli")
+	c := &Cluster{}
+	root := t.TempDir()
+	for i := range 3 {
+		dir := filepath.Join(root, strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		c.Servers = append(c.Servers, startServer(t, dir,
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "2000"))
+	}
+	args := []string{"--cluster", "create"}
+	for _, s := range c.Servers {
+		args = append(args, s.Addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, s := range c.Servers {
+		for {
+			out, _ := s.CLI("cluster", "info")
+			if clusterOK(out) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: node %s: cluster not ok after 20s:\n%s", s.Addr(), out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+func clusterOK(info string) bool {
+	sc := bufio.NewScanner(strings.NewReader(info))
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == "cluster_state:ok" {
+			return true
+		}
+	}
+	return false
+}
+
+// freePort returns a TCP port that was free a moment ago. Cluster mode
+// also uses port+10000 (the cluster bus), so that one must be free too.
+func freePort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if port+10000 > 65535 {
+			continue
+		}
+		bus, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000)))
+		if err != nil {
+			continue
+		}
+		bus.Close()
+		return port
+	}
+	t.Fatal("redistest: no free port pair")
+	return 0
+}
