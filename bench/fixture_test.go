@@ -57,12 +57,13 @@ func benchConfig(n int) bridge.Config {
 		MaxConnections: n,
 		PingInterval:   time.Hour,
 		Logger:         slog.New(slog.DiscardHandler),
+		Sequence:       &bridge.CounterSequence{}, // fds 1, 2, 3, ... (see newFixture)
 	}
 }
 
 // newFixture starts a hub, serves it over transport (pipe or tcp) and
 // connects n clients to it, one at a time, so that client i gets fd i+1 (fds
-// are handed out from 1 with NodeID 0). It registers the teardown with
+// are handed out from 1 with NodeID 0 and benchConfig's CounterSequence). It registers the teardown with
 // tb.Cleanup.
 func newFixture(tb testing.TB, transport string, n int, cfg bridge.Config) *fixture {
 	tb.Helper()

@@ -36,6 +36,7 @@ const (
 	RefusedRate           = "rate"            // 429: Config.AcceptRate exceeded
 	RefusedEventsBacklog  = "events_backlog"  // 503: the Listener's Admit refused
 	RefusedInternalError  = "internal_error"  // 500: a panic in Authorize or Admit
+	RefusedFDUnavailable  = "fd_unavailable"  // 503: Config.Sequence handed out no fd (ErrFDUnavailable, ErrFDSpaceExhausted)
 )
 
 // RefusedStats counts the handshakes refused, by reason.
@@ -47,6 +48,7 @@ type RefusedStats struct {
 	Rate           uint64 `json:"rate"`
 	EventsBacklog  uint64 `json:"events_backlog"`
 	InternalError  uint64 `json:"internal_error"`
+	FDUnavailable  uint64 `json:"fd_unavailable"`
 }
 
 // refusal is one reason to refuse a handshake.
@@ -61,6 +63,7 @@ const (
 	refRate
 	refEventsBacklog
 	refInternalError
+	refFDUnavailable
 	numRefusals
 )
 
@@ -75,6 +78,7 @@ var refusalInfo = [numRefusals]struct {
 	refRate:           {http.StatusTooManyRequests, "too many new connections"},
 	refEventsBacklog:  {http.StatusServiceUnavailable, "the application is not keeping up"},
 	refInternalError:  {http.StatusInternalServerError, "internal error"},
+	refFDUnavailable:  {http.StatusServiceUnavailable, "no fd available, try again"},
 }
 
 // admission holds what the Hub's handshake limits count; the maps and the
@@ -95,6 +99,7 @@ func (a *admission) stats() RefusedStats {
 		ShuttingDown: a.refused[refShuttingDown].Load(), MaxConnections: a.refused[refMaxConnections].Load(),
 		PerIP: a.refused[refPerIP].Load(), Handshakes: a.refused[refHandshakes].Load(), Rate: a.refused[refRate].Load(),
 		EventsBacklog: a.refused[refEventsBacklog].Load(), InternalError: a.refused[refInternalError].Load(),
+		FDUnavailable: a.refused[refFDUnavailable].Load(),
 	}
 }
 

@@ -60,6 +60,11 @@ type CloseEvent struct {
 type Config struct {
 	// NodeID goes into the high bits of every fd (0..MaxNodeID). Default 0.
 	NodeID int
+	// Sequence hands out the low bits of every fd (see Sequence). Default
+	// NewClockSequence(): fds keep growing across restarts. Cluster mode
+	// passes a sequence reserved in Redis; CounterSequence (1, 2, 3, ...
+	// in each run) is for tests only.
+	Sequence Sequence
 	// Path is the URL path that accepts upgrades. Default "/".
 	Path string
 	// Workers is the number of partitions the connections are spread over.
@@ -268,6 +273,9 @@ func (c Config) withDefaults() (Config, error) {
 	config.Default(&c.PongTimeout, DefaultPongTimeout)
 	config.Default(&c.HandshakeTimeout, DefaultHandshake)
 	config.Default(&c.CloseTimeout, DefaultCloseTimeout)
+	if c.Sequence == nil {
+		c.Sequence = NewClockSequence()
+	}
 	config.Default(&c.Logger, slog.Default())
 	config.Default(&c.MaxHandshakes, DefaultMaxHandshakes)
 	config.Default(&c.MaxKeptHeaderBytes, DefaultMaxKeptHeaderBytes)

@@ -52,7 +52,7 @@ func New(cfg Config) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bridge: invalid config: %w", err)
 	}
-	fds, err := newFDAllocator(cfg.NodeID)
+	fds, err := newFDAllocator(cfg.NodeID, cfg.Sequence)
 	if err != nil {
 		return nil, fmt.Errorf("bridge: %w", err)
 	}
@@ -217,6 +217,15 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// The fd is taken before the upgrade so that a sequence that cannot
+	// hand one out (cluster mode, Redis away) is answered with 503; an fd
+	// taken for a failed upgrade is simply never used.
+	fd, err := h.fds.next()
+	if err != nil {
+		h.log.Warn("refusing connection: no fd", "remote", remote, "err", err)
+		h.refuse(w, r, refFDUnavailable, time.Second)
+		return
+	}
 	ws, err := h.upgrade(w, r)
 	if err != nil {
 		h.log.Debug("upgrade failed", "remote", remote, "err", err)
@@ -224,13 +233,6 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !h.handoff(s) {
 		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(time.Second))
-		_ = ws.Close()
-		return
-	}
-	fd, err := h.fds.next()
-	if err != nil {
-		h.log.Error("refusing connection", "err", err)
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseTryAgainLater, "fd space exhausted"), time.Now().Add(time.Second))
 		_ = ws.Close()
 		return
 	}
@@ -565,12 +567,25 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}()
 	select {
 	case <-done:
+		h.settle(ctx)
 		return nil
 	case <-ctx.Done():
 	}
 	h.eachConn(func(c *conn) { _ = c.ws.Close() })
 	<-done // every reader returns once its socket is closed
 	return ctx.Err()
+}
+
+// settle lets the Sequence make its promise hold across a restart
+// (ClockSequence waits until the clock has passed the last fd).
+func (h *Hub) settle(ctx context.Context) {
+	st, ok := h.cfg.Sequence.(Settler)
+	if !ok {
+		return
+	}
+	if err := st.Settle(ctx); err != nil {
+		h.log.Warn("fd sequence not settled", "err", err)
+	}
 }
 
 func (h *Hub) eachConn(f func(*conn)) {

@@ -15,10 +15,11 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// writersHub starts a hub with n clients; client i holds fd i+1.
+// writersHub starts a hub with n clients; client i holds fd i+1 (the
+// hub counts fds from 1, as CounterSequence does).
 func writersHub(t *testing.T, n int, maxIdle int32) (*Hub, []*websocket.Conn) {
 	t.Helper()
-	h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sequence: &CounterSequence{}})
 	if err != nil {
 		t.Fatal(err)
 	}

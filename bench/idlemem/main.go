@@ -207,6 +207,7 @@ func measureIdle(o options, stdout, stderr io.Writer) (err error) {
 		runtime.MemProfileRate = o.profileRate
 	}
 	hub, err := bridge.New(bridge.Config{
+		Sequence:       &bridge.CounterSequence{}, // fds 1..n, checked below
 		MaxConnections: o.n,
 		ReadBufferSize: o.readBuf,
 		Compression:    o.compression,

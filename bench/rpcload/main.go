@@ -204,7 +204,8 @@ func main() {
 	// Keepalive pings are off (one an hour): the bulk-reading clients parse
 	// no frames, so they would not answer them, and the byte count of what
 	// they receive would include them.
-	hub, err := bridge.New(bridge.Config{Logger: quiet, QueueSize: 1 << 16, QueueBytes: 1 << 30, PingInterval: time.Hour})
+	hub, err := bridge.New(bridge.Config{Logger: quiet, QueueSize: 1 << 16, QueueBytes: 1 << 30, PingInterval: time.Hour,
+		Sequence: &bridge.CounterSequence{}}) // fds 1, 2, 3, ...: the client processes push to 1..n
 	check(err)
 	ws := &http.Server{Handler: hub}
 	wsln, err := net.Listen("tcp", "127.0.0.1:0")
