@@ -1,4 +1,4 @@
-package rpc
+package sender
 
 import (
 	"encoding/base64"
@@ -9,17 +9,15 @@ import (
 	"github.com/wsbridge/wsbridge/bridge"
 )
 
-// ServiceName is the name the methods are registered under: Sender.Push, ...
-const ServiceName = "Sender"
-
 // MaxBatch bounds the items of one Sender.PushBatch and the fds of one
 // Sender.PushMany or except list.
 const MaxBatch = 10000
 
-// Service is what the Sender methods do, for Go callers: the RPC server's
-// receiver and the admin HTTP API both call it, so that both check, limit
-// and answer every request alike (docs/PROTOCOL.md, "Methods"). Every error
-// it returns is an *Error with a stable code.
+// Service is the Sender API: what the Sender methods do, whatever carries
+// them. The RPC server (rpc/) and the admin HTTP API (admin/) are thin
+// transports over it, so that both check, limit and answer every request
+// alike (docs/PROTOCOL.md, "Methods"). Every error it returns is an *Error
+// with a stable code.
 type Service struct {
 	hub *bridge.Hub
 }
@@ -41,16 +39,16 @@ func (m *Message) message() ([]byte, bridge.Opcode, error) {
 	case "base64":
 		data, err := base64.StdEncoding.DecodeString(m.Data)
 		if err != nil {
-			return nil, 0, badRequest("data is not valid base64: " + err.Error())
+			return nil, 0, BadRequest("data is not valid base64: " + err.Error())
 		}
 		return data, op, nil
 	}
-	return nil, 0, badRequest(fmt.Sprintf("unknown encoding %q (want \"\" or \"base64\")", m.Encoding))
+	return nil, 0, BadRequest(fmt.Sprintf("unknown encoding %q (want \"\" or \"base64\")", m.Encoding))
 }
 
 func checkList(name string, fds []int64) error {
 	if len(fds) > MaxBatch {
-		return badRequest(fmt.Sprintf("%s has %d fds, the limit is %d", name, len(fds), MaxBatch))
+		return BadRequest(fmt.Sprintf("%s has %d fds, the limit is %d", name, len(fds), MaxBatch))
 	}
 	return nil
 }
@@ -67,7 +65,7 @@ func (s *Service) Push(in *PushArgs) (bool, error) {
 	if bridge.IsNotDelivered(err) {
 		return false, nil
 	}
-	return err == nil, toError(err)
+	return err == nil, ToError(err)
 }
 
 // PushBatch sends many messages, one result per message. The whole batch is
@@ -77,7 +75,7 @@ func (s *Service) Push(in *PushArgs) (bool, error) {
 // ones before it were sent.
 func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 	if len(in.Messages) > MaxBatch {
-		return nil, badRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
+		return nil, BadRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
 	}
 	type decoded struct {
 		data   []byte
@@ -90,7 +88,7 @@ func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 		data, op, err := m.message()
 		if err == nil {
 			msgs[i] = decoded{data, op, m.Finish == nil || *m.Finish}
-			err = toError(s.hub.CheckPush(m.FD, data, op, msgs[i].finish))
+			err = ToError(s.hub.CheckPush(m.FD, data, op, msgs[i].finish))
 		}
 		if err != nil {
 			return nil, atMessage(i, err)
@@ -100,7 +98,7 @@ func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 	for i, m := range msgs {
 		err := s.hub.Push(in.Messages[i].FD, m.data, m.op, m.finish)
 		if err != nil && !bridge.IsNotDelivered(err) {
-			return nil, atMessage(i, toError(err))
+			return nil, atMessage(i, ToError(err))
 		}
 		res[i] = err == nil
 	}
@@ -122,7 +120,7 @@ func counted(n int, err error) (int, error) {
 	if errors.Is(err, bridge.ErrHubClosed) {
 		return 0, nil
 	}
-	return n, toError(err)
+	return n, ToError(err)
 }
 
 // PushMany sends the same message to each fd and counts the fds that
@@ -157,7 +155,7 @@ func (s *Service) Disconnect(in *DisconnectArgs) (bool, error) {
 	if bridge.IsNotDelivered(err) {
 		return false, nil
 	}
-	return err == nil, toError(err)
+	return err == nil, ToError(err)
 }
 
 // Check tells whether fd is an open connection. Any fd is a valid question.
@@ -168,7 +166,7 @@ func groupOp(err error, ok bool) (bool, error) {
 	if bridge.IsNotDelivered(err) {
 		return false, nil
 	}
-	return err == nil && ok, toError(err)
+	return err == nil && ok, ToError(err)
 }
 
 // Join adds fd to a group.
@@ -233,21 +231,80 @@ func (s *Service) UserFDs(user string) []int64 { return nonNil(s.hub.UserFDs(use
 func (s *Service) Info(fd int64) Info {
 	info, ok := s.hub.Info(fd)
 	if !ok {
-		return Info{FD: fd, Query: map[string][]string{}, Headers: map[string][]string{}, Groups: []string{}}
+		return Info{Connection: Connection{FD: fd, Groups: []string{}}, Query: map[string][]string{}, Headers: map[string][]string{}}
 	}
 	return Info{
-		Connected:   true,
-		FD:          info.FD,
-		RemoteAddr:  info.RemoteAddr,
-		Path:        info.Path,
-		Query:       info.Query,
-		Headers:     info.Header,
-		Subprotocol: info.Subprotocol,
-		ConnectedAt: info.ConnectedAt.Unix(),
-		Worker:      info.Worker,
-		Groups:      nonNil(info.Groups),
-		User:        info.User,
+		Connected: true,
+		Connection: Connection{
+			FD:          info.FD,
+			RemoteAddr:  info.RemoteAddr,
+			Path:        info.Path,
+			Subprotocol: info.Subprotocol,
+			ConnectedAt: info.ConnectedAt.Unix(),
+			Worker:      info.Worker,
+			Groups:      nonNil(info.Groups),
+			User:        info.User,
+		},
+		Query:   info.Query,
+		Headers: info.Header,
 	}
+}
+
+// Connections lists a page of the open connections, in fd order.
+func (s *Service) Connections(q ListQuery) ConnectionList {
+	var fds []int64
+	var more bool
+	switch {
+	case q.ByGroup && q.ByUser:
+		fds, more = pageOf(intersect(s.hub.GroupMembers(q.Group), s.hub.UserFDs(q.User)), q.After, q.Limit)
+	case q.ByGroup:
+		fds, more = pageOf(s.hub.GroupMembers(q.Group), q.After, q.Limit)
+	case q.ByUser:
+		fds, more = pageOf(s.hub.UserFDs(q.User), q.After, q.Limit)
+	default:
+		fds, more = s.hub.FDs(q.After, q.Limit)
+	}
+	out := ConnectionList{Connections: make([]Connection, 0, len(fds))}
+	for _, fd := range fds {
+		info := s.Info(fd)
+		if !info.Connected {
+			continue // closed since it was listed
+		}
+		out.Connections = append(out.Connections, info.Connection)
+	}
+	if more {
+		next := fds[len(fds)-1]
+		out.NextAfter = &next
+	}
+	return out
+}
+
+// pageOf returns the sorted fds after after, at most limit, and whether
+// more follow.
+func pageOf(sorted []int64, after int64, limit int) ([]int64, bool) {
+	i, _ := slices.BinarySearch(sorted, after+1)
+	sorted = sorted[i:]
+	if len(sorted) > limit {
+		return sorted[:limit], true
+	}
+	return sorted, false
+}
+
+// intersect returns the fds in both sorted lists.
+func intersect(a, b []int64) []int64 {
+	var out []int64
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i, j = i+1, j+1
+		}
+	}
+	return out
 }
 
 // Stats reports the node's counters; RPCConnections is left 0 (only the
