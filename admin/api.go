@@ -88,9 +88,13 @@ func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) {
-	info := s.svc.Info(fdOf(r))
+	info, err := s.svc.Info(fdOf(r))
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
 	if !info.Connected {
-		writeError(w, r, sender.CodeNotFound, fmt.Sprintf("fd %d is not an open connection on this node", fdOf(r)))
+		writeError(w, r, sender.CodeNotFound, fmt.Sprintf("fd %d is not an open connection", fdOf(r)))
 		return
 	}
 	writeJSON(w, r, http.StatusOK, info)
@@ -100,6 +104,7 @@ func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) {
 // arguments but the fd, which is in the path.
 type pushBody struct {
 	Finish *bool `json:"finish,omitempty"`
+	Ack    *bool `json:"ack,omitempty"`
 	sender.Message
 }
 
@@ -112,7 +117,8 @@ type Queued struct {
 // Accepted is the answer of a push to many connections: how many accepted
 // the message.
 type Accepted struct {
-	Accepted int `json:"accepted"`
+	Accepted   int `json:"accepted"`
+	Unanswered int `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 // Disconnected is the answer of a disconnect: false when the fd was not
@@ -127,7 +133,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	ok, err := s.svc.Push(&sender.PushArgs{FD: fdOf(r), Finish: b.Finish, Message: b.Message})
+	ok, err := s.svc.Push(&sender.PushArgs{FD: fdOf(r), Finish: b.Finish, Ack: b.Ack, Message: b.Message})
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -157,17 +163,17 @@ func (s *Server) disconnect(w http.ResponseWriter, r *http.Request) {
 }
 
 // pushToMany decodes a body into args and answers call(args).
-func pushToMany[A any](s *Server, w http.ResponseWriter, r *http.Request, args *A, call func(*A) (int, error)) {
+func pushToMany[A any](s *Server, w http.ResponseWriter, r *http.Request, args *A, call func(*A) (int, int, error)) {
 	if err := readBody(w, r, s.cfg.MaxBody, args, false); err != nil {
 		fail(w, r, err)
 		return
 	}
-	n, err := call(args)
+	n, unanswered, err := call(args)
 	if err != nil {
 		fail(w, r, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, Accepted{n})
+	writeJSON(w, r, http.StatusOK, Accepted{n, unanswered})
 }
 
 func (s *Server) pushMany(w http.ResponseWriter, r *http.Request) {
@@ -185,13 +191,13 @@ type groupPushBody struct {
 }
 
 func (s *Server) pushGroup(w http.ResponseWriter, r *http.Request) {
-	pushToMany(s, w, r, &groupPushBody{}, func(b *groupPushBody) (int, error) {
+	pushToMany(s, w, r, &groupPushBody{}, func(b *groupPushBody) (int, int, error) {
 		return s.svc.PushGroup(&sender.PushGroupArgs{Group: nameOf(r), Except: b.Except, Message: b.Message})
 	})
 }
 
 func (s *Server) pushUser(w http.ResponseWriter, r *http.Request) {
-	pushToMany(s, w, r, &sender.Message{}, func(m *sender.Message) (int, error) {
+	pushToMany(s, w, r, &sender.Message{}, func(m *sender.Message) (int, int, error) {
 		return s.svc.PushUser(&sender.PushUserArgs{User: nameOf(r), Message: *m})
 	})
 }
@@ -204,7 +210,8 @@ type Group struct {
 
 // GroupList is the answer of GET /v1/groups, sorted by name.
 type GroupList struct {
-	Groups []Group `json:"groups"`
+	Groups     []Group `json:"groups"`
+	Unanswered int     `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
@@ -212,8 +219,12 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, sender.BadRequest("GET /v1/groups takes no query parameters"))
 		return
 	}
-	counts := s.svc.Groups()
-	out := GroupList{Groups: make([]Group, 0, len(counts))}
+	counts, unanswered, err := s.svc.Groups()
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	out := GroupList{Groups: make([]Group, 0, len(counts)), Unanswered: unanswered}
 	for name, n := range counts {
 		out.Groups = append(out.Groups, Group{Name: name, Members: n})
 	}
@@ -224,21 +235,33 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 // GroupMembers is the answer of GET /v1/groups/{group}: its fds, sorted
 // (empty for a group without members: groups exist while they have some).
 type GroupMembers struct {
-	Group   string  `json:"group"`
-	Members []int64 `json:"members"`
+	Group      string  `json:"group"`
+	Members    []int64 `json:"members"`
+	Unanswered int     `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, r, http.StatusOK, GroupMembers{Group: nameOf(r), Members: s.svc.GroupMembers(nameOf(r))})
+	fds, unanswered, err := s.svc.GroupMembers(nameOf(r))
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, GroupMembers{Group: nameOf(r), Members: fds, Unanswered: unanswered})
 }
 
 // UserFDs is the answer of GET /v1/users/{user}: the fds bound to the
 // user, sorted.
 type UserFDs struct {
-	User string  `json:"user"`
-	FDs  []int64 `json:"fds"`
+	User       string  `json:"user"`
+	FDs        []int64 `json:"fds"`
+	Unanswered int     `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, r, http.StatusOK, UserFDs{User: nameOf(r), FDs: s.svc.UserFDs(nameOf(r))})
+	fds, unanswered, err := s.svc.UserFDs(nameOf(r))
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, UserFDs{User: nameOf(r), FDs: fds, Unanswered: unanswered})
 }

@@ -40,18 +40,18 @@ func TestPushesDuringHubDrain(t *testing.T) {
 	counts := []struct {
 		method string
 		args   any
-		direct func() (int, error)
+		direct func() (int, int, error)
 	}{
-		{"Sender.PushGroup", map[string]any{"group": "room", "data": "bye"}, func() (int, error) {
+		{"Sender.PushGroup", map[string]any{"group": "room", "data": "bye"}, func() (int, int, error) {
 			return svc.PushGroup(&sender.PushGroupArgs{Group: "room", Message: msg})
 		}},
-		{"Sender.PushUser", map[string]any{"user": "u", "data": "bye"}, func() (int, error) {
+		{"Sender.PushUser", map[string]any{"user": "u", "data": "bye"}, func() (int, int, error) {
 			return svc.PushUser(&sender.PushUserArgs{User: "u", Message: msg})
 		}},
-		{"Sender.PushMany", map[string]any{"fds": []int64{fd}, "data": "bye"}, func() (int, error) {
+		{"Sender.PushMany", map[string]any{"fds": []int64{fd}, "data": "bye"}, func() (int, int, error) {
 			return svc.PushMany(&sender.PushManyArgs{FDs: []int64{fd}, Message: msg})
 		}},
-		{"Sender.Broadcast", map[string]any{"data": "bye"}, func() (int, error) {
+		{"Sender.Broadcast", map[string]any{"data": "bye"}, func() (int, int, error) {
 			return svc.Broadcast(&sender.BroadcastArgs{Message: msg})
 		}},
 	}
@@ -60,7 +60,7 @@ func TestPushesDuringHubDrain(t *testing.T) {
 		if err := c.Call(tt.method, tt.args, &n); err != nil || n != 0 {
 			t.Errorf("%s during the drain = %d, %v; want 0, no error", tt.method, n, err)
 		}
-		if n, err := tt.direct(); err != nil || n != 0 {
+		if n, _, err := tt.direct(); err != nil || n != 0 {
 			t.Errorf("Service %s during the drain = %d, %v; want 0, no error", tt.method, n, err)
 		}
 	}

@@ -93,22 +93,22 @@ func TestServiceMatchesRPC(t *testing.T) {
 	if ok, err := svc.Push(&sender.PushArgs{FD: fd, Message: sender.Message{Data: "x", Encoding: "hex"}}); ok || !isCode(err, sender.CodeBadRequest) {
 		t.Errorf("Push with encoding hex = %v, %v; want bad_request", ok, err)
 	}
-	if n, err := svc.PushMany(&sender.PushManyArgs{FDs: make([]int64, sender.MaxBatch+1)}); n != 0 || !isCode(err, sender.CodeBadRequest) {
+	if n, _, err := svc.PushMany(&sender.PushManyArgs{FDs: make([]int64, sender.MaxBatch+1)}); n != 0 || !isCode(err, sender.CodeBadRequest) {
 		t.Errorf("PushMany past MaxBatch = %d, %v; want bad_request", n, err)
 	}
-	if n, err := svc.Broadcast(&sender.BroadcastArgs{Message: sender.Message{Data: "x", Opcode: ptr(9)}}); n != 0 || !isCode(err, sender.CodeInvalidOpcode) {
+	if n, _, err := svc.Broadcast(&sender.BroadcastArgs{Message: sender.Message{Data: "x", Opcode: ptr(9)}}); n != 0 || !isCode(err, sender.CodeInvalidOpcode) {
 		t.Errorf("Broadcast of a ping = %d, %v; want invalid_opcode", n, err)
 	}
-	if n, err := svc.PushUser(&sender.PushUserArgs{User: "", Message: sender.Message{Data: "x"}}); n != 0 || !isCode(err, sender.CodeInvalidName) {
+	if n, _, err := svc.PushUser(&sender.PushUserArgs{User: "", Message: sender.Message{Data: "x"}}); n != 0 || !isCode(err, sender.CodeInvalidName) {
 		t.Errorf("PushUser to an empty user = %d, %v; want invalid_name", n, err)
 	}
 	if ok, err := svc.Disconnect(&sender.DisconnectArgs{FD: fd, Code: 1005}); ok || !isCode(err, sender.CodeInvalidCloseCode) {
 		t.Errorf("Disconnect with 1005 = %v, %v; want invalid_close_code", ok, err)
 	}
-	if info := svc.Info(fd + 1); info.Connected || info.Groups == nil || info.Headers == nil {
+	if info, _ := svc.Info(fd + 1); info.Connected || info.Groups == nil || info.Headers == nil {
 		t.Errorf("Info of an unknown fd = %+v", info)
 	}
-	if got := svc.GroupMembers("none"); got == nil || len(got) != 0 {
+	if got, _, _ := svc.GroupMembers("none"); got == nil || len(got) != 0 {
 		t.Errorf("GroupMembers of an empty group = %#v, want []", got)
 	}
 	if st := svc.Stats(); st.Connections != 1 || len(st.Workers) == 0 {

@@ -47,13 +47,13 @@ func (s *receiver) PushBatch(in *sender.PushBatchArgs, out *[]bool) error {
 
 // PushMany sends the same message to each fd.
 func (s *receiver) PushMany(in *sender.PushManyArgs, out *int) (err error) {
-	*out, err = s.svc.PushMany(in)
+	*out, _, err = s.svc.PushMany(in)
 	return err
 }
 
 // Broadcast sends a message to every connection but the except list.
 func (s *receiver) Broadcast(in *sender.BroadcastArgs, out *int) (err error) {
-	*out, err = s.svc.Broadcast(in)
+	*out, _, err = s.svc.Broadcast(in)
 	return err
 }
 
@@ -64,9 +64,9 @@ func (s *receiver) Disconnect(in *sender.DisconnectArgs, out *bool) (err error) 
 }
 
 // Check tells whether fd is an open connection.
-func (s *receiver) Check(in *sender.FDArgs, out *bool) error {
-	*out = s.svc.Check(in.FD)
-	return nil
+func (s *receiver) Check(in *sender.FDArgs, out *bool) (err error) {
+	*out, err = s.svc.Check(in.FD)
+	return err
 }
 
 // Join adds fd to a group.
@@ -83,26 +83,26 @@ func (s *receiver) Leave(in *sender.GroupArgs, out *bool) (err error) {
 
 // PushGroup sends a message to a group's members but the except list.
 func (s *receiver) PushGroup(in *sender.PushGroupArgs, out *int) (err error) {
-	*out, err = s.svc.PushGroup(in)
+	*out, _, err = s.svc.PushGroup(in)
 	return err
 }
 
 // GroupMembers lists a group's fds.
-func (s *receiver) GroupMembers(in *sender.GroupNameArgs, out *[]int64) error {
-	*out = s.svc.GroupMembers(in.Group)
-	return nil
+func (s *receiver) GroupMembers(in *sender.GroupNameArgs, out *[]int64) (err error) {
+	*out, _, err = s.svc.GroupMembers(in.Group)
+	return err
 }
 
 // GroupsOf lists fd's groups (empty when fd is not open).
-func (s *receiver) GroupsOf(in *sender.FDArgs, out *[]string) error {
-	*out = s.svc.GroupsOf(in.FD)
-	return nil
+func (s *receiver) GroupsOf(in *sender.FDArgs, out *[]string) (err error) {
+	*out, err = s.svc.GroupsOf(in.FD)
+	return err
 }
 
 // Groups lists every group with its member count.
-func (s *receiver) Groups(_ *sender.Empty, out *map[string]int) error {
-	*out = s.svc.Groups()
-	return nil
+func (s *receiver) Groups(_ *sender.Empty, out *map[string]int) (err error) {
+	*out, _, err = s.svc.Groups()
+	return err
 }
 
 // Bind binds fd to a user id.
@@ -119,20 +119,20 @@ func (s *receiver) Unbind(in *sender.FDArgs, out *bool) (err error) {
 
 // PushUser sends a message to every fd bound to a user.
 func (s *receiver) PushUser(in *sender.PushUserArgs, out *int) (err error) {
-	*out, err = s.svc.PushUser(in)
+	*out, _, err = s.svc.PushUser(in)
 	return err
 }
 
 // UserFds lists the fds bound to a user.
-func (s *receiver) UserFds(in *sender.UserArgs, out *[]int64) error {
-	*out = s.svc.UserFDs(in.User)
-	return nil
+func (s *receiver) UserFds(in *sender.UserArgs, out *[]int64) (err error) {
+	*out, _, err = s.svc.UserFDs(in.User)
+	return err
 }
 
 // Info describes fd's connection.
-func (s *receiver) Info(in *sender.FDArgs, out *sender.Info) error {
-	*out = s.svc.Info(in.FD)
-	return nil
+func (s *receiver) Info(in *sender.FDArgs, out *sender.Info) (err error) {
+	*out, err = s.svc.Info(in.FD)
+	return err
 }
 
 // Stats reports the node's counters.

@@ -32,6 +32,7 @@ const (
 	CodeTooManyGroups    = "too_many_groups"
 	CodeShuttingDown     = "shutting_down"
 	CodeInternal         = "internal"
+	CodeNodeUnreachable  = "node_unreachable"
 
 	// Codes of the admin HTTP API only.
 	CodeUnauthorized     = "unauthorized"
@@ -74,6 +75,7 @@ var Codes = []CodeInfo{
 	{CodeTooManyGroups, bridge.ErrTooManyGroups, http.StatusConflict, false, "a join past `WSBRIDGE_MAX_GROUPS_PER_CONNECTION`"},
 	{CodeShuttingDown, bridge.ErrHubClosed, http.StatusServiceUnavailable, false, "a call the node refuses while it shuts down (pushes answer false or 0 instead)"},
 	{CodeInternal, nil, http.StatusInternalServerError, false, "a fault; the log has the details"},
+	{CodeNodeUnreachable, nil, http.StatusServiceUnavailable, false, "cluster mode: the node that holds the fd (or Redis) did not answer within `WSBRIDGE_CLUSTER_TIMEOUT`; nothing is known of the call's fate"},
 	{CodeUnauthorized, nil, http.StatusUnauthorized, true, "no or wrong bearer token"},
 	{CodeTokenNotSet, nil, http.StatusServiceUnavailable, true, "no admin token configured: the route is off"},
 	{CodeNotFound, nil, http.StatusNotFound, true, "no such route, or no open connection with this fd"},

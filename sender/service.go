@@ -19,11 +19,13 @@ const MaxBatch = 10000
 // alike (docs/PROTOCOL.md, "Methods"). Every error it returns is an *Error
 // with a stable code.
 type Service struct {
-	hub *bridge.Hub
+	hub    *bridge.Hub
+	node   int    // this node's id, the high bits of its fds
+	remote Remote // the other nodes; nil: standalone
 }
 
-// NewService returns the Service of hub.
-func NewService(hub *bridge.Hub) *Service { return &Service{hub: hub} }
+// NewService returns the Service of hub, standalone until UseRemote.
+func NewService(hub *bridge.Hub) *Service { return &Service{hub: hub, node: hub.Config().NodeID} }
 
 // message decodes a Message's data and opcode.
 func (m *Message) message() ([]byte, bridge.Opcode, error) {
@@ -55,7 +57,7 @@ func checkList(name string, fds []int64) error {
 
 // Push sends one message (or fragment) to fd: false (no error) when the fd
 // is not an open connection or its queue is full.
-func (s *Service) Push(in *PushArgs) (bool, error) {
+func (s *Service) localPush(in *PushArgs) (bool, error) {
 	data, op, err := in.message()
 	if err != nil {
 		return false, err
@@ -73,7 +75,7 @@ func (s *Service) Push(in *PushArgs) (bool, error) {
 // depends on a connection's state (text that is not UTF-8 where no
 // fragmented message is open) fails the call at that message, after the
 // ones before it were sent.
-func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
+func (s *Service) localPushBatch(in *PushBatchArgs) ([]bool, error) {
 	if len(in.Messages) > MaxBatch {
 		return nil, BadRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
 	}
@@ -125,7 +127,7 @@ func counted(n int, err error) (int, error) {
 
 // PushMany sends the same message to each fd and counts the fds that
 // accepted it.
-func (s *Service) PushMany(in *PushManyArgs) (int, error) {
+func (s *Service) localPushMany(in *PushManyArgs) (int, error) {
 	if err := checkList("fds", in.FDs); err != nil {
 		return 0, err
 	}
@@ -137,7 +139,7 @@ func (s *Service) PushMany(in *PushManyArgs) (int, error) {
 }
 
 // Broadcast sends a message to every connection but the except list.
-func (s *Service) Broadcast(in *BroadcastArgs) (int, error) {
+func (s *Service) localBroadcast(in *BroadcastArgs) (int, error) {
 	if err := checkList("except", in.Except); err != nil {
 		return 0, err
 	}
@@ -150,7 +152,7 @@ func (s *Service) Broadcast(in *BroadcastArgs) (int, error) {
 
 // Disconnect closes fd with code (default 1000) and reason: false when fd
 // is not open.
-func (s *Service) Disconnect(in *DisconnectArgs) (bool, error) {
+func (s *Service) localDisconnect(in *DisconnectArgs) (bool, error) {
 	err := s.hub.Disconnect(in.FD, in.Code, in.Reason)
 	if bridge.IsNotDelivered(err) {
 		return false, nil
@@ -159,7 +161,7 @@ func (s *Service) Disconnect(in *DisconnectArgs) (bool, error) {
 }
 
 // Check tells whether fd is an open connection. Any fd is a valid question.
-func (s *Service) Check(fd int64) bool { return s.hub.Check(fd) }
+func (s *Service) localCheck(fd int64) bool { return s.hub.Check(fd) }
 
 // groupOp answers a join/leave/bind style call: false when fd is not open.
 func groupOp(err error, ok bool) (bool, error) {
@@ -170,18 +172,18 @@ func groupOp(err error, ok bool) (bool, error) {
 }
 
 // Join adds fd to a group.
-func (s *Service) Join(in *GroupArgs) (bool, error) {
+func (s *Service) localJoin(in *GroupArgs) (bool, error) {
 	return groupOp(s.hub.Join(in.FD, in.Group), true)
 }
 
 // Leave removes fd from a group; false when it was not a member.
-func (s *Service) Leave(in *GroupArgs) (bool, error) {
+func (s *Service) localLeave(in *GroupArgs) (bool, error) {
 	was, err := s.hub.Leave(in.FD, in.Group)
 	return groupOp(err, was)
 }
 
 // PushGroup sends a message to a group's members but the except list.
-func (s *Service) PushGroup(in *PushGroupArgs) (int, error) {
+func (s *Service) localPushGroup(in *PushGroupArgs) (int, error) {
 	if err := checkList("except", in.Except); err != nil {
 		return 0, err
 	}
@@ -193,30 +195,30 @@ func (s *Service) PushGroup(in *PushGroupArgs) (int, error) {
 }
 
 // GroupMembers lists a group's fds, sorted (never nil).
-func (s *Service) GroupMembers(group string) []int64 { return nonNil(s.hub.GroupMembers(group)) }
+func (s *Service) localGroupMembers(group string) []int64 { return nonNil(s.hub.GroupMembers(group)) }
 
 // GroupsOf lists fd's groups, sorted (empty when fd is not open).
-func (s *Service) GroupsOf(fd int64) []string {
+func (s *Service) localGroupsOf(fd int64) []string {
 	groups, _ := s.hub.GroupsOf(fd)
 	return nonNil(groups)
 }
 
 // Groups lists every group with its member count.
-func (s *Service) Groups() map[string]int { return s.hub.Groups() }
+func (s *Service) localGroups() map[string]int { return s.hub.Groups() }
 
 // Bind binds fd to a user id.
-func (s *Service) Bind(in *BindArgs) (bool, error) {
+func (s *Service) localBind(in *BindArgs) (bool, error) {
 	return groupOp(s.hub.Bind(in.FD, in.User), true)
 }
 
 // Unbind removes fd's user binding; false when it had none.
-func (s *Service) Unbind(fd int64) (bool, error) {
+func (s *Service) localUnbind(fd int64) (bool, error) {
 	was, err := s.hub.Unbind(fd)
 	return groupOp(err, was)
 }
 
 // PushUser sends a message to every fd bound to a user.
-func (s *Service) PushUser(in *PushUserArgs) (int, error) {
+func (s *Service) localPushUser(in *PushUserArgs) (int, error) {
 	data, op, err := in.message()
 	if err != nil {
 		return 0, err
@@ -225,10 +227,10 @@ func (s *Service) PushUser(in *PushUserArgs) (int, error) {
 }
 
 // UserFDs lists the fds bound to a user, sorted (never nil).
-func (s *Service) UserFDs(user string) []int64 { return nonNil(s.hub.UserFDs(user)) }
+func (s *Service) localUserFDs(user string) []int64 { return nonNil(s.hub.UserFDs(user)) }
 
 // Info describes fd's connection; Connected is false when it is not open.
-func (s *Service) Info(fd int64) Info {
+func (s *Service) localInfo(fd int64) Info {
 	info, ok := s.hub.Info(fd)
 	if !ok {
 		return Info{Connection: Connection{FD: fd, Groups: []string{}}, Query: map[string][]string{}, Headers: map[string][]string{}}
@@ -266,7 +268,7 @@ func (s *Service) Connections(q ListQuery) ConnectionList {
 	}
 	out := ConnectionList{Connections: make([]Connection, 0, len(fds))}
 	for _, fd := range fds {
-		info := s.Info(fd)
+		info := s.localInfo(fd)
 		if !info.Connected {
 			continue // closed since it was listed
 		}

@@ -20,6 +20,10 @@ type Message struct {
 type PushArgs struct {
 	FD     int64 `json:"fd" msgpack:"fd"`
 	Finish *bool `json:"finish,omitempty" msgpack:"finish,omitempty"` // default true
+	// Ack false sends a push to an fd of another node without waiting for
+	// that node's answer: the reply is true once the node's channel took
+	// it (docs/SCALING.md). Default true; a local fd is always answered.
+	Ack *bool `json:"ack,omitempty" msgpack:"ack,omitempty"`
 	Message
 }
 
