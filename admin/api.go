@@ -11,11 +11,11 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/wsbridge/wsbridge/bridge"
-	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // v1 is the versioned JSON API. Its pushes and disconnects call the
-// rpc.Service: the semantics, limits and error codes of the RPC methods.
+// sender.Service: the semantics, limits and error codes of the RPC methods.
 func (s *Server) v1() chi.Router {
 	r := chi.NewRouter()
 	r.Route("/connections", func(r chi.Router) {
@@ -52,7 +52,7 @@ func fdCtx(next http.Handler) http.Handler {
 		raw := chi.URLParam(r, "fd")
 		fd, ok := parseUint(raw, bridge.MaxFD)
 		if !ok || !bridge.ValidFD(fd) {
-			writeError(w, r, http.StatusBadRequest, rpc.CodeInvalidFD, fmt.Sprintf("fd %q: want an integer 1..%d", raw, int64(bridge.MaxFD)))
+			writeError(w, r, sender.CodeInvalidFD, fmt.Sprintf("fd %q: want an integer 1..%d", raw, int64(bridge.MaxFD)))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), fdKey, fd)))
@@ -69,7 +69,7 @@ func nameCtx(param string) func(http.Handler) http.Handler {
 			if r.URL.RawPath != "" { // chi matched the escaped path: the parameter is escaped too
 				var err error
 				if name, err = url.PathUnescape(name); err != nil {
-					writeError(w, r, http.StatusBadRequest, rpc.CodeBadRequest, fmt.Sprintf("%s: bad percent-encoding", param))
+					writeError(w, r, sender.CodeBadRequest, fmt.Sprintf("%s: bad percent-encoding", param))
 					return
 				}
 			}
@@ -78,93 +78,23 @@ func nameCtx(param string) func(http.Handler) http.Handler {
 	}
 }
 
-// Connection is one entry of GET /v1/connections.
-type Connection struct {
-	FD          int64    `json:"fd"`
-	RemoteAddr  string   `json:"remote_addr"`
-	Path        string   `json:"path"`
-	Subprotocol string   `json:"subprotocol"`
-	ConnectedAt int64    `json:"connected_at"` // unix seconds
-	Worker      int      `json:"worker"`
-	User        string   `json:"user"`
-	Groups      []string `json:"groups"`
-}
-
-// ConnectionList is the answer of GET /v1/connections. NextAfter is the
-// after= of the next page, null on the last one.
-type ConnectionList struct {
-	Connections []Connection `json:"connections"`
-	NextAfter   *int64       `json:"next_after"`
-}
-
 func (s *Server) listConnections(w http.ResponseWriter, r *http.Request) {
-	p, err := parsePage(r.URL.RawQuery)
+	q, err := parsePage(r.URL.RawQuery)
 	if err != nil {
 		fail(w, r, err)
 		return
 	}
-	var fds []int64
-	var more bool
-	switch {
-	case p.byGroup && p.byUser:
-		fds, more = pageOf(intersect(s.hub.GroupMembers(p.group), s.hub.UserFDs(p.user)), p.after, p.limit)
-	case p.byGroup:
-		fds, more = pageOf(s.hub.GroupMembers(p.group), p.after, p.limit)
-	case p.byUser:
-		fds, more = pageOf(s.hub.UserFDs(p.user), p.after, p.limit)
-	default:
-		fds, more = s.hub.FDs(p.after, p.limit)
-	}
-	out := ConnectionList{Connections: make([]Connection, 0, len(fds))}
-	for _, fd := range fds {
-		info := s.svc.Info(fd)
-		if !info.Connected {
-			continue // closed since it was listed
-		}
-		out.Connections = append(out.Connections, Connection{
-			FD: info.FD, RemoteAddr: info.RemoteAddr, Path: info.Path, Subprotocol: info.Subprotocol,
-			ConnectedAt: info.ConnectedAt, Worker: info.Worker, User: info.User, Groups: info.Groups,
-		})
-	}
-	if more {
-		next := fds[len(fds)-1]
-		out.NextAfter = &next
-	}
-	writeJSON(w, r, http.StatusOK, out)
-}
-
-// pageOf returns the sorted fds after after, at most limit, and whether
-// more follow.
-func pageOf(sorted []int64, after int64, limit int) ([]int64, bool) {
-	i, _ := slices.BinarySearch(sorted, after+1)
-	sorted = sorted[i:]
-	if len(sorted) > limit {
-		return sorted[:limit], true
-	}
-	return sorted, false
-}
-
-// intersect returns the fds in both sorted lists.
-func intersect(a, b []int64) []int64 {
-	var out []int64
-	for i, j := 0, 0; i < len(a) && j < len(b); {
-		switch {
-		case a[i] < b[j]:
-			i++
-		case a[i] > b[j]:
-			j++
-		default:
-			out = append(out, a[i])
-			i, j = i+1, j+1
-		}
-	}
-	return out
+	writeJSON(w, r, http.StatusOK, s.svc.Connections(q))
 }
 
 func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) {
-	info := s.svc.Info(fdOf(r))
+	info, err := s.svc.Info(fdOf(r))
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
 	if !info.Connected {
-		writeError(w, r, http.StatusNotFound, CodeNotFound, fmt.Sprintf("fd %d is not an open connection on this node", fdOf(r)))
+		writeError(w, r, sender.CodeNotFound, fmt.Sprintf("fd %d is not an open connection", fdOf(r)))
 		return
 	}
 	writeJSON(w, r, http.StatusOK, info)
@@ -174,7 +104,8 @@ func (s *Server) getConnection(w http.ResponseWriter, r *http.Request) {
 // arguments but the fd, which is in the path.
 type pushBody struct {
 	Finish *bool `json:"finish,omitempty"`
-	rpc.Message
+	Ack    *bool `json:"ack,omitempty"`
+	sender.Message
 }
 
 // Queued is the answer of a push to one fd: false when the fd is not an
@@ -186,7 +117,8 @@ type Queued struct {
 // Accepted is the answer of a push to many connections: how many accepted
 // the message.
 type Accepted struct {
-	Accepted int `json:"accepted"`
+	Accepted   int `json:"accepted"`
+	Unanswered int `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 // Disconnected is the answer of a disconnect: false when the fd was not
@@ -201,7 +133,7 @@ func (s *Server) push(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	ok, err := s.svc.Push(&rpc.PushArgs{FD: fdOf(r), Finish: b.Finish, Message: b.Message})
+	ok, err := s.svc.Push(&sender.PushArgs{FD: fdOf(r), Finish: b.Finish, Ack: b.Ack, Message: b.Message})
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -222,7 +154,7 @@ func (s *Server) disconnect(w http.ResponseWriter, r *http.Request) {
 		fail(w, r, err)
 		return
 	}
-	ok, err := s.svc.Disconnect(&rpc.DisconnectArgs{FD: fdOf(r), Code: b.Code, Reason: b.Reason})
+	ok, err := s.svc.Disconnect(&sender.DisconnectArgs{FD: fdOf(r), Code: b.Code, Reason: b.Reason})
 	if err != nil {
 		fail(w, r, err)
 		return
@@ -231,42 +163,42 @@ func (s *Server) disconnect(w http.ResponseWriter, r *http.Request) {
 }
 
 // pushToMany decodes a body into args and answers call(args).
-func pushToMany[A any](s *Server, w http.ResponseWriter, r *http.Request, args *A, call func(*A) (int, error)) {
+func pushToMany[A any](s *Server, w http.ResponseWriter, r *http.Request, args *A, call func(*A) (int, int, error)) {
 	if err := readBody(w, r, s.cfg.MaxBody, args, false); err != nil {
 		fail(w, r, err)
 		return
 	}
-	n, err := call(args)
+	n, unanswered, err := call(args)
 	if err != nil {
 		fail(w, r, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, Accepted{n})
+	writeJSON(w, r, http.StatusOK, Accepted{n, unanswered})
 }
 
 func (s *Server) pushMany(w http.ResponseWriter, r *http.Request) {
-	pushToMany(s, w, r, &rpc.PushManyArgs{}, s.svc.PushMany)
+	pushToMany(s, w, r, &sender.PushManyArgs{}, s.svc.PushMany)
 }
 
 func (s *Server) broadcast(w http.ResponseWriter, r *http.Request) {
-	pushToMany(s, w, r, &rpc.BroadcastArgs{}, s.svc.Broadcast)
+	pushToMany(s, w, r, &sender.BroadcastArgs{}, s.svc.Broadcast)
 }
 
 // groupPushBody is the body of POST /v1/groups/{group}/push.
 type groupPushBody struct {
 	Except []int64 `json:"except,omitempty"`
-	rpc.Message
+	sender.Message
 }
 
 func (s *Server) pushGroup(w http.ResponseWriter, r *http.Request) {
-	pushToMany(s, w, r, &groupPushBody{}, func(b *groupPushBody) (int, error) {
-		return s.svc.PushGroup(&rpc.PushGroupArgs{Group: nameOf(r), Except: b.Except, Message: b.Message})
+	pushToMany(s, w, r, &groupPushBody{}, func(b *groupPushBody) (int, int, error) {
+		return s.svc.PushGroup(&sender.PushGroupArgs{Group: nameOf(r), Except: b.Except, Message: b.Message})
 	})
 }
 
 func (s *Server) pushUser(w http.ResponseWriter, r *http.Request) {
-	pushToMany(s, w, r, &rpc.Message{}, func(m *rpc.Message) (int, error) {
-		return s.svc.PushUser(&rpc.PushUserArgs{User: nameOf(r), Message: *m})
+	pushToMany(s, w, r, &sender.Message{}, func(m *sender.Message) (int, int, error) {
+		return s.svc.PushUser(&sender.PushUserArgs{User: nameOf(r), Message: *m})
 	})
 }
 
@@ -278,16 +210,21 @@ type Group struct {
 
 // GroupList is the answer of GET /v1/groups, sorted by name.
 type GroupList struct {
-	Groups []Group `json:"groups"`
+	Groups     []Group `json:"groups"`
+	Unanswered int     `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 	if r.URL.RawQuery != "" {
-		fail(w, r, badRequest("GET /v1/groups takes no query parameters"))
+		fail(w, r, sender.BadRequest("GET /v1/groups takes no query parameters"))
 		return
 	}
-	counts := s.svc.Groups()
-	out := GroupList{Groups: make([]Group, 0, len(counts))}
+	counts, unanswered, err := s.svc.Groups()
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	out := GroupList{Groups: make([]Group, 0, len(counts)), Unanswered: unanswered}
 	for name, n := range counts {
 		out.Groups = append(out.Groups, Group{Name: name, Members: n})
 	}
@@ -298,21 +235,33 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) {
 // GroupMembers is the answer of GET /v1/groups/{group}: its fds, sorted
 // (empty for a group without members: groups exist while they have some).
 type GroupMembers struct {
-	Group   string  `json:"group"`
-	Members []int64 `json:"members"`
+	Group      string  `json:"group"`
+	Members    []int64 `json:"members"`
+	Unanswered int     `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, r, http.StatusOK, GroupMembers{Group: nameOf(r), Members: s.svc.GroupMembers(nameOf(r))})
+	fds, unanswered, err := s.svc.GroupMembers(nameOf(r))
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, GroupMembers{Group: nameOf(r), Members: fds, Unanswered: unanswered})
 }
 
 // UserFDs is the answer of GET /v1/users/{user}: the fds bound to the
 // user, sorted.
 type UserFDs struct {
-	User string  `json:"user"`
-	FDs  []int64 `json:"fds"`
+	User       string  `json:"user"`
+	FDs        []int64 `json:"fds"`
+	Unanswered int     `json:"unanswered_nodes,omitempty"` // cluster nodes that did not answer in time
 }
 
 func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, r, http.StatusOK, UserFDs{User: nameOf(r), FDs: s.svc.UserFDs(nameOf(r))})
+	fds, unanswered, err := s.svc.UserFDs(nameOf(r))
+	if err != nil {
+		fail(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, UserFDs{User: nameOf(r), FDs: fds, Unanswered: unanswered})
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/testutil"
-	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 type queued struct {
@@ -65,7 +65,7 @@ func TestProbes(t *testing.T) {
 	if a := e.doAuth(t, "GET", "/healthz", "", ""); a.status != 200 {
 		t.Errorf("healthz while stopping: %d", a.status)
 	}
-	if a := e.doAuth(t, "POST", "/healthz", "", ""); a.status != 405 || a.errorCode() != admin.CodeMethodNotAllowed {
+	if a := e.doAuth(t, "POST", "/healthz", "", ""); a.status != 405 || a.errorCode() != sender.CodeMethodNotAllowed {
 		t.Errorf("POST /healthz: %d %s", a.status, a.body)
 	}
 }
@@ -73,7 +73,7 @@ func TestProbes(t *testing.T) {
 func TestReadyzStartingAndCheck(t *testing.T) {
 	e := newEnv(t, bridge.Config{}, admin.Config{})
 	var checkErr error
-	srv, err := admin.New(e.hub, admin.Config{Token: token, Logger: quietLog(), ReadyCheck: func(ctx context.Context) error {
+	srv, err := admin.New(e.hub, sender.NewService(e.hub), admin.Config{Token: token, Logger: quietLog(), ReadyCheck: func(ctx context.Context) error {
 		if _, ok := ctx.Deadline(); !ok {
 			t.Error("the ready check's context has no deadline")
 		}
@@ -138,7 +138,7 @@ func TestUnauthorized(t *testing.T) {
 			token,                              // no scheme
 		} {
 			a := e.doAuth(t, r.method, r.path, `{}`, auth)
-			want(t, fmt.Sprintf("%s %s with Authorization %q", r.method, r.path, auth), a, http.StatusUnauthorized, admin.CodeUnauthorized)
+			want(t, fmt.Sprintf("%s %s with Authorization %q", r.method, r.path, auth), a, http.StatusUnauthorized, sender.CodeUnauthorized)
 			if a.header.Get("WWW-Authenticate") == "" {
 				t.Errorf("%s %s: 401 without WWW-Authenticate", r.method, r.path)
 			}
@@ -148,14 +148,14 @@ func TestUnauthorized(t *testing.T) {
 	req, _ := http.NewRequest("GET", e.url+"/v1/groups", nil)
 	req.Header.Add("Authorization", "Bearer "+token)
 	req.Header.Add("Authorization", "Bearer wrong")
-	want(t, "two Authorization headers", send(t, req), http.StatusUnauthorized, admin.CodeUnauthorized)
+	want(t, "two Authorization headers", send(t, req), http.StatusUnauthorized, sender.CodeUnauthorized)
 	// The scheme is case-insensitive.
 	if a := e.doAuth(t, "GET", "/v1/groups", "", "bearer "+token); a.status != 200 {
 		t.Errorf("lower-case bearer: %d %s", a.status, a.body)
 	}
 	// The unknown route, with the token: 404.
-	want(t, "GET /v1/nope", e.do(t, "GET", "/v1/nope", ""), http.StatusNotFound, admin.CodeNotFound)
-	want(t, "GET /nope", e.doAuth(t, "GET", "/nope", "", ""), http.StatusNotFound, admin.CodeNotFound)
+	want(t, "GET /v1/nope", e.do(t, "GET", "/v1/nope", ""), http.StatusNotFound, sender.CodeNotFound)
+	want(t, "GET /nope", e.doAuth(t, "GET", "/nope", "", ""), http.StatusNotFound, sender.CodeNotFound)
 }
 
 func TestTokenNotSet(t *testing.T) {
@@ -163,7 +163,7 @@ func TestTokenNotSet(t *testing.T) {
 	for _, r := range protectedRoutes {
 		for _, auth := range []string{"", "Bearer ", "Bearer x"} {
 			a := e.doAuth(t, r.method, r.path, `{}`, auth)
-			want(t, fmt.Sprintf("%s %s without a token configured", r.method, r.path), a, http.StatusServiceUnavailable, admin.CodeTokenNotSet)
+			want(t, fmt.Sprintf("%s %s without a token configured", r.method, r.path), a, http.StatusServiceUnavailable, sender.CodeTokenNotSet)
 		}
 	}
 	if a := e.doAuth(t, "GET", "/healthz", "", ""); a.status != 200 {
@@ -173,7 +173,7 @@ func TestTokenNotSet(t *testing.T) {
 
 func TestPprof(t *testing.T) {
 	off := newEnv(t, bridge.Config{}, admin.Config{})
-	want(t, "pprof off", off.do(t, "GET", "/debug/pprof/", ""), http.StatusNotFound, admin.CodeNotFound)
+	want(t, "pprof off", off.do(t, "GET", "/debug/pprof/", ""), http.StatusNotFound, sender.CodeNotFound)
 	on := newEnv(t, bridge.Config{}, admin.Config{Pprof: true})
 	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline", "/debug/pprof/goroutine?debug=1", "/debug/pprof/heap"} {
 		if a := on.do(t, "GET", path, ""); a.status != 200 || len(a.body) == 0 {
@@ -204,21 +204,21 @@ func TestMalformedBodies(t *testing.T) {
 		name, body, code string
 		status           int
 	}{
-		{"bad JSON", `{"data":`, rpc.CodeBadRequest, 400},
-		{"not JSON", `data=x`, rpc.CodeBadRequest, 400},
-		{"syntax error", `{"data":"x",}`, rpc.CodeBadRequest, 400},
-		{"unknown field", `{"data":"x","nope":1}`, rpc.CodeBadRequest, 400},
-		{"misspelt field", `{"dta":"x"}`, rpc.CodeBadRequest, 400},
-		{"trailing object", `{"data":"x"}{"data":"y"}`, rpc.CodeBadRequest, 400},
-		{"trailing garbage", `{"data":"x"} x`, rpc.CodeBadRequest, 400},
-		{"wrong type", `{"data":1}`, rpc.CodeBadRequest, 400},
-		{"wrong type of opcode", `{"data":"x","opcode":"text"}`, rpc.CodeBadRequest, 400},
-		{"fractional opcode", `{"data":"x","opcode":1.5}`, rpc.CodeBadRequest, 400},
-		{"array", `[{"data":"x"}]`, rpc.CodeBadRequest, 400},
-		{"null", `null`, rpc.CodeBadRequest, 400},
-		{"string", `"x"`, rpc.CodeBadRequest, 400},
-		{"invalid UTF-8", "{\"data\":\"\xff\xfe\"}", rpc.CodeBadRequest, 400},
-		{"oversized", `{"data":"` + strings.Repeat("x", maxBody) + `"}`, rpc.CodeTooLarge, 413},
+		{"bad JSON", `{"data":`, sender.CodeBadRequest, 400},
+		{"not JSON", `data=x`, sender.CodeBadRequest, 400},
+		{"syntax error", `{"data":"x",}`, sender.CodeBadRequest, 400},
+		{"unknown field", `{"data":"x","nope":1}`, sender.CodeBadRequest, 400},
+		{"misspelt field", `{"dta":"x"}`, sender.CodeBadRequest, 400},
+		{"trailing object", `{"data":"x"}{"data":"y"}`, sender.CodeBadRequest, 400},
+		{"trailing garbage", `{"data":"x"} x`, sender.CodeBadRequest, 400},
+		{"wrong type", `{"data":1}`, sender.CodeBadRequest, 400},
+		{"wrong type of opcode", `{"data":"x","opcode":"text"}`, sender.CodeBadRequest, 400},
+		{"fractional opcode", `{"data":"x","opcode":1.5}`, sender.CodeBadRequest, 400},
+		{"array", `[{"data":"x"}]`, sender.CodeBadRequest, 400},
+		{"null", `null`, sender.CodeBadRequest, 400},
+		{"string", `"x"`, sender.CodeBadRequest, 400},
+		{"invalid UTF-8", "{\"data\":\"\xff\xfe\"}", sender.CodeBadRequest, 400},
+		{"oversized", `{"data":"` + strings.Repeat("x", maxBody) + `"}`, sender.CodeTooLarge, 413},
 	}
 	for _, r := range postRoutes {
 		path := fill(r.path)
@@ -226,16 +226,16 @@ func TestMalformedBodies(t *testing.T) {
 			want(t, fmt.Sprintf("POST %s with %s", path, b.name), e.do(t, "POST", path, b.body), b.status, b.code)
 		}
 		if !strings.Contains(r.path, "disconnect") {
-			want(t, "POST "+path+" with no body", e.do(t, "POST", path, ""), 400, rpc.CodeBadRequest)
+			want(t, "POST "+path+" with no body", e.do(t, "POST", path, ""), 400, sender.CodeBadRequest)
 		}
 		// Wrong type of a route's own field.
 		if strings.Contains(r.body, "fds") {
-			want(t, "POST "+path+" with fds a string", e.do(t, "POST", path, `{"fds":"1","data":"x"}`), 400, rpc.CodeBadRequest)
+			want(t, "POST "+path+" with fds a string", e.do(t, "POST", path, `{"fds":"1","data":"x"}`), 400, sender.CodeBadRequest)
 		}
 	}
-	want(t, "broadcast with except an object", e.do(t, "POST", "/v1/broadcast", `{"except":{},"data":"x"}`), 400, rpc.CodeBadRequest)
-	want(t, "disconnect with a string code", e.do(t, "POST", fill("/v1/connections/{fd}/disconnect"), `{"code":"1000"}`), 400, rpc.CodeBadRequest)
-	want(t, "push with a fd field", e.do(t, "POST", fill("/v1/connections/{fd}/push"), `{"fd":1,"data":"x"}`), 400, rpc.CodeBadRequest)
+	want(t, "broadcast with except an object", e.do(t, "POST", "/v1/broadcast", `{"except":{},"data":"x"}`), 400, sender.CodeBadRequest)
+	want(t, "disconnect with a string code", e.do(t, "POST", fill("/v1/connections/{fd}/disconnect"), `{"code":"1000"}`), 400, sender.CodeBadRequest)
+	want(t, "push with a fd field", e.do(t, "POST", fill("/v1/connections/{fd}/push"), `{"fd":1,"data":"x"}`), 400, sender.CodeBadRequest)
 
 	// Nothing reached the client: the next message it reads is this one.
 	if a := e.do(t, "POST", fill("/v1/connections/{fd}/push"), `{"data":"first"}`); a.status != 200 {
@@ -286,18 +286,18 @@ func TestPushToFD(t *testing.T) {
 		name, path, body, code string
 		status                 int
 	}{
-		{"opcode 8", path, `{"data":"x","opcode":8}`, rpc.CodeInvalidOpcode, 400},
-		{"bad base64", path, `{"data":"***","encoding":"base64"}`, rpc.CodeBadRequest, 400},
-		{"unknown encoding", path, `{"data":"x","encoding":"hex"}`, rpc.CodeBadRequest, 400},
-		{"invalid UTF-8 text", path, `{"data":"/w==","encoding":"base64"}`, rpc.CodeInvalidUTF8, 400},
-		{"over max push size", path, `{"data":"` + strings.Repeat("x", 4097) + `"}`, rpc.CodeTooLarge, 413},
-		{"ping too large", path, `{"data":"` + strings.Repeat("x", 126) + `","opcode":9}`, rpc.CodeTooLarge, 413},
-		{"fd 0", "/v1/connections/0/push", `{"data":"x"}`, rpc.CodeInvalidFD, 400},
-		{"fd -1", "/v1/connections/-1/push", `{"data":"x"}`, rpc.CodeInvalidFD, 400},
-		{"fd abc", "/v1/connections/abc/push", `{"data":"x"}`, rpc.CodeInvalidFD, 400},
-		{"fd 2^53", "/v1/connections/9007199254740992/push", `{"data":"x"}`, rpc.CodeInvalidFD, 400},
-		{"fd with a leading zero", "/v1/connections/01/push", `{"data":"x"}`, rpc.CodeInvalidFD, 400},
-		{"fd 1.0", "/v1/connections/1.0/push", `{"data":"x"}`, rpc.CodeInvalidFD, 400},
+		{"opcode 8", path, `{"data":"x","opcode":8}`, sender.CodeInvalidOpcode, 400},
+		{"bad base64", path, `{"data":"***","encoding":"base64"}`, sender.CodeBadRequest, 400},
+		{"unknown encoding", path, `{"data":"x","encoding":"hex"}`, sender.CodeBadRequest, 400},
+		{"invalid UTF-8 text", path, `{"data":"/w==","encoding":"base64"}`, sender.CodeInvalidUTF8, 400},
+		{"over max push size", path, `{"data":"` + strings.Repeat("x", 4097) + `"}`, sender.CodeTooLarge, 413},
+		{"ping too large", path, `{"data":"` + strings.Repeat("x", 126) + `","opcode":9}`, sender.CodeTooLarge, 413},
+		{"fd 0", "/v1/connections/0/push", `{"data":"x"}`, sender.CodeInvalidFD, 400},
+		{"fd -1", "/v1/connections/-1/push", `{"data":"x"}`, sender.CodeInvalidFD, 400},
+		{"fd abc", "/v1/connections/abc/push", `{"data":"x"}`, sender.CodeInvalidFD, 400},
+		{"fd 2^53", "/v1/connections/9007199254740992/push", `{"data":"x"}`, sender.CodeInvalidFD, 400},
+		{"fd with a leading zero", "/v1/connections/01/push", `{"data":"x"}`, sender.CodeInvalidFD, 400},
+		{"fd 1.0", "/v1/connections/1.0/push", `{"data":"x"}`, sender.CodeInvalidFD, 400},
 		{"continuation without a message", path, `{"data":"x","opcode":0,"finish":false}`, "", 200}, // 0 is text: it opens one
 	} {
 		want(t, tt.name, e.do(t, "POST", tt.path, tt.body), tt.status, tt.code)
@@ -327,7 +327,7 @@ func TestConnectionInfoAndDisconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := e.do(t, "GET", fmt.Sprintf("/v1/connections/%d", fd), "")
-	var info rpc.Info
+	var info sender.Info
 	a.json(t, &info)
 	if a.status != 200 || !info.Connected || info.FD != fd || info.Path != "/" || info.Query["id"][0] != "a" ||
 		info.Headers["X-Test"][0] != "yes" || !slices.Equal(info.Groups, []string{"room"}) || info.User != "42" {
@@ -336,12 +336,12 @@ func TestConnectionInfoAndDisconnect(t *testing.T) {
 	if a := e.do(t, "GET", fmt.Sprintf("/v1/connections/%d/", fd), ""); a.status != 200 {
 		t.Errorf("info with a trailing slash: %d", a.status)
 	}
-	want(t, "info of an unknown fd", e.do(t, "GET", fmt.Sprintf("/v1/connections/%d", fd+1), ""), 404, admin.CodeNotFound)
-	want(t, "info of fd x", e.do(t, "GET", "/v1/connections/x", ""), 400, rpc.CodeInvalidFD)
+	want(t, "info of an unknown fd", e.do(t, "GET", fmt.Sprintf("/v1/connections/%d", fd+1), ""), 404, sender.CodeNotFound)
+	want(t, "info of fd x", e.do(t, "GET", "/v1/connections/x", ""), 400, sender.CodeInvalidFD)
 
 	path := fmt.Sprintf("/v1/connections/%d/disconnect", fd)
-	want(t, "disconnect with code 1005", e.do(t, "POST", path, `{"code":1005}`), 400, rpc.CodeInvalidCloseCode)
-	want(t, "disconnect with a long reason", e.do(t, "POST", path, `{"reason":"`+strings.Repeat("r", 124)+`"}`), 413, rpc.CodeTooLarge)
+	want(t, "disconnect with code 1005", e.do(t, "POST", path, `{"code":1005}`), 400, sender.CodeInvalidCloseCode)
+	want(t, "disconnect with a long reason", e.do(t, "POST", path, `{"reason":"`+strings.Repeat("r", 124)+`"}`), 413, sender.CodeTooLarge)
 	var d disconnected
 	a = e.do(t, "POST", path, `{"code":4000,"reason":"bye"}`)
 	a.json(t, &d)
@@ -401,16 +401,16 @@ func TestPushManyAndBroadcast(t *testing.T) {
 		}
 	}
 
-	tooMany := "[" + strings.TrimSuffix(strings.Repeat("1,", rpc.MaxBatch+1), ",") + "]"
+	tooMany := "[" + strings.TrimSuffix(strings.Repeat("1,", sender.MaxBatch+1), ",") + "]"
 	for _, tt := range []struct {
 		name, path, body, code string
 		status                 int
 	}{
-		{"too many fds", "/v1/push", `{"fds":` + tooMany + `,"data":"x"}`, rpc.CodeBadRequest, 400},
-		{"too many except", "/v1/broadcast", `{"except":` + tooMany + `,"data":"x"}`, rpc.CodeBadRequest, 400},
-		{"ping to many", "/v1/push", `{"fds":[1],"data":"x","opcode":9}`, rpc.CodeInvalidOpcode, 400},
-		{"broadcast a ping", "/v1/broadcast", `{"data":"x","opcode":9}`, rpc.CodeInvalidOpcode, 400},
-		{"broadcast invalid UTF-8", "/v1/broadcast", `{"data":"/w==","encoding":"base64"}`, rpc.CodeInvalidUTF8, 400},
+		{"too many fds", "/v1/push", `{"fds":` + tooMany + `,"data":"x"}`, sender.CodeBadRequest, 400},
+		{"too many except", "/v1/broadcast", `{"except":` + tooMany + `,"data":"x"}`, sender.CodeBadRequest, 400},
+		{"ping to many", "/v1/push", `{"fds":[1],"data":"x","opcode":9}`, sender.CodeInvalidOpcode, 400},
+		{"broadcast a ping", "/v1/broadcast", `{"data":"x","opcode":9}`, sender.CodeInvalidOpcode, 400},
+		{"broadcast invalid UTF-8", "/v1/broadcast", `{"data":"/w==","encoding":"base64"}`, sender.CodeInvalidUTF8, 400},
 	} {
 		want(t, tt.name, e.do(t, "POST", tt.path, tt.body), tt.status, tt.code)
 	}
@@ -451,7 +451,7 @@ func TestGroupsAndUsers(t *testing.T) {
 	}{{"lobby", 3}, {odd, 1}, {"zoo", 1}}); a.status != 200 || got != wantList {
 		t.Errorf("groups: %d %s, want %s", a.status, got, wantList)
 	}
-	want(t, "groups with a query", e.do(t, "GET", "/v1/groups?limit=1", ""), 400, rpc.CodeBadRequest)
+	want(t, "groups with a query", e.do(t, "GET", "/v1/groups?limit=1", ""), 400, sender.CodeBadRequest)
 
 	var members struct {
 		Group   string  `json:"group"`
@@ -509,9 +509,9 @@ func TestGroupsAndUsers(t *testing.T) {
 		}
 	}
 	long := strings.Repeat("g", bridge.MaxNameLength+1)
-	want(t, "push to a group name too long", e.do(t, "POST", "/v1/groups/"+long+"/push", `{"data":"x"}`), 400, rpc.CodeInvalidName)
-	want(t, "push to a user id too long", e.do(t, "POST", "/v1/users/"+long+"/push", `{"data":"x"}`), 400, rpc.CodeInvalidName)
-	want(t, "user push with except", e.do(t, "POST", "/v1/users/42/push", `{"data":"x","except":[1]}`), 400, rpc.CodeBadRequest)
+	want(t, "push to a group name too long", e.do(t, "POST", "/v1/groups/"+long+"/push", `{"data":"x"}`), 400, sender.CodeInvalidName)
+	want(t, "push to a user id too long", e.do(t, "POST", "/v1/users/"+long+"/push", `{"data":"x"}`), 400, sender.CodeInvalidName)
+	want(t, "user push with except", e.do(t, "POST", "/v1/users/42/push", `{"data":"x","except":[1]}`), 400, sender.CodeBadRequest)
 }
 
 type connList struct {
@@ -622,18 +622,18 @@ func TestListConnections(t *testing.T) {
 	}
 
 	for _, q := range []struct{ query, code string }{
-		{"after=abc", rpc.CodeBadRequest},
-		{"after=-1", rpc.CodeBadRequest},
-		{"after=9007199254740992", rpc.CodeBadRequest},
-		{"after=1&after=2", rpc.CodeBadRequest},
-		{"limit=0", rpc.CodeBadRequest},
-		{"limit=1001", rpc.CodeBadRequest},
-		{"limit=ten", rpc.CodeBadRequest},
-		{"limit=", rpc.CodeBadRequest},
-		{"cursor=1", rpc.CodeBadRequest},
-		{"after=%zz", rpc.CodeBadRequest},
-		{"group=", rpc.CodeInvalidName},
-		{"user=" + strings.Repeat("u", 257), rpc.CodeInvalidName},
+		{"after=abc", sender.CodeBadRequest},
+		{"after=-1", sender.CodeBadRequest},
+		{"after=9007199254740992", sender.CodeBadRequest},
+		{"after=1&after=2", sender.CodeBadRequest},
+		{"limit=0", sender.CodeBadRequest},
+		{"limit=1001", sender.CodeBadRequest},
+		{"limit=ten", sender.CodeBadRequest},
+		{"limit=", sender.CodeBadRequest},
+		{"cursor=1", sender.CodeBadRequest},
+		{"after=%zz", sender.CodeBadRequest},
+		{"group=", sender.CodeInvalidName},
+		{"user=" + strings.Repeat("u", 257), sender.CodeInvalidName},
 	} {
 		want(t, "list with "+q.query, e.do(t, "GET", "/v1/connections?"+q.query, ""), 400, q.code)
 	}
@@ -678,7 +678,7 @@ func TestShuttingDown(t *testing.T) {
 			t.Errorf("POST %s during shutdown: %d %s; want 200 accepted 0", r.path, a.status, a.body)
 		}
 	}
-	want(t, "bad opcode during shutdown", e.do(t, "POST", "/v1/broadcast", `{"data":"x","opcode":9}`), 400, rpc.CodeInvalidOpcode)
+	want(t, "bad opcode during shutdown", e.do(t, "POST", "/v1/broadcast", `{"data":"x","opcode":9}`), 400, sender.CodeInvalidOpcode)
 	a := e.do(t, "POST", fmt.Sprintf("/v1/connections/%d/push", fd), `{"data":"x"}`)
 	var q queued
 	a.json(t, &q)
@@ -696,7 +696,7 @@ func TestMethodNotAllowed(t *testing.T) {
 	for _, r := range []struct{ method, path string }{
 		{"GET", "/v1/push"}, {"DELETE", "/v1/connections/1"}, {"PUT", "/v1/broadcast"}, {"POST", "/v1/groups"},
 	} {
-		want(t, r.method+" "+r.path, e.do(t, r.method, r.path, ""), 405, admin.CodeMethodNotAllowed)
+		want(t, r.method+" "+r.path, e.do(t, r.method, r.path, ""), 405, sender.CodeMethodNotAllowed)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"net/http"
 	"strings"
+
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // BearerAuth lets through requests with "Authorization: Bearer <token>"
@@ -18,7 +20,7 @@ func BearerAuth(token string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if token == "" {
-				writeError(w, r, http.StatusServiceUnavailable, CodeTokenNotSet,
+				writeError(w, r, sender.CodeTokenNotSet,
 					"the admin token is not set (WSBRIDGE_ADMIN_TOKEN): this route is off")
 				return
 			}
@@ -30,7 +32,7 @@ func BearerAuth(token string) func(http.Handler) http.Handler {
 				if !ok {
 					msg = "want an Authorization: Bearer <token> header"
 				}
-				writeError(w, r, http.StatusUnauthorized, CodeUnauthorized, msg)
+				writeError(w, r, sender.CodeUnauthorized, msg)
 				return
 			}
 			next.ServeHTTP(w, r)

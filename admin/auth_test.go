@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 var bearerAuthTests = []struct {
@@ -49,9 +51,9 @@ func TestBearerAuth(t *testing.T) {
 				if rec.Header().Get("WWW-Authenticate") != `Bearer realm="wsbridge"` {
 					t.Errorf("WWW-Authenticate %q", rec.Header().Get("WWW-Authenticate"))
 				}
-				checkErrorBody(t, rec, CodeUnauthorized)
+				checkErrorBody(t, rec, sender.CodeUnauthorized)
 			case 503:
-				checkErrorBody(t, rec, CodeTokenNotSet)
+				checkErrorBody(t, rec, sender.CodeTokenNotSet)
 			}
 		})
 	}

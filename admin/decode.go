@@ -10,20 +10,20 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // readBody reads r's body, at most max bytes, and decodes it strictly into
 // dst (decodeJSON). An empty body leaves dst as it is when allowEmpty. Its
-// errors are *rpc.Error: too_large past max, bad_request otherwise.
+// errors are *sender.Error: too_large past max, bad_request otherwise.
 func readBody(w http.ResponseWriter, r *http.Request, max int64, dst any, allowEmpty bool) error {
 	data, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return &rpc.Error{Code: rpc.CodeTooLarge, Message: fmt.Sprintf("the request body is over the limit of %d bytes", max)}
+			return &sender.Error{Code: sender.CodeTooLarge, Message: fmt.Sprintf("the request body is over the limit of %d bytes", max)}
 		}
-		return badRequest("cannot read the request body: " + err.Error())
+		return sender.BadRequest("cannot read the request body: " + err.Error())
 	}
 	if allowEmpty && len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -36,25 +36,25 @@ func readBody(w http.ResponseWriter, r *http.Request, max int64, dst any, allowE
 // gives them, and nothing after it but white space. (encoding/json would
 // otherwise replace invalid UTF-8 silently, ignore unknown fields, and
 // take a trailing second value for the next request's.) Its errors are
-// bad_request *rpc.Error values that say what is wrong and where.
+// bad_request *sender.Error values that say what is wrong and where.
 func decodeJSON(data []byte, dst any) error {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	switch {
 	case len(trimmed) == 0:
-		return badRequest("the request body is empty: want a JSON object")
+		return sender.BadRequest("the request body is empty: want a JSON object")
 	case !utf8.Valid(data):
-		return badRequest("the request body is not valid UTF-8 (send binary data base64-encoded, with \"encoding\": \"base64\")")
+		return sender.BadRequest("the request body is not valid UTF-8 (send binary data base64-encoded, with \"encoding\": \"base64\")")
 	case trimmed[0] != '{':
-		return badRequest("the request body must be a JSON object")
+		return sender.BadRequest("the request body must be a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
-		return badRequest(describeJSONError(err))
+		return sender.BadRequest(describeJSONError(err))
 	}
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		return badRequest(fmt.Sprintf("unexpected data after the JSON object, at byte %d", dec.InputOffset()-int64(len(extra))))
+		return sender.BadRequest(fmt.Sprintf("unexpected data after the JSON object, at byte %d", dec.InputOffset()-int64(len(extra))))
 	}
 	return nil
 }
@@ -113,5 +113,3 @@ func jsonType(kind string) string {
 	}
 	return "a " + kind
 }
-
-func badRequest(msg string) error { return &rpc.Error{Code: rpc.CodeBadRequest, Message: msg} }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 var decodeTests = []struct {
@@ -49,8 +49,8 @@ func TestDecodeJSON(t *testing.T) {
 			if err == nil {
 				return
 			}
-			var e *rpc.Error
-			if !errors.As(err, &e) || e.Code != rpc.CodeBadRequest || !strings.Contains(e.Message, tt.msg) {
+			var e *sender.Error
+			if !errors.As(err, &e) || e.Code != sender.CodeBadRequest || !strings.Contains(e.Message, tt.msg) {
 				t.Errorf("decodeJSON(%q) = %v, want bad_request mentioning %q", tt.body, err, tt.msg)
 			}
 		})
@@ -69,16 +69,16 @@ func TestReadBodyLimit(t *testing.T) {
 		code       string
 	}{
 		{`{"data":"` + strings.Repeat("x", 89) + `"}`, false, ""}, // 100 bytes: at the limit
-		{`{"data":"` + strings.Repeat("x", 90) + `"}`, false, rpc.CodeTooLarge},
+		{`{"data":"` + strings.Repeat("x", 90) + `"}`, false, sender.CodeTooLarge},
 		{``, true, ""},
 		{` `, true, ""},
-		{``, false, rpc.CodeBadRequest},
+		{``, false, sender.CodeBadRequest},
 	} {
 		var b pushBody
 		rec := httptest.NewRecorder()
 		err := readBody(rec, httptest.NewRequest("POST", "/", strings.NewReader(tt.body)), 100, &b, tt.allowEmpty)
 		code := ""
-		var e *rpc.Error
+		var e *sender.Error
 		if errors.As(err, &e) {
 			code = e.Code
 		}
@@ -102,9 +102,9 @@ func FuzzDecodeJSON(f *testing.F) {
 		var b pushBody
 		err := decodeJSON(body, &b)
 		if err != nil {
-			var e *rpc.Error
-			if !errors.As(err, &e) || e.Code != rpc.CodeBadRequest || e.Message == "" {
-				t.Fatalf("decodeJSON(%q) = %#v, want a bad_request *rpc.Error", body, err)
+			var e *sender.Error
+			if !errors.As(err, &e) || e.Code != sender.CodeBadRequest || e.Message == "" {
+				t.Fatalf("decodeJSON(%q) = %#v, want a bad_request *sender.Error", body, err)
 			}
 			return
 		}

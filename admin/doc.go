@@ -9,7 +9,7 @@
 // token the protected routes are off: they answer 503 token_not_set, never
 // open.
 //
-// The /v1 pushes and disconnects call rpc.Service, the same implementation
+// The /v1 pushes and disconnects call sender.Service, the same implementation
 // as the goridge RPC methods, so both check, limit and answer alike, with
 // the same error codes.
 package admin

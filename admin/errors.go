@@ -5,43 +5,13 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
-// Error codes of the admin API beside those of the RPC service (rpc.Code*,
-// which it shares: a push refused for the same reason has the same code
-// over RPC and over HTTP).
-const (
-	CodeUnauthorized     = "unauthorized"       // no or wrong bearer token (401)
-	CodeTokenNotSet      = "token_not_set"      // the admin token is not configured: protected routes are off (503)
-	CodeNotFound         = "not_found"          // no such route, or no such open connection (404)
-	CodeMethodNotAllowed = "method_not_allowed" // (405)
-)
-
-// CodeInternal is rpc.CodeInternal, for panics.
-const CodeInternal = rpc.CodeInternal
-
-// statusOf is the HTTP status of an error code.
-func statusOf(code string) int {
-	switch code {
-	case rpc.CodeBadRequest, rpc.CodeInvalidFD, rpc.CodeInvalidOpcode, rpc.CodeInvalidUTF8,
-		rpc.CodeInvalidCloseCode, rpc.CodeInvalidName:
-		return http.StatusBadRequest
-	case rpc.CodeTooLarge:
-		return http.StatusRequestEntityTooLarge
-	case rpc.CodeTooManyGroups:
-		return http.StatusConflict
-	case rpc.CodeShuttingDown, CodeTokenNotSet:
-		return http.StatusServiceUnavailable
-	case CodeUnauthorized:
-		return http.StatusUnauthorized
-	case CodeNotFound:
-		return http.StatusNotFound
-	case CodeMethodNotAllowed:
-		return http.StatusMethodNotAllowed
-	}
-	return http.StatusInternalServerError
-}
+// The error codes and their HTTP statuses are the Sender API's one table
+// (sender.Codes): a push refused for the same reason has the same code over
+// RPC and over HTTP. The admin API's own codes (token, routes) are in it,
+// marked HTTPOnly.
 
 // errorBody is the JSON of every error answer:
 // {"error": {"code": "invalid_fd", "message": "..."}}.
@@ -54,18 +24,19 @@ type errorDetail struct {
 	Message string `json:"message"`
 }
 
-func writeError(w http.ResponseWriter, r *http.Request, status int, code, msg string) {
-	writeJSON(w, r, status, errorBody{errorDetail{Code: code, Message: msg}})
+// writeError answers code (with its status, sender.Status) and msg.
+func writeError(w http.ResponseWriter, r *http.Request, code, msg string) {
+	writeJSON(w, r, sender.Status(code), errorBody{errorDetail{Code: code, Message: msg}})
 }
 
-// fail answers err: an *rpc.Error with its code's status, anything else as
+// fail answers err: an *sender.Error with its code's status, anything else as
 // internal.
 func fail(w http.ResponseWriter, r *http.Request, err error) {
-	var e *rpc.Error
+	var e *sender.Error
 	if !errors.As(err, &e) {
-		e = &rpc.Error{Code: rpc.CodeInternal, Message: err.Error()}
+		e = &sender.Error{Code: sender.CodeInternal, Message: err.Error()}
 	}
-	writeError(w, r, statusOf(e.Code), e.Code, e.Message)
+	writeError(w, r, e.Code, e.Message)
 }
 
 // writeJSON answers v as JSON with status.

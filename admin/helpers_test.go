@@ -18,6 +18,7 @@ import (
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/testutil"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // wait bounds what should happen at once.
@@ -85,7 +86,7 @@ func newEnv(t testing.TB, hcfg bridge.Config, acfg admin.Config) *env {
 		acfg.Addr = "127.0.0.1:0"
 	}
 	acfg.Logger = log
-	srv, err := admin.New(hub, acfg)
+	srv, err := admin.New(hub, sender.NewService(hub), acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/wsbridge/wsbridge/internal/testutil"
 	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // scrape GETs /metrics and parses it.
@@ -151,7 +152,7 @@ func TestMetricsAfterTraffic(t *testing.T) {
 	// (a gorilla client's take about 150).
 	e := newEnv(t, bridge.Config{Workers: 2, Listener: disp, MaxConnections: 3, MaxKeptHeaderBytes: 64}, admin.Config{Gatherer: reg})
 	disp.SetCloser(e.hub)
-	rsrv, err := rpc.New(e.hub, rpc.Config{Addr: "tcp://127.0.0.1:0", Observer: m, Logger: quietLog()})
+	rsrv, err := rpc.New(sender.NewService(e.hub), rpc.Config{Addr: "tcp://127.0.0.1:0", Observer: m, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // openAPIDoc reads openapi.yaml.
@@ -63,7 +64,7 @@ func serverRoutes(t testing.TB, pprof bool) []string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = hub.Shutdown(t.Context()) })
-	srv, err := admin.New(hub, admin.Config{Token: token, Pprof: pprof, Logger: quietLog()})
+	srv, err := admin.New(hub, sender.NewService(hub), admin.Config{Token: token, Pprof: pprof, Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func TestOpenAPIRefs(t *testing.T) {
 	b, _ := os.ReadFile("openapi.yaml")
 	for _, code := range []string{"bad_request", "invalid_fd", "invalid_opcode", "too_large", "invalid_utf8",
 		"invalid_close_code", "invalid_name", "too_many_groups", "shutting_down", "internal",
-		admin.CodeUnauthorized, admin.CodeTokenNotSet, admin.CodeNotFound, admin.CodeMethodNotAllowed} {
+		sender.CodeUnauthorized, sender.CodeTokenNotSet, sender.CodeNotFound, sender.CodeMethodNotAllowed} {
 		if !strings.Contains(string(b), code) {
 			t.Errorf("openapi.yaml does not list the error code %s", code)
 		}

@@ -7,7 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/wsbridge/wsbridge/bridge"
-	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // Page sizes of GET /v1/connections.
@@ -16,53 +16,45 @@ const (
 	MaxPageLimit     = 1000
 )
 
-// page is the query of GET /v1/connections.
-type page struct {
-	after           int64 // list fds greater than this
-	limit           int
-	group, user     string
-	byGroup, byUser bool
-}
-
 // parsePage reads the query of GET /v1/connections: after (an fd, or 0:
 // from the start), limit (1..MaxPageLimit), group and user (filters). Any
-// other parameter, a repeated one, or a malformed value is an *rpc.Error
+// other parameter, a repeated one, or a malformed value is an *sender.Error
 // (bad_request, or invalid_name for a group or user that cannot exist).
-func parsePage(rawQuery string) (page, error) {
-	p := page{limit: DefaultPageLimit}
+func parsePage(rawQuery string) (sender.ListQuery, error) {
+	p := sender.ListQuery{Limit: DefaultPageLimit}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
-		return p, badRequest("malformed query string: " + err.Error())
+		return p, sender.BadRequest("malformed query string: " + err.Error())
 	}
 	for key, values := range q {
 		if len(values) != 1 {
-			return p, badRequest(fmt.Sprintf("query parameter %q is given %d times", key, len(values)))
+			return p, sender.BadRequest(fmt.Sprintf("query parameter %q is given %d times", key, len(values)))
 		}
 		v := values[0]
 		switch key {
 		case "after":
 			n, ok := parseUint(v, bridge.MaxFD)
 			if !ok {
-				return p, badRequest(fmt.Sprintf("after=%q: want an fd (an integer 0..%d)", v, int64(bridge.MaxFD)))
+				return p, sender.BadRequest(fmt.Sprintf("after=%q: want an fd (an integer 0..%d)", v, int64(bridge.MaxFD)))
 			}
-			p.after = n
+			p.After = n
 		case "limit":
 			n, ok := parseUint(v, MaxPageLimit)
 			if !ok || n == 0 {
-				return p, badRequest(fmt.Sprintf("limit=%q: want an integer 1..%d", v, MaxPageLimit))
+				return p, sender.BadRequest(fmt.Sprintf("limit=%q: want an integer 1..%d", v, MaxPageLimit))
 			}
-			p.limit = int(n)
+			p.Limit = int(n)
 		case "group", "user":
 			if v == "" || len(v) > bridge.MaxNameLength || !utf8.ValidString(v) {
-				return p, &rpc.Error{Code: rpc.CodeInvalidName, Message: fmt.Sprintf("%s: want 1..%d bytes of UTF-8", key, bridge.MaxNameLength)}
+				return p, &sender.Error{Code: sender.CodeInvalidName, Message: fmt.Sprintf("%s: want 1..%d bytes of UTF-8", key, bridge.MaxNameLength)}
 			}
 			if key == "group" {
-				p.group, p.byGroup = v, true
+				p.Group, p.ByGroup = v, true
 			} else {
-				p.user, p.byUser = v, true
+				p.User, p.ByUser = v, true
 			}
 		default:
-			return p, badRequest(fmt.Sprintf("unknown query parameter %q (want after, limit, group, user)", key))
+			return p, sender.BadRequest(fmt.Sprintf("unknown query parameter %q (want after, limit, group, user)", key))
 		}
 	}
 	return p, nil

@@ -8,49 +8,49 @@ import (
 	"testing"
 
 	"github.com/wsbridge/wsbridge/bridge"
-	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 var parsePageTests = []struct {
 	query string
-	want  page
+	want  sender.ListQuery
 	code  string // error code, "" for none
 }{
-	{"", page{limit: DefaultPageLimit}, ""},
-	{"after=0", page{limit: DefaultPageLimit}, ""},
-	{"after=42&limit=7", page{after: 42, limit: 7}, ""},
-	{"after=9007199254740991&limit=1000", page{after: bridge.MaxFD, limit: 1000}, ""},
-	{"group=room+1", page{limit: DefaultPageLimit, group: "room 1", byGroup: true}, ""},
-	{"user=%C3%BC&group=g", page{limit: DefaultPageLimit, user: "ü", byUser: true, group: "g", byGroup: true}, ""},
-	{"after=9007199254740992", page{}, rpc.CodeBadRequest},
-	{"after=-1", page{}, rpc.CodeBadRequest},
-	{"after=+1", page{}, rpc.CodeBadRequest},
-	{"after=01", page{}, rpc.CodeBadRequest},
-	{"after=1e3", page{}, rpc.CodeBadRequest},
-	{"after=", page{}, rpc.CodeBadRequest},
-	{"after=99999999999999999999999", page{}, rpc.CodeBadRequest},
-	{"limit=0", page{}, rpc.CodeBadRequest},
-	{"limit=1001", page{}, rpc.CodeBadRequest},
-	{"limit=%201", page{}, rpc.CodeBadRequest},
-	{"limit=1&limit=1", page{}, rpc.CodeBadRequest},
-	{"offset=1", page{}, rpc.CodeBadRequest},
-	{"after", page{}, rpc.CodeBadRequest},
-	{"after=%zz", page{}, rpc.CodeBadRequest},
-	{"after=1;limit=2", page{}, rpc.CodeBadRequest},
-	{"group=", page{}, rpc.CodeInvalidName},
-	{"user=" + strings.Repeat("u", 257), page{}, rpc.CodeInvalidName},
-	{"user=%FF", page{}, rpc.CodeInvalidName},
+	{"", sender.ListQuery{Limit: DefaultPageLimit}, ""},
+	{"after=0", sender.ListQuery{Limit: DefaultPageLimit}, ""},
+	{"after=42&limit=7", sender.ListQuery{After: 42, Limit: 7}, ""},
+	{"after=9007199254740991&limit=1000", sender.ListQuery{After: bridge.MaxFD, Limit: 1000}, ""},
+	{"group=room+1", sender.ListQuery{Limit: DefaultPageLimit, Group: "room 1", ByGroup: true}, ""},
+	{"user=%C3%BC&group=g", sender.ListQuery{Limit: DefaultPageLimit, User: "ü", ByUser: true, Group: "g", ByGroup: true}, ""},
+	{"after=9007199254740992", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=-1", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=+1", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=01", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=1e3", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=99999999999999999999999", sender.ListQuery{}, sender.CodeBadRequest},
+	{"limit=0", sender.ListQuery{}, sender.CodeBadRequest},
+	{"limit=1001", sender.ListQuery{}, sender.CodeBadRequest},
+	{"limit=%201", sender.ListQuery{}, sender.CodeBadRequest},
+	{"limit=1&limit=1", sender.ListQuery{}, sender.CodeBadRequest},
+	{"offset=1", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=%zz", sender.ListQuery{}, sender.CodeBadRequest},
+	{"after=1;limit=2", sender.ListQuery{}, sender.CodeBadRequest},
+	{"group=", sender.ListQuery{}, sender.CodeInvalidName},
+	{"user=" + strings.Repeat("u", 257), sender.ListQuery{}, sender.CodeInvalidName},
+	{"user=%FF", sender.ListQuery{}, sender.CodeInvalidName},
 }
 
 func TestParsePage(t *testing.T) {
 	for _, tt := range parsePageTests {
 		got, err := parsePage(tt.query)
 		code := ""
-		var e *rpc.Error
+		var e *sender.Error
 		if errors.As(err, &e) {
 			code = e.Code
 		} else if err != nil {
-			code = "not an *rpc.Error"
+			code = "not a *sender.Error"
 		}
 		if code != tt.code {
 			t.Errorf("parsePage(%q) error %v, want code %q", tt.query, err, tt.code)
@@ -72,22 +72,22 @@ func FuzzParsePage(f *testing.F) {
 	f.Fuzz(func(t *testing.T, query string) {
 		p, err := parsePage(query)
 		if err != nil {
-			var e *rpc.Error
-			if !errors.As(err, &e) || (e.Code != rpc.CodeBadRequest && e.Code != rpc.CodeInvalidName) || e.Message == "" {
+			var e *sender.Error
+			if !errors.As(err, &e) || (e.Code != sender.CodeBadRequest && e.Code != sender.CodeInvalidName) || e.Message == "" {
 				t.Fatalf("parsePage(%q) = %#v", query, err)
 			}
 			return
 		}
-		if p.after < 0 || p.after > bridge.MaxFD || p.limit < 1 || p.limit > MaxPageLimit ||
-			p.byGroup != (p.group != "") || p.byUser != (p.user != "") {
+		if p.After < 0 || p.After > bridge.MaxFD || p.Limit < 1 || p.Limit > MaxPageLimit ||
+			p.ByGroup != (p.Group != "") || p.ByUser != (p.User != "") {
 			t.Fatalf("parsePage(%q) = %+v: out of bounds", query, p)
 		}
-		q := url.Values{"after": {strconv.FormatInt(p.after, 10)}, "limit": {strconv.Itoa(p.limit)}}
-		if p.byGroup {
-			q.Set("group", p.group)
+		q := url.Values{"after": {strconv.FormatInt(p.After, 10)}, "limit": {strconv.Itoa(p.Limit)}}
+		if p.ByGroup {
+			q.Set("group", p.Group)
 		}
-		if p.byUser {
-			q.Set("user", p.user)
+		if p.ByUser {
+			q.Set("user", p.User)
 		}
 		back, err := parsePage(q.Encode())
 		if err != nil || back != p {

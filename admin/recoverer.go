@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // Recoverer turns a panic in a handler into a 500 internal answer and a log
@@ -24,7 +26,7 @@ func Recoverer(log *slog.Logger) func(http.Handler) http.Handler {
 				}
 				log.Error("admin: panic in a handler", "request_id", RequestID(r.Context()),
 					"method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
-				writeError(w, r, http.StatusInternalServerError, CodeInternal, "internal error")
+				writeError(w, r, sender.CodeInternal, "internal error")
 			}()
 			next.ServeHTTP(w, r)
 		})

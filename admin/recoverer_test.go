@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 func TestRecoverer(t *testing.T) {
@@ -21,7 +23,7 @@ func TestRecoverer(t *testing.T) {
 	if rec.Code != http.StatusInternalServerError {
 		t.Errorf("status %d, want 500", rec.Code)
 	}
-	checkErrorBody(t, rec, CodeInternal)
+	checkErrorBody(t, rec, sender.CodeInternal)
 	logged := buf.String()
 	for _, want := range []string{"admin: panic in a handler", "boom", rec.Header().Get(HeaderRequestID), "recoverer_test.go"} {
 		if !strings.Contains(logged, want) {

@@ -20,6 +20,7 @@ import (
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/config"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // Config configures a Server; zero fields take their documented defaults.
@@ -77,7 +78,7 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	hub     *bridge.Hub
-	svc     *rpc.Service
+	svc     *sender.Service
 	handler http.Handler
 	srv     *http.Server
 	state   atomic.Int32
@@ -89,7 +90,7 @@ type Server struct {
 
 // New returns a Server for hub; Listen binds it. It is not ready (GET
 // /readyz answers 503) until SetReady.
-func New(hub *bridge.Hub, cfg Config) (*Server, error) {
+func New(hub *bridge.Hub, svc *sender.Service, cfg Config) (*Server, error) {
 	config.Default(&cfg.Addr, DefaultAddr)
 	config.Default(&cfg.MaxBody, DefaultMaxBody)
 	if cfg.MaxBody < 0 {
@@ -99,7 +100,7 @@ func New(hub *bridge.Hub, cfg Config) (*Server, error) {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: hub, svc: rpc.NewService(hub)}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: hub, svc: svc}
 	s.handler = s.routes()
 	s.srv = &http.Server{
 		Handler:           s.handler,
@@ -122,10 +123,10 @@ func (s *Server) routes() chi.Router {
 	r := chi.NewRouter()
 	r.Use(RequestIDMiddleware, AccessLog(s.log), Recoverer(s.log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusNotFound, CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path)
+		writeError(w, r, sender.CodeNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
+		writeError(w, r, sender.CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path)
 	})
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)

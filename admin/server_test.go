@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 func newHub(t testing.TB) *bridge.Hub {
@@ -27,10 +28,10 @@ func newHub(t testing.TB) *bridge.Hub {
 
 func TestServerLifecycle(t *testing.T) {
 	hub := newHub(t)
-	if _, err := admin.New(hub, admin.Config{MaxBody: -1}); err == nil {
+	if _, err := admin.New(hub, sender.NewService(hub), admin.Config{MaxBody: -1}); err == nil {
 		t.Error("New with a negative MaxBody succeeded")
 	}
-	srv, err := admin.New(hub, admin.Config{Addr: "127.0.0.1:0", Logger: quietLog()})
+	srv, err := admin.New(hub, sender.NewService(hub), admin.Config{Addr: "127.0.0.1:0", Logger: quietLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +46,7 @@ func TestServerLifecycle(t *testing.T) {
 	}
 	addr := srv.Addr()
 	// The address is taken: another server cannot listen on it.
-	other, _ := admin.New(hub, admin.Config{Addr: addr, Logger: quietLog()})
+	other, _ := admin.New(hub, sender.NewService(hub), admin.Config{Addr: addr, Logger: quietLog()})
 	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), addr) {
 		t.Errorf("Listen on a taken address = %v", err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/internal/testutil"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // TestServerTLS: with Config.TLS the admin server answers HTTPS with the
@@ -19,7 +20,8 @@ func TestServerTLS(t *testing.T) {
 	ca := testutil.NewCA(t, "admin CA")
 	leaf := ca.Issue(t, "admin", time.Time{})
 	cert := leaf.Certificate(t)
-	srv, err := admin.New(newHub(t), admin.Config{Addr: "127.0.0.1:0", Logger: quietLog(), TLS: &tls.Config{
+	hub := newHub(t)
+	srv, err := admin.New(hub, sender.NewService(hub), admin.Config{Addr: "127.0.0.1:0", Logger: quietLog(), TLS: &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return &cert, nil },
 	}})

@@ -48,6 +48,15 @@ type Listener interface {
 	OnClose(fd int64, ev CloseEvent)
 }
 
+// IndexKind names the index Config.OnIndexChange speaks of.
+type IndexKind uint8
+
+// The indexes of a Hub.
+const (
+	GroupIndex IndexKind = iota // groups and their members
+	UserIndex                   // user ids and their bound fds
+)
+
 // CloseEvent describes how a connection ended.
 type CloseEvent struct {
 	Code     int    // close code; 1006 when no close frame was exchanged
@@ -126,6 +135,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Listener receives connection events. Default: none.
 	Listener Listener
+	// OnIndexChange, when set, is told of a group that gained its first
+	// member on this node or lost its last, and of a user id likewise
+	// (the cluster subscribes to their channels only while they have
+	// connections here). It is called after the change, outside the
+	// Hub's index locks but possibly under a connection's, so it must not
+	// block and must not call the Hub; calls for one name may arrive out
+	// of order, so it reads the present state (HasGroup, HasUser) later
+	// rather than trust the order. Default: none.
+	OnIndexChange func(kind IndexKind, name string)
 	// Authorize, when set, is asked before each upgrade, after the path,
 	// the limits, the Listener's Admit and the origin check pass. A panic
 	// in it is recovered and answers 500. It sees r.RemoteAddr and

@@ -121,6 +121,12 @@ func (c *conn) unindex() {
 // GroupMembers returns the fds in group, sorted.
 func (h *Hub) GroupMembers(group string) []int64 { return h.groups.fds(group) }
 
+// HasGroup reports whether group has members on this node.
+func (h *Hub) HasGroup(group string) bool { return h.groups.has(group) }
+
+// HasUser reports whether user has connections on this node.
+func (h *Hub) HasUser(user string) bool { return h.users.has(user) }
+
 // Groups returns every group with its number of members.
 func (h *Hub) Groups() map[string]int { return h.groups.counts() }
 

@@ -254,3 +254,68 @@ func TestAuthorize(t *testing.T) {
 		t.Fatalf("%d connections, want 1", th.Count())
 	}
 }
+
+// TestOnIndexChange: the hook hears of a group's first member and last
+// leave (a leave, a close) and of a user's first and last fd (a bind, a
+// rebind, an unbind), and only of those.
+func TestOnIndexChange(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	th := startHub(t, bridge.Config{OnIndexChange: func(kind bridge.IndexKind, name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, fmt.Sprint(kind, ":", name))
+	}})
+	expect := func(what string, want ...string) {
+		t.Helper()
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: changes %q, want %q", what, got, want)
+		}
+		got = nil
+	}
+	a, fdA := th.dial(t, "a")
+	_, fdB := th.dial(t, "b")
+	g, u := fmt.Sprint(bridge.GroupIndex, ":room"), fmt.Sprint(bridge.UserIndex, ":")
+	for _, fd := range []int64{fdA, fdB} {
+		if err := th.Join(fd, "room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect("two joins", g)
+	if !th.HasGroup("room") || th.HasGroup("other") {
+		t.Fatal("HasGroup")
+	}
+	if _, err := th.Leave(fdB, "room"); err != nil {
+		t.Fatal(err)
+	}
+	expect("one of two leaves")
+	if err := th.Bind(fdA, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := th.Bind(fdB, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	expect("two binds", u+"alice")
+	if err := th.Bind(fdB, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	expect("a rebind", u+"bob")
+	if _, err := th.Unbind(fdB); err != nil {
+		t.Fatal(err)
+	}
+	expect("an unbind", u+"bob")
+	if !th.HasUser("alice") || th.HasUser("bob") {
+		t.Fatal("HasUser")
+	}
+	a.Close()
+	th.rec.closeOf(t, fdA)
+	mu.Lock()
+	slices.Sort(got)
+	mu.Unlock()
+	expect("the last member's close", g, u+"alice")
+	if th.HasGroup("room") || th.HasUser("alice") {
+		t.Fatal("a closed connection's group or user is still there")
+	}
+}

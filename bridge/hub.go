@@ -66,6 +66,10 @@ func New(cfg Config) (*Hub, error) {
 		writers: newWriters(),
 		budget:  newBudget(&cfg),
 	}
+	if f := cfg.OnIndexChange; f != nil {
+		h.groups.changed = func(name string) { f(GroupIndex, name) }
+		h.users.changed = func(name string) { f(UserIndex, name) }
+	}
 	h.adm.perIP = make(map[netip.Addr]int)
 	h.adm.pendingIP = make(map[netip.Addr]int)
 	h.adm.bucket = newTokenBucket(cfg.AcceptRate, cfg.AcceptBurst)

@@ -14,6 +14,10 @@ const numIndexShards = 64
 // Its shard locks are leaves: nothing else is locked while one is held.
 type index struct {
 	shards [numIndexShards]indexShard
+	// changed, when set, is told of a name that gained its first
+	// connection or lost its last (Config.OnIndexChange), after the
+	// shard's lock is released.
+	changed func(name string)
 }
 
 type indexShard struct {
@@ -39,24 +43,41 @@ func (ix *index) add(name string, c *conn) {
 	s := ix.shard(name)
 	s.mu.Lock()
 	set := s.m[name]
-	if set == nil {
+	created := set == nil
+	if created {
 		set = make(map[int64]*conn)
 		s.m[name] = set
 	}
 	set[c.fd] = c
 	s.mu.Unlock()
+	if created && ix.changed != nil {
+		ix.changed(name)
+	}
 }
 
 func (ix *index) remove(name string, fd int64) {
 	s := ix.shard(name)
 	s.mu.Lock()
+	deleted := false
 	if set := s.m[name]; set != nil {
 		delete(set, fd)
 		if len(set) == 0 {
 			delete(s.m, name)
+			deleted = true
 		}
 	}
 	s.mu.Unlock()
+	if deleted && ix.changed != nil {
+		ix.changed(name)
+	}
+}
+
+// has reports whether name has connections.
+func (ix *index) has(name string) bool {
+	s := ix.shard(name)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m[name]) > 0
 }
 
 // members appends the connections filed under name to dst.

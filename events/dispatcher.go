@@ -380,6 +380,48 @@ func (d *Dispatcher) OnClose(fd int64, ev bridge.CloseEvent) {
 	d.mu.Unlock()
 }
 
+// LostReason and LostSeq mark the close event a surviving cluster node
+// posts for an fd of a node whose heartbeat expired (PostLost). LostSeq is
+// larger than any seq the lost node can have given (2^53-1, exact in PHP
+// and JSON), so a receiver that keeps the last seq per fd takes the close
+// after whatever the lost node delivered, and drops it when it comes twice.
+const (
+	LostReason = "node_lost"
+	LostSeq    = 1<<53 - 1
+)
+
+// PostLost queues a close event (code 1006, reason node_lost, by server,
+// lost_node: node, seq LostSeq) for each of fds, the connections of
+// another node whose heartbeat expired; they are delivered like this
+// node's own events. They take room as messages do: PostLost returns how
+// many of fds (the first ones) fit; the caller posts the others later. An
+// fd with events queued here already is skipped (counted as taken).
+func (d *Dispatcher) PostLost(node int, fds []int64) int {
+	if d.cfg.URL == "" {
+		return len(fds)
+	}
+	ms := time.Now().UnixMilli()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped {
+		return 0
+	}
+	for i, fd := range fds {
+		if d.fds[fd] != nil {
+			continue
+		}
+		ev := encodeLost(fd, ms, node)
+		if d.roomLocked(1, ev.size()) != "" {
+			return i
+		}
+		q := d.queueLocked(fd)
+		q.seq = LostSeq - 1
+		q.ended = true
+		d.pushLocked(q, ev)
+	}
+	return len(fds)
+}
+
 // discardLocked removes q's queued events (none may be in flight) and its
 // reservation from the counts. q may stay in the ready list: empty, it is
 // skipped there.

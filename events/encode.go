@@ -65,10 +65,11 @@ type binaryEvent struct {
 }
 
 type closeEvent struct {
-	Time   int64  `json:"time"`
-	Code   int    `json:"code"`
-	Reason string `json:"reason"`
-	By     string `json:"by"`
+	Time     int64  `json:"time"`
+	Code     int    `json:"code"`
+	Reason   string `json:"reason"`
+	By       string `json:"by"`
+	LostNode *int   `json:"lost_node,omitempty"` // the close of an fd of a lost cluster node
 }
 
 func encodeOpen(info bridge.ConnInfo, ms int64) event {
@@ -133,6 +134,11 @@ func encodeClose(fd int64, ms int64, ev bridge.CloseEvent) event {
 		code = 1006
 	}
 	return event{typ: "close", fd: fd, rest: marshalRest(closeEvent{Time: ms, Code: code, Reason: reason, By: by})}
+}
+
+// encodeLost is the close event of an fd of a lost node.
+func encodeLost(fd int64, ms int64, node int) event {
+	return event{typ: "close", fd: fd, rest: marshalRest(closeEvent{Time: ms, Code: 1006, Reason: LostReason, By: "server", LostNode: &node})}
 }
 
 // marshalRest encodes v, a struct with at least one field, without HTML

@@ -48,6 +48,7 @@ type wireEvent struct {
 	Code        int         `json:"code"`
 	Reason      string      `json:"reason"`
 	By          string      `json:"by"`
+	LostNode    *int        `json:"lost_node"`
 }
 
 // sinkRequest is one request the sink received.

@@ -14,6 +14,8 @@ import (
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 	"github.com/roadrunner-server/goridge/v3/pkg/socket"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // Codec selects how a Client encodes calls.
@@ -67,7 +69,7 @@ func NewClient(conn net.Conn, codec Codec) *Client {
 func (c *Client) Close() error { return c.conn.Close() }
 
 // Call invokes method (e.g. "Sender.Push") with args and decodes the reply
-// into reply. A service error comes back as *Error when it carries a code.
+// into reply. A service error comes back as *sender.Error when it carries a code.
 func (c *Client) Call(method string, args, reply any) error {
 	var body []byte
 	var err error
@@ -118,12 +120,12 @@ func RequestFrame(codec byte, seq uint32, method string, body []byte) *frame.Fra
 	return fr
 }
 
-// parseError reads "code: message" back into an *Error; other texts (from
+// parseError reads "code: message" back into an *sender.Error; other texts (from
 // net/rpc itself, e.g. an unknown method) stay plain errors.
 func parseError(s string) error {
 	code, msg, ok := strings.Cut(s, ": ")
 	if ok && code != "" && strings.Trim(code, "abcdefghijklmnopqrstuvwxyz0123456789_") == "" {
-		return &Error{Code: code, Message: msg}
+		return &sender.Error{Code: code, Message: msg}
 	}
 	return errors.New(s)
 }

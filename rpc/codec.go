@@ -12,6 +12,8 @@ import (
 
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // serverCodec is net/rpc's ServerCodec for the goridge v3 RPC protocol: the
@@ -112,7 +114,7 @@ func (c *serverCodec) ReadRequestBody(out any) error {
 		err = json.Unmarshal(args, out)
 	}
 	if err != nil {
-		return badRequest(fmt.Sprintf("cannot decode the arguments of %s: %v", c.method, err))
+		return sender.BadRequest(fmt.Sprintf("cannot decode the arguments of %s: %v", c.method, err))
 	}
 	return nil
 }
@@ -142,7 +144,7 @@ func (c *serverCodec) WriteResponse(r *netrpc.Response, body any) error {
 		var err error
 		if b, err = appendReply(b, call.codec, body); err != nil {
 			b = b[:rpcHeader+len(r.ServiceMethod)]
-			errText = CodeInternal + ": cannot encode the reply of " + r.ServiceMethod + ": " + err.Error()
+			errText = sender.CodeInternal + ": cannot encode the reply of " + r.ServiceMethod + ": " + err.Error()
 		}
 	}
 	flags := call.codec

@@ -20,6 +20,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // TestCodecMatchesGoridge sends the same requests to the wsbridge server
@@ -33,7 +34,7 @@ func TestCodecMatchesGoridge(t *testing.T) {
 	}
 	defer hub.Shutdown(context.Background())
 	addr := "unix://" + filepath.Join(t.TempDir(), "rpc.sock")
-	srv, err := New(hub, Config{Addr: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := New(sender.NewService(hub), Config{Addr: addr, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +51,7 @@ func TestCodecMatchesGoridge(t *testing.T) {
 	ourReader := bufio.NewReader(ours)
 
 	bare := netrpc.NewServer()
-	if err := bare.RegisterName(ServiceName, &sender{svc: NewService(hub), stats: srv.connCount}); err != nil {
+	if err := bare.RegisterName(ServiceName, &receiver{svc: sender.NewService(hub), stats: srv.connCount}); err != nil {
 		t.Fatal(err)
 	}
 	theirs, serverEnd := net.Pipe()
@@ -62,16 +63,16 @@ func TestCodecMatchesGoridge(t *testing.T) {
 		method string
 		args   any
 	}{
-		{"Sender.Check", FDArgs{FD: 1}},                                                                                                       // *bool
-		{"Sender.Push", PushArgs{FD: 7, Message: Message{Data: "x"}}},                                                                         // *bool
-		{"Sender.PushMany", PushManyArgs{FDs: []int64{1, 2}, Message: Message{Data: "x"}}},                                                    // *int
-		{"Sender.PushBatch", PushBatchArgs{Messages: []PushArgs{{FD: 1, Message: Message{Data: "a"}}, {FD: 2, Message: Message{Data: "b"}}}}}, // *[]bool
-		{"Sender.PushBatch", PushBatchArgs{}},                                                                                                 // an empty list
-		{"Sender.GroupMembers", GroupNameArgs{Group: "room"}},                                                                                 // *[]int64
-		{"Sender.Groups", Empty{}},                                                                                                            // a map
-		{"Sender.Info", FDArgs{FD: 1}},                                                                                                        // an error
-		{"Sender.Push", PushArgs{FD: -1, Message: Message{Data: "x"}}},                                                                        // a coded error
-		{"Sender.Nope", FDArgs{FD: 1}},                                                                                                        // net/rpc's own error
+		{"Sender.Check", sender.FDArgs{FD: 1}},                                                                                                                            // *bool
+		{"Sender.Push", sender.PushArgs{FD: 7, Message: sender.Message{Data: "x"}}},                                                                                       // *bool
+		{"Sender.PushMany", sender.PushManyArgs{FDs: []int64{1, 2}, Message: sender.Message{Data: "x"}}},                                                                  // *int
+		{"Sender.PushBatch", sender.PushBatchArgs{Messages: []sender.PushArgs{{FD: 1, Message: sender.Message{Data: "a"}}, {FD: 2, Message: sender.Message{Data: "b"}}}}}, // *[]bool
+		{"Sender.PushBatch", sender.PushBatchArgs{}},                                                                                                                      // an empty list
+		{"Sender.GroupMembers", sender.GroupNameArgs{Group: "room"}},                                                                                                      // *[]int64
+		{"Sender.Groups", sender.Empty{}},                                                                                                                                 // a map
+		{"Sender.Info", sender.FDArgs{FD: 1}},                                                                                                                             // an error
+		{"Sender.Push", sender.PushArgs{FD: -1, Message: sender.Message{Data: "x"}}},                                                                                      // a coded error
+		{"Sender.Nope", sender.FDArgs{FD: 1}},                                                                                                                             // net/rpc's own error
 	}
 	encoders := map[byte]func(any) ([]byte, error){
 		frame.CodecJSON:    json.Marshal,
@@ -138,7 +139,7 @@ func TestReusedSequenceKeepsCodec(t *testing.T) {
 	go func() { _, _ = client.Write(append(append([]byte{}, req...), req...)) }()
 	for i := range 2 {
 		var r netrpc.Request
-		var args FDArgs
+		var args sender.FDArgs
 		if err := c.ReadRequestHeader(&r); err != nil || r.Seq != 5 {
 			t.Fatalf("request %d: seq %d, %v", i, r.Seq, err)
 		}

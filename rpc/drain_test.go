@@ -6,6 +6,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // TestPushesDuringHubDrain: while the hub's shutdown drains its
@@ -34,24 +35,24 @@ func TestPushesDuringHubDrain(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 
-	svc := rpc.NewService(e.hub)
-	msg := rpc.Message{Data: "bye"}
+	svc := sender.NewService(e.hub)
+	msg := sender.Message{Data: "bye"}
 	counts := []struct {
 		method string
 		args   any
-		direct func() (int, error)
+		direct func() (int, int, error)
 	}{
-		{"Sender.PushGroup", map[string]any{"group": "room", "data": "bye"}, func() (int, error) {
-			return svc.PushGroup(&rpc.PushGroupArgs{Group: "room", Message: msg})
+		{"Sender.PushGroup", map[string]any{"group": "room", "data": "bye"}, func() (int, int, error) {
+			return svc.PushGroup(&sender.PushGroupArgs{Group: "room", Message: msg})
 		}},
-		{"Sender.PushUser", map[string]any{"user": "u", "data": "bye"}, func() (int, error) {
-			return svc.PushUser(&rpc.PushUserArgs{User: "u", Message: msg})
+		{"Sender.PushUser", map[string]any{"user": "u", "data": "bye"}, func() (int, int, error) {
+			return svc.PushUser(&sender.PushUserArgs{User: "u", Message: msg})
 		}},
-		{"Sender.PushMany", map[string]any{"fds": []int64{fd}, "data": "bye"}, func() (int, error) {
-			return svc.PushMany(&rpc.PushManyArgs{FDs: []int64{fd}, Message: msg})
+		{"Sender.PushMany", map[string]any{"fds": []int64{fd}, "data": "bye"}, func() (int, int, error) {
+			return svc.PushMany(&sender.PushManyArgs{FDs: []int64{fd}, Message: msg})
 		}},
-		{"Sender.Broadcast", map[string]any{"data": "bye"}, func() (int, error) {
-			return svc.Broadcast(&rpc.BroadcastArgs{Message: msg})
+		{"Sender.Broadcast", map[string]any{"data": "bye"}, func() (int, int, error) {
+			return svc.Broadcast(&sender.BroadcastArgs{Message: msg})
 		}},
 	}
 	for _, tt := range counts {
@@ -59,7 +60,7 @@ func TestPushesDuringHubDrain(t *testing.T) {
 		if err := c.Call(tt.method, tt.args, &n); err != nil || n != 0 {
 			t.Errorf("%s during the drain = %d, %v; want 0, no error", tt.method, n, err)
 		}
-		if n, err := tt.direct(); err != nil || n != 0 {
+		if n, _, err := tt.direct(); err != nil || n != 0 {
 			t.Errorf("Service %s during the drain = %d, %v; want 0, no error", tt.method, n, err)
 		}
 	}
@@ -82,7 +83,7 @@ func TestPushesDuringHubDrain(t *testing.T) {
 	}
 	// Invalid input is still an error during the drain.
 	var n int
-	if err := c.Call("Sender.PushGroup", map[string]any{"group": "room", "data": "x", "opcode": 9}, &n); !isCode(err, rpc.CodeInvalidOpcode) {
+	if err := c.Call("Sender.PushGroup", map[string]any{"group": "room", "data": "x", "opcode": 9}, &n); !isCode(err, sender.CodeInvalidOpcode) {
 		t.Errorf("PushGroup with a bad opcode during the drain = %d, %v; want invalid_opcode", n, err)
 	}
 

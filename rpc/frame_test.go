@@ -17,6 +17,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // rawDial opens a plain connection to the RPC server.
@@ -123,7 +124,7 @@ func TestMalformedFrames(t *testing.T) {
 			if !isErr || seq != tt.seq || !strings.Contains(text, tt.want) {
 				t.Fatalf("reply seq %d error %v %q; want an error with seq %d mentioning %q", seq, isErr, text, tt.seq, tt.want)
 			}
-			if !strings.HasPrefix(text, rpc.CodeBadRequest+": ") {
+			if !strings.HasPrefix(text, sender.CodeBadRequest+": ") {
 				t.Fatalf("error %q lacks the bad_request code", text)
 			}
 			if tt.fatal {
@@ -208,14 +209,14 @@ func TestUnixSocket(t *testing.T) {
 		t.Fatal("Check = true")
 	}
 	// A second server on the same live socket is refused, not hijacked.
-	other, _ := rpc.New(e.hub, rpc.Config{Addr: "unix://" + path, Logger: quiet})
+	other, _ := rpc.New(sender.NewService(e.hub), rpc.Config{Addr: "unix://" + path, Logger: quiet})
 	if err := other.Listen(); err == nil || !strings.Contains(err.Error(), "in use") {
 		t.Fatalf("second Listen on a live socket: %v", err)
 	}
 	// A regular file is never removed.
 	file := dir + "/not-a-socket"
 	os.WriteFile(file, []byte("keep"), 0o600)
-	third, _ := rpc.New(e.hub, rpc.Config{Addr: "unix://" + file, Logger: quiet})
+	third, _ := rpc.New(sender.NewService(e.hub), rpc.Config{Addr: "unix://" + file, Logger: quiet})
 	if err := third.Listen(); err == nil {
 		t.Fatal("Listen over a regular file succeeded")
 	}
@@ -260,7 +261,7 @@ func TestShutdownFinishesInFlightAndRefusesNew(t *testing.T) {
 				close(answered)
 			}
 			if err != nil {
-				var re *rpc.Error
+				var re *sender.Error
 				if !errors.As(err, &re) && !strings.Contains(err.Error(), "EOF") && !strings.Contains(err.Error(), "reset") {
 					errs <- err
 				}

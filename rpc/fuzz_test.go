@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // The fuzz targets of the RPC server, each against a live server over TCP
@@ -224,8 +225,8 @@ func FuzzArgs(f *testing.F) {
 // bug: a reply that did not encode, a hub error not mapped).
 func knownCode(code string) bool {
 	switch code {
-	case rpc.CodeBadRequest, rpc.CodeInvalidFD, rpc.CodeInvalidOpcode, rpc.CodeTooLarge, rpc.CodeInvalidUTF8,
-		rpc.CodeInvalidCloseCode, rpc.CodeInvalidName, rpc.CodeTooManyGroups, rpc.CodeShuttingDown:
+	case sender.CodeBadRequest, sender.CodeInvalidFD, sender.CodeInvalidOpcode, sender.CodeTooLarge, sender.CodeInvalidUTF8,
+		sender.CodeInvalidCloseCode, sender.CodeInvalidName, sender.CodeTooManyGroups, sender.CodeShuttingDown:
 		return true
 	}
 	return false

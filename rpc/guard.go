@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
+
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // guard reads a client's frame stream for the server codec and hands it
@@ -289,7 +291,7 @@ func (g *guard) nextFrame() (h header, ok bool, err error) {
 			return h, true, nil
 		}
 		g.answered()
-		refusal = &Error{Code: CodeShuttingDown, Message: "the bridge is shutting down"}
+		refusal = &sender.Error{Code: sender.CodeShuttingDown, Message: "the bridge is shutting down"}
 	} else {
 		g.lim.c.refusedFrames.Add(1)
 	}
@@ -311,9 +313,9 @@ func (g *guard) nextFrame() (h header, ok bool, err error) {
 		return h, false, g.readErr(err)
 	}
 	msg := refusal.Error()
-	var e *Error
+	var e *sender.Error
 	if !errors.As(refusal, &e) {
-		msg = CodeBadRequest + ": " + msg
+		msg = sender.CodeBadRequest + ": " + msg
 	}
 	if err := g.writeFrame(errorFrame(codec, h.seq, string(method), msg)); err != nil {
 		return h, false, io.EOF // the connection is closed
@@ -325,7 +327,7 @@ func (g *guard) nextFrame() (h header, ok bool, err error) {
 func (g *guard) fatal(seq uint32, err error) error {
 	g.lim.c.refusedFrames.Add(1)
 	g.onFatal(g.conn.RemoteAddr().String(), err)
-	if g.writeFrame(errorFrame(frame.CodecJSON, seq, "", CodeBadRequest+": "+err.Error())) == nil {
+	if g.writeFrame(errorFrame(frame.CodecJSON, seq, "", sender.CodeBadRequest+": "+err.Error())) == nil {
 		g.linger()
 	}
 	return io.EOF // net/rpc then closes the codec quietly

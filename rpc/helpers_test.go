@@ -15,6 +15,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 const wait = 10 * time.Second
@@ -65,7 +66,7 @@ func startEnv(t testing.TB, network string, hcfg bridge.Config, rcfg rpc.Config)
 		}
 	}
 	rcfg.Logger = quiet
-	srv, err := rpc.New(hub, rcfg)
+	srv, err := rpc.New(sender.NewService(hub), rcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

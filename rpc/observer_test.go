@@ -9,6 +9,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // calls records what an rpc.Observer is told.
@@ -42,11 +43,11 @@ func TestObserver(t *testing.T) {
 	call[bool](t, c, "Sender.Push", map[string]any{"fd": fd, "data": "x"})
 	call[bool](t, c, "Sender.Push", map[string]any{"fd": fd + 100, "data": "x"}) // false, no error
 	var ok bool
-	var re *rpc.Error
-	if err := c.Call("Sender.Push", map[string]any{"fd": -1, "data": "x"}, &ok); !errors.As(err, &re) || re.Code != rpc.CodeInvalidFD {
+	var re *sender.Error
+	if err := c.Call("Sender.Push", map[string]any{"fd": -1, "data": "x"}, &ok); !errors.As(err, &re) || re.Code != sender.CodeInvalidFD {
 		t.Fatalf("Push to fd -1: %v", err)
 	}
-	if err := c.Call("Sender.Check", map[string]any{"fd": "one"}, &ok); !errors.As(err, &re) || re.Code != rpc.CodeBadRequest {
+	if err := c.Call("Sender.Check", map[string]any{"fd": "one"}, &ok); !errors.As(err, &re) || re.Code != sender.CodeBadRequest {
 		t.Fatalf("Check with a string fd: %v", err)
 	}
 	if err := c.Call("Sender.Nope", map[string]any{}, &ok); err == nil {
@@ -84,30 +85,30 @@ func TestMethods(t *testing.T) {
 func TestServiceMatchesRPC(t *testing.T) {
 	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{})
 	ws, fd := e.dial(t, "a")
-	svc := rpc.NewService(e.hub)
-	if ok, err := svc.Push(&rpc.PushArgs{FD: fd, Message: rpc.Message{Data: "aGk=", Encoding: "base64"}}); !ok || err != nil {
+	svc := sender.NewService(e.hub)
+	if ok, err := svc.Push(&sender.PushArgs{FD: fd, Message: sender.Message{Data: "aGk=", Encoding: "base64"}}); !ok || err != nil {
 		t.Fatalf("Push = %v, %v", ok, err)
 	}
 	readText(t, ws, "hi")
-	if ok, err := svc.Push(&rpc.PushArgs{FD: fd, Message: rpc.Message{Data: "x", Encoding: "hex"}}); ok || !isCode(err, rpc.CodeBadRequest) {
+	if ok, err := svc.Push(&sender.PushArgs{FD: fd, Message: sender.Message{Data: "x", Encoding: "hex"}}); ok || !isCode(err, sender.CodeBadRequest) {
 		t.Errorf("Push with encoding hex = %v, %v; want bad_request", ok, err)
 	}
-	if n, err := svc.PushMany(&rpc.PushManyArgs{FDs: make([]int64, rpc.MaxBatch+1)}); n != 0 || !isCode(err, rpc.CodeBadRequest) {
+	if n, _, err := svc.PushMany(&sender.PushManyArgs{FDs: make([]int64, sender.MaxBatch+1)}); n != 0 || !isCode(err, sender.CodeBadRequest) {
 		t.Errorf("PushMany past MaxBatch = %d, %v; want bad_request", n, err)
 	}
-	if n, err := svc.Broadcast(&rpc.BroadcastArgs{Message: rpc.Message{Data: "x", Opcode: ptr(9)}}); n != 0 || !isCode(err, rpc.CodeInvalidOpcode) {
+	if n, _, err := svc.Broadcast(&sender.BroadcastArgs{Message: sender.Message{Data: "x", Opcode: ptr(9)}}); n != 0 || !isCode(err, sender.CodeInvalidOpcode) {
 		t.Errorf("Broadcast of a ping = %d, %v; want invalid_opcode", n, err)
 	}
-	if n, err := svc.PushUser(&rpc.PushUserArgs{User: "", Message: rpc.Message{Data: "x"}}); n != 0 || !isCode(err, rpc.CodeInvalidName) {
+	if n, _, err := svc.PushUser(&sender.PushUserArgs{User: "", Message: sender.Message{Data: "x"}}); n != 0 || !isCode(err, sender.CodeInvalidName) {
 		t.Errorf("PushUser to an empty user = %d, %v; want invalid_name", n, err)
 	}
-	if ok, err := svc.Disconnect(&rpc.DisconnectArgs{FD: fd, Code: 1005}); ok || !isCode(err, rpc.CodeInvalidCloseCode) {
+	if ok, err := svc.Disconnect(&sender.DisconnectArgs{FD: fd, Code: 1005}); ok || !isCode(err, sender.CodeInvalidCloseCode) {
 		t.Errorf("Disconnect with 1005 = %v, %v; want invalid_close_code", ok, err)
 	}
-	if info := svc.Info(fd + 1); info.Connected || info.Groups == nil || info.Headers == nil {
+	if info, _ := svc.Info(fd + 1); info.Connected || info.Groups == nil || info.Headers == nil {
 		t.Errorf("Info of an unknown fd = %+v", info)
 	}
-	if got := svc.GroupMembers("none"); got == nil || len(got) != 0 {
+	if got, _, _ := svc.GroupMembers("none"); got == nil || len(got) != 0 {
 		t.Errorf("GroupMembers of an empty group = %#v, want []", got)
 	}
 	if st := svc.Stats(); st.Connections != 1 || len(st.Workers) == 0 {
@@ -116,6 +117,6 @@ func TestServiceMatchesRPC(t *testing.T) {
 }
 
 func isCode(err error, code string) bool {
-	var e *rpc.Error
+	var e *sender.Error
 	return errors.As(err, &e) && e.Code == code
 }

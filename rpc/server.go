@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/config"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // Config configures a Server; zero fields take their documented defaults.
@@ -67,7 +67,7 @@ type Config struct {
 // Observer is told of every call the Sender service answers, just before
 // the reply is written. method is the name called ("Sender.Push"), or
 // MethodUnknown for one the service does not have; outcome is OutcomeOK,
-// the code of the Error returned (CodeBadRequest for arguments that do not
+// the code of the Error returned (sender.CodeBadRequest for arguments that do not
 // decode), or OutcomeError for an error without a code; d runs from the
 // request's header being read to the reply being ready. Frames the server
 // refuses before decoding (bad headers, calls during shutdown) are not
@@ -143,8 +143,9 @@ func ParseAddr(addr string) (network, address string, err error) {
 	return "", "", fmt.Errorf("rpc address %q: the scheme must be tcp:// or unix://", addr)
 }
 
-// New returns a Server for hub; Listen binds it.
-func New(hub *bridge.Hub, cfg Config) (*Server, error) {
+// New returns a Server that carries the calls of the Sender methods to svc;
+// Listen binds it.
+func New(svc *sender.Service, cfg Config) (*Server, error) {
 	config.Default(&cfg.Addr, DefaultAddr)
 	config.Default(&cfg.SocketMode, DefaultSocketMode)
 	config.Default(&cfg.MaxFrameSize, DefaultMaxFrameSize)
@@ -166,7 +167,7 @@ func New(hub *bridge.Hub, cfg Config) (*Server, error) {
 		s.methods[m] = true
 	}
 	s.rpc = netrpc.NewServer()
-	if err := s.rpc.RegisterName(ServiceName, &sender{svc: NewService(hub), stats: s.connCount}); err != nil {
+	if err := s.rpc.RegisterName(ServiceName, &receiver{svc: svc, stats: s.connCount}); err != nil {
 		return nil, fmt.Errorf("rpc: %w", err)
 	}
 	return s, nil
@@ -267,10 +268,10 @@ func (s *Server) serveConn(conn net.Conn) {
 	if s.closed || len(s.conns) >= s.cfg.MaxConnections {
 		full := !s.closed
 		s.mu.Unlock()
-		msg := CodeShuttingDown + ": the bridge is shutting down"
+		msg := sender.CodeShuttingDown + ": the bridge is shutting down"
 		if full {
 			s.counters.refusedConns.Add(1)
-			msg = fmt.Sprintf("%s: too many RPC connections (limit %d)", CodeBadRequest, s.cfg.MaxConnections)
+			msg = fmt.Sprintf("%s: too many RPC connections (limit %d)", sender.CodeBadRequest, s.cfg.MaxConnections)
 			s.log.Warn("rpc: connection refused, limit reached", "limit", s.cfg.MaxConnections, "remote", conn.RemoteAddr().String())
 		}
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
@@ -301,9 +302,7 @@ func outcomeOf(errText string) string {
 		return OutcomeOK
 	}
 	code, _, _ := strings.Cut(errText, ": ")
-	switch code {
-	case CodeBadRequest, CodeInvalidFD, CodeInvalidOpcode, CodeTooLarge, CodeInvalidUTF8, CodeInvalidCloseCode,
-		CodeInvalidName, CodeTooManyGroups, CodeShuttingDown, CodeInternal:
+	if sender.IsCode(code) {
 		return code
 	}
 	return OutcomeError

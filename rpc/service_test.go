@@ -16,6 +16,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -171,18 +172,18 @@ func TestBatchManyBroadcastGroupsUsers(t *testing.T) {
 	}
 	readText(t, b, "to user")
 
-	info := call[rpc.Info](t, c, "Sender.Info", map[string]any{"fd": fb})
+	info := call[sender.Info](t, c, "Sender.Info", map[string]any{"fd": fb})
 	if !info.Connected || info.FD != fb || info.User != "42" || info.Query["id"][0] != "b" || !strings.HasPrefix(info.RemoteAddr, "127.0.0.1:") ||
 		info.Headers["Sec-Websocket-Version"][0] != "13" || info.ConnectedAt == 0 || info.Path != "/" {
 		t.Fatalf("Info = %+v", info)
 	}
-	if gone := call[rpc.Info](t, c, "Sender.Info", map[string]any{"fd": 999999}); gone.Connected {
+	if gone := call[sender.Info](t, c, "Sender.Info", map[string]any{"fd": 999999}); gone.Connected {
 		t.Fatalf("Info of an unknown fd = %+v", gone)
 	}
 	if !call[bool](t, c, "Sender.Unbind", map[string]any{"fd": fb}) || call[bool](t, c, "Sender.Unbind", map[string]any{"fd": fb}) {
 		t.Fatal("Unbind results")
 	}
-	st := call[rpc.Stats](t, c, "Sender.Stats", nil)
+	st := call[sender.Stats](t, c, "Sender.Stats", nil)
 	if st.Connections != 2 || len(st.Workers) != 2 || st.RPCConnections != 1 {
 		t.Fatalf("Stats = %+v", st)
 	}
@@ -200,8 +201,8 @@ func TestPushBatchRefusedWhole(t *testing.T) {
 	} {
 		var out []bool
 		err := c.Call("Sender.PushBatch", map[string]any{"messages": []map[string]any{{"fd": fd, "data": "first"}, bad}}, &out)
-		var re *rpc.Error
-		if !errors.As(err, &re) || re.Code == rpc.CodeBadRequest || !strings.HasPrefix(re.Message, "message 1: ") {
+		var re *sender.Error
+		if !errors.As(err, &re) || re.Code == sender.CodeBadRequest || !strings.HasPrefix(re.Message, "message 1: ") {
 			t.Fatalf("batch with %v: %v, want a coded error about message 1", bad, err)
 		}
 	}
@@ -223,14 +224,14 @@ func TestGoridgeGoClient(t *testing.T) {
 	client := netrpc.NewClientWithCodec(goridge.NewClientCodec(conn))
 	defer client.Close()
 	var ok bool
-	if err := client.Call("Sender.Push", rpc.PushArgs{FD: fd, Message: rpc.Message{Data: "from gob"}}, &ok); err != nil || !ok {
+	if err := client.Call("Sender.Push", sender.PushArgs{FD: fd, Message: sender.Message{Data: "from gob"}}, &ok); err != nil || !ok {
 		t.Fatalf("Push = %v, %v", ok, err)
 	}
 	readText(t, ws, "from gob")
-	if err := client.Call("Sender.Check", rpc.FDArgs{FD: fd}, &ok); err != nil || !ok {
+	if err := client.Call("Sender.Check", sender.FDArgs{FD: fd}, &ok); err != nil || !ok {
 		t.Fatalf("Check = %v, %v", ok, err)
 	}
-	err = client.Call("Sender.Push", rpc.PushArgs{FD: -1, Message: rpc.Message{Data: "x"}}, &ok)
+	err = client.Call("Sender.Push", sender.PushArgs{FD: -1, Message: sender.Message{Data: "x"}}, &ok)
 	if err == nil || !strings.HasPrefix(err.Error(), "invalid_fd: ") {
 		t.Fatalf("Push(-1) error = %v, want invalid_fd", err)
 	}
@@ -242,24 +243,24 @@ var serviceErrorTests = []struct {
 	code   string // "" when net/rpc answers (its own text)
 	text   string
 }{
-	{"Sender.Push", map[string]any{"fd": 0, "data": "x"}, rpc.CodeInvalidFD, "invalid fd"},
-	{"Sender.Push", map[string]any{"fd": -1, "data": "x"}, rpc.CodeInvalidFD, ""},
-	{"Sender.Push", map[string]any{"fd": int64(1) << 60, "data": "x"}, rpc.CodeInvalidFD, ""},
-	{"Sender.Push", map[string]any{"fd": 1, "data": strings.Repeat("x", 2000)}, rpc.CodeTooLarge, "limit is 1024"},
-	{"Sender.Push", map[string]any{"fd": 1, "data": "x", "opcode": 8}, rpc.CodeInvalidOpcode, ""},
-	{"Sender.Push", map[string]any{"fd": 1, "data": "x", "opcode": 77}, rpc.CodeInvalidOpcode, ""},
-	{"Sender.Push", map[string]any{"fd": 1, "data": "%%%", "encoding": "base64"}, rpc.CodeBadRequest, "base64"},
-	{"Sender.Push", map[string]any{"fd": 1, "data": "x", "encoding": "rot13"}, rpc.CodeBadRequest, "unknown encoding"},
-	{"Sender.Push", map[string]any{"fd": "one", "data": "x"}, rpc.CodeBadRequest, "cannot decode the arguments of Sender.Push"},
-	{"Sender.Push", map[string]any{"fd": 1, "data": 12}, rpc.CodeBadRequest, "cannot decode"},
-	{"Sender.Push", map[string]any{"fd": 1.5, "data": "x"}, rpc.CodeBadRequest, "cannot decode"},
-	{"Sender.Push", []int{1, 2}, rpc.CodeBadRequest, "cannot decode"},
-	{"Sender.Disconnect", map[string]any{"fd": 1, "code": 1006}, rpc.CodeInvalidCloseCode, ""},
-	{"Sender.Push", map[string]any{"fd": 1, "data": "/w==", "encoding": "base64"}, rpc.CodeInvalidUTF8, "UTF-8"},
-	{"Sender.Join", map[string]any{"fd": 1, "group": ""}, rpc.CodeInvalidName, ""},
-	{"Sender.PushGroup", map[string]any{"group": "g", "data": "x", "opcode": 9}, rpc.CodeInvalidOpcode, ""},
-	{"Sender.PushBatch", map[string]any{"messages": []map[string]any{{"fd": 1, "data": "x", "encoding": "hex"}}}, rpc.CodeBadRequest, "message 0"},
-	{"Sender.PushMany", map[string]any{"fds": make([]int64, rpc.MaxBatch+1), "data": "x"}, rpc.CodeBadRequest, "limit"},
+	{"Sender.Push", map[string]any{"fd": 0, "data": "x"}, sender.CodeInvalidFD, "invalid fd"},
+	{"Sender.Push", map[string]any{"fd": -1, "data": "x"}, sender.CodeInvalidFD, ""},
+	{"Sender.Push", map[string]any{"fd": int64(1) << 60, "data": "x"}, sender.CodeInvalidFD, ""},
+	{"Sender.Push", map[string]any{"fd": 1, "data": strings.Repeat("x", 2000)}, sender.CodeTooLarge, "limit is 1024"},
+	{"Sender.Push", map[string]any{"fd": 1, "data": "x", "opcode": 8}, sender.CodeInvalidOpcode, ""},
+	{"Sender.Push", map[string]any{"fd": 1, "data": "x", "opcode": 77}, sender.CodeInvalidOpcode, ""},
+	{"Sender.Push", map[string]any{"fd": 1, "data": "%%%", "encoding": "base64"}, sender.CodeBadRequest, "base64"},
+	{"Sender.Push", map[string]any{"fd": 1, "data": "x", "encoding": "rot13"}, sender.CodeBadRequest, "unknown encoding"},
+	{"Sender.Push", map[string]any{"fd": "one", "data": "x"}, sender.CodeBadRequest, "cannot decode the arguments of Sender.Push"},
+	{"Sender.Push", map[string]any{"fd": 1, "data": 12}, sender.CodeBadRequest, "cannot decode"},
+	{"Sender.Push", map[string]any{"fd": 1.5, "data": "x"}, sender.CodeBadRequest, "cannot decode"},
+	{"Sender.Push", []int{1, 2}, sender.CodeBadRequest, "cannot decode"},
+	{"Sender.Disconnect", map[string]any{"fd": 1, "code": 1006}, sender.CodeInvalidCloseCode, ""},
+	{"Sender.Push", map[string]any{"fd": 1, "data": "/w==", "encoding": "base64"}, sender.CodeInvalidUTF8, "UTF-8"},
+	{"Sender.Join", map[string]any{"fd": 1, "group": ""}, sender.CodeInvalidName, ""},
+	{"Sender.PushGroup", map[string]any{"group": "g", "data": "x", "opcode": 9}, sender.CodeInvalidOpcode, ""},
+	{"Sender.PushBatch", map[string]any{"messages": []map[string]any{{"fd": 1, "data": "x", "encoding": "hex"}}}, sender.CodeBadRequest, "message 0"},
+	{"Sender.PushMany", map[string]any{"fds": make([]int64, sender.MaxBatch+1), "data": "x"}, sender.CodeBadRequest, "limit"},
 	{"Sender.Nope", map[string]any{}, "", "can't find method"},
 	{"Nope.Push", map[string]any{}, "", "can't find service"},
 	{"NoDot", map[string]any{}, "", "ill-formed"},
@@ -272,7 +273,7 @@ func TestServiceErrors(t *testing.T) {
 	for _, tt := range serviceErrorTests {
 		var out any
 		err := c.Call(tt.method, tt.args, &out)
-		var re *rpc.Error
+		var re *sender.Error
 		switch {
 		case err == nil:
 			t.Errorf("%s(%v) succeeded, want an error", tt.method, tt.args)

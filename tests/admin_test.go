@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 const adminToken = "e2e-admin-token-0123456789abcdef"
@@ -201,7 +202,7 @@ func TestAdminGracefulShutdownUnderTraffic(t *testing.T) {
 					var e struct {
 						Error struct{ Code, Message string } `json:"error"`
 					}
-					if json.Unmarshal(b, &e) != nil || e.Error.Code != rpc.CodeShuttingDown || !sigterm.Load() {
+					if json.Unmarshal(b, &e) != nil || e.Error.Code != sender.CodeShuttingDown || !sigterm.Load() {
 						problem("admin %s %s: 503 %s", method, path, b)
 					}
 					answered.Add(1)
@@ -235,10 +236,10 @@ func TestAdminGracefulShutdownUnderTraffic(t *testing.T) {
 				} else {
 					err = c.Call("Sender.Broadcast", map[string]any{"data": "rb"}, &n)
 				}
-				var re *rpc.Error
+				var re *sender.Error
 				switch {
 				case err == nil:
-				case errors.As(err, &re) && re.Code == rpc.CodeShuttingDown && sigterm.Load():
+				case errors.As(err, &re) && re.Code == sender.CodeShuttingDown && sigterm.Load():
 					return
 				case sigterm.Load():
 					return // the connection was closed after the calls in flight were answered

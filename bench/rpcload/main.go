@@ -52,6 +52,7 @@ import (
 	"github.com/wsbridge/wsbridge/bench"
 	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // Bare is the baseline: the same codec and net/rpc, a method that does
@@ -59,10 +60,10 @@ import (
 type Bare struct{}
 
 // Push decodes the arguments and answers true.
-func (Bare) Push(in *rpc.PushArgs, out *bool) error { *out = true; return nil }
+func (Bare) Push(in *sender.PushArgs, out *bool) error { *out = true; return nil }
 
 // PushBatch decodes the arguments and answers one true per message.
-func (Bare) PushBatch(in *rpc.PushBatchArgs, out *[]bool) error {
+func (Bare) PushBatch(in *sender.PushBatchArgs, out *[]bool) error {
 	*out = make([]bool, len(in.Messages))
 	for i := range *out {
 		(*out)[i] = true
@@ -239,7 +240,7 @@ func main() {
 		if network == "unix" {
 			addr = "unix://" + filepath.Join(dir, "wsbridge.sock")
 		}
-		srv, err := rpc.New(hub, rpc.Config{Addr: addr, Logger: quiet})
+		srv, err := rpc.New(sender.NewService(hub), rpc.Config{Addr: addr, Logger: quiet})
 		check(err)
 		check(srv.Listen())
 		go srv.Serve()
@@ -432,19 +433,19 @@ func runGo(name, addr, service string, clients int, d time.Duration, fds []int64
 				t := time.Now()
 				if batch == 1 {
 					var ok bool
-					check(c.Call(service+".Push", rpc.PushArgs{FD: fds[i%len(fds)], Message: rpc.Message{Data: data}}, &ok))
+					check(c.Call(service+".Push", sender.PushArgs{FD: fds[i%len(fds)], Message: sender.Message{Data: data}}, &ok))
 					if !ok {
 						panic("push not delivered")
 					}
 					i++
 				} else {
-					msgs := make([]rpc.PushArgs, batch)
+					msgs := make([]sender.PushArgs, batch)
 					for j := range msgs {
-						msgs[j] = rpc.PushArgs{FD: fds[i%len(fds)], Message: rpc.Message{Data: data}}
+						msgs[j] = sender.PushArgs{FD: fds[i%len(fds)], Message: sender.Message{Data: data}}
 						i++
 					}
 					var oks []bool
-					check(c.Call(service+".PushBatch", rpc.PushBatchArgs{Messages: msgs}, &oks))
+					check(c.Call(service+".PushBatch", sender.PushBatchArgs{Messages: msgs}, &oks))
 					if slices.Contains(oks, false) {
 						panic("batch push not delivered")
 					}
@@ -545,7 +546,7 @@ func clientProc(args []string) {
 	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	for t := time.Now(); t.Before(end); t = time.Now() {
 		var ok bool
-		check(c.Call(service+".Push", rpc.PushArgs{FD: fd, Message: rpc.Message{Data: data}}, &ok))
+		check(c.Call(service+".Push", sender.PushArgs{FD: fd, Message: sender.Message{Data: data}}, &ok))
 		if !ok {
 			check(fmt.Errorf("push to fd %d not delivered", fd))
 		}

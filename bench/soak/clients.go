@@ -20,6 +20,7 @@ import (
 	"github.com/wsbridge/wsbridge/rpc"
 
 	"github.com/wsbridge/wsbridge/bench"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // client is one WebSocket connection of the pool. Pushes to it carry
@@ -439,16 +440,16 @@ func (l *load) pusher(k int) {
 				}
 				conn, cl = c, rpc.NewClient(c, rpc.JSON)
 			}
-			args := rpc.PushBatchArgs{Messages: make([]rpc.PushArgs, len(batch))}
+			args := sender.PushBatchArgs{Messages: make([]sender.PushArgs, len(batch))}
 			for i, c := range batch {
 				c.seq++
-				args.Messages[i] = rpc.PushArgs{FD: c.fd.Load(), Message: rpc.Message{Data: "p " + strconv.FormatInt(c.accepted.Load(), 10) + " " + strconv.FormatInt(c.seq, 10) + " " + pad}}
+				args.Messages[i] = sender.PushArgs{FD: c.fd.Load(), Message: sender.Message{Data: "p " + strconv.FormatInt(c.accepted.Load(), 10) + " " + strconv.FormatInt(c.seq, 10) + " " + pad}}
 			}
 			l.p.pushSent.Add(int64(len(batch)))
 			_ = conn.SetDeadline(time.Now().Add(o.rpcTimeout))
 			var oks []bool
 			err := cl.Call("Sender.PushBatch", args, &oks)
-			var re *rpc.Error
+			var re *sender.Error
 			switch {
 			case err == nil && len(oks) == len(batch):
 				for i, ok := range oks {
@@ -509,8 +510,8 @@ func (p *pool) broadcaster(rpcAddr string, rate, size int, timeout time.Duration
 			_ = conn.SetDeadline(time.Now().Add(timeout))
 			var n int
 			seq := p.bcastSent.Add(1)
-			if err := cl.Call("Sender.Broadcast", rpc.BroadcastArgs{Message: rpc.Message{Data: "b " + strconv.FormatInt(seq, 10) + " " + pad}}, &n); err != nil {
-				var re *rpc.Error
+			if err := cl.Call("Sender.Broadcast", sender.BroadcastArgs{Message: sender.Message{Data: "b " + strconv.FormatInt(seq, 10) + " " + pad}}, &n); err != nil {
+				var re *sender.Error
 				if !errors.As(err, &re) {
 					_ = cl.Close()
 					cl = nil

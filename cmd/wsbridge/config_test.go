@@ -1220,6 +1220,7 @@ func TestRunGracefulShutdown(t *testing.T) {
 func TestRunShutdownDeadline(t *testing.T) {
 	r := startRun(t, "-shutdown-timeout", "200ms", "-close-timeout", "10m")
 	dial(t, "ws://"+r.addr+"/") // never read: the close frame stays unanswered
+	r.waitConnections(t, 1)
 	if code := r.stop(t); code != 0 {
 		t.Errorf("run returned %d, want 0; log:\n%s", code, r.log.String())
 	}

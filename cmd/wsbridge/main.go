@@ -23,6 +23,7 @@ import (
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 func main() {
@@ -114,9 +115,10 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if wsCert != nil {
 		ln = tls.NewListener(ln, wsCert.ServerConfig()) // the handshake runs under the handshake timeout
 	}
+	svc := sender.NewService(hub) // the Sender API both transports carry
 	var rpcSrv *rpc.Server
 	if cfg.rpcOn() {
-		if rpcSrv, err = rpc.New(hub, cfg.RPC); err == nil {
+		if rpcSrv, err = rpc.New(svc, cfg.RPC); err == nil {
 			err = rpcSrv.Listen()
 		}
 		if err != nil {
@@ -129,7 +131,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	} else {
 		log.Warn("RPC is off (WSBRIDGE_RPC_ADDR=off): nothing can push")
 	}
-	adminSrv, err := startAdmin(&cfg, log, hub)
+	adminSrv, err := startAdmin(&cfg, log, hub, svc)
 	if err != nil {
 		log.Error("cannot start the admin server", "err", err)
 		ln.Close()
@@ -234,14 +236,14 @@ const adminGrace = time.Second
 
 // startAdmin creates the admin server and binds its address; it returns
 // nil when the admin server is off.
-func startAdmin(cfg *config, log *slog.Logger, hub *bridge.Hub) (*admin.Server, error) {
+func startAdmin(cfg *config, log *slog.Logger, hub *bridge.Hub, svc *sender.Service) (*admin.Server, error) {
 	if !cfg.adminOn() {
 		log.Info("the admin server is off (WSBRIDGE_ADMIN_ADDR=off): no health, readiness or metrics endpoints")
 		return nil, nil
 	}
 	ac := cfg.Admin
 	ac.Logger = log
-	srv, err := admin.New(hub, ac)
+	srv, err := admin.New(hub, svc, ac)
 	if err == nil {
 		err = srv.Listen()
 	}

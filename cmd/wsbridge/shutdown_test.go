@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
 )
 
 // TestRunShutdownIdleHTTPRequests: HTTP requests under way on the
@@ -132,4 +135,30 @@ func onlyFD(t *testing.T, base string) int64 {
 			t.Fatalf("list: %d %s", code, body)
 		}
 	}
+}
+
+// waitConnections waits until the running bridge holds n connections, as
+// Sender.Stats over its RPC port says: a client's dial returns once the
+// 101 is read, a moment before the bridge registers the connection, and
+// a connection still being registered when the shutdown begins is closed
+// at once instead of being waited for.
+func (r *running) waitConnections(t *testing.T, n int) {
+	t.Helper()
+	rec := r.log.waitFor(t, "rpc listening", r.done)
+	addr, _ := rec["addr"].(string)
+	c, err := rpc.Dial(addr, rpc.JSON, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var st sender.Stats
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if err := c.Call("Sender.Stats", sender.Empty{}, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Connections == n {
+			return
+		}
+	}
+	t.Fatalf("the bridge holds %d connections 10s on, want %d", st.Connections, n)
 }

@@ -7,8 +7,8 @@ namespace WsBridge\Exception;
 /**
  * The bridge refused a call. getErrorCode() is the bridge's stable code
  * (invalid_fd, invalid_opcode, too_large, invalid_utf8, invalid_close_code,
- * invalid_name, too_many_groups, bad_request, shutting_down, internal), or ''
- * for errors without one (an unknown method).
+ * invalid_name, too_many_groups, bad_request, shutting_down, internal,
+ * node_unreachable), or '' for errors without one (an unknown method).
  */
 class ServiceException extends WsBridgeException
 {

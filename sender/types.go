@@ -1,4 +1,4 @@
-package rpc
+package sender
 
 // The argument and reply types of the Sender service. Field names are the
 // wire names for JSON and msgpack; gob (the Go goridge client's codec) uses
@@ -20,6 +20,10 @@ type Message struct {
 type PushArgs struct {
 	FD     int64 `json:"fd" msgpack:"fd"`
 	Finish *bool `json:"finish,omitempty" msgpack:"finish,omitempty"` // default true
+	// Ack false sends a push to an fd of another node without waiting for
+	// that node's answer: the reply is true once the node's channel took
+	// it (docs/SCALING.md). Default true; a local fd is always answered.
+	Ack *bool `json:"ack,omitempty" msgpack:"ack,omitempty"`
 	Message
 }
 
@@ -90,20 +94,44 @@ type PushUserArgs struct {
 // Empty is the argument of methods without parameters ({} or null).
 type Empty struct{}
 
-// Info is the reply of Sender.Info. Connected is false (and the rest
-// empty) when the fd is not an open connection on this node.
+// Connection is what a listing says of one connection (GET
+// /v1/connections): Info without the handshake's query and headers.
+type Connection struct {
+	FD          int64    `json:"fd" msgpack:"fd"`
+	RemoteAddr  string   `json:"remote_addr" msgpack:"remote_addr"`
+	Path        string   `json:"path" msgpack:"path"`
+	Subprotocol string   `json:"subprotocol" msgpack:"subprotocol"`
+	ConnectedAt int64    `json:"connected_at" msgpack:"connected_at"` // unix seconds
+	Worker      int      `json:"worker" msgpack:"worker"`
+	User        string   `json:"user" msgpack:"user"`
+	Groups      []string `json:"groups" msgpack:"groups"`
+}
+
+// Info is the reply of Sender.Info and of GET /v1/connections/{fd}.
+// Connected is false (and the rest empty) when the fd is not an open
+// connection.
 type Info struct {
-	Connected   bool                `json:"connected" msgpack:"connected"`
-	FD          int64               `json:"fd" msgpack:"fd"`
-	RemoteAddr  string              `json:"remote_addr" msgpack:"remote_addr"`
-	Path        string              `json:"path" msgpack:"path"`
-	Query       map[string][]string `json:"query" msgpack:"query"`
-	Headers     map[string][]string `json:"headers" msgpack:"headers"`
-	Subprotocol string              `json:"subprotocol" msgpack:"subprotocol"`
-	ConnectedAt int64               `json:"connected_at" msgpack:"connected_at"` // unix seconds
-	Worker      int                 `json:"worker" msgpack:"worker"`
-	Groups      []string            `json:"groups" msgpack:"groups"`
-	User        string              `json:"user" msgpack:"user"`
+	Connected bool `json:"connected" msgpack:"connected"`
+	Connection
+	Query   map[string][]string `json:"query" msgpack:"query"`
+	Headers map[string][]string `json:"headers" msgpack:"headers"`
+}
+
+// ConnectionList is a page of connections in fd order. NextAfter is the
+// After of the next page, nil on the last one.
+type ConnectionList struct {
+	Connections []Connection `json:"connections"`
+	NextAfter   *int64       `json:"next_after"`
+}
+
+// ListQuery selects a page of connections: those with an fd greater than
+// After, at most Limit, members of Group (when ByGroup) and bound to User
+// (when ByUser).
+type ListQuery struct {
+	After           int64
+	Limit           int
+	Group, User     string
+	ByGroup, ByUser bool
 }
 
 // Stats is the reply of Sender.Stats.

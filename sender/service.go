@@ -1,4 +1,4 @@
-package rpc
+package sender
 
 import (
 	"encoding/base64"
@@ -9,23 +9,23 @@ import (
 	"github.com/wsbridge/wsbridge/bridge"
 )
 
-// ServiceName is the name the methods are registered under: Sender.Push, ...
-const ServiceName = "Sender"
-
 // MaxBatch bounds the items of one Sender.PushBatch and the fds of one
 // Sender.PushMany or except list.
 const MaxBatch = 10000
 
-// Service is what the Sender methods do, for Go callers: the RPC server's
-// receiver and the admin HTTP API both call it, so that both check, limit
-// and answer every request alike (docs/PROTOCOL.md, "Methods"). Every error
-// it returns is an *Error with a stable code.
+// Service is the Sender API: what the Sender methods do, whatever carries
+// them. The RPC server (rpc/) and the admin HTTP API (admin/) are thin
+// transports over it, so that both check, limit and answer every request
+// alike (docs/PROTOCOL.md, "Methods"). Every error it returns is an *Error
+// with a stable code.
 type Service struct {
-	hub *bridge.Hub
+	hub    *bridge.Hub
+	node   int    // this node's id, the high bits of its fds
+	remote Remote // the other nodes; nil: standalone
 }
 
-// NewService returns the Service of hub.
-func NewService(hub *bridge.Hub) *Service { return &Service{hub: hub} }
+// NewService returns the Service of hub, standalone until UseRemote.
+func NewService(hub *bridge.Hub) *Service { return &Service{hub: hub, node: hub.Config().NodeID} }
 
 // message decodes a Message's data and opcode.
 func (m *Message) message() ([]byte, bridge.Opcode, error) {
@@ -41,23 +41,23 @@ func (m *Message) message() ([]byte, bridge.Opcode, error) {
 	case "base64":
 		data, err := base64.StdEncoding.DecodeString(m.Data)
 		if err != nil {
-			return nil, 0, badRequest("data is not valid base64: " + err.Error())
+			return nil, 0, BadRequest("data is not valid base64: " + err.Error())
 		}
 		return data, op, nil
 	}
-	return nil, 0, badRequest(fmt.Sprintf("unknown encoding %q (want \"\" or \"base64\")", m.Encoding))
+	return nil, 0, BadRequest(fmt.Sprintf("unknown encoding %q (want \"\" or \"base64\")", m.Encoding))
 }
 
 func checkList(name string, fds []int64) error {
 	if len(fds) > MaxBatch {
-		return badRequest(fmt.Sprintf("%s has %d fds, the limit is %d", name, len(fds), MaxBatch))
+		return BadRequest(fmt.Sprintf("%s has %d fds, the limit is %d", name, len(fds), MaxBatch))
 	}
 	return nil
 }
 
 // Push sends one message (or fragment) to fd: false (no error) when the fd
 // is not an open connection or its queue is full.
-func (s *Service) Push(in *PushArgs) (bool, error) {
+func (s *Service) localPush(in *PushArgs) (bool, error) {
 	data, op, err := in.message()
 	if err != nil {
 		return false, err
@@ -67,7 +67,7 @@ func (s *Service) Push(in *PushArgs) (bool, error) {
 	if bridge.IsNotDelivered(err) {
 		return false, nil
 	}
-	return err == nil, toError(err)
+	return err == nil, ToError(err)
 }
 
 // PushBatch sends many messages, one result per message. The whole batch is
@@ -75,9 +75,9 @@ func (s *Service) Push(in *PushArgs) (bool, error) {
 // depends on a connection's state (text that is not UTF-8 where no
 // fragmented message is open) fails the call at that message, after the
 // ones before it were sent.
-func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
+func (s *Service) localPushBatch(in *PushBatchArgs) ([]bool, error) {
 	if len(in.Messages) > MaxBatch {
-		return nil, badRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
+		return nil, BadRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
 	}
 	type decoded struct {
 		data   []byte
@@ -90,7 +90,7 @@ func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 		data, op, err := m.message()
 		if err == nil {
 			msgs[i] = decoded{data, op, m.Finish == nil || *m.Finish}
-			err = toError(s.hub.CheckPush(m.FD, data, op, msgs[i].finish))
+			err = ToError(s.hub.CheckPush(m.FD, data, op, msgs[i].finish))
 		}
 		if err != nil {
 			return nil, atMessage(i, err)
@@ -100,7 +100,7 @@ func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 	for i, m := range msgs {
 		err := s.hub.Push(in.Messages[i].FD, m.data, m.op, m.finish)
 		if err != nil && !bridge.IsNotDelivered(err) {
-			return nil, atMessage(i, toError(err))
+			return nil, atMessage(i, ToError(err))
 		}
 		res[i] = err == nil
 	}
@@ -122,12 +122,12 @@ func counted(n int, err error) (int, error) {
 	if errors.Is(err, bridge.ErrHubClosed) {
 		return 0, nil
 	}
-	return n, toError(err)
+	return n, ToError(err)
 }
 
 // PushMany sends the same message to each fd and counts the fds that
 // accepted it.
-func (s *Service) PushMany(in *PushManyArgs) (int, error) {
+func (s *Service) localPushMany(in *PushManyArgs) (int, error) {
 	if err := checkList("fds", in.FDs); err != nil {
 		return 0, err
 	}
@@ -139,7 +139,7 @@ func (s *Service) PushMany(in *PushManyArgs) (int, error) {
 }
 
 // Broadcast sends a message to every connection but the except list.
-func (s *Service) Broadcast(in *BroadcastArgs) (int, error) {
+func (s *Service) localBroadcast(in *BroadcastArgs) (int, error) {
 	if err := checkList("except", in.Except); err != nil {
 		return 0, err
 	}
@@ -152,38 +152,38 @@ func (s *Service) Broadcast(in *BroadcastArgs) (int, error) {
 
 // Disconnect closes fd with code (default 1000) and reason: false when fd
 // is not open.
-func (s *Service) Disconnect(in *DisconnectArgs) (bool, error) {
+func (s *Service) localDisconnect(in *DisconnectArgs) (bool, error) {
 	err := s.hub.Disconnect(in.FD, in.Code, in.Reason)
 	if bridge.IsNotDelivered(err) {
 		return false, nil
 	}
-	return err == nil, toError(err)
+	return err == nil, ToError(err)
 }
 
 // Check tells whether fd is an open connection. Any fd is a valid question.
-func (s *Service) Check(fd int64) bool { return s.hub.Check(fd) }
+func (s *Service) localCheck(fd int64) bool { return s.hub.Check(fd) }
 
 // groupOp answers a join/leave/bind style call: false when fd is not open.
 func groupOp(err error, ok bool) (bool, error) {
 	if bridge.IsNotDelivered(err) {
 		return false, nil
 	}
-	return err == nil && ok, toError(err)
+	return err == nil && ok, ToError(err)
 }
 
 // Join adds fd to a group.
-func (s *Service) Join(in *GroupArgs) (bool, error) {
+func (s *Service) localJoin(in *GroupArgs) (bool, error) {
 	return groupOp(s.hub.Join(in.FD, in.Group), true)
 }
 
 // Leave removes fd from a group; false when it was not a member.
-func (s *Service) Leave(in *GroupArgs) (bool, error) {
+func (s *Service) localLeave(in *GroupArgs) (bool, error) {
 	was, err := s.hub.Leave(in.FD, in.Group)
 	return groupOp(err, was)
 }
 
 // PushGroup sends a message to a group's members but the except list.
-func (s *Service) PushGroup(in *PushGroupArgs) (int, error) {
+func (s *Service) localPushGroup(in *PushGroupArgs) (int, error) {
 	if err := checkList("except", in.Except); err != nil {
 		return 0, err
 	}
@@ -195,30 +195,30 @@ func (s *Service) PushGroup(in *PushGroupArgs) (int, error) {
 }
 
 // GroupMembers lists a group's fds, sorted (never nil).
-func (s *Service) GroupMembers(group string) []int64 { return nonNil(s.hub.GroupMembers(group)) }
+func (s *Service) localGroupMembers(group string) []int64 { return nonNil(s.hub.GroupMembers(group)) }
 
 // GroupsOf lists fd's groups, sorted (empty when fd is not open).
-func (s *Service) GroupsOf(fd int64) []string {
+func (s *Service) localGroupsOf(fd int64) []string {
 	groups, _ := s.hub.GroupsOf(fd)
 	return nonNil(groups)
 }
 
 // Groups lists every group with its member count.
-func (s *Service) Groups() map[string]int { return s.hub.Groups() }
+func (s *Service) localGroups() map[string]int { return s.hub.Groups() }
 
 // Bind binds fd to a user id.
-func (s *Service) Bind(in *BindArgs) (bool, error) {
+func (s *Service) localBind(in *BindArgs) (bool, error) {
 	return groupOp(s.hub.Bind(in.FD, in.User), true)
 }
 
 // Unbind removes fd's user binding; false when it had none.
-func (s *Service) Unbind(fd int64) (bool, error) {
+func (s *Service) localUnbind(fd int64) (bool, error) {
 	was, err := s.hub.Unbind(fd)
 	return groupOp(err, was)
 }
 
 // PushUser sends a message to every fd bound to a user.
-func (s *Service) PushUser(in *PushUserArgs) (int, error) {
+func (s *Service) localPushUser(in *PushUserArgs) (int, error) {
 	data, op, err := in.message()
 	if err != nil {
 		return 0, err
@@ -227,27 +227,86 @@ func (s *Service) PushUser(in *PushUserArgs) (int, error) {
 }
 
 // UserFDs lists the fds bound to a user, sorted (never nil).
-func (s *Service) UserFDs(user string) []int64 { return nonNil(s.hub.UserFDs(user)) }
+func (s *Service) localUserFDs(user string) []int64 { return nonNil(s.hub.UserFDs(user)) }
 
 // Info describes fd's connection; Connected is false when it is not open.
-func (s *Service) Info(fd int64) Info {
+func (s *Service) localInfo(fd int64) Info {
 	info, ok := s.hub.Info(fd)
 	if !ok {
-		return Info{FD: fd, Query: map[string][]string{}, Headers: map[string][]string{}, Groups: []string{}}
+		return Info{Connection: Connection{FD: fd, Groups: []string{}}, Query: map[string][]string{}, Headers: map[string][]string{}}
 	}
 	return Info{
-		Connected:   true,
-		FD:          info.FD,
-		RemoteAddr:  info.RemoteAddr,
-		Path:        info.Path,
-		Query:       info.Query,
-		Headers:     info.Header,
-		Subprotocol: info.Subprotocol,
-		ConnectedAt: info.ConnectedAt.Unix(),
-		Worker:      info.Worker,
-		Groups:      nonNil(info.Groups),
-		User:        info.User,
+		Connected: true,
+		Connection: Connection{
+			FD:          info.FD,
+			RemoteAddr:  info.RemoteAddr,
+			Path:        info.Path,
+			Subprotocol: info.Subprotocol,
+			ConnectedAt: info.ConnectedAt.Unix(),
+			Worker:      info.Worker,
+			Groups:      nonNil(info.Groups),
+			User:        info.User,
+		},
+		Query:   info.Query,
+		Headers: info.Header,
 	}
+}
+
+// Connections lists a page of the open connections, in fd order.
+func (s *Service) Connections(q ListQuery) ConnectionList {
+	var fds []int64
+	var more bool
+	switch {
+	case q.ByGroup && q.ByUser:
+		fds, more = pageOf(intersect(s.hub.GroupMembers(q.Group), s.hub.UserFDs(q.User)), q.After, q.Limit)
+	case q.ByGroup:
+		fds, more = pageOf(s.hub.GroupMembers(q.Group), q.After, q.Limit)
+	case q.ByUser:
+		fds, more = pageOf(s.hub.UserFDs(q.User), q.After, q.Limit)
+	default:
+		fds, more = s.hub.FDs(q.After, q.Limit)
+	}
+	out := ConnectionList{Connections: make([]Connection, 0, len(fds))}
+	for _, fd := range fds {
+		info := s.localInfo(fd)
+		if !info.Connected {
+			continue // closed since it was listed
+		}
+		out.Connections = append(out.Connections, info.Connection)
+	}
+	if more {
+		next := fds[len(fds)-1]
+		out.NextAfter = &next
+	}
+	return out
+}
+
+// pageOf returns the sorted fds after after, at most limit, and whether
+// more follow.
+func pageOf(sorted []int64, after int64, limit int) ([]int64, bool) {
+	i, _ := slices.BinarySearch(sorted, after+1)
+	sorted = sorted[i:]
+	if len(sorted) > limit {
+		return sorted[:limit], true
+	}
+	return sorted, false
+}
+
+// intersect returns the fds in both sorted lists.
+func intersect(a, b []int64) []int64 {
+	var out []int64
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] < b[j]:
+			i++
+		case a[i] > b[j]:
+			j++
+		default:
+			out = append(out, a[i])
+			i, j = i+1, j+1
+		}
+	}
+	return out
 }
 
 // Stats reports the node's counters; RPCConnections is left 0 (only the
