@@ -13,6 +13,7 @@ import (
 	"github.com/roadrunner-server/goridge/v3/pkg/frame"
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/wsbridge/wsbridge/internal/msgpackcheck"
 	"github.com/wsbridge/wsbridge/sender"
 )
 
@@ -105,7 +106,7 @@ func (c *serverCodec) ReadRequestBody(out any) error {
 	var err error
 	switch c.codec {
 	case frame.CodecMsgpack:
-		if err = checkMsgpack(args); err == nil {
+		if err = msgpackcheck.Check(args); err == nil {
 			err = msgpack.Unmarshal(args, out)
 		}
 	case frame.CodecGob:

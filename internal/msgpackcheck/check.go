@@ -1,4 +1,8 @@
-package rpc
+// Package msgpackcheck walks a msgpack value before a decoder sees it, so
+// that input from outside (RPC arguments, messages between cluster nodes)
+// cannot make the decoder allocate far more than it holds or recurse
+// without bound.
+package msgpackcheck
 
 import (
 	"encoding/binary"
@@ -13,7 +17,7 @@ import (
 // goroutine's stack past Go's limit, which kills the process.
 const maxMsgpackDepth = 32
 
-// checkMsgpack walks b, one msgpack value, before msgpack.Unmarshal sees
+// Check walks b, one msgpack value, before msgpack.Unmarshal sees
 // it, and refuses what would make the decoder allocate far more than b
 // holds or recurse without bound: an array or map that announces more
 // elements than bytes remain (each takes at least one byte), a string,
@@ -23,7 +27,7 @@ const maxMsgpackDepth = 32
 // never applied: decodeSliceValue tests the flag against 1), so a 10-byte
 // frame announcing an array of 2^32-1 elements made it allocate 32 GiB and
 // the process died out of memory. The walk allocates nothing.
-func checkMsgpack(b []byte) error {
+func Check(b []byte) error {
 	var pending [maxMsgpackDepth + 1]uint64 // values still to read at each depth
 	depth, i := 0, 0
 	pending[0] = 1

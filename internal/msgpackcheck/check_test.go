@@ -1,4 +1,4 @@
-package rpc
+package msgpackcheck
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ func TestCheckMsgpack(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := checkMsgpack(b); err != nil {
+		if err := Check(b); err != nil {
 			t.Errorf("%v: %v", v, err)
 		}
 	}
@@ -40,16 +40,16 @@ func TestCheckMsgpack(t *testing.T) {
 		"nested a million deep":         bytes.Repeat([]byte{0x91}, 1<<20),
 		"uint64 cut":                    []byte("\xcf\x00\x00"),
 	} {
-		if err := checkMsgpack(b); err == nil {
+		if err := Check(b); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if err := checkMsgpack(append(bytes.Repeat([]byte{0x91}, 32), 0x01)); err != nil {
+	if err := Check(append(bytes.Repeat([]byte{0x91}, 32), 0x01)); err != nil {
 		t.Errorf("nested 32 deep: %v", err)
 	}
 }
 
-// FuzzCheckMsgpack: checkMsgpack accepts exactly the complete msgpack
+// FuzzCheckMsgpack: Check accepts exactly the complete msgpack
 // values msgpack's own Skip accepts, deep nesting apart (which it refuses
 // on purpose).
 func FuzzCheckMsgpack(f *testing.F) {
@@ -58,13 +58,13 @@ func FuzzCheckMsgpack(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		errC := checkMsgpack(b)
+		errC := Check(b)
 		errS := msgpack.NewDecoder(bytes.NewReader(b)).Skip()
 		switch {
 		case errC == nil && errS != nil:
-			t.Fatalf("checkMsgpack accepted %q, which msgpack cannot skip: %v", b, errS)
+			t.Fatalf("Check accepted %q, which msgpack cannot skip: %v", b, errS)
 		case errC != nil && errS == nil && !strings.Contains(errC.Error(), "nested deeper"):
-			t.Fatalf("checkMsgpack refused %q (%v), which msgpack skips", b, errC)
+			t.Fatalf("Check refused %q (%v), which msgpack skips", b, errC)
 		}
 	})
 }
