@@ -12,10 +12,12 @@ import (
 // Another engine (NATS) implements the same interface; callers never see
 // which one runs.
 type Broker interface {
-	// Publish sends payload to channel. While the engine is down it fails
-	// at once with an error that wraps ErrUnavailable; it never waits
-	// longer than ctx and the engine's own publish timeout.
-	Publish(ctx context.Context, channel string, payload []byte) error
+	// Publish sends payload to channel and returns how many nodes
+	// received it (subscribers of the channel at that moment; -1 when the
+	// engine cannot tell). While the engine is down it fails at once with
+	// an error that wraps ErrUnavailable; it never waits longer than ctx
+	// and the engine's own publish timeout.
+	Publish(ctx context.Context, channel string, payload []byte) (int, error)
 	// Subscribe adds channels to the node's subscriptions; the handler
 	// given to the engine receives their messages. The channels stay
 	// subscribed, through reconnects, until Unsubscribe. Subscribe returns

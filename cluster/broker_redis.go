@@ -109,29 +109,30 @@ func NewRedisBroker(cfg RedisBrokerConfig) (*RedisBroker, error) {
 	return b, nil
 }
 
-// Publish sends payload to channel with SPUBLISH.
-func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byte) error {
+// Publish sends payload to channel with SPUBLISH and returns its count of
+// receivers.
+func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byte) (int, error) {
 	if b.isClosed() {
-		return ErrClosed
+		return 0, ErrClosed
 	}
 	if !b.up.Load() {
 		b.publishErrors.Add(1)
-		return fmt.Errorf("%w: %s", ErrUnavailable, b.Health().Reason)
+		return 0, fmt.Errorf("%w: %s", ErrUnavailable, b.Health().Reason)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	c := b.cfg.Client
-	err := c.Do(ctx, c.B().Spublish().Channel(channel).Message(rueidis.BinaryString(payload)).Build()).Error()
+	n, err := c.Do(ctx, c.B().Spublish().Channel(channel).Message(rueidis.BinaryString(payload)).Build()).AsInt64()
 	if err != nil {
 		b.publishErrors.Add(1)
 		if _, isRedis := rueidis.IsRedisErr(err); isRedis {
-			return fmt.Errorf("cluster: publish to %s: %w", channel, err)
+			return 0, fmt.Errorf("cluster: publish to %s: %w", channel, err)
 		}
 		b.setDown(err)
-		return fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
+		return 0, fmt.Errorf("%w: publish: %w", ErrUnavailable, err)
 	}
 	b.published.Add(1)
-	return nil
+	return int(n), nil
 }
 
 // Subscribe starts one goroutine per new channel and waits for Redis to

@@ -55,8 +55,8 @@ func TestBrokerPublishSubscribe(t *testing.T) {
 			}
 			for i := range 5 {
 				for _, ch := range chans {
-					if err := a.Publish(ctxT(t), ch, []byte(ch+"#"+strconv.Itoa(i))); err != nil {
-						t.Fatal(err)
+					if n, err := a.Publish(ctxT(t), ch, []byte(ch+"#"+strconv.Itoa(i))); err != nil || n != 1 {
+						t.Fatalf("Publish = %d, %v; want 1 receiver", n, err)
 					}
 				}
 			}
@@ -72,7 +72,7 @@ func TestBrokerPublishSubscribe(t *testing.T) {
 			}
 			// Binary payloads pass unchanged.
 			bin := []byte{0, 0xff, '\r', '\n', 0x80}
-			if err := a.Publish(ctxT(t), chans[0], bin); err != nil {
+			if _, err := a.Publish(ctxT(t), chans[0], bin); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, "the binary message", func() bool { return len(inB.get(chans[0])) == 6 })
@@ -83,10 +83,10 @@ func TestBrokerPublishSubscribe(t *testing.T) {
 			if err := b.Unsubscribe(ctxT(t), chans[1:]...); err != nil {
 				t.Fatal(err)
 			}
-			if err := a.Publish(ctxT(t), chans[1], []byte("late")); err != nil {
-				t.Fatal(err)
+			if n, err := a.Publish(ctxT(t), chans[1], []byte("late")); err != nil || n != 0 {
+				t.Fatalf("Publish to an unsubscribed channel = %d, %v; want 0 receivers", n, err)
 			}
-			if err := a.Publish(ctxT(t), chans[0], []byte("last")); err != nil {
+			if _, err := a.Publish(ctxT(t), chans[0], []byte("last")); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, "the last message", func() bool { return len(inB.get(chans[0])) == 7 })
@@ -125,7 +125,7 @@ func TestBrokerResubscribesAfterRestart(t *testing.T) {
 	}
 	// The resubscription happens within the backoff; publish until it has.
 	waitFor(t, "a message after the restart", func() bool {
-		_ = pub.Publish(ctxT(t), ch, []byte("again"))
+		_, _ = pub.Publish(ctxT(t), ch, []byte("again"))
 		return len(in.get(ch)) > 0
 	})
 }
@@ -149,7 +149,7 @@ func TestBrokerWhileRedisIsDown(t *testing.T) {
 	before := runtime.NumGoroutine()
 	for range 200 {
 		start := time.Now()
-		err := b.Publish(context.Background(), chans[0], []byte("x"))
+		_, err := b.Publish(context.Background(), chans[0], []byte("x"))
 		if !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("publish while down: %v", err)
 		}
@@ -203,7 +203,7 @@ func BenchmarkPublishRoundTrip(b *testing.B) {
 	payload := make([]byte, 64)
 	b.Run("sequential", func(b *testing.B) {
 		for b.Loop() {
-			if err := pub.Publish(context.Background(), ch, payload); err != nil {
+			if _, err := pub.Publish(context.Background(), ch, payload); err != nil {
 				b.Fatal(err)
 			}
 			<-got
@@ -220,7 +220,7 @@ func BenchmarkPublishRoundTrip(b *testing.B) {
 		}()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if err := pub.Publish(context.Background(), ch, payload); err != nil {
+				if _, err := pub.Publish(context.Background(), ch, payload); err != nil {
 					b.Error(err)
 					return
 				}

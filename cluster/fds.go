@@ -1,0 +1,306 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// FDs is the key of the set of node id's open fds in its run gen: what a
+// survivor needs to post their close events when the node is lost. Each
+// node's set has a hash tag of its own, so the sets spread over a Redis
+// Cluster's masters.
+func (k Keys) FDs(id int, gen int64) string {
+	return k.p + ":fds:{" + strconv.Itoa(id) + ":" + strconv.FormatInt(gen, 10) + "}"
+}
+
+// fdOp is one change of the set: an fd opened (add) or closed.
+type fdOp struct {
+	fd  int64
+	add bool
+}
+
+// Bounds of the Tracker.
+const (
+	trackerQueue = 1 << 16 // changes waiting for Redis
+	trackerBatch = 1000    // changes per round trip
+)
+
+// Tracker keeps this node's open fds in Redis (Keys.FDs), so that when the
+// node is lost a survivor can tell the application that each of them
+// closed. It is a bridge.Listener in front of the application's (events):
+// every open adds to the set and every close removes, in batches, off the
+// connections' goroutines. When Redis was away or the queue overflowed,
+// the set is written anew from the hub's connections once Redis is back.
+type Tracker struct {
+	next bridge.Listener // the events dispatcher, or nil
+	adm  bridge.Admitter
+	log  *slog.Logger
+
+	ops    chan fdOp
+	resync atomic.Bool
+	stats  struct{ written, dropped, resyncs, errors atomic.Uint64 }
+
+	mu     sync.Mutex
+	client rueidis.Client
+	key    string
+	hub    *bridge.Hub
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+var (
+	_ bridge.Listener = (*Tracker)(nil)
+	_ bridge.Admitter = (*Tracker)(nil)
+)
+
+// NewTracker returns a Tracker that passes every event on to next (nil:
+// none), and Admit too when next is a bridge.Admitter.
+func NewTracker(next bridge.Listener, log *slog.Logger) *Tracker {
+	if log == nil {
+		log = slog.Default()
+	}
+	t := &Tracker{next: next, log: log, ops: make(chan fdOp, trackerQueue), done: make(chan struct{})}
+	t.adm, _ = next.(bridge.Admitter)
+	return t
+}
+
+// Admit implements bridge.Admitter for the next Listener.
+func (t *Tracker) Admit() error {
+	if t.adm == nil {
+		return nil
+	}
+	return t.adm.Admit()
+}
+
+func (t *Tracker) queue(op fdOp) {
+	select {
+	case t.ops <- op:
+	default:
+		t.stats.dropped.Add(1)
+		t.resync.Store(true)
+	}
+}
+
+// OnOpen implements bridge.Listener.
+func (t *Tracker) OnOpen(info bridge.ConnInfo) {
+	t.queue(fdOp{info.FD, true})
+	if t.next != nil {
+		t.next.OnOpen(info)
+	}
+}
+
+// OnMessage implements bridge.Listener.
+func (t *Tracker) OnMessage(fd int64, op bridge.Opcode, data []byte) {
+	if t.next != nil {
+		t.next.OnMessage(fd, op, data)
+	}
+}
+
+// OnClose implements bridge.Listener.
+func (t *Tracker) OnClose(fd int64, ev bridge.CloseEvent) {
+	t.queue(fdOp{fd, false})
+	if t.next != nil {
+		t.next.OnClose(fd, ev)
+	}
+}
+
+// Start begins writing this node's set (key) through client; hub is read
+// to write the set anew. Close stops it.
+func (t *Tracker) Start(client rueidis.Client, key string, hub *bridge.Hub) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.mu.Lock()
+	t.client, t.key, t.hub, t.cancel = client, key, hub, cancel
+	t.mu.Unlock()
+	t.resync.Store(true) // connections may have opened before Start
+	go t.loop(ctx)
+}
+
+func (t *Tracker) loop(ctx context.Context) {
+	defer close(t.done)
+	backoff := 100 * time.Millisecond
+	batch := make([]fdOp, 0, trackerBatch)
+	for {
+		if t.resync.Load() {
+			if err := t.rewrite(ctx); err != nil {
+				t.stats.errors.Add(1)
+				if !sleepCtx(ctx, backoff) {
+					return
+				}
+				backoff = min(backoff*2, 2*time.Second)
+				continue
+			}
+			backoff = 100 * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case op := <-t.ops:
+			batch = append(batch[:0], op)
+		}
+	fill:
+		for len(batch) < trackerBatch {
+			select {
+			case op := <-t.ops:
+				batch = append(batch, op)
+			default:
+				break fill
+			}
+		}
+		if err := t.write(ctx, batch); err != nil {
+			t.stats.errors.Add(1)
+			t.resync.Store(true) // these changes are lost: write the set anew
+			continue
+		}
+		t.stats.written.Add(uint64(len(batch)))
+	}
+}
+
+// write applies a batch of changes in order, one round trip.
+func (t *Tracker) write(ctx context.Context, ops []fdOp) error {
+	c := t.client
+	cmds := make(rueidis.Commands, 0, 2)
+	for i := 0; i < len(ops); {
+		j := i
+		members := []string{}
+		for j < len(ops) && ops[j].add == ops[i].add {
+			members = append(members, strconv.FormatInt(ops[j].fd, 10))
+			j++
+		}
+		if ops[i].add {
+			cmds = append(cmds, c.B().Sadd().Key(t.key).Member(members...).Build())
+		} else {
+			cmds = append(cmds, c.B().Srem().Key(t.key).Member(members...).Build())
+		}
+		i = j
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for _, r := range c.DoMulti(ctx, cmds...) {
+		if err := r.Error(); err != nil {
+			return fmt.Errorf("cluster: write the open fds: %w", err)
+		}
+	}
+	return nil
+}
+
+// rewrite writes the set anew from the hub's connections.
+func (t *Tracker) rewrite(ctx context.Context) error {
+	t.resync.Store(false)
+	for drained := false; !drained; { // the snapshot below has what they said
+		select {
+		case <-t.ops:
+		default:
+			drained = true
+		}
+	}
+	c := t.client
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := c.Do(ctx, c.B().Del().Key(t.key).Build()).Error(); err != nil {
+		t.resync.Store(true)
+		return err
+	}
+	var after int64
+	for {
+		fds, more := t.hub.FDs(after, trackerBatch)
+		if len(fds) > 0 {
+			ops := make([]fdOp, len(fds))
+			for i, fd := range fds {
+				ops[i] = fdOp{fd, true}
+			}
+			if err := t.write(ctx, ops); err != nil {
+				t.resync.Store(true)
+				return err
+			}
+			after = fds[len(fds)-1]
+		}
+		if !more {
+			break
+		}
+	}
+	t.stats.resyncs.Add(1)
+	return nil
+}
+
+// TrackerStats are a Tracker's counters.
+type TrackerStats struct {
+	Written, Dropped, Rewrites, Errors uint64
+}
+
+// Stats returns the Tracker's counters.
+func (t *Tracker) Stats() TrackerStats {
+	return TrackerStats{Written: t.stats.written.Load(), Dropped: t.stats.dropped.Load(), Rewrites: t.stats.resyncs.Load(), Errors: t.stats.errors.Load()}
+}
+
+// Close stops the writer; a graceful shutdown deletes the set (the node
+// closed its connections and the application heard of each).
+func (t *Tracker) Close(ctx context.Context, deleteSet bool) {
+	t.mu.Lock()
+	cancel, started := t.cancel, t.client != nil
+	t.mu.Unlock()
+	if !started {
+		return
+	}
+	cancel()
+	<-t.done
+	if deleteSet {
+		_ = t.client.Do(ctx, t.client.B().Del().Key(t.key).Build()).Error()
+	}
+}
+
+// sleepCtx waits d or until ctx ends; false when ctx ended.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// PostLostFDs is the cleanup of a lost node: it reads the lost node's set
+// and posts a close event for each fd through post (events.Dispatcher's
+// PostLost), which takes what fits; the rest is posted as room frees,
+// until ctx ends. Then the set is deleted.
+func PostLostFDs(ctx context.Context, client rueidis.Client, key string, node int, post func(node int, fds []int64) int) (int, error) {
+	posted := 0
+	var cursor uint64
+	for {
+		e, err := client.Do(ctx, client.B().Sscan().Key(key).Cursor(cursor).Count(trackerBatch).Build()).AsScanEntry()
+		if err != nil {
+			return posted, fmt.Errorf("cluster: read the lost node's fds: %w", err)
+		}
+		fds := make([]int64, 0, len(e.Elements))
+		for _, s := range e.Elements {
+			if fd, err := strconv.ParseInt(s, 10, 64); err == nil && bridge.ValidFD(fd) && bridge.NodeOf(fd) == node {
+				fds = append(fds, fd)
+			}
+		}
+		for len(fds) > 0 {
+			n := post(node, fds)
+			posted += n
+			fds = fds[n:]
+			if len(fds) > 0 && !sleepCtx(ctx, 50*time.Millisecond) {
+				return posted, ctx.Err()
+			}
+		}
+		if cursor = e.Cursor; cursor == 0 {
+			break
+		}
+	}
+	if err := client.Do(ctx, client.B().Del().Key(key).Build()).Error(); err != nil {
+		return posted, fmt.Errorf("cluster: delete the lost node's fds: %w", err)
+	}
+	return posted, nil
+}

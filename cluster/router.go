@@ -1,0 +1,511 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/wsbridge/wsbridge/sender"
+)
+
+// DefaultCallTimeout is the default RouterConfig.Timeout
+// (WSBRIDGE_CLUSTER_TIMEOUT).
+const DefaultCallTimeout = 2 * time.Second
+
+// DefaultMaxQueued is the default RouterConfig.MaxQueued.
+const DefaultMaxQueued = 10000
+
+// RouterConfig configures a Router.
+type RouterConfig struct {
+	// Node is this node's id.
+	Node int
+	// Keys names the channels.
+	Keys Keys
+	// Service runs this node's part of the calls other nodes send.
+	Service *sender.Service
+	// Timeout bounds a call's wait for its answers. Default 2s.
+	Timeout time.Duration
+	// MaxQueued bounds the calls and answers waiting for their publish to
+	// one node; past it a call fails at once (node_unreachable). Default
+	// 10,000.
+	MaxQueued int
+	// Peers, when set, counts the other live nodes: a call to every node
+	// that cannot be published reports them as not answering.
+	Peers func() int
+	// Observer, when set, is told of every remote call.
+	Observer Observer
+	// Logger receives the router's logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Observer is told of each call a Router made to other nodes: its method,
+// its outcome (OutcomeOK, OutcomeSent for one sent without ack, or the
+// error code) and its duration.
+type Observer interface {
+	ObserveRemoteCall(method, outcome string, d time.Duration)
+}
+
+// Outcomes of Observer beside the error codes.
+const (
+	OutcomeOK   = "ok"
+	OutcomeSent = "sent" // ack false: published, no answer awaited
+)
+
+// Router is the cluster's sender.Remote: it sends a call for another
+// node's fd to that node's channel, batched with the other calls and
+// answers waiting for that node, and a call for a group, a user or every
+// node to that scope's channel, once; it runs the calls that reach this
+// node through the Service and sends back their answers.
+type Router struct {
+	cfg    RouterConfig
+	log    *slog.Logger
+	broker Broker
+
+	nextID  atomic.Uint64
+	pending sync.Map // id → *waiter
+
+	mu       sync.Mutex
+	outboxes map[string]*outbox
+	closed   bool
+	wg       sync.WaitGroup // flushers
+
+	stats routerStats
+}
+
+// routerStats are the Router's counters (RouterStats).
+type routerStats struct {
+	calls, callErrors, served, answersLate, dropped atomic.Uint64
+	frames, framesIn                               atomic.Uint64
+}
+
+// RouterStats are a Router's counters.
+type RouterStats struct {
+	// Calls made to other nodes, and those that failed (unreachable, timed
+	// out, refused).
+	Calls, CallErrors uint64
+	// Served counts the calls of other nodes this node ran.
+	Served uint64
+	// LateAnswers arrived after their call gave up.
+	LateAnswers uint64
+	// Dropped counts the malformed messages dropped from the channels.
+	Dropped uint64
+	// FramesOut and FramesIn count the messages published and received.
+	FramesOut, FramesIn uint64
+}
+
+var _ sender.Remote = (*Router)(nil)
+
+// NewRouter returns a Router; Start connects it to its broker.
+func NewRouter(cfg RouterConfig) *Router {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultCallTimeout
+	}
+	if cfg.MaxQueued <= 0 {
+		cfg.MaxQueued = DefaultMaxQueued
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Router{cfg: cfg, log: cfg.Logger, outboxes: make(map[string]*outbox)}
+}
+
+// Start gives the Router its broker (whose Handler is the Router's Handle)
+// and subscribes this node's channel and the broadcast channel.
+func (r *Router) Start(ctx context.Context, b Broker) error {
+	r.broker = b
+	return b.Subscribe(ctx, r.cfg.Keys.NodeChannel(r.cfg.Node), r.cfg.Keys.BroadcastChannel())
+}
+
+// Close stops the Router: calls under way fail, queued ones are dropped.
+func (r *Router) Close() {
+	r.mu.Lock()
+	r.closed = true
+	for _, o := range r.outboxes {
+		o.close()
+	}
+	r.mu.Unlock()
+	r.wg.Wait()
+}
+
+// Stats returns the Router's counters.
+func (r *Router) Stats() RouterStats {
+	s := &r.stats
+	return RouterStats{Calls: s.calls.Load(), CallErrors: s.callErrors.Load(), Served: s.served.Load(),
+		LateAnswers: s.answersLate.Load(), Dropped: s.dropped.Load(), FramesOut: s.frames.Load(), FramesIn: s.framesIn.Load()}
+}
+
+// unreachable is the error of a call whose node cannot be reached.
+func unreachable(format string, args ...any) *sender.Error {
+	return &sender.Error{Code: sender.CodeNodeUnreachable, Message: fmt.Sprintf(format, args...)}
+}
+
+// waiter is a call's wait for its answers: one for a call to a node, one
+// per node in scope for a fanout.
+type waiter struct {
+	mu       sync.Mutex
+	answers  []answer
+	skipped  int // this node's own copy of a fanout call
+	expected int // -1 until the publish says how many nodes received the call
+	err      error
+	oneWay   bool          // no answer awaited: complete once published
+	done     chan struct{} // closed when complete or failed
+	closed   bool
+}
+
+func newWaiter() *waiter { return &waiter{expected: -1, done: make(chan struct{})} }
+
+// checkLocked closes done once every expected answer is in.
+func (w *waiter) checkLocked() {
+	if !w.closed && w.expected >= 0 && len(w.answers)+w.skipped >= w.expected {
+		w.closed = true
+		close(w.done)
+	}
+}
+
+func (w *waiter) add(a answer) {
+	w.mu.Lock()
+	w.answers = append(w.answers, a)
+	w.checkLocked()
+	w.mu.Unlock()
+}
+
+func (w *waiter) skip() {
+	w.mu.Lock()
+	w.skipped++
+	w.checkLocked()
+	w.mu.Unlock()
+}
+
+// published records how many nodes received the call, or why it could not
+// be sent.
+func (w *waiter) published(receivers int, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.err, w.expected = err, receivers
+	if (err != nil || w.oneWay) && !w.closed {
+		w.closed = true
+		close(w.done)
+		return
+	}
+	w.checkLocked()
+}
+
+// Call implements sender.Remote.
+func (r *Router) Call(node int, method string, args, reply any, ack bool) error {
+	start := time.Now()
+	err := r.call(node, method, args, reply, ack)
+	outcome := OutcomeOK
+	if err != nil {
+		r.stats.callErrors.Add(1)
+		outcome = sender.CodeInternal
+		var e *sender.Error
+		if errors.As(err, &e) {
+			outcome = e.Code
+		}
+	} else if !ack {
+		outcome = OutcomeSent
+	}
+	r.stats.calls.Add(1)
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.ObserveRemoteCall(method, outcome, time.Since(start))
+	}
+	return err
+}
+
+func (r *Router) call(node int, method string, args, reply any, ack bool) error {
+	body, err := msgpack.Marshal(args)
+	if err != nil {
+		return &sender.Error{Code: sender.CodeInternal, Message: "cannot encode the call: " + err.Error()}
+	}
+	c := call{Method: method, Args: body}
+	w := newWaiter()
+	w.oneWay = !ack
+	if ack {
+		c.ID = r.nextID.Add(1)
+		r.pending.Store(c.ID, w)
+		defer r.pending.Delete(c.ID)
+	}
+	o, err := r.outbox(r.cfg.Keys.NodeChannel(node))
+	if err == nil {
+		err = o.add(&c, nil, w)
+	}
+	if err != nil {
+		return unreachable("node %d: %v", node, err)
+	}
+	timer := time.NewTimer(r.cfg.Timeout)
+	defer timer.Stop()
+	select {
+	case <-w.done:
+	case <-timer.C:
+		return unreachable("node %d did not answer %s within %s", node, method, r.cfg.Timeout)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case w.err != nil:
+		return unreachable("node %d: %v", node, w.err)
+	case w.expected == 0:
+		return unreachable("node %d is not connected to Redis (its channel has no subscriber)", node)
+	case !ack:
+		return nil
+	}
+	a := w.answers[0]
+	if a.Code != "" {
+		return &sender.Error{Code: a.Code, Message: a.Message}
+	}
+	if err := msgpack.Unmarshal(a.Result, reply); err != nil {
+		return &sender.Error{Code: sender.CodeInternal, Message: fmt.Sprintf("node %d answered %s with a reply that does not decode: %v", node, method, err)}
+	}
+	return nil
+}
+
+// scopeChannel is the channel of a Fanout's scope.
+func (r *Router) scopeChannel(s sender.Scope) string {
+	switch s.Kind {
+	case sender.ScopeGroup:
+		return r.cfg.Keys.GroupChannel(s.Name)
+	case sender.ScopeUser:
+		return r.cfg.Keys.UserChannel(s.Name)
+	}
+	return r.cfg.Keys.BroadcastChannel()
+}
+
+// Fanout implements sender.Remote: one publish to the scope's channel;
+// the nodes subscribed to it answer on this node's channel.
+func (r *Router) Fanout(scope sender.Scope, method string, args any, each func(decode func(any) error) error) (int, error) {
+	start := time.Now()
+	unanswered, err := r.fanout(scope, method, args, each)
+	outcome := OutcomeOK
+	if err != nil || unanswered > 0 {
+		r.stats.callErrors.Add(1)
+		outcome = sender.CodeNodeUnreachable
+	}
+	r.stats.calls.Add(1)
+	if r.cfg.Observer != nil {
+		r.cfg.Observer.ObserveRemoteCall(method, outcome, time.Since(start))
+	}
+	return unanswered, err
+}
+
+func (r *Router) fanout(scope sender.Scope, method string, args any, each func(decode func(any) error) error) (int, error) {
+	body, err := msgpack.Marshal(args)
+	if err != nil {
+		return 0, &sender.Error{Code: sender.CodeInternal, Message: "cannot encode the call: " + err.Error()}
+	}
+	c := call{ID: r.nextID.Add(1), Method: method, Args: body}
+	w := newWaiter()
+	r.pending.Store(c.ID, w)
+	defer r.pending.Delete(c.ID)
+	payload, err := encodeFrame(&frame{From: r.cfg.Node, Calls: []call{c}})
+	if err != nil {
+		return 0, &sender.Error{Code: sender.CodeInternal, Message: "cannot encode the call: " + err.Error()}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Timeout)
+	n, err := r.broker.Publish(ctx, r.scopeChannel(scope), payload)
+	cancel()
+	r.stats.frames.Add(1)
+	if err != nil {
+		// This node's part is done; the others' is unknown.
+		peers := 1
+		if r.cfg.Peers != nil {
+			peers = max(r.cfg.Peers(), 0)
+		}
+		r.log.Debug("cluster: a call to every node in scope could not be published", "method", method, "err", err)
+		return peers, nil
+	}
+	w.published(n, nil)
+	timer := time.NewTimer(r.cfg.Timeout)
+	defer timer.Stop()
+	select {
+	case <-w.done:
+	case <-timer.C:
+	}
+	w.mu.Lock()
+	answers := w.answers
+	w.answers = nil // later ones are late
+	unanswered := max(w.expected-w.skipped-len(answers), 0)
+	w.mu.Unlock()
+	for _, a := range answers {
+		if a.Code != "" {
+			// A node refused its part: the others' answers still count.
+			r.log.Debug("cluster: a node refused its part of a call", "method", method, "code", a.Code, "message", a.Message)
+			unanswered++
+			continue
+		}
+		if err := each(func(v any) error { return msgpack.Unmarshal(a.Result, v) }); err != nil {
+			unanswered++
+		}
+	}
+	return unanswered, nil
+}
+
+// Handle is the Broker's Handler: it takes the answers for this node's
+// calls and runs the calls of other nodes.
+func (r *Router) Handle(channel string, payload []byte) {
+	f, err := decodeFrame(payload)
+	if err != nil {
+		r.stats.dropped.Add(1)
+		r.log.Warn("cluster: node message dropped", "channel", channel, "bytes", len(payload), "err", err)
+		return
+	}
+	r.stats.framesIn.Add(1)
+	for _, a := range f.Answers {
+		if w, ok := r.pending.Load(a.ID); ok {
+			w.(*waiter).add(a)
+		} else {
+			r.stats.answersLate.Add(1)
+		}
+	}
+	for i := range f.Calls {
+		c := &f.Calls[i]
+		if f.From == r.cfg.Node {
+			// This node's own call to every node in scope: its part ran
+			// before the publish.
+			if w, ok := r.pending.Load(c.ID); ok {
+				w.(*waiter).skip()
+			}
+			continue
+		}
+		r.stats.served.Add(1)
+		res, err := r.cfg.Service.Serve(c.Method, func(v any) error { return msgpack.Unmarshal(c.Args, v) })
+		if c.ID == 0 {
+			continue
+		}
+		a := answer{ID: c.ID}
+		if err != nil {
+			e := sender.ToError(err).(*sender.Error)
+			a.Code, a.Message = e.Code, e.Message
+		} else if a.Result, err = msgpack.Marshal(res); err != nil {
+			a.Code, a.Message = sender.CodeInternal, "cannot encode the reply: "+err.Error()
+		}
+		o, err := r.outbox(r.cfg.Keys.NodeChannel(f.From))
+		if err == nil {
+			err = o.add(nil, &a, nil)
+		}
+		if err != nil {
+			r.log.Debug("cluster: an answer could not be queued", "to", f.From, "err", err)
+		}
+	}
+}
+
+// outbox returns the outbox of a channel.
+func (r *Router) outbox(channel string) (*outbox, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrClosed
+	}
+	o := r.outboxes[channel]
+	if o == nil {
+		o = &outbox{r: r, channel: channel}
+		r.outboxes[channel] = o
+	}
+	return o, nil
+}
+
+// outbox gathers the calls and answers for one node's channel: while a
+// publish to it is under way the next ones wait and then travel together,
+// so that many concurrent calls cost few publishes and the latency of a
+// lone call is one publish.
+type outbox struct {
+	r       *Router
+	channel string
+
+	mu      sync.Mutex
+	calls   []call
+	answers []answer
+	waiters []*waiter // of the queued calls, told of the publish
+	busy    bool      // a flusher runs
+	closed  bool
+}
+
+var errQueueFull = errors.New("too many calls waiting for their publish")
+
+// add queues a call (with the waiter told of its publish) or an answer.
+func (o *outbox) add(c *call, a *answer, w *waiter) error {
+	o.mu.Lock()
+	if o.closed {
+		o.mu.Unlock()
+		return ErrClosed
+	}
+	if len(o.calls)+len(o.answers) >= o.r.cfg.MaxQueued {
+		o.mu.Unlock()
+		return errQueueFull
+	}
+	if c != nil {
+		o.calls = append(o.calls, *c)
+		o.waiters = append(o.waiters, w)
+	} else {
+		o.answers = append(o.answers, *a)
+	}
+	start := !o.busy
+	o.busy = true
+	o.mu.Unlock()
+	if start {
+		o.r.wg.Add(1)
+		go o.flush()
+	}
+	return nil
+}
+
+func (o *outbox) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+}
+
+// flush publishes what is queued, a frame at a time, until nothing is.
+func (o *outbox) flush() {
+	defer o.r.wg.Done()
+	for {
+		o.mu.Lock()
+		if len(o.calls)+len(o.answers) == 0 || o.closed {
+			for _, w := range o.waiters {
+				w.published(0, ErrClosed)
+			}
+			o.calls, o.answers, o.waiters = nil, nil, nil
+			o.busy = false
+			o.mu.Unlock()
+			return
+		}
+		f := frame{From: o.r.cfg.Node}
+		size := 0
+		na := 0
+		for na < len(o.answers) && na < maxFrameItems && (na == 0 || size+o.answers[na].size() <= maxFrameItemBytes) {
+			size += o.answers[na].size()
+			na++
+		}
+		nc := 0
+		for nc < len(o.calls) && na+nc < maxFrameItems && (na+nc == 0 || size+o.calls[nc].size() <= maxFrameItemBytes) {
+			size += o.calls[nc].size()
+			nc++
+		}
+		f.Answers = o.answers[:na:na]
+		f.Calls = o.calls[:nc:nc]
+		waiters := o.waiters[:nc:nc]
+		o.answers, o.calls, o.waiters = o.answers[na:], o.calls[nc:], o.waiters[nc:]
+		o.mu.Unlock()
+
+		n, err := o.publish(&f)
+		for _, w := range waiters {
+			w.published(n, err)
+		}
+	}
+}
+
+func (o *outbox) publish(f *frame) (int, error) {
+	payload, err := encodeFrame(f)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), o.r.cfg.Timeout)
+	defer cancel()
+	o.r.stats.frames.Add(1)
+	return o.r.broker.Publish(ctx, o.channel, payload)
+}

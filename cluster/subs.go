@@ -1,0 +1,141 @@
+package cluster
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// Subscriptions keeps this node subscribed to the channel of each group
+// and user it has connections of, and to no other: a group or user push
+// reaches only the nodes that hold members. The hub tells it of changes
+// (bridge.Config.OnIndexChange, its Changed method); one goroutine reads
+// the hub's present state and subscribes or unsubscribes.
+type Subscriptions struct {
+	keys Keys
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	hub    *bridge.Hub
+	broker Broker
+	dirty  map[indexName]struct{}
+	subbed map[indexName]bool
+	wake   chan struct{}
+	ctx    context.Context // ended by Close
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type indexName struct {
+	kind bridge.IndexKind
+	name string
+}
+
+// NewSubscriptions returns Subscriptions with nothing to do until Start.
+func NewSubscriptions(keys Keys, log *slog.Logger) *Subscriptions {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Subscriptions{keys: keys, log: log, dirty: map[indexName]struct{}{}, subbed: map[indexName]bool{},
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s
+}
+
+// Changed is the hub's bridge.Config.OnIndexChange: it never blocks.
+func (s *Subscriptions) Changed(kind bridge.IndexKind, name string) {
+	s.mu.Lock()
+	s.dirty[indexName{kind, name}] = struct{}{}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Start gives the hub and the broker and starts the goroutine, which Close
+// stops.
+func (s *Subscriptions) Start(hub *bridge.Hub, b Broker) {
+	s.mu.Lock()
+	s.hub, s.broker = hub, b
+	s.mu.Unlock()
+	go s.loop()
+	s.Changed(bridge.GroupIndex, "") // a first round for what changed before Start
+}
+
+func (s *Subscriptions) loop() {
+	defer close(s.done)
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		dirty := s.dirty
+		s.dirty = map[indexName]struct{}{}
+		s.mu.Unlock()
+		for n := range dirty {
+			if n.name == "" {
+				continue
+			}
+			s.reconcile(s.ctx, n)
+		}
+	}
+}
+
+// reconcile subscribes or unsubscribes n's channel after the hub's state.
+func (s *Subscriptions) reconcile(ctx context.Context, n indexName) {
+	want := false
+	channel := s.keys.GroupChannel(n.name)
+	if n.kind == bridge.GroupIndex {
+		want = s.hub.HasGroup(n.name)
+	} else {
+		want = s.hub.HasUser(n.name)
+		channel = s.keys.UserChannel(n.name)
+	}
+	s.mu.Lock()
+	have := s.subbed[n]
+	s.mu.Unlock()
+	if want == have {
+		return
+	}
+	var err error
+	if want {
+		// While Redis is away the broker keeps the channel and subscribes
+		// it once Redis is back.
+		err = s.broker.Subscribe(ctx, channel)
+	} else {
+		err = s.broker.Unsubscribe(ctx, channel)
+	}
+	if err != nil {
+		s.log.Debug("cluster: subscription change under way", "channel", channel, "subscribe", want, "err", err)
+	}
+	s.mu.Lock()
+	if want {
+		s.subbed[n] = true
+	} else {
+		delete(s.subbed, n)
+	}
+	s.mu.Unlock()
+}
+
+// Count returns how many group and user channels are subscribed.
+func (s *Subscriptions) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.subbed)
+}
+
+// Close stops the goroutine; the broker's Close ends the subscriptions.
+func (s *Subscriptions) Close() {
+	s.mu.Lock()
+	started := s.hub != nil
+	s.mu.Unlock()
+	s.cancel()
+	if started {
+		<-s.done
+	}
+}
