@@ -17,6 +17,7 @@
 //	{p}:nodes                hash <id> → record: every claimed id, live or not yet found lost
 //	{p}:lost                 hash <id>:<gen> → record: lost nodes whose cleanup is pending
 //	{p}:lostlock:<id>:<gen>  string, PX lease: the survivor cleaning up after that node
+//	{p}:dead:<id>:<gen>      string, PX 24 h: that generation was cleaned up after (it may not come back)
 //	{p}:gen                  counter: one generation per claim
 //	{p}:seq:<id>             counter: the last fd sequence number reserved for node id <id>
 //

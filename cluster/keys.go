@@ -58,6 +58,9 @@ func (k Keys) Lost() string { return k.tag + ":lost" }
 // lostLockPrefix is the prefix of the cleanup locks, for the scripts.
 func (k Keys) lostLockPrefix() string { return k.tag + ":lostlock:" }
 
+// deadPrefix is the prefix of the marks of cleaned-up generations.
+func (k Keys) deadPrefix() string { return k.tag + ":dead:" }
+
 // Gen is the claim generation counter.
 func (k Keys) Gen() string { return k.tag + ":gen" }
 
