@@ -348,16 +348,40 @@ func (b *RedisBroker) isClosed() bool {
 }
 
 // Close ends every subscription and waits for the broker's goroutines.
+// While Redis is up it also unsubscribes the channels (within
+// PublishTimeout), so that a publish to them counts no receiver at once
+// instead of once Redis has noticed the closed connections.
 func (b *RedisBroker) Close() error {
 	b.closeOnce.Do(func() {
+		b.opMu.Lock()
+		defer b.opMu.Unlock()
 		b.mu.Lock()
 		b.closed = true
+		var gone []*subscription
 		for ch, s := range b.subs {
 			s.cancel()
 			delete(b.subs, ch)
+			gone = append(gone, s)
 		}
 		b.mu.Unlock()
 		close(b.closeCh)
+		for _, s := range gone {
+			<-s.done
+		}
+		if len(gone) > 0 && b.up.Load() {
+			ctx, cancel := context.WithTimeout(context.Background(), b.cfg.PublishTimeout)
+			defer cancel()
+			c := b.cfg.Client
+			cmds := make(rueidis.Commands, len(gone))
+			for i, s := range gone { // one command each: on a Redis Cluster the channels may live on different masters
+				cmds[i] = c.B().Sunsubscribe().Channel(s.channel).Build()
+			}
+			for _, r := range c.DoMulti(ctx, cmds...) {
+				if err := r.Error(); err != nil {
+					b.log.Debug("cluster: unsubscribe on close", "err", err)
+				}
+			}
+		}
 	})
 	b.wg.Wait()
 	return nil

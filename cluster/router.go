@@ -81,7 +81,7 @@ type Router struct {
 // routerStats are the Router's counters (RouterStats).
 type routerStats struct {
 	calls, callErrors, served, answersLate, dropped atomic.Uint64
-	frames, framesIn                               atomic.Uint64
+	frames, framesIn                                atomic.Uint64
 }
 
 // RouterStats are a Router's counters.

@@ -1,0 +1,189 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/redis/rueidis"
+
+	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/sender"
+)
+
+// Config is what a node of a cluster needs (WSBRIDGE_REDIS_URL and the
+// settings beside it).
+type Config struct {
+	URL    RedisURL
+	Prefix string // WSBRIDGE_REDIS_PREFIX; "" is DefaultPrefix
+	// NodeID is the id to claim, or AutoNodeID.
+	NodeID int
+	// Address is how operators and other nodes find this node (its RPC
+	// address); it is in the registry and in the error a node that wants
+	// the same id gets.
+	Address string
+	// Timeout bounds a remote call's wait (WSBRIDGE_CLUSTER_TIMEOUT).
+	Timeout time.Duration
+	// TTL: a node silent for longer is lost. Default 10s.
+	TTL time.Duration
+	// Events is the application's Listener (the events dispatcher), or nil;
+	// the node's Listener passes every event on to it.
+	Events bridge.Listener
+	// PostLost posts the close events of a lost node's fds
+	// (events.Dispatcher.PostLost); nil: nobody is told.
+	PostLost func(node int, fds []int64) int
+	// OnClaimLost is told when this node lost its id: it must stop.
+	OnClaimLost func(err error)
+	// Observer is told of every remote call.
+	Observer Observer
+	Logger   *slog.Logger
+}
+
+// Member is this process's membership of a cluster: the Redis client, the
+// claimed id and its heartbeat, the fd sequence, the broker, the router,
+// the subscriptions and the open-fd set. Open it before the hub (the hub
+// needs its id, Sequence, Listener and OnIndexChange), Start it once the
+// hub and its Service exist, Close it after the hub shut down.
+type Member struct {
+	cfg     Config
+	log     *slog.Logger
+	keys    Keys
+	client  rueidis.Client
+	reg     *Registry
+	seq     *BlockSequence
+	tracker *Tracker
+	subs    *Subscriptions
+	router  *Router
+	broker  *RedisBroker
+	hub     *bridge.Hub
+}
+
+// Open connects to Redis, claims the node id and reserves the first fd
+// block.
+func Open(ctx context.Context, cfg Config) (*Member, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	keys, err := NewKeys(cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	client, err := NewClient(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	n := &Member{cfg: cfg, log: cfg.Logger, keys: keys, client: client}
+	n.tracker = NewTracker(cfg.Events, cfg.Logger)
+	n.subs = NewSubscriptions(keys, cfg.Logger)
+	n.reg, err = Join(ctx, RegistryConfig{
+		Client: client, Keys: keys, NodeID: cfg.NodeID, Address: cfg.Address, TTL: cfg.TTL,
+		Connections: func() int64 {
+			if n.hub == nil {
+				return 0
+			}
+			return int64(n.hub.Stats().Connections)
+		},
+		OnNodeLost:  n.nodeLost,
+		OnClaimLost: cfg.OnClaimLost,
+		Logger:      cfg.Logger,
+	})
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	n.seq, err = NewBlockSequence(ctx, BlockSequenceConfig{Client: client, Keys: keys, NodeID: n.reg.ID(), Logger: cfg.Logger})
+	if err != nil {
+		_ = n.reg.Close(context.Background())
+		client.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// ID is the claimed node id.
+func (n *Member) ID() int { return n.reg.ID() }
+
+// Sequence is the hub's bridge.Config.Sequence.
+func (n *Member) Sequence() bridge.Sequence { return n.seq }
+
+// Listener is the hub's bridge.Config.Listener: the open-fd set, then the
+// application's events.
+func (n *Member) Listener() bridge.Listener { return n.tracker }
+
+// OnIndexChange is the hub's bridge.Config.OnIndexChange.
+func (n *Member) OnIndexChange(kind bridge.IndexKind, name string) { n.subs.Changed(kind, name) }
+
+// Start connects the node to hub and svc: the broker subscribes this
+// node's channel and the broadcast channel, svc routes through the router,
+// and the subscriptions and the open-fd set follow the hub.
+func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service) error {
+	n.hub = hub
+	n.router = NewRouter(RouterConfig{
+		Node: n.ID(), Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, Observer: n.cfg.Observer, Logger: n.log,
+		Peers: func() int {
+			nodes, err := n.reg.List(context.Background())
+			if err != nil {
+				return 1
+			}
+			return max(len(nodes)-1, 1)
+		},
+	})
+	var err error
+	n.broker, err = NewRedisBroker(RedisBrokerConfig{Client: n.client, Handler: n.router.Handle, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	if err := n.router.Start(ctx, n.broker); err != nil {
+		return fmt.Errorf("cluster: subscribe this node's channels: %w", err)
+	}
+	svc.UseRemote(n.router)
+	n.subs.Start(hub, n.broker)
+	n.tracker.Start(n.client, n.keys.FDs(n.ID(), n.reg.Self().Gen), hub)
+	return nil
+}
+
+// nodeLost is the registry's OnNodeLost: the lost node's connections are
+// reported closed to the application, once across the cluster.
+func (n *Member) nodeLost(ctx context.Context, lost Node) error {
+	if n.cfg.PostLost == nil {
+		return nil
+	}
+	posted, err := PostLostFDs(ctx, n.client, n.keys.FDs(lost.ID, lost.Gen), lost.ID, n.cfg.PostLost)
+	n.log.Warn("cluster: a node was lost; its connections are reported closed to the application",
+		"node", lost.ID, "gen", lost.Gen, "address", lost.Address, "fds", posted, "err", err)
+	return err
+}
+
+// Health says whether Redis is reachable, and why not.
+func (n *Member) Health() Health {
+	if n.broker == nil {
+		return Health{Reason: "not started"}
+	}
+	return n.broker.Health()
+}
+
+// Nodes lists the cluster's nodes.
+func (n *Member) Nodes(ctx context.Context) ([]Node, error) { return n.reg.List(ctx) }
+
+// Close leaves the cluster, after the hub shut down: the open-fd set is
+// deleted (the application heard of every close), the channels
+// unsubscribed and the id released.
+func (n *Member) Close(ctx context.Context) error {
+	n.subs.Close()
+	n.tracker.Close(ctx, true)
+	if n.router != nil {
+		n.router.Close()
+	}
+	if n.broker != nil {
+		_ = n.broker.Close()
+	}
+	n.seq.Close()
+	err := n.reg.Close(ctx)
+	n.client.Close()
+	if errors.Is(err, ErrClaimLost) {
+		return err
+	}
+	return nil
+}

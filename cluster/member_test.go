@@ -1,0 +1,290 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/internal/redistest"
+	"github.com/wsbridge/wsbridge/sender"
+)
+
+// testNode is a node of a cluster in this process: a hub served on
+// loopback, its Service and its Member.
+type testNode struct {
+	hub    *bridge.Hub
+	svc    *sender.Service
+	member *Member
+	url    string
+	lost   chan []int64 // the lost fds it posted
+	closed bool
+}
+
+func startNode(t *testing.T, redisURL, prefix string, id int) *testNode {
+	t.Helper()
+	u, err := ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &testNode{lost: make(chan []int64, 100)}
+	n.member, err = Open(ctxT(t), Config{URL: u, Prefix: prefix, NodeID: id, Address: "test", Timeout: 2 * time.Second, Logger: quiet(),
+		PostLost: func(node int, fds []int64) int { n.lost <- slices.Clone(fds); return len(fds) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := n.member
+	n.hub, err = bridge.New(bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: m.Listener(), OnIndexChange: m.OnIndexChange, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(n.hub)
+	srv.Config = n.hub.Server()
+	srv.Start()
+	n.url = "ws://" + srv.Listener.Addr().String() + "/"
+	n.svc = sender.NewService(n.hub)
+	if err := m.Start(ctxT(t), n.hub, n.svc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Close()
+		n.stop(t)
+	})
+	return n
+}
+
+func (n *testNode) stop(t *testing.T) {
+	if n.closed {
+		return
+	}
+	n.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_ = n.hub.Shutdown(ctx)
+	if err := n.member.Close(ctx); err != nil {
+		t.Errorf("Member.Close: %v", err)
+	}
+}
+
+// dial connects a client to the node and returns it with its fd.
+func (n *testNode) dial(t *testing.T) (*websocket.Conn, int64) {
+	t.Helper()
+	before, _ := n.hub.FDs(0, 1<<20)
+	ws, _, err := websocket.DefaultDialer.Dial(n.url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	var fd int64
+	waitFor(t, "the connection registered", func() bool {
+		after, _ := n.hub.FDs(0, 1<<20)
+		for _, f := range after {
+			if !slices.Contains(before, f) {
+				fd = f
+				return true
+			}
+		}
+		return false
+	})
+	return ws, fd
+}
+
+func read(t *testing.T, ws *websocket.Conn, want string) {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(wait))
+	_, got, err := ws.ReadMessage()
+	if err != nil || string(got) != want {
+		t.Fatalf("read %q, %v; want %q", got, err, want)
+	}
+}
+
+// silent fails if ws received anything before a marker pushed to fd now
+// (a read that times out would break the connection).
+func silent(t *testing.T, n *testNode, ws *websocket.Conn, fd int64) {
+	t.Helper()
+	if ok, err := n.svc.Push(&sender.PushArgs{FD: fd, Message: msg("marker")}); !ok || err != nil {
+		t.Fatalf("marker push = %v, %v", ok, err)
+	}
+	read(t, ws, "marker")
+}
+
+func isCode(err error, code string) bool {
+	var e *sender.Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+func msg(s string) sender.Message { return sender.Message{Data: s} }
+
+func TestRemoteCalls(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"redis", func(t *testing.T) string { return redistest.Start(t).URL() }},
+		{"redis cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			url, prefix := tt.url(t), redistest.Prefix(t)
+			a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+			wsA, fdA := a.dial(t)
+			wsB, fdB := b.dial(t)
+			if bridge.NodeOf(fdA) != 1 || bridge.NodeOf(fdB) != 2 {
+				t.Fatalf("fds %d, %d: nodes %d, %d", fdA, fdB, bridge.NodeOf(fdA), bridge.NodeOf(fdB))
+			}
+
+			// One fd of another node: the owner's real answer.
+			if ok, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("hello b")}); !ok || err != nil {
+				t.Fatalf("remote Push = %v, %v", ok, err)
+			}
+			read(t, wsB, "hello b")
+			if ok, err := a.svc.Check(fdB); !ok || err != nil {
+				t.Fatalf("remote Check = %v, %v", ok, err)
+			}
+			if ok, err := a.svc.Check(fdB + 1000); ok || err != nil {
+				t.Fatalf("remote Check of an fd never handed out = %v, %v", ok, err)
+			}
+			info, err := a.svc.Info(fdB)
+			if err != nil || !info.Connected || info.FD != fdB || info.Path != "/" || info.Headers == nil {
+				t.Fatalf("remote Info = %+v, %v", info, err)
+			}
+			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: sender.Message{Data: "x", Encoding: "hex"}}); !isCode(err, sender.CodeBadRequest) {
+				t.Fatalf("remote Push with a bad encoding: %v", err)
+			}
+			no := false
+			if ok, err := a.svc.Push(&sender.PushArgs{FD: fdB, Ack: &no, Message: msg("fire and forget")}); !ok || err != nil {
+				t.Fatalf("remote Push without ack = %v, %v", ok, err)
+			}
+			read(t, wsB, "fire and forget")
+
+			// Groups and users across the nodes.
+			for _, fd := range []int64{fdA, fdB} {
+				if ok, err := a.svc.Join(&sender.GroupArgs{FD: fd, Group: "room"}); !ok || err != nil {
+					t.Fatalf("Join(%d) = %v, %v", fd, ok, err)
+				}
+			}
+			if g, err := a.svc.GroupsOf(fdB); err != nil || !slices.Equal(g, []string{"room"}) {
+				t.Fatalf("remote GroupsOf = %v, %v", g, err)
+			}
+			waitFor(t, "b subscribed to the room", func() bool { return b.member.subs.Count() == 1 })
+			if fds, un, err := b.svc.GroupMembers("room"); err != nil || un != 0 || !slices.Equal(fds, []int64{fdA, fdB}) {
+				t.Fatalf("GroupMembers = %v, %d, %v", fds, un, err)
+			}
+			if n, un, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "room", Message: msg("to the room")}); n != 2 || un != 0 || err != nil {
+				t.Fatalf("PushGroup = %d, %d, %v; want 2", n, un, err)
+			}
+			read(t, wsA, "to the room")
+			read(t, wsB, "to the room")
+			if n, _, err := b.svc.PushGroup(&sender.PushGroupArgs{Group: "room", Except: []int64{fdA}, Message: msg("but a")}); n != 1 || err != nil {
+				t.Fatalf("PushGroup except = %d, %v", n, err)
+			}
+			read(t, wsB, "but a")
+			silent(t, a, wsA, fdA)
+			if groups, _, err := a.svc.Groups(); err != nil || groups["room"] != 2 {
+				t.Fatalf("Groups = %v, %v", groups, err)
+			}
+			if ok, err := a.svc.Bind(&sender.BindArgs{FD: fdB, User: "bob"}); !ok || err != nil {
+				t.Fatalf("remote Bind = %v, %v", ok, err)
+			}
+			waitFor(t, "b subscribed to bob", func() bool { return b.member.subs.Count() == 2 })
+			if n, _, err := a.svc.PushUser(&sender.PushUserArgs{User: "bob", Message: msg("hi bob")}); n != 1 || err != nil {
+				t.Fatalf("PushUser = %d, %v", n, err)
+			}
+			read(t, wsB, "hi bob")
+			if fds, _, err := a.svc.UserFDs("bob"); err != nil || !slices.Equal(fds, []int64{fdB}) {
+				t.Fatalf("UserFDs = %v, %v", fds, err)
+			}
+			if n, _, err := a.svc.Broadcast(&sender.BroadcastArgs{Except: []int64{fdB}, Message: msg("all but b")}); n != 1 || err != nil {
+				t.Fatalf("Broadcast = %d, %v", n, err)
+			}
+			read(t, wsA, "all but b")
+			silent(t, a, wsB, fdB)
+			if n, _, err := a.svc.PushMany(&sender.PushManyArgs{FDs: []int64{fdA, fdB, fdB + 1000}, Message: msg("many")}); n != 2 || err != nil {
+				t.Fatalf("PushMany = %d, %v", n, err)
+			}
+			read(t, wsA, "many")
+			read(t, wsB, "many")
+			batch := &sender.PushBatchArgs{Messages: []sender.PushArgs{
+				{FD: fdB, Message: msg("1")}, {FD: fdA, Message: msg("2")}, {FD: fdB + 1000, Message: msg("3")}, {FD: fdB, Message: msg("4")},
+			}}
+			if res, err := a.svc.PushBatch(batch); err != nil || !slices.Equal(res, []bool{true, true, false, true}) {
+				t.Fatalf("PushBatch = %v, %v", res, err)
+			}
+			read(t, wsB, "1")
+			read(t, wsB, "4")
+			read(t, wsA, "2")
+
+			// The last member leaves: b unsubscribes, and a group push
+			// reaches nobody there.
+			if ok, err := a.svc.Leave(&sender.GroupArgs{FD: fdB, Group: "room"}); !ok || err != nil {
+				t.Fatalf("remote Leave = %v, %v", ok, err)
+			}
+			waitFor(t, "b unsubscribed from the room", func() bool { return b.member.subs.Count() == 1 })
+			if ok, err := a.svc.Disconnect(&sender.DisconnectArgs{FD: fdB, Code: 4001, Reason: "bye"}); !ok || err != nil {
+				t.Fatalf("remote Disconnect = %v, %v", ok, err)
+			}
+			wsB.SetReadDeadline(time.Now().Add(wait))
+			var ce *websocket.CloseError
+			if _, _, err := wsB.ReadMessage(); !errors.As(err, &ce) || ce.Code != 4001 {
+				t.Fatalf("b's close: %v", err)
+			}
+			waitFor(t, "b's fd closed", func() bool { ok, _ := a.svc.Check(fdB); return !ok })
+			if ok, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("late")}); ok || err != nil {
+				t.Fatalf("remote Push to a closed fd = %v, %v; want false", ok, err)
+			}
+
+			// A node that left: its fds answer node_unreachable at once.
+			b.stop(t)
+			start := time.Now()
+			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("gone")}); !isCode(err, sender.CodeNodeUnreachable) {
+				t.Fatalf("Push to a node that left: %v", err)
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Errorf("node_unreachable took %s", took)
+			}
+			if n, un, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "room", Message: msg("alone")}); n != 1 || un != 0 || err != nil {
+				t.Fatalf("PushGroup with b gone = %d, %d, %v", n, un, err)
+			}
+			read(t, wsA, "alone")
+		})
+	}
+}
+
+// TestRemoteConcurrent: many callers at once on one node, their calls for
+// another node's fds batched into few frames; every answer is the right
+// one.
+func TestRemoteConcurrent(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	ws, fd := b.dial(t)
+	const callers, each = 8, 200
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range each {
+				if ok, err := a.svc.Check(fd); !ok || err != nil {
+					t.Errorf("Check = %v, %v", ok, err)
+					return
+				}
+				if ok, err := a.svc.Check(fd + 1); ok || err != nil {
+					t.Errorf("Check of another fd = %v, %v", ok, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := a.member.router.Stats()
+	if st.Calls != 2*callers*each || st.CallErrors != 0 {
+		t.Fatalf("router stats %+v", st)
+	}
+	if st.FramesOut >= st.Calls {
+		t.Errorf("%d frames for %d calls: nothing batched", st.FramesOut, st.Calls)
+	}
+	_ = ws
+}
