@@ -183,7 +183,7 @@ func (c config) check() error {
 	}
 	if c.rpcOn() {
 		if _, _, err := rpc.ParseAddr(c.RPC.Addr); err != nil {
-			errs = append(errs, fmt.Errorf("invalid value %q for -rpc-addr (%s): %w", c.RPC.Addr, envName("rpc-addr"), errors.Unwrap(err)))
+			errs = append(errs, fmt.Errorf("invalid value %q for -rpc-addr (%s): %w", c.RPC.Addr, envName("rpc-addr"), rpcAddrReason(c.RPC.Addr, err)))
 		}
 	}
 	if c.RPC.MaxFrameSize > 1<<31 {
@@ -244,6 +244,17 @@ func (c config) check() error {
 		return usageError{err}
 	}
 	return nil
+}
+
+// rpcAddrReason is the reason of rpc.ParseAddr's error without its
+// "rpc address %q: " prefix, which the setting's own message replaces.
+// Most of its errors wrap nothing, so errors.Unwrap alone gave nil (and
+// the message "%!w(<nil>)").
+func rpcAddrReason(addr string, err error) error {
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), fmt.Sprintf("rpc address %q: ", addr)))
 }
 
 // adminOn reports whether the admin server is configured ("off" or an

@@ -606,7 +606,9 @@ var badConfigTests = []struct {
 	{name: "rpc-addr without scheme", args: []string{"-rpc-addr", "127.0.0.1:6001"}, want: []string{"-rpc-addr", "WSBRIDGE_RPC_ADDR"}},
 	{name: "rpc-addr bad scheme", args: []string{"-rpc-addr", "http://127.0.0.1:6001"}, want: []string{"-rpc-addr"}},
 	{name: "rpc-addr without port", args: []string{"-rpc-addr", "tcp://127.0.0.1"}, want: []string{"-rpc-addr"}},
-	{name: "rpc-addr unix without path", args: []string{"-rpc-addr", "unix://"}, want: []string{"-rpc-addr"}},
+	{name: "rpc-addr unix without path", args: []string{"-rpc-addr", "unix://"}, want: []string{"-rpc-addr", "want unix:///path/to.sock"}},
+	{name: "rpc-addr scheme named", args: []string{"-rpc-addr", "http://127.0.0.1:6001"}, want: []string{"-rpc-addr", "the scheme must be tcp:// or unix://"}},
+	{name: "rpc-addr bad port named", args: []string{"-rpc-addr", "tcp://127.0.0.1:70000"}, want: []string{"-rpc-addr", `bad port "70000"`}},
 	{name: "rpc-socket-mode not octal", args: []string{"-rpc-socket-mode", "0999"}, want: []string{"-rpc-socket-mode"}},
 	{name: "rpc-socket-mode zero", args: []string{"-rpc-socket-mode", "0"}, want: []string{"-rpc-socket-mode"}},
 	{name: "rpc-socket-mode past 0777", args: []string{"-rpc-socket-mode", "01777"}, want: []string{"-rpc-socket-mode"}},
@@ -744,6 +746,9 @@ func TestParseConfigErrors(t *testing.T) {
 			}
 			if errors.Is(err, flag.ErrHelp) {
 				t.Errorf("parseConfig(%q, %v) error %v is flag.ErrHelp", tt.args, tt.env, err)
+			}
+			if strings.Contains(err.Error(), "%!") {
+				t.Errorf("parseConfig(%q, %v) error %q has a formatting fault", tt.args, tt.env, err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {
