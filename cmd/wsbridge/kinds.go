@@ -154,6 +154,31 @@ func intIn(field func(*config) *int, def, min, max int) kind[int] {
 		quote:  strconv.Itoa}
 }
 
+// intOr is intIn that also takes one word, stored as wordValue (outside
+// min..max) and printed back as the word: "an int or auto".
+func intOr(field func(*config) *int, def, min, max int, word string, wordValue int) kind[int] {
+	k := intIn(field, def, min, max)
+	in := k.parse
+	k.parse = func(s string) (int, error) {
+		if strings.EqualFold(strings.TrimSpace(s), word) {
+			return wordValue, nil
+		}
+		n, err := in(s)
+		if err != nil && err.Error() == "not an integer" {
+			return 0, fmt.Errorf("not an integer or %q", word)
+		}
+		return n, err
+	}
+	k.format = func(n int) string {
+		if n == wordValue {
+			return word
+		}
+		return strconv.Itoa(n)
+	}
+	k.quote = func(n int) string { return strconv.Quote(k.format(n)) }
+	return k
+}
+
 // sizeBad are sizes parseSize refuses, and the one below min.
 func sizeBad(min int64) []string {
 	bad := []string{"lots", "1.5MiB", "2TiB", "-1", "1025GiB", "99999999999999999999"}

@@ -50,8 +50,8 @@ const (
 //		kind: str(func(c *config) *string { return &c.Cluster.Prefix }, "wsbridge")},
 //
 // A string that is off when unset is str with the default "" and a rule that
-// accepts ""; a value such as "an int or the word auto" is a new kind: a
-// parse and a format function (see kinds.go). A rule about this setting
+// accepts "" (events-url); an int that may also be the word auto is intOr
+// (kinds.go). Another syntax is a new kind: a parse and a format function. A rule about this setting
 // alone goes on its kind (.rule(check, refused examples...)); a rule between
 // settings goes into crossChecks (config.go).
 var settings = []setting{

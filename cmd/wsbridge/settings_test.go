@@ -279,3 +279,37 @@ func TestWriteEffectiveQuotes(t *testing.T) {
 		t.Errorf("effective config:\n%s\nwant the line %q", out.String(), want)
 	}
 }
+
+// TestIntOrKind: the kind a setting such as "node-id: 0..1023 or auto"
+// takes. Through a FlagSet like the table's: the word in any case, the
+// range, its messages, and the word printed back.
+func TestIntOrKind(t *testing.T) {
+	var c config
+	v := intOr(func(c *config) *int { return &c.Bridge.NodeID }, 0, 0, 1023, "auto", -1).bind(&c)
+	v.reset()
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Var(v, "node-id", "")
+	for _, tt := range []struct {
+		in   string
+		want int
+		text string
+	}{{"7", 7, "7"}, {" AUTO ", -1, "auto"}, {"1023", 1023, "1023"}, {"auto", -1, "auto"}, {"0", 0, "0"}} {
+		if err := fs.Set("node-id", tt.in); err != nil || c.Bridge.NodeID != tt.want || v.String() != tt.text {
+			t.Errorf("Set(%q): %v, NodeID %d, String %q; want %d, %q", tt.in, err, c.Bridge.NodeID, v.String(), tt.want, tt.text)
+		}
+	}
+	for _, tt := range []struct{ in, want string }{{"-1", "out of range 0..1023"}, {"1024", "out of range 0..1023"}, {"automatic", `not an integer or "auto"`}, {"", `not an integer or "auto"`}} {
+		if err := fs.Set("node-id", tt.in); err == nil || err.Error() != tt.want {
+			t.Errorf("Set(%q) = %v, want %q", tt.in, err, tt.want)
+		}
+	}
+	if err := fs.Parse([]string{"-node-id=auto"}); err != nil || c.Bridge.NodeID != -1 || v.quoted() != `"auto"` {
+		t.Errorf("-node-id=auto: %v, NodeID %d, quoted %s", err, c.Bridge.NodeID, v.quoted())
+	}
+	for _, bad := range v.refused() {
+		if err := fs.Set("node-id", bad); err == nil {
+			t.Errorf("Set(%q) accepted a refused value", bad)
+		}
+	}
+}
