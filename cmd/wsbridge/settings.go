@@ -49,11 +49,14 @@ const (
 //		help: "prefix of every Redis key and channel",
 //		kind: str(func(c *config) *string { return &c.Cluster.Prefix }, "wsbridge")},
 //
-// A string that is off when unset is str with the default "" and a rule that
-// accepts "" (events-url); an int that may also be the word auto is intOr
-// (kinds.go). Another syntax is a new kind: a parse and a format function. A rule about this setting
-// alone goes on its kind (.rule(check, refused examples...)); a rule between
-// settings goes into crossChecks (config.go).
+// A string that is off when unset is str with the default "" and a rule
+// that accepts "" (events-url); an int that may also be the word auto is
+// intOr (kinds.go). Another syntax is a new kind: a parse and a format
+// function. A rule about this setting alone goes on its kind
+// (.rule(check, refused values...)); a rule between settings goes into
+// crossChecks (config.go). The example and the refused values are what
+// TestSettingsTable sets; the README block is regenerated with
+// WSBRIDGE_UPDATE_README=1 go test ./cmd/wsbridge -run TestREADMESettings.
 var settings = []setting{
 	{name: "ws-addr", group: groupListener, example: "127.0.0.1:9000",
 		help: "WebSocket listen address (host:port)",
