@@ -37,6 +37,7 @@ func (s *Server) v1() chi.Router {
 			r.Post("/push", s.pushGroup)
 		})
 	})
+	r.Get("/nodes", s.listNodes)
 	r.Route("/users/{user}", func(r chi.Router) {
 		r.Use(nameCtx("user"))
 		r.Get("/", s.getUser)

@@ -41,6 +41,9 @@ type Config struct {
 	// ReadyCheck, when set, is asked by GET /readyz once the Server is
 	// marked ready; an error makes it answer 503 with the error's text.
 	ReadyCheck func(context.Context) error
+	// Nodes, when set (cluster mode), lists the cluster's nodes for GET
+	// /v1/nodes; unset, the route lists this node alone.
+	Nodes func(context.Context) ([]NodeInfo, error)
 	// Logger receives the access log and the Server's own logs. Default
 	// slog.Default().
 	Logger *slog.Logger

@@ -62,15 +62,20 @@ var (
 	_ bridge.Admitter = (*Tracker)(nil)
 )
 
-// NewTracker returns a Tracker that passes every event on to next (nil:
-// none), and Admit too when next is a bridge.Admitter.
-func NewTracker(next bridge.Listener, log *slog.Logger) *Tracker {
+// NewTracker returns a Tracker; setNext gives it the Listener it passes
+// every event on to, before the hub starts.
+func NewTracker(log *slog.Logger) *Tracker {
 	if log == nil {
 		log = slog.Default()
 	}
-	t := &Tracker{next: next, log: log, ops: make(chan fdOp, trackerQueue), done: make(chan struct{})}
+	return &Tracker{log: log, ops: make(chan fdOp, trackerQueue), done: make(chan struct{})}
+}
+
+// setNext makes the Tracker pass every event on to next (nil: none), and
+// Admit too when next is a bridge.Admitter.
+func (t *Tracker) setNext(next bridge.Listener) {
+	t.next = next
 	t.adm, _ = next.(bridge.Admitter)
-	return t
 }
 
 // Admit implements bridge.Admitter for the next Listener.

@@ -28,12 +28,6 @@ type Config struct {
 	Timeout time.Duration
 	// TTL: a node silent for longer is lost. Default 10s.
 	TTL time.Duration
-	// Events is the application's Listener (the events dispatcher), or nil;
-	// the node's Listener passes every event on to it.
-	Events bridge.Listener
-	// PostLost posts the close events of a lost node's fds
-	// (events.Dispatcher.PostLost); nil: nobody is told.
-	PostLost func(node int, fds []int64) int
 	// OnClaimLost is told when this node lost its id: it must stop.
 	OnClaimLost func(err error)
 	// Observer is told of every remote call.
@@ -58,6 +52,11 @@ type Member struct {
 	router  *Router
 	broker  *RedisBroker
 	hub     *bridge.Hub
+
+	// postLost posts the close events of a lost node's fds, once
+	// UseEvents closed eventsSet; nil: events are off.
+	postLost  func(node int, fds []int64) int
+	eventsSet chan struct{}
 }
 
 // Open connects to Redis, claims the node id and reserves the first fd
@@ -74,8 +73,8 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Member{cfg: cfg, log: cfg.Logger, keys: keys, client: client}
-	n.tracker = NewTracker(cfg.Events, cfg.Logger)
+	n := &Member{cfg: cfg, log: cfg.Logger, keys: keys, client: client, eventsSet: make(chan struct{})}
+	n.tracker = NewTracker(cfg.Logger)
 	n.subs = NewSubscriptions(keys, cfg.Logger)
 	n.reg, err = Join(ctx, RegistryConfig{
 		Client: client, Keys: keys, NodeID: cfg.NodeID, Address: cfg.Address, TTL: cfg.TTL,
@@ -108,9 +107,17 @@ func (n *Member) ID() int { return n.reg.ID() }
 // Sequence is the hub's bridge.Config.Sequence.
 func (n *Member) Sequence() bridge.Sequence { return n.seq }
 
-// Listener is the hub's bridge.Config.Listener: the open-fd set, then the
-// application's events.
-func (n *Member) Listener() bridge.Listener { return n.tracker }
+// UseEvents connects the application's events: next is the hub's
+// Listener (the events dispatcher; nil when events are off) and post the
+// dispatcher's PostLost. It returns the hub's bridge.Config.Listener: the
+// open-fd set in front of next. Lost nodes wait for it: their connections'
+// close events need it.
+func (n *Member) UseEvents(next bridge.Listener, post func(node int, fds []int64) int) bridge.Listener {
+	n.tracker.setNext(next)
+	n.postLost = post
+	close(n.eventsSet)
+	return n.tracker
+}
 
 // OnIndexChange is the hub's bridge.Config.OnIndexChange.
 func (n *Member) OnIndexChange(kind bridge.IndexKind, name string) { n.subs.Changed(kind, name) }
@@ -147,10 +154,15 @@ func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service
 // nodeLost is the registry's OnNodeLost: the lost node's connections are
 // reported closed to the application, once across the cluster.
 func (n *Member) nodeLost(ctx context.Context, lost Node) error {
-	if n.cfg.PostLost == nil {
-		return nil
+	select {
+	case <-n.eventsSet:
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: this node's events are not set up yet: %w", ctx.Err())
 	}
-	posted, err := PostLostFDs(ctx, n.client, n.keys.FDs(lost.ID, lost.Gen), lost.ID, n.cfg.PostLost)
+	if n.postLost == nil {
+		return nil // events are off: nobody to tell
+	}
+	posted, err := PostLostFDs(ctx, n.client, n.keys.FDs(lost.ID, lost.Gen), lost.ID, n.postLost)
 	n.log.Warn("cluster: a node was lost; its connections are reported closed to the application",
 		"node", lost.ID, "gen", lost.Gen, "address", lost.Address, "fds", posted, "err", err)
 	return err

@@ -34,13 +34,13 @@ func startNode(t *testing.T, redisURL, prefix string, id int) *testNode {
 		t.Fatal(err)
 	}
 	n := &testNode{lost: make(chan []int64, 100)}
-	n.member, err = Open(ctxT(t), Config{URL: u, Prefix: prefix, NodeID: id, Address: "test", Timeout: 2 * time.Second, Logger: quiet(),
-		PostLost: func(node int, fds []int64) int { n.lost <- slices.Clone(fds); return len(fds) }})
+	n.member, err = Open(ctxT(t), Config{URL: u, Prefix: prefix, NodeID: id, Address: "test", Timeout: 2 * time.Second, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := n.member
-	n.hub, err = bridge.New(bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: m.Listener(), OnIndexChange: m.OnIndexChange, Logger: quiet()})
+	listener := m.UseEvents(nil, func(node int, fds []int64) int { n.lost <- slices.Clone(fds); return len(fds) })
+	n.hub, err = bridge.New(bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: listener, OnIndexChange: m.OnIndexChange, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,11 +27,23 @@ type config struct {
 	RPC             rpc.Config
 	Events          events.Config
 	Admin           admin.Config
+	Cluster         clusterConfig
 	// TLS is the WebSocket listener's certificate (wss://), AdminTLS the
 	// admin listener's (https://); empty pairs: plain TCP.
 	TLS, AdminTLS     tlsPair
 	TLSReloadInterval time.Duration
 }
+
+// clusterConfig is what cluster mode needs beside the node id
+// (Bridge.NodeID, cluster.AutoNodeID for auto).
+type clusterConfig struct {
+	URL     string // WSBRIDGE_REDIS_URL; empty: standalone
+	Prefix  string
+	Timeout time.Duration
+	TTL     time.Duration
+}
+
+func (c config) clusterOn() bool { return c.Cluster.URL != "" }
 
 // tlsPair names a PEM certificate chain and its key.
 type tlsPair struct{ Cert, Key string }

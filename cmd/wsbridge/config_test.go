@@ -25,6 +25,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/cluster"
 	"github.com/wsbridge/wsbridge/events"
 )
 
@@ -128,6 +129,9 @@ func withKnownDefaults(c config) config {
 	a.ReadyCheck = nil
 	a.Logger = nil
 	a.TLS = nil
+	a.Nodes = nil
+	c.Cluster = clusterConfig{Prefix: "wsbridge", Timeout: 2 * time.Second, TTL: 10 * time.Second}
+	c.Bridge.NodeID = cluster.AutoNodeID
 	c.TLS, c.AdminTLS = tlsPair{}, tlsPair{}
 	c.TLSReloadInterval = 10 * time.Second
 	return c
@@ -145,7 +149,12 @@ func TestParseConfigDefaults(t *testing.T) {
 	if out.Len() != 0 {
 		t.Errorf("parseConfig(nil) wrote %q to out, want nothing", out.String())
 	}
-	// The built-in defaults are a valid bridge configuration.
+	// The built-in defaults are a valid bridge configuration, once the
+	// node id auto is what run makes it standalone.
+	if got.Bridge.NodeID != cluster.AutoNodeID {
+		t.Fatalf("default node id %d, want auto", got.Bridge.NodeID)
+	}
+	got.Bridge.NodeID = 0
 	got.Bridge.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	h, err := bridge.New(got.Bridge)
 	if err != nil {
@@ -228,6 +237,7 @@ func allSet(tb testing.TB) config {
 	c.TLS = tlsPair{"/etc/wsbridge/tls/tls.crt", "/etc/wsbridge/tls/tls.key"}
 	c.AdminTLS = tlsPair{"/etc/wsbridge/admin/tls.crt", "/etc/wsbridge/admin/tls.key"}
 	c.TLSReloadInterval = time.Minute
+	c.Cluster = clusterConfig{URL: "redis://:pw@127.0.0.1:6379/0", Prefix: "app1", Timeout: 500 * time.Millisecond, TTL: 30 * time.Second}
 	return c
 }
 

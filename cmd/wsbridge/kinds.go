@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/cluster"
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/rpc"
 )
@@ -503,6 +504,26 @@ func rpcAddrReason(addr string, err error) error {
 }
 
 // checkEventsURL accepts an empty URL (off) or an http(s) URL with a host.
+func checkRedisURL(u string) error {
+	if u == "" {
+		return nil
+	}
+	_, err := cluster.ParseURL(u)
+	return err
+}
+
+func checkRedisPrefix(p string) error {
+	_, err := cluster.NewKeys(p)
+	return err
+}
+
+func checkNodeTTL(d time.Duration) error {
+	if d < time.Second {
+		return errors.New("at least 1s (the heartbeat is a third of it)")
+	}
+	return nil
+}
+
 func checkEventsURL(u string) error {
 	if u == "" {
 		return nil

@@ -15,11 +15,13 @@ import (
 	"os"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/cluster"
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
@@ -44,6 +46,8 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		fmt.Fprintf(stderr, "wsbridge: %v\nRun 'wsbridge --help' for the settings.\n", err)
 		return 2
 	}
+	ctx, stopRun := context.WithCancel(ctx) // a node that lost its cluster id stops
+	defer stopRun()
 	log := newLogger(stderr, cfg.LogLevel, cfg.LogFormat)
 	slog.SetDefault(log) // net/rpc logs through the standard logger
 	cfg.Bridge.Logger = log
@@ -88,13 +92,33 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		cfg.Admin.TLS = adminCert.ServerConfig()
 	}
 
+	// In a cluster the node id is claimed first: the events carry it.
+	var claimLost atomic.Bool
+	member, err := joinCluster(ctx, &cfg, log, func(err error) {
+		log.Error("this node lost its cluster node id: stopping", "err", err)
+		claimLost.Store(true)
+		stopRun()
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
+		return 1
+	}
 	disp, err := startEvents(&cfg, log)
 	if err != nil {
+		leaveCluster(context.Background(), log, member)
 		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
 		return 2
 	}
+	if member != nil {
+		var post func(int, []int64) int
+		if disp != nil {
+			post = disp.PostLost
+		}
+		cfg.Bridge.Listener = member.UseEvents(cfg.Bridge.Listener, post)
+	}
 	hub, err := bridge.New(cfg.Bridge)
 	if err != nil {
+		leaveCluster(context.Background(), log, member)
 		stopEvents(context.Background(), log, disp)
 		fmt.Fprintf(stderr, "wsbridge: %v\n", err)
 		return 2
@@ -116,6 +140,31 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		ln = tls.NewListener(ln, wsCert.ServerConfig()) // the handshake runs under the handshake timeout
 	}
 	svc := sender.NewService(hub) // the Sender API both transports carry
+	if member != nil {
+		if err := member.Start(ctx, hub, svc); err != nil {
+			log.Error("cannot join the cluster's channels", "err", err)
+			ln.Close()
+			_ = hub.Shutdown(context.Background())
+			leaveCluster(context.Background(), log, member)
+			stopEvents(context.Background(), log, disp)
+			return 1
+		}
+		cfg.Admin.ReadyCheck = func(context.Context) error {
+			if h := member.Health(); !h.Up {
+				return fmt.Errorf("redis unavailable: %s", h.Reason)
+			}
+			return nil
+		}
+		cfg.Admin.Nodes = func(ctx context.Context) ([]admin.NodeInfo, error) {
+			nodes, err := member.Nodes(ctx)
+			out := make([]admin.NodeInfo, len(nodes))
+			for i, n := range nodes {
+				out[i] = admin.NodeInfo{ID: n.ID, Gen: n.Gen, Address: n.Address, Hostname: n.Hostname, PID: n.PID, Started: n.Started,
+					Connections: n.Connections, HeartbeatAgeMillis: n.HeartbeatAge.Milliseconds(), Expired: n.Expired, Self: n.ID == member.ID()}
+			}
+			return out, err
+		}
+	}
 	var rpcSrv *rpc.Server
 	if cfg.rpcOn() {
 		if rpcSrv, err = rpc.New(svc, cfg.RPC); err == nil {
@@ -201,6 +250,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Warn("shutdown deadline reached, remaining connections closed", "err", err)
 	}
 	stopEvents(sctx, log, disp)
+	leaveCluster(sctx, log, member)
 	if rpcSrv != nil {
 		if err := rpcSrv.Shutdown(sctx); err != nil {
 			log.Warn("rpc shutdown deadline reached, remaining RPC connections closed", "err", err)
@@ -220,7 +270,56 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		<-served // the serve loops have returned
 	}
 	log.Info("stopped", "took", time.Since(start).String())
+	if claimLost.Load() {
+		code = 1
+	}
 	return code
+}
+
+// joinCluster opens this node's membership of a cluster when
+// WSBRIDGE_REDIS_URL is set: it claims the node id and gives the hub's
+// config the cluster's fd sequence, Listener (the open-fd set in front of
+// the events) and OnIndexChange. Standalone, node id auto is 0 and the
+// result is nil.
+func joinCluster(ctx context.Context, cfg *config, log *slog.Logger, claimLost func(error)) (*cluster.Member, error) {
+	if !cfg.clusterOn() {
+		if cfg.Bridge.NodeID == cluster.AutoNodeID {
+			cfg.Bridge.NodeID = 0
+		}
+		return nil, nil
+	}
+	u, err := cluster.ParseURL(cfg.Cluster.URL)
+	if err != nil {
+		return nil, err
+	}
+	cc := cluster.Config{
+		URL: u, Prefix: cfg.Cluster.Prefix, NodeID: cfg.Bridge.NodeID, Address: cfg.RPC.Addr,
+		Timeout: cfg.Cluster.Timeout, TTL: cfg.Cluster.TTL, OnClaimLost: claimLost, Logger: log,
+	}
+	if o, ok := cfg.RPC.Observer.(cluster.Observer); ok {
+		cc.Observer = o
+	}
+	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	m, err := cluster.Open(jctx, cc)
+	if err != nil {
+		return nil, fmt.Errorf("cannot join the cluster at %s: %w", u, err)
+	}
+	cfg.Bridge.NodeID = m.ID()
+	cfg.Bridge.Sequence = m.Sequence()
+	cfg.Bridge.OnIndexChange = m.OnIndexChange
+	log.Info("cluster joined", "redis", u.String(), "prefix", cfg.Cluster.Prefix, "node_id", m.ID())
+	return m, nil
+}
+
+// leaveCluster leaves the cluster after the hub shut down (nil: standalone).
+func leaveCluster(ctx context.Context, log *slog.Logger, m *cluster.Member) {
+	if m == nil {
+		return
+	}
+	if err := m.Close(ctx); err != nil {
+		log.Warn("leaving the cluster", "err", err)
+	}
 }
 
 // httpShutdownSlice is the part of the shutdown budget given to the HTTP

@@ -8,6 +8,7 @@ import (
 
 	"github.com/wsbridge/wsbridge/admin"
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/cluster"
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
@@ -35,6 +36,7 @@ const (
 	groupEvents   = "Events to the PHP application"
 	groupAdmin    = "Admin HTTP server"
 	groupTLS      = "TLS"
+	groupCluster  = "Cluster (several nodes through Redis)"
 	groupLog      = "Logging"
 )
 
@@ -64,9 +66,6 @@ var settings = []setting{
 	{name: "ws-path", group: groupListener, example: "/ws",
 		help: "URL path that accepts WebSocket upgrades",
 		kind: str(func(c *config) *string { return &c.Bridge.Path }, "/").rule(checkPath, "ws")},
-	{name: "node-id", group: groupListener, example: "7",
-		help: "node id carried in the high bits of every fd (0..1023)",
-		kind: intIn(func(c *config) *int { return &c.Bridge.NodeID }, 0, 0, bridge.MaxNodeID)},
 	{name: "workers", group: groupListener, example: "3",
 		help: "worker partitions for connections (0: number of CPUs)",
 		kind: intIn(func(c *config) *int { return &c.Bridge.Workers }, 0, 0, 4096)},
@@ -265,6 +264,21 @@ var settings = []setting{
 		help: "how often the certificate and key files are checked; a change is loaded once the files stay the same for one interval (SIGHUP: at once)",
 		kind: dur(func(c *config) *time.Duration { return &c.TLSReloadInterval }, tlsreload.DefaultInterval)},
 
+	{name: "redis-url", group: groupCluster, example: "redis://:pw@127.0.0.1:6379/0",
+		help: "Redis of a cluster of nodes: redis://[user:password@]host:port[/db], rediss:// (TLS), ?addr=host:port&addr=... (several nodes of a Redis Cluster), &master_set=name (Sentinel); empty: standalone",
+		kind: str(func(c *config) *string { return &c.Cluster.URL }, "").rule(checkRedisURL, "http://redis:6379", "redis://", "redis://h:6379?nope=1").shown(cluster.RedactURL)},
+	{name: "redis-prefix", group: groupCluster, example: "app1",
+		help: "prefix of every Redis key and channel of the cluster (one Redis can serve several clusters)",
+		kind: str(func(c *config) *string { return &c.Cluster.Prefix }, cluster.DefaultPrefix).rule(checkRedisPrefix, "{app}", "a b", ":app")},
+	{name: "node-id", group: groupCluster, example: "7",
+		help: "node id carried in the high bits of every fd (0..1023); auto: 0 standalone, a free id claimed in Redis with redis-url",
+		kind: intOr(func(c *config) *int { return &c.Bridge.NodeID }, cluster.AutoNodeID, 0, bridge.MaxNodeID, "auto", cluster.AutoNodeID)},
+	{name: "cluster-timeout", group: groupCluster, example: "500ms",
+		help: "how long a call for another node's fd, group, user or everyone waits for the answers; past it node_unreachable (or the nodes counted as not answering)",
+		kind: dur(func(c *config) *time.Duration { return &c.Cluster.Timeout }, cluster.DefaultCallTimeout)},
+	{name: "node-ttl", group: groupCluster, example: "30s",
+		help: "a node whose heartbeat is older is lost: a survivor reports its connections closed to the application (heartbeat: a third of it)",
+		kind: dur(func(c *config) *time.Duration { return &c.Cluster.TTL }, cluster.DefaultNodeTTL).rule(checkNodeTTL, "100ms")},
 	{name: "log-level", group: groupLog, example: "debug",
 		help: "log level: debug, info, warn or error",
 		kind: level(func(c *config) *slog.Level { return &c.LogLevel }, slog.LevelInfo)},

@@ -257,6 +257,7 @@ func TestEffectiveSettings(t *testing.T) {
 		t.Errorf("%d variables in\n%s\nwant %d", len(env), text, len(settings))
 	}
 	env["WSBRIDGE_ADMIN_TOKEN"], env["WSBRIDGE_EVENTS_SECRET"], env["WSBRIDGE_EVENTS_URL"] = c.Admin.Token, c.Events.Secret, c.Events.URL
+	env["WSBRIDGE_REDIS_URL"] = c.Cluster.URL // shown without its password
 	got, err := parseConfig(nil, envOf(env), io.Discard)
 	if err != nil {
 		t.Fatalf("the effective config does not parse back: %v\n%s", err, text)
