@@ -28,8 +28,8 @@ final class RPCTest extends TestCase
         self::assertSame($addr, $bridge->rpcAddr);
         $sender = Sender::create($addr);
         $client = new WsClient($bridge->wsUrl . '/');
-        self::waitUntilOpen($sender, 1);
-        self::assertTrue($sender->push(1, 'over a unix socket'));
+        $fd = $bridge->waitForFd();
+        self::assertTrue($sender->push($fd, 'over a unix socket'));
         $ev = $client->next();
         self::assertSame('over a unix socket', $ev['data']);
         self::assertSame(0, $bridge->stop());
@@ -39,28 +39,14 @@ final class RPCTest extends TestCase
         // A new bridge on the same socket: the idle connection is stale and
         // the next call reconnects without an error.
         $bridge = new Bridge([], $addr);
-        self::assertFalse($sender->check(1));
+        self::assertFalse($sender->check($fd));
         $client = new WsClient($bridge->wsUrl . '/');
-        self::waitUntilOpen($sender, 1);
-        self::assertTrue($sender->push(1, 'after the restart'));
+        $again = $bridge->waitForFd();
+        self::assertGreaterThan($fd, $again, 'fds are never reused, not even across restarts');
+        self::assertTrue($sender->push($again, 'after the restart'));
         self::assertSame('after the restart', $client->next()['data']);
         self::assertSame(0, $bridge->stop());
         @\rmdir($dir);
-    }
-
-    /**
-     * The client sees its handshake complete a moment before the bridge
-     * files the connection under its fd.
-     */
-    private static function waitUntilOpen(Sender $sender, int $fd): void
-    {
-        $deadline = \microtime(true) + 10;
-        while (!$sender->check($fd)) {
-            if (\microtime(true) > $deadline) {
-                self::fail("fd {$fd} never opened");
-            }
-            \usleep(2000);
-        }
     }
 
     public function testUnreachableAddress(): void

@@ -51,9 +51,7 @@ final class SenderTest extends TestCase
         // bridge files the connection under its fd: look until it is there.
         $deadline = \microtime(true) + 10;
         do {
-            $stats = self::$sender->stats();
-            $opened = \array_sum(\array_column($stats['workers'], 'opened'));
-            for ($fd = $opened; $fd >= 1; $fd--) {
+            foreach (\array_reverse(self::$bridge->fds()) as $fd) {
                 $info = self::$sender->info($fd);
                 if ($info !== null && ($info['query']['id'][0] ?? '') === $id) {
                     return [$client, $fd];

@@ -71,7 +71,7 @@ final class ServerTest extends TestCase
         try {
             $sender = Sender::create($bridge->rpcAddr);
             $client = new WsClient($bridge->wsUrl . '/?id=server-test');
-            $fd = self::waitForFd($sender);
+            $fd = $bridge->waitForFd();
             $controller = new RecordingController();
             $handler = new EventHandler($controller, $sender);
             $body = \json_encode(['node' => 0, 'events' => [
@@ -92,17 +92,5 @@ final class ServerTest extends TestCase
         } finally {
             self::assertSame(0, $bridge->stop());
         }
-    }
-
-    private static function waitForFd(Sender $sender): int
-    {
-        $deadline = \microtime(true) + 10;
-        do {
-            if ($sender->info(1) !== null) {
-                return 1;
-            }
-            \usleep(2000);
-        } while (\microtime(true) < $deadline);
-        self::fail('the client never got fd 1');
     }
 }

@@ -15,6 +15,10 @@ final class Bridge
     private string $log;
     public readonly string $wsUrl;
     public readonly string $rpcAddr;
+    public readonly string $adminUrl;
+
+    /** The admin API's token: fds() lists the connections through it. */
+    private const ADMIN_TOKEN = 'php-client-tests-admin-token-0123456789';
 
     /**
      * @param list<string> $args extra flags
@@ -22,7 +26,7 @@ final class Bridge
     public function __construct(array $args = [], string $rpcAddr = 'tcp://127.0.0.1:0')
     {
         $this->log = \tempnam(\sys_get_temp_dir(), 'wsbridge-log-');
-        $cmd = \array_merge([Build::bridge(), '-ws-addr', '127.0.0.1:0', '-rpc-addr', $rpcAddr, '-admin-addr', '127.0.0.1:0', '-log-format', 'json'], $args);
+        $cmd = \array_merge([Build::bridge(), '-ws-addr', '127.0.0.1:0', '-rpc-addr', $rpcAddr, '-admin-addr', '127.0.0.1:0', '-admin-token', self::ADMIN_TOKEN, '-log-format', 'json'], $args);
         $process = \proc_open($cmd, [0 => ['file', '/dev/null', 'r'], 1 => ['file', '/dev/null', 'w'], 2 => ['file', $this->log, 'w']], $pipes);
         if ($process === false) {
             throw new \RuntimeException('cannot start ' . Build::bridge());
@@ -32,6 +36,48 @@ final class Bridge
         $rpc = $this->waitForLog('rpc listening');
         $this->wsUrl = 'ws://' . $ws['addr'];
         $this->rpcAddr = $rpc['addr'];
+        $this->adminUrl = 'http://' . $this->waitForLog('admin listening')['addr'];
+    }
+
+    /**
+     * The fds of the open connections, in order, from the admin API (fds
+     * are large and never reused, so a test cannot guess them).
+     *
+     * @return list<int>
+     */
+    public function fds(): array
+    {
+        $ctx = \stream_context_create(['http' => ['header' => 'Authorization: Bearer ' . self::ADMIN_TOKEN, 'timeout' => 5]]);
+        $fds = [];
+        $after = 0;
+        do {
+            $body = \file_get_contents("{$this->adminUrl}/v1/connections?limit=1000&after={$after}", false, $ctx);
+            if ($body === false) {
+                throw new \RuntimeException('GET /v1/connections failed');
+            }
+            $list = \json_decode($body, true, 16, \JSON_THROW_ON_ERROR);
+            foreach ($list['connections'] as $c) {
+                $fds[] = $c['fd'];
+            }
+            $after = $list['next_after'];
+        } while ($after !== null);
+        return $fds;
+    }
+
+    /**
+     * Waits until a connection is open and returns the fd of the newest one.
+     */
+    public function waitForFd(float $timeout = 10.0): int
+    {
+        $deadline = \microtime(true) + $timeout;
+        do {
+            $fds = $this->fds();
+            if ($fds !== []) {
+                return \end($fds);
+            }
+            \usleep(2000);
+        } while (\microtime(true) < $deadline);
+        throw new \RuntimeException('no connection opened');
     }
 
     /**
