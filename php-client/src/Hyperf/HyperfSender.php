@@ -21,8 +21,8 @@ use WsBridge\Sender as BridgeSender;
  * the connections the bridge holds, from any worker or server, in one hop.
  *
  * Every public and protected method of hyperf/hyperf
- * src/websocket-server/src/Sender.php (3.1) is overridden with its exact
- * signature, so this class only loads where Hyperf's Sender exists: it is
+ * src/websocket-server/src/Sender.php is overridden with a signature
+ * compatible with both v3.1.x and v3.2.x (they differ only in __call), so this class only loads where Hyperf's Sender exists: it is
  * reached through HyperfSenderFactory, never referenced eagerly.
  *
  * Results are the bridge's: push and disconnect return false for an fd that
@@ -45,9 +45,13 @@ class HyperfSender extends Sender
      * disconnect(int $fd, ?int $code = null, ?string $reason = null), as
      * Hyperf's @method tags declare them; named arguments work too.
      *
+     * Untyped parameters and a mixed return: compatible with Hyperf 3.1's
+     * __call($name, $arguments) and 3.2's __call(string $name, array
+     * $arguments): mixed alike.
+     *
      * @throws ServiceException|ConnectionException|ProtocolException|NotDeliveredException
      */
-    public function __call($name, $arguments)
+    public function __call($name, $arguments): mixed
     {
         [$fd, $method] = $this->getFdAndMethodFromProxyMethod($name, $arguments);
         return $this->proxy($fd, $method, $arguments);
