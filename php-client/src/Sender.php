@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace WsBridge;
 
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\NotDeliveredException;
 use WsBridge\Exception\ProtocolException;
 use WsBridge\Exception\ServiceException;
@@ -126,7 +127,7 @@ class Sender
         $items = [];
         foreach ($messages as $i => $m) {
             if (!\is_array($m) || !isset($m['fd'], $m['data']) || !\is_int($m['fd'])) {
-                throw new \InvalidArgumentException("message {$i}: want ['fd' => int, 'data' => string, ...]");
+                throw new InvalidArgumentException("message {$i}: want ['fd' => int, 'data' => string, ...]");
             }
             $item = ['fd' => $m['fd']] + $this->message($m['data'], $m['opcode'] ?? null);
             if (isset($m['finish'])) {
@@ -262,7 +263,7 @@ class Sender
             $data = (string) $data;
         }
         if (!\is_string($data)) {
-            throw new \InvalidArgumentException('data must be a string, got ' . \get_debug_type($data));
+            throw new InvalidArgumentException('data must be a string, got ' . \get_debug_type($data));
         }
         $m = ['data' => $data];
         if ($opcode !== null) {
@@ -285,7 +286,7 @@ class Sender
         $out = [];
         foreach ($fds as $fd) {
             if (!\is_int($fd)) {
-                throw new \InvalidArgumentException('fds must be integers, got ' . \get_debug_type($fd));
+                throw new InvalidArgumentException('fds must be integers, got ' . \get_debug_type($fd));
             }
             $out[] = $fd;
         }

@@ -5,6 +5,8 @@ declare(strict_types=1);
 namespace WsBridge\Events;
 
 use Swoole\Http\Request;
+use WsBridge\Exception\ConfigurationException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\InvalidRequestException;
 use WsBridge\Exception\RequestRejectedException;
 use WsBridge\Sender;
@@ -65,7 +67,7 @@ final class EventHandler
     public function __construct(private readonly object $controller, Sender|Server $server)
     {
         if (!\is_callable([$controller, 'onOpen']) && !\is_callable([$controller, 'onMessage']) && !\is_callable([$controller, 'onClose'])) {
-            throw new \InvalidArgumentException(\get_class($controller) . ' has none of onOpen, onMessage, onClose');
+            throw new InvalidArgumentException(\get_class($controller) . ' has none of onOpen, onMessage, onClose');
         }
         $this->server = $server instanceof Server ? $server : new Server($server);
         $this->clock = static fn (): int => \time();
@@ -110,7 +112,7 @@ final class EventHandler
         $secrets = \array_values(\array_filter((array) $secret, static fn ($s): bool => $s !== ''));
         foreach ($secrets as $s) {
             if (!\is_string($s)) {
-                throw new \InvalidArgumentException('secrets must be strings');
+                throw new InvalidArgumentException('secrets must be strings');
             }
         }
         $clone = clone $this;
@@ -131,7 +133,7 @@ final class EventHandler
     public function withMaxBodySize(int $bytes): self
     {
         if ($bytes < 1) {
-            throw new \InvalidArgumentException('the body size limit must be positive');
+            throw new InvalidArgumentException('the body size limit must be positive');
         }
         $clone = clone $this;
         $clone->maxBodySize = $bytes;
@@ -149,7 +151,7 @@ final class EventHandler
     public function withTolerance(int $seconds): self
     {
         if ($seconds < 0) {
-            throw new \InvalidArgumentException('the tolerance must not be negative');
+            throw new InvalidArgumentException('the tolerance must not be negative');
         }
         $clone = clone $this;
         $clone->tolerance = $seconds;
@@ -193,7 +195,7 @@ final class EventHandler
     public function withLogger(object $logger): self
     {
         if (!\is_callable([$logger, 'error']) || !\is_callable([$logger, 'warning'])) {
-            throw new \InvalidArgumentException('the logger needs error() and warning() methods (PSR-3)');
+            throw new InvalidArgumentException('the logger needs error() and warning() methods (PSR-3)');
         }
         return $this->withErrorHandler(static function (\Throwable $e, ?Event $event) use ($logger): void {
             if ($e instanceof RequestRejectedException) {
@@ -309,7 +311,7 @@ final class EventHandler
     private function auth(array $handshake): Response
     {
         if ($this->authorizer === null) {
-            $this->report(new \LogicException('an auth request arrived and no authorizer is configured: the handshake is refused'), null);
+            $this->report(new ConfigurationException('an auth request arrived and no authorizer is configured: the handshake is refused'), null);
             return Response::json(200, AuthResult::deny(403, 'no authorizer is configured')->toArray());
         }
         $request = SwooleObjects::request(0, $handshake['path'], $handshake['query'], $handshake['headers'], $handshake['remote_addr'], ($this->clock)() * 1000);

@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace WsBridge\Events;
 
+use WsBridge\Exception\InvalidArgumentException;
+
 /**
  * SeqStore in this process's memory, for long-running workers (Hyperf,
  * RoadRunner): it catches a batch redelivered to the same process, and
@@ -22,7 +24,7 @@ final class MemorySeqStore implements SeqStore
     public function __construct(private readonly int $capacity = 100_000)
     {
         if ($capacity < 1) {
-            throw new \InvalidArgumentException('capacity must be at least 1');
+            throw new InvalidArgumentException('capacity must be at least 1');
         }
     }
 

@@ -8,6 +8,7 @@ use WsBridge\Exception\ConnectionException;
 use WsBridge\Exception\NotDeliveredException;
 use WsBridge\Exception\ProtocolException;
 use WsBridge\Exception\ServiceException;
+use WsBridge\Exception\UnsupportedException;
 use WsBridge\Sender;
 
 /**
@@ -107,7 +108,7 @@ class Server
      */
     public function __call(string $name, array $arguments): never
     {
-        throw new \BadMethodCallException(
+        throw new UnsupportedException(
             "Swoole's server method {$name}() is not available through wsbridge; "
             . 'use push, disconnect, close, exist, isEstablished, or sender() for the wsbridge API'
         );

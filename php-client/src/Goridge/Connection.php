@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace WsBridge\Goridge;
 
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\ProtocolException;
 
 /**
@@ -23,7 +24,7 @@ final class Connection
         private readonly int $maxFrameSize = 64 << 20,
     ) {
         if (!\preg_match('#^(tcp://[^/]+:\d+|unix:///?.+)$#', $address)) {
-            throw new \InvalidArgumentException("bridge address \"{$address}\": want tcp://host:port or unix:///path.sock");
+            throw new InvalidArgumentException("bridge address \"{$address}\": want tcp://host:port or unix:///path.sock");
         }
     }
 

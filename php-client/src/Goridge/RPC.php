@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace WsBridge\Goridge;
 
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\ProtocolException;
 use WsBridge\Exception\ServiceException;
 
@@ -27,7 +28,7 @@ final class RPC implements RPCInterface
         private readonly float $retryDelay = 0.05,
     ) {
         if ($retries < 0) {
-            throw new \InvalidArgumentException('retries must not be negative');
+            throw new InvalidArgumentException('retries must not be negative');
         }
     }
 
@@ -66,7 +67,7 @@ final class RPC implements RPCInterface
         try {
             $body = \json_encode($args, \JSON_THROW_ON_ERROR | \JSON_UNESCAPED_UNICODE | \JSON_UNESCAPED_SLASHES);
         } catch (\JsonException $e) {
-            throw new \InvalidArgumentException("cannot encode the arguments of {$method} as JSON: {$e->getMessage()}", 0, $e);
+            throw new InvalidArgumentException("cannot encode the arguments of {$method} as JSON: {$e->getMessage()}", 0, $e);
         }
         $seq = $this->send($method, $body);
         $reply = $this->connection->receive();
@@ -106,7 +107,7 @@ final class RPC implements RPCInterface
      */
     private function send(string $method, string $body): int
     {
-        for ($attempt = 0; ; $attempt++) {
+        for ($attempt = 0;; $attempt++) {
             try {
                 if (!$this->connection->isConnected() || $this->connection->peerClosed()) {
                     $this->connection->connect();

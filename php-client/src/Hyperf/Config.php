@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace WsBridge\Hyperf;
 
 use Psr\Container\ContainerInterface;
+use WsBridge\Exception\InvalidArgumentException;
 
 /**
  * Reads the "wsbridge" key of Hyperf's configuration
@@ -29,7 +30,7 @@ final class Config
         $all = $container->has(self::CONFIG_INTERFACE) ? $container->get(self::CONFIG_INTERFACE)->get('wsbridge', []) : [];
         $value = \is_array($all) ? ($all[$section] ?? []) : [];
         if (!\is_array($value)) {
-            throw new \InvalidArgumentException("wsbridge.{$section} must be an array");
+            throw new InvalidArgumentException("wsbridge.{$section} must be an array");
         }
         return $value;
     }

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace WsBridge\Hyperf;
 
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Goridge\RPC;
 use WsBridge\Goridge\RPCInterface;
 
@@ -41,7 +42,7 @@ final class CoroutineRPC implements RPCInterface
         private readonly int $maxIdle = 16,
     ) {
         if ($maxIdle < 0) {
-            throw new \InvalidArgumentException('maxIdle must not be negative');
+            throw new InvalidArgumentException('maxIdle must not be negative');
         }
     }
 

@@ -9,6 +9,7 @@ use WsBridge\Events\EventHandler;
 use WsBridge\Events\MemorySeqStore;
 use WsBridge\Events\SeqStore;
 use WsBridge\Events\Server;
+use WsBridge\Exception\ConfigurationException;
 use WsBridge\Sender;
 
 /**
@@ -27,7 +28,7 @@ final class EventHandlerFactory
         $events = Config::section($container, 'events');
         $class = $events['controller'] ?? null;
         if (!\is_string($class) || $class === '') {
-            throw new \LogicException('wsbridge.events.controller is not set: name the WebSocket controller that receives the events (config/autoload/wsbridge.php)');
+            throw new ConfigurationException('wsbridge.events.controller is not set: name the WebSocket controller that receives the events (config/autoload/wsbridge.php)');
         }
         $handler = new EventHandler($container->get($class), new Server($container->get(Sender::class)));
         $handler = $handler->withSecret($events['secret'] ?? null);
@@ -43,7 +44,7 @@ final class EventHandlerFactory
         }
         if ($authorizer !== null && $authorizer !== '') {
             if (!\is_callable($authorizer)) {
-                throw new \LogicException('wsbridge.events.authorizer must be a callable or the class of an invokable');
+                throw new ConfigurationException('wsbridge.events.authorizer must be a callable or the class of an invokable');
             }
             $handler = $handler->withAuthorizer($authorizer);
         }
@@ -53,7 +54,7 @@ final class EventHandlerFactory
         } elseif (\is_string($dedupe) && $dedupe !== '') {
             $store = $container->get($dedupe);
             if (!$store instanceof SeqStore) {
-                throw new \LogicException('wsbridge.events.deduplicate names a class that is not a ' . SeqStore::class);
+                throw new ConfigurationException('wsbridge.events.deduplicate names a class that is not a ' . SeqStore::class);
             }
             $handler = $handler->withSeqStore($store);
         }

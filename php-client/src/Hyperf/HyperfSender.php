@@ -9,9 +9,11 @@ use Hyperf\WebSocketServer\Sender;
 use Psr\Container\ContainerInterface;
 use WsBridge\Events\Server;
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\NotDeliveredException;
 use WsBridge\Exception\ProtocolException;
 use WsBridge\Exception\ServiceException;
+use WsBridge\Exception\UnsupportedException;
 use WsBridge\Sender as BridgeSender;
 
 /**
@@ -134,11 +136,11 @@ class HyperfSender extends Sender
         if ($method !== 'push' && $method !== 'disconnect') {
             $message = \sprintf('Method [%s] is not allowed.', $method);
             $class = 'Hyperf\WebSocketServer\Exception\InvalidMethodException';
-            throw \class_exists($class) ? new $class($message) : new \BadMethodCallException($message);
+            throw \class_exists($class) ? new $class($message) : new UnsupportedException($message);
         }
         $fd = self::argument($arguments, 0, 'fd');
         if ($fd === null) {
-            throw new \ArgumentCountError("{$method}() needs an fd");
+            throw new InvalidArgumentException("{$method}() needs an fd");
         }
         return [(int) $fd, $method];
     }

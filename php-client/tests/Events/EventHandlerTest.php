@@ -557,7 +557,7 @@ final class EventHandlerTest extends TestCase
         self::assertSame(204, $h->handle(self::batch([self::open(3), self::message(3, 2, 'x'), self::close(3, 3)]), ['x-wsbridge-kind' => 'events'])->status);
         self::assertSame(['x'], $onlyMessages->got);
 
-        $this->expectException(\InvalidArgumentException::class);
+        $this->expectException(\WsBridge\Exception\InvalidArgumentException::class);
         new EventHandler(new \stdClass(), new Sender($this->rpc));
     }
 

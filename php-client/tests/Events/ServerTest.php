@@ -55,7 +55,7 @@ final class ServerTest extends TestCase
     public function testOtherSwooleMethodsSayWhatToUse(): void
     {
         $server = new Server(new Sender(new RecordingRPC()));
-        $this->expectException(\BadMethodCallException::class);
+        $this->expectException(\WsBridge\Exception\UnsupportedException::class);
         $this->expectExceptionMessage('getClientList() is not available through wsbridge');
         $server->getClientList();
     }

@@ -270,7 +270,7 @@ final class ConfigProviderTest extends TestCase
 
     public function testEventHandlerFactoryNeedsAController(): void
     {
-        $this->expectException(\LogicException::class);
+        $this->expectException(\WsBridge\Exception\ConfigurationException::class);
         $this->expectExceptionMessage('wsbridge.events.controller is not set');
         self::container([])->get(EventHandler::class);
     }

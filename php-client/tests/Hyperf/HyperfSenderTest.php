@@ -222,22 +222,24 @@ final class HyperfSenderTest extends TestCase
     {
         self::assertSame([7, 'push'], $this->sender->getFdAndMethodFromProxyMethod('push', ['7', 'x']));
         self::assertSame([7, 'disconnect'], $this->sender->getFdAndMethodFromProxyMethod('disconnect', ['fd' => 7]));
-        foreach ([
+        foreach (
+            [
             static fn (HyperfSender $s) => $s->broadcast('x'),
             static fn (HyperfSender $s) => $s->getFdAndMethodFromProxyMethod('close', [1]),
             static fn (HyperfSender $s) => $s->proxy(1, 'exist', [1]),
-        ] as $call) {
+            ] as $call
+        ) {
             try {
                 $call($this->sender);
                 self::fail('no exception');
-            } catch (\BadMethodCallException $e) {
+            } catch (\WsBridge\Exception\UnsupportedException $e) {
                 self::assertMatchesRegularExpression('/^Method \[\w+\] is not allowed\.$/', $e->getMessage());
             }
         }
         try {
             $this->sender->push();
             self::fail('no exception');
-        } catch (\ArgumentCountError $e) {
+        } catch (\WsBridge\Exception\InvalidArgumentException $e) {
             self::assertSame('push() needs an fd', $e->getMessage());
         }
         self::assertSame([], $this->rpc->calls);
