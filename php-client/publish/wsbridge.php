@@ -18,7 +18,16 @@ return [
         'retries' => 2,           // reconnect attempts of a call that could not be sent
         'retry_delay' => 0.05,    // seconds, doubling
         'strict' => false,        // true: a push to a closed fd throws NotDeliveredException instead of returning false
-        'pool_max_idle' => 16,    // idle connections kept per worker (one per running coroutine while it calls)
+        // The bridge's rpc-max-frame-size (WSBRIDGE_RPC_MAX_FRAME_SIZE): a larger push or batch
+        // throws ServiceException "too_large" here, before anything is sent.
+        'max_request_size' => 32 * 1024 * 1024,
+        // RPC connections of each worker, shared by its coroutines (one call at a time each).
+        // Keep workers x max_active under the bridge's rpc-max-connections (1024 by default).
+        'pool' => [
+            'max_active' => 32,   // open at once; a call finding none free waits
+            'max_idle' => 16,     // kept open between calls
+            'wait_timeout' => 3.0, // seconds a call waits for a free one, then PoolExhaustedException
+        ],
     ],
 
     // What the bridge posts to WSBRIDGE_EVENTS_URL / WSBRIDGE_EVENTS_AUTH_URL,
