@@ -7,7 +7,6 @@ namespace WsBridge\Hyperf;
 use Hyperf\Engine\Contract\WebSocket\FrameInterface;
 use Hyperf\WebSocketServer\Sender;
 use Psr\Container\ContainerInterface;
-use WsBridge\Events\Server;
 use WsBridge\Exception\ConnectionException;
 use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\NotDeliveredException;
@@ -85,7 +84,7 @@ class HyperfSender extends Sender
                 $fd,
                 self::argument($arguments, 1, 'data', ''),
                 self::argument($arguments, 2, 'opcode'),
-                Server::finish(self::argument($arguments, 3, 'finish', self::argument($arguments, 3, 'flags'))),
+                BridgeSender::finish(self::argument($arguments, 3, 'finish', self::argument($arguments, 3, 'flags'))),
             );
         }
         $reason = self::argument($arguments, 2, 'reason');

@@ -48,7 +48,7 @@ final class ServerTest extends TestCase
             'Sender.Check {"fd":8}',
         ], $rpc->lines());
         self::assertSame([null, true, false, true, false, true], [
-            Server::finish(null), Server::finish(1), Server::finish(2), Server::finish(true), Server::finish(false), Server::finish('1'),
+            Sender::finish(null), Sender::finish(1), Sender::finish(2), Sender::finish(true), Sender::finish(false), Sender::finish('1'),
         ]);
     }
 
