@@ -34,4 +34,18 @@ final class Config
         }
         return $value;
     }
+
+    /**
+     * What the Redis-backed stores connect with (RedisClients::from):
+     * wsbridge.redis.client, the class of a client the container makes
+     * (\Redis, a predis client), else wsbridge.redis.url.
+     */
+    public static function redis(ContainerInterface $container): mixed
+    {
+        $redis = self::section($container, 'redis');
+        if (\is_string($redis['client'] ?? null) && $redis['client'] !== '') {
+            return $container->get($redis['client']);
+        }
+        return (string) ($redis['url'] ?? 'redis://127.0.0.1:6379');
+    }
 }
