@@ -52,7 +52,10 @@ return [
         // returning WsBridge\Events\AuthResult, true/false, a user id, or
         // ['allow' => bool, 'user' => ..., 'groups' => [...], 'status' => ..., 'message' => ...].
         // null: every handshake is refused (403) if the bridge asks.
+        // WsBridge\Hyperf\MiddlewareAuthorizer::class runs your middlewares.ws on each handshake.
         'authorizer' => null,
+        // The middlewares MiddlewareAuthorizer runs; null: config('middlewares.ws').
+        'handshake_middlewares' => null,
         // Claim each event before dispatching it, so that a batch the bridge sends again
         // (no answer within WSBRIDGE_EVENTS_TIMEOUT) runs once and in order:
         // true or 'memory' (this worker only), 'redis' (every worker: use it with more

@@ -28,6 +28,7 @@ class ConfigProvider
                 Sender::class => SenderFactory::class,
                 EventHandler::class => EventHandlerFactory::class,
                 ConnectionContext::class => ConnectionContextFactory::class,
+                MiddlewareAuthorizer::class => MiddlewareAuthorizerFactory::class,
             ],
             'publish' => [
                 [

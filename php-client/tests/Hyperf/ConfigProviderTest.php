@@ -13,6 +13,8 @@ use WsBridge\Context\MemoryContextStore;
 use WsBridge\Context\RedisContextStore;
 use WsBridge\Hyperf\ConfigProvider;
 use WsBridge\Hyperf\ConnectionContextFactory;
+use WsBridge\Hyperf\MiddlewareAuthorizer;
+use WsBridge\Hyperf\MiddlewareAuthorizerFactory;
 use WsBridge\Tests\Support\RedisServer;
 use WsBridge\Tests\Support\RecordingController;
 use WsBridge\Hyperf\EventHandlerFactory;
@@ -47,6 +49,7 @@ final class ConfigProviderTest extends TestCase
             Sender::class => SenderFactory::class,
             EventHandler::class => EventHandlerFactory::class,
             ConnectionContext::class => ConnectionContextFactory::class,
+            MiddlewareAuthorizer::class => MiddlewareAuthorizerFactory::class,
         ], $config['dependencies']);
         self::assertCount(1, $config['publish']);
         $publish = $config['publish'][0];
@@ -93,7 +96,8 @@ final class ConfigProviderTest extends TestCase
         $stderr = \stream_get_contents($pipes[2]);
         self::assertSame(0, \proc_close($process), $stderr);
         self::assertSame([
-            'dependencies' => ['Hyperf\WebSocketServer\Sender', Sender::class, EventHandler::class, ConnectionContext::class],
+            'dependencies' => ['Hyperf\WebSocketServer\Sender', Sender::class, EventHandler::class, ConnectionContext::class,
+                MiddlewareAuthorizer::class],
             'hyperf' => false,
             'declared' => false,
             'factory' => true,
