@@ -3,16 +3,68 @@
 declare(strict_types=1);
 
 /*
- * Stand-ins for Swoole\Http\Request and Swoole\WebSocket\Frame, declared only
- * when the classes do not exist (no Swoole extension), so that a Hyperf
- * WebSocket controller that type-hints them runs unchanged under the wsbridge
- * events handler in plain PHP. They carry the public properties of Swoole's
+ * Stand-ins for Swoole\Http\Request, Swoole\WebSocket\Frame and the server
+ * classes Swoole\Server, Swoole\Http\Server and Swoole\WebSocket\Server
+ * (with the SWOOLE_WEBSOCKET_* constants), declared only when they do not
+ * exist (no Swoole extension), so that a Hyperf WebSocket controller that
+ * type-hints them runs unchanged under the wsbridge events handler in plain
+ * PHP. The server stand-ins only give WsBridge\Events\Server its parent:
+ * with Swoole loaded it extends Swoole's own class, whose methods it overrides. They carry the public properties of Swoole's
  * classes (swoole/ide-helper src/swoole/namespace/Http/Request.php and
  * src/swoole/namespace/WebSocket/Frame.php); with Swoole loaded, the handler
  * passes real Swoole objects instead. Loaded by composer ("autoload" "files").
  */
 
+namespace {
+    foreach (
+        [
+            'SWOOLE_WEBSOCKET_OPCODE_TEXT' => 1,
+            'SWOOLE_WEBSOCKET_FLAG_FIN' => 1,
+            'SWOOLE_WEBSOCKET_FLAG_COMPRESS' => 2,
+            'SWOOLE_WEBSOCKET_FLAG_RSV1' => 4,
+            'SWOOLE_WEBSOCKET_FLAG_RSV2' => 8,
+            'SWOOLE_WEBSOCKET_FLAG_RSV3' => 16,
+            'SWOOLE_WEBSOCKET_FLAG_MASK' => 32,
+            'SWOOLE_WEBSOCKET_STATUS_ACTIVE' => 3,
+            'WEBSOCKET_STATUS_ACTIVE' => 3,
+            'SWOOLE_WEBSOCKET_CLOSE_NORMAL' => 1000,
+        ] as $wsbridgeName => $wsbridgeValue
+    ) {
+        if (!\defined($wsbridgeName)) {
+            \define($wsbridgeName, $wsbridgeValue);
+        }
+    }
+    unset($wsbridgeName, $wsbridgeValue);
+}
+
+namespace Swoole {
+    if (!\class_exists(Server::class)) {
+        /**
+         * A stand-in for Swoole's server (declared because Swoole is not
+         * loaded): the parent of WsBridge\Events\Server, which overrides
+         * every method it offers.
+         */
+        class Server
+        {
+            /** @var array<string, mixed>|null */
+            public $setting;
+
+            /** @var iterable<int>|null the open fds */
+            public $connections;
+        }
+    }
+}
+
 namespace Swoole\Http {
+    if (!\class_exists(Server::class)) {
+        /**
+         * A stand-in for Swoole's HTTP server (declared because Swoole is not loaded).
+         */
+        class Server extends \Swoole\Server
+        {
+        }
+    }
+
     if (!\class_exists(Request::class)) {
         /**
          * The handshake request of a WebSocket connection held by wsbridge
@@ -75,6 +127,17 @@ namespace Swoole\Http {
 }
 
 namespace Swoole\WebSocket {
+    if (!\class_exists(Server::class)) {
+        /**
+         * A stand-in for Swoole's WebSocket server (declared because Swoole is
+         * not loaded), so that `Swoole\WebSocket\Server $server` type hints and
+         * hyperf/engine's WebSocket\Response accept WsBridge\Events\Server.
+         */
+        class Server extends \Swoole\Http\Server
+        {
+        }
+    }
+
     if (!\class_exists(Frame::class)) {
         /**
          * A message from a WebSocket client held by wsbridge (a stand-in for

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace WsBridge;
 
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\NotDeliveredException;
 use WsBridge\Exception\ProtocolException;
 use WsBridge\Exception\ServiceException;
@@ -39,6 +40,9 @@ class Sender
     public const OPCODE_PING = 9;
     public const OPCODE_PONG = 10;
 
+    /** hyperf/engine-contract's frame, named as a string: Hyperf may be absent. */
+    public const ENGINE_FRAME = 'Hyperf\Engine\Contract\WebSocket\FrameInterface';
+
     public function __construct(
         private readonly RPCInterface $rpc,
         private bool $strict = false,
@@ -72,17 +76,62 @@ class Sender
      * Sends $data to $fd. $opcode: OPCODE_TEXT (default), OPCODE_BINARY,
      * OPCODE_PING, OPCODE_PONG. $finish=false starts (or continues) a
      * fragmented message: the next pushes to $fd continue it until one with
-     * $finish=true.
+     * $finish=true. $finish may also be Swoole's $flags bitmask: the message
+     * ends when SWOOLE_WEBSOCKET_FLAG_FIN (1) is set in it (the other flags,
+     * RSV and compression, are the bridge's to choose).
+     *
+     * $data may be a frame object, as Swoole's push takes one: a
+     * Swoole\WebSocket\Frame (data, opcode, flags or finish) or a hyperf/engine
+     * FrameInterface (payload, opcode, FIN bit). Its payload is sent, not its
+     * wire form; its opcode and FIN bit are used unless $opcode and $finish
+     * are given.
      *
      * @throws ServiceException|ConnectionException|ProtocolException|NotDeliveredException
      */
     public function push(int $fd, $data, ?int $opcode = null, $finish = null): bool
     {
+        [$data, $opcode, $finish] = self::unwrap($data, $opcode, $finish);
         $args = ['fd' => $fd] + $this->message($data, $opcode);
+        $finish = self::finish($finish);
         if ($finish !== null) {
-            $args['finish'] = (bool) $finish;
+            $args['finish'] = $finish;
         }
         return $this->delivered((bool) $this->rpc->call('Sender.Push', $args), $fd, 'push');
+    }
+
+    /**
+     * Whether a push ends its message, from the older bool "finish" or
+     * Swoole's $flags bitmask (SWOOLE_WEBSOCKET_FLAG_FIN is 1); null: not
+     * said (the bridge's default: true).
+     */
+    public static function finish(mixed $flags): ?bool
+    {
+        if ($flags === null || \is_bool($flags)) {
+            return $flags;
+        }
+        if (\is_int($flags)) {
+            return ($flags & 1) === 1;
+        }
+        return (bool) $flags;
+    }
+
+    /**
+     * A frame object's payload, opcode and FIN (explicit arguments win);
+     * anything else as it is.
+     *
+     * @return array{mixed, ?int, mixed}
+     */
+    public static function unwrap(mixed $data, ?int $opcode, mixed $finish): array
+    {
+        if ($data instanceof \Swoole\WebSocket\Frame) {
+            // As Swoole packs a Frame: finish, when set, decides; else the FIN bit of flags.
+            $fin = isset($data->finish) ? (bool) $data->finish : ((int) ($data->flags ?? 1) & 1) === 1;
+            return [(string) $data->data, $opcode ?? (int) $data->opcode, $finish ?? (bool) $fin];
+        }
+        if (\is_a($data, self::ENGINE_FRAME)) {
+            return [(string) $data->getPayloadData(), $opcode ?? $data->getOpcode(), $finish ?? $data->getFin()];
+        }
+        return [$data, $opcode, $finish];
     }
 
     /**
@@ -126,11 +175,13 @@ class Sender
         $items = [];
         foreach ($messages as $i => $m) {
             if (!\is_array($m) || !isset($m['fd'], $m['data']) || !\is_int($m['fd'])) {
-                throw new \InvalidArgumentException("message {$i}: want ['fd' => int, 'data' => string, ...]");
+                throw new InvalidArgumentException("message {$i}: want ['fd' => int, 'data' => string, ...]");
             }
-            $item = ['fd' => $m['fd']] + $this->message($m['data'], $m['opcode'] ?? null);
-            if (isset($m['finish'])) {
-                $item['finish'] = (bool) $m['finish'];
+            [$data, $opcode, $finish] = self::unwrap($m['data'], $m['opcode'] ?? null, $m['finish'] ?? null);
+            $item = ['fd' => $m['fd']] + $this->message($data, $opcode);
+            $finish = self::finish($finish);
+            if ($finish !== null) {
+                $item['finish'] = $finish;
             }
             $items[] = $item;
         }
@@ -258,11 +309,15 @@ class Sender
      */
     private function message($data, ?int $opcode): array
     {
+        if ($data instanceof \Swoole\WebSocket\Frame || \is_a($data, self::ENGINE_FRAME)) {
+            [$data, $frameOpcode] = self::unwrap($data, $opcode, null);
+            $opcode ??= $frameOpcode;
+        }
         if ($data instanceof \Stringable) {
             $data = (string) $data;
         }
         if (!\is_string($data)) {
-            throw new \InvalidArgumentException('data must be a string, got ' . \get_debug_type($data));
+            throw new InvalidArgumentException('data must be a string, got ' . \get_debug_type($data));
         }
         $m = ['data' => $data];
         if ($opcode !== null) {
@@ -285,7 +340,7 @@ class Sender
         $out = [];
         foreach ($fds as $fd) {
             if (!\is_int($fd)) {
-                throw new \InvalidArgumentException('fds must be integers, got ' . \get_debug_type($fd));
+                throw new InvalidArgumentException('fds must be integers, got ' . \get_debug_type($fd));
             }
             $out[] = $fd;
         }

@@ -92,7 +92,7 @@ final class FrameTest extends TestCase
 
     public function testSequenceRange(): void
     {
-        $this->expectException(\InvalidArgumentException::class);
+        $this->expectException(\WsBridge\Exception\InvalidArgumentException::class);
         Frame::encode(Frame::CODEC_JSON, 1 << 32, 'Sender.Push', '{}');
     }
 

@@ -114,7 +114,7 @@ final class RPCTest extends TestCase
 
     public function testArgumentsThatAreNotJson(): void
     {
-        $this->expectException(\InvalidArgumentException::class);
+        $this->expectException(\WsBridge\Exception\InvalidArgumentException::class);
         RPC::create('tcp://127.0.0.1:1')->call('Sender.Check', ['fd' => \NAN]);
     }
 }

@@ -13,11 +13,12 @@ declare(strict_types=1);
  * Settings, from the environment of `php -S`:
  *   WSBRIDGE_RPC_ADDR       the bridge's RPC address (tcp://127.0.0.1:6001)
  *   WSBRIDGE_EVENTS_SECRET  the bridge's WSBRIDGE_EVENTS_SECRET (unset: unsigned requests are accepted)
- *   CHAT_STATE_DIR          where Chat\Members keeps names and rooms (a directory in the system's temp dir)
+ *   CHAT_STATE_DIR          where the connection context (names and rooms) is kept (a directory in the system's temp dir)
  */
 
 use Chat\ChatController;
-use Chat\Members;
+use Chat\FileContextStore;
+use WsBridge\Context\ConnectionContext;
 use WsBridge\Events\Endpoint;
 use WsBridge\Events\EventHandler;
 use WsBridge\Sender;
@@ -72,14 +73,17 @@ if (!\is_file($autoload)) {
     return true;
 }
 require $autoload;
-require_once \dirname(__DIR__) . '/src/Members.php';
+require_once \dirname(__DIR__) . '/src/engine.php';
+require_once \dirname(__DIR__) . '/src/FileContextStore.php';
 require_once \dirname(__DIR__) . '/src/ChatController.php';
 
 $stateDir = \getenv('CHAT_STATE_DIR') ?: \sys_get_temp_dir() . '/wsbridge-chat-' . ($_SERVER['SERVER_PORT'] ?? '0');
+// Every request of php -S starts afresh: the connection context lives in files.
+$context = new ConnectionContext(new FileContextStore($stateDir));
 $handler = EventHandler::create(
-    new ChatController(new Members($stateDir)),
+    new ChatController($context),
     Sender::create(\getenv('WSBRIDGE_RPC_ADDR') ?: 'tcp://127.0.0.1:6001'),
     ['secret' => \getenv('WSBRIDGE_EVENTS_SECRET')],
-);
+)->withContext($context);
 $logRequest(Endpoint::serve($handler)->status);
 return true;

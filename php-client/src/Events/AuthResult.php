@@ -4,6 +4,8 @@ declare(strict_types=1);
 
 namespace WsBridge\Events;
 
+use WsBridge\Exception\InvalidArgumentException;
+
 /**
  * The answer to a handshake authorization request (docs/PROTOCOL.md,
  * "Handshake authorization"). An authorizer returns one of these, or a
@@ -47,7 +49,7 @@ final class AuthResult
         $list = [];
         foreach ($groups as $group) {
             if (!\is_string($group)) {
-                throw new \InvalidArgumentException('groups must be strings, got ' . \get_debug_type($group));
+                throw new InvalidArgumentException('groups must be strings, got ' . \get_debug_type($group));
             }
             self::checkName($group, 'group');
             $list[] = $group;
@@ -63,10 +65,10 @@ final class AuthResult
     public static function deny(int $status = 403, string $message = ''): self
     {
         if ($status < 400 || $status > 599) {
-            throw new \InvalidArgumentException("a refusal's status must be 4xx or 5xx, got {$status}");
+            throw new InvalidArgumentException("a refusal's status must be 4xx or 5xx, got {$status}");
         }
         if (\preg_match('//u', $message) !== 1) {
-            throw new \InvalidArgumentException('the refusal message must be UTF-8');
+            throw new InvalidArgumentException('the refusal message must be UTF-8');
         }
         return new self(false, null, [], $status, $message);
     }
@@ -95,18 +97,18 @@ final class AuthResult
                 $groups = $answer['groups'] ?? [];
                 $user = $answer['user'] ?? null;
                 if (!\is_array($groups) || !($user === null || \is_string($user) || \is_int($user))) {
-                    throw new \InvalidArgumentException('an allow answer takes "user" (string) and "groups" (list of strings)');
+                    throw new InvalidArgumentException('an allow answer takes "user" (string) and "groups" (list of strings)');
                 }
                 return self::allow($user, \array_values($groups));
             }
             $status = $answer['status'] ?? 403;
             $message = $answer['message'] ?? '';
             if (!\is_int($status) || !\is_string($message)) {
-                throw new \InvalidArgumentException('a deny answer takes "status" (int) and "message" (string)');
+                throw new InvalidArgumentException('a deny answer takes "status" (int) and "message" (string)');
             }
             return self::deny($status, $message);
         }
-        throw new \InvalidArgumentException(
+        throw new InvalidArgumentException(
             'an authorizer returns an AuthResult, a bool, a user id, or an array with "allow"; got ' . \get_debug_type($answer)
         );
     }
@@ -135,7 +137,7 @@ final class AuthResult
     {
         $len = \strlen($name);
         if ($len < 1 || $len > self::MAX_NAME_BYTES || \preg_match('//u', $name) !== 1) {
-            throw new \InvalidArgumentException("a {$what} name must be 1-" . self::MAX_NAME_BYTES . ' bytes of UTF-8');
+            throw new InvalidArgumentException("a {$what} name must be 1-" . self::MAX_NAME_BYTES . ' bytes of UTF-8');
         }
     }
 }

@@ -5,8 +5,14 @@ declare(strict_types=1);
 namespace WsBridge\Events;
 
 use Swoole\Http\Request;
+use WsBridge\Context\ConnectionContext;
+use WsBridge\Coroutine\Runtime;
+use WsBridge\Coroutine\Runtimes;
+use WsBridge\Exception\ConfigurationException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\InvalidRequestException;
 use WsBridge\Exception\RequestRejectedException;
+use WsBridge\Exception\WsBridgeException;
 use WsBridge\Sender;
 
 /**
@@ -32,12 +38,20 @@ use WsBridge\Sender;
  * | 401 | signature missing (with a secret set), malformed or wrong; timestamp missing or more than 300 s away |
  * | 500 | the authorizer threw or answered nonsense (the bridge refuses that handshake with 503) |
  *
- * Events of a batch are dispatched in order. An exception thrown by the
- * controller is reported (withErrorHandler / withLogger; error_log by
- * default) and the next event goes on, as Hyperf logs a controller's
- * exception and keeps the connection. Delivery is at least once: if this
- * process dies in the middle of a batch, the bridge sends it again, and the
- * events before the failure come twice; withSeqStore() skips them.
+ * The events of one fd are dispatched in order; under a coroutine runtime
+ * (Swoole) the events of different fds run at once, each fd in a coroutine
+ * of its own. An exception thrown by the controller is reported
+ * (withErrorHandler / withLogger; error_log by default) and the next event
+ * goes on, as Hyperf logs a controller's exception and keeps the
+ * connection. Delivery is at least once: the bridge sends a batch again
+ * when it got no 2xx in time; withSeqStore() claims each event before it is
+ * dispatched, skips those dispatched before, and answers 503 (the bridge
+ * retries later) while another delivery still runs an event of the same fd.
+ *
+ * Before each event, the connection context (withContext(); Hyperf's
+ * coroutine context value "ws.fd", which Hyperf\WebSocketServer\Context
+ * reads) is set to the event's fd; after a close event both are released.
+ * withRoute() gives a path its own controller, as Router::addServer routes do.
  *
  * Immutable: the with*() methods return a copy.
  */
@@ -55,8 +69,17 @@ final class EventHandler
     /** @var (\Closure(\Throwable, ?Event): void)|null */
     private ?\Closure $onError = null;
     private ?SeqStore $seqStore = null;
+    private float $lease = 60.0;
     /** @var \Closure(): int */
     private \Closure $clock;
+    private ConnectionContext $context;
+    private Runtime $runtime;
+    /** @var array<string, object> path => controller */
+    private array $routes = [];
+
+    /** The context key under which the open event's path is kept, for routing the fd's later events. */
+    public const PATH_KEY = 'wsbridge.path';
+    private const HYPERF_WS_CONTEXT = 'Hyperf\WebSocketServer\Context';
 
     /**
      * @param object        $controller a WebSocket controller with onOpen, onMessage and/or onClose
@@ -64,11 +87,61 @@ final class EventHandler
      */
     public function __construct(private readonly object $controller, Sender|Server $server)
     {
-        if (!\is_callable([$controller, 'onOpen']) && !\is_callable([$controller, 'onMessage']) && !\is_callable([$controller, 'onClose'])) {
-            throw new \InvalidArgumentException(\get_class($controller) . ' has none of onOpen, onMessage, onClose');
-        }
+        self::checkController($controller);
         $this->server = $server instanceof Server ? $server : new Server($server);
         $this->clock = static fn (): int => \time();
+        $this->context = new ConnectionContext();
+        $this->runtime = Runtimes::detect();
+    }
+
+    private static function checkController(object $controller): void
+    {
+        if (!\is_callable([$controller, 'onOpen']) && !\is_callable([$controller, 'onMessage']) && !\is_callable([$controller, 'onClose'])) {
+            throw new InvalidArgumentException(\get_class($controller) . ' has none of onOpen, onMessage, onClose');
+        }
+    }
+
+    /**
+     * Connections whose handshake path is $path go to $controller; other
+     * paths to the controller given to the constructor. The open event's
+     * path is kept in the connection context (PATH_KEY): with a shared
+     * context store, any worker routes the fd's later events; else a worker
+     * that did not see the open event asks the bridge (Sender.Info), and a
+     * close event it cannot place goes to the default controller.
+     */
+    public function withRoute(string $path, object $controller): self
+    {
+        self::checkController($controller);
+        $clone = clone $this;
+        $clone->routes[$path] = $controller;
+        return $clone;
+    }
+
+    /**
+     * The connection context the handler keeps current (a MemoryContextStore
+     * by default: per worker; give it a RedisContextStore to share it).
+     */
+    public function withContext(ConnectionContext $context): self
+    {
+        $clone = clone $this;
+        $clone->context = $context;
+        return $clone;
+    }
+
+    public function context(): ConnectionContext
+    {
+        return $this->context;
+    }
+
+    /**
+     * The coroutine runtime that runs the events of different fds at once
+     * (Runtimes::detect() by default).
+     */
+    public function withRuntime(Runtime $runtime): self
+    {
+        $clone = clone $this;
+        $clone->runtime = $runtime;
+        return $clone;
     }
 
     /**
@@ -110,7 +183,7 @@ final class EventHandler
         $secrets = \array_values(\array_filter((array) $secret, static fn ($s): bool => $s !== ''));
         foreach ($secrets as $s) {
             if (!\is_string($s)) {
-                throw new \InvalidArgumentException('secrets must be strings');
+                throw new InvalidArgumentException('secrets must be strings');
             }
         }
         $clone = clone $this;
@@ -131,7 +204,7 @@ final class EventHandler
     public function withMaxBodySize(int $bytes): self
     {
         if ($bytes < 1) {
-            throw new \InvalidArgumentException('the body size limit must be positive');
+            throw new InvalidArgumentException('the body size limit must be positive');
         }
         $clone = clone $this;
         $clone->maxBodySize = $bytes;
@@ -149,7 +222,7 @@ final class EventHandler
     public function withTolerance(int $seconds): self
     {
         if ($seconds < 0) {
-            throw new \InvalidArgumentException('the tolerance must not be negative');
+            throw new InvalidArgumentException('the tolerance must not be negative');
         }
         $clone = clone $this;
         $clone->tolerance = $seconds;
@@ -193,7 +266,7 @@ final class EventHandler
     public function withLogger(object $logger): self
     {
         if (!\is_callable([$logger, 'error']) || !\is_callable([$logger, 'warning'])) {
-            throw new \InvalidArgumentException('the logger needs error() and warning() methods (PSR-3)');
+            throw new InvalidArgumentException('the logger needs error() and warning() methods (PSR-3)');
         }
         return $this->withErrorHandler(static function (\Throwable $e, ?Event $event) use ($logger): void {
             if ($e instanceof RequestRejectedException) {
@@ -205,12 +278,19 @@ final class EventHandler
     }
 
     /**
-     * Skips events dispatched before (redeliveries).
+     * Claims each event before dispatching it: skips events dispatched
+     * before, holds back a redelivery while the first still runs (503).
+     * $lease: how long a claim holds its fd if its holder dies (longer than
+     * the slowest controller call).
      */
-    public function withSeqStore(?SeqStore $store): self
+    public function withSeqStore(?SeqStore $store, float $lease = 60.0): self
     {
+        if ($lease <= 0) {
+            throw new InvalidArgumentException('the lease must be positive');
+        }
         $clone = clone $this;
         $clone->seqStore = $store;
+        $clone->lease = $lease;
         return $clone;
     }
 
@@ -265,28 +345,87 @@ final class EventHandler
      */
     private function events(array $events): Response
     {
-        foreach ($events as $event) {
-            if ($this->seqStore !== null && $this->seqStore->isDuplicate($event)) {
-                continue;
+        /** @var array<int, true> $held fds whose events a claim held back */
+        $held = [];
+        if ($this->runtime->id() < 1) {
+            // No coroutines: the batch's order, as it came.
+            foreach ($events as $event) {
+                if (!isset($held[$event->fd]) && !$this->runOne($event)) {
+                    $held[$event->fd] = true;
+                }
             }
-            try {
-                $this->dispatch($event);
-            } catch (\Throwable $e) {
-                $this->report($e, $event);
+        } else {
+            $byFd = [];
+            foreach ($events as $event) {
+                $byFd[$event->fd][] = $event;
             }
-            $this->seqStore?->remember($event);
+            $tasks = [];
+            foreach ($byFd as $fd => $list) {
+                $tasks[] = function () use ($fd, $list, &$held): void {
+                    foreach ($list as $event) {
+                        if (!$this->runOne($event)) {
+                            $held[$fd] = true;
+                            return;
+                        }
+                    }
+                };
+            }
+            $this->runtime->parallel($tasks);
+        }
+        if ($held !== []) {
+            $fds = \array_keys($held);
+            \sort($fds);
+            return Response::error(503, 'events of fd ' . \implode(', ', $fds) . ' are being dispatched by another delivery; send again later');
         }
         return Response::noContent();
     }
 
+    /**
+     * Claims and dispatches one event; false when the claim held it back
+     * (the fd's later events must wait too).
+     */
+    private function runOne(Event $event): bool
+    {
+        if ($this->seqStore !== null) {
+            try {
+                $claim = $this->seqStore->claim($event, $this->lease);
+            } catch (WsBridgeException $e) {
+                $this->report($e, $event);
+                return false; // the store is down: let the bridge retry
+            }
+            if ($claim === SeqStore::SKIP) {
+                return true;
+            }
+            if ($claim === SeqStore::BUSY) {
+                return false;
+            }
+        }
+        try {
+            $this->dispatch($event);
+        } catch (\Throwable $e) {
+            $this->report($e, $event);
+        }
+        try {
+            $this->seqStore?->complete($event);
+        } catch (WsBridgeException $e) {
+            $this->report($e, $event);
+        }
+        return true;
+    }
+
     private function dispatch(Event $event): void
     {
-        $c = $this->controller;
+        $this->context->enter($event->fd);
+        $c = $this->controllerFor($event);
         $server = $this->server->withEvent($event);
         switch ($event->type) {
             case Event::OPEN:
+                if ($this->routes !== []) {
+                    $this->context->set(self::PATH_KEY, $event->path);
+                }
                 if (\is_callable([$c, 'onOpen'])) {
-                    $c->onOpen($server, SwooleObjects::request($event->fd, $event->path, $event->query, $event->headers, $event->remoteAddr, $event->time));
+                    $request = SwooleObjects::request($event->fd, $event->path, $event->query, $event->headers, $event->remoteAddr, $event->time);
+                    $c->onOpen($server, $request);
                 }
                 return;
             case Event::MESSAGE:
@@ -295,12 +434,35 @@ final class EventHandler
                 }
                 return;
             case Event::CLOSE:
-                if (\is_callable([$c, 'onClose'])) {
-                    // Swoole's reactor id is negative when the server closed the connection.
-                    $c->onClose($server, $event->fd, $event->by === 'server' ? -1 : 0);
+                try {
+                    if (\is_callable([$c, 'onClose'])) {
+                        // Swoole's reactor id is negative when the server closed the connection.
+                        $c->onClose($server, $event->fd, $event->by === 'server' ? -1 : 0);
+                    }
+                } finally {
+                    // As Hyperf does after onClose: the connection's context goes.
+                    $this->context->release($event->fd);
+                    if (\class_exists(self::HYPERF_WS_CONTEXT)) {
+                        (self::HYPERF_WS_CONTEXT)::release($event->fd);
+                    }
                 }
                 return;
         }
+    }
+
+    private function controllerFor(Event $event): object
+    {
+        if ($this->routes === []) {
+            return $this->controller;
+        }
+        $path = $event->type === Event::OPEN ? $event->path : $this->context->get(self::PATH_KEY);
+        if ($path === null && $event->type === Event::MESSAGE) {
+            $path = $this->server->sender()->info($event->fd)['path'] ?? null;
+            if (\is_string($path)) {
+                $this->context->set(self::PATH_KEY, $path);
+            }
+        }
+        return $this->routes[$path] ?? $this->controller;
     }
 
     /**
@@ -309,7 +471,7 @@ final class EventHandler
     private function auth(array $handshake): Response
     {
         if ($this->authorizer === null) {
-            $this->report(new \LogicException('an auth request arrived and no authorizer is configured: the handshake is refused'), null);
+            $this->report(new ConfigurationException('an auth request arrived and no authorizer is configured: the handshake is refused'), null);
             return Response::json(200, AuthResult::deny(403, 'no authorizer is configured')->toArray());
         }
         $request = SwooleObjects::request(0, $handshake['path'], $handshake['query'], $handshake['headers'], $handshake['remote_addr'], ($this->clock)() * 1000);

@@ -129,7 +129,11 @@ final class Parser
                     $user = self::string($raw, 'user', $at, true);
                 }
                 return new Event(
-                    Event::OPEN, $node, $fd, $seq, $time,
+                    Event::OPEN,
+                    $node,
+                    $fd,
+                    $seq,
+                    $time,
                     path: self::string($raw, 'path', $at, true),
                     query: self::string($raw, 'query', $at),
                     headers: self::headers($raw, $at),

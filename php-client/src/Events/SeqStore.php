@@ -5,22 +5,38 @@ declare(strict_types=1);
 namespace WsBridge\Events;
 
 /**
- * Remembers which events were dispatched, so that a redelivered batch
- * (delivery is at least once) does not dispatch them twice. Keyed by node
- * and fd; an event is a repeat when its seq is not above the last one
- * dispatched for its fd. Implement it over Redis (or any store shared by
- * the processes that receive events) for exact deduplication; MemorySeqStore
- * covers one long-running process.
+ * De-duplication before dispatch. Delivery is at least once: the bridge
+ * sends a batch again when it got no 2xx in time, possibly while the first
+ * delivery is still inside the controller, and possibly to another worker.
+ * Before calling the controller the handler claims each event:
+ *
+ * - DISPATCH: new; this caller runs it, then calls complete();
+ * - SKIP: dispatched (completed) before: not run again;
+ * - BUSY: another caller is running an event of the same fd right now:
+ *   the handler stops that fd's events here and answers 503, so the bridge
+ *   sends the batch again later, when the running event is complete (and
+ *   the order of the fd's events is kept).
+ *
+ * A claim holds the fd for $lease seconds: if its holder dies, the fd is
+ * free again after that, and the event is dispatched again (at least once).
+ * Keyed by node and fd; an open event with a new time starts afresh, since
+ * fd numbers start over when a bridge restarts. MemorySeqStore is one
+ * process's; RedisSeqStore is shared by every worker.
  */
 interface SeqStore
 {
-    /**
-     * Whether $event was dispatched before.
-     */
-    public function isDuplicate(Event $event): bool;
+    public const DISPATCH = 0;
+    public const SKIP = 1;
+    public const BUSY = 2;
 
     /**
-     * Records that $event was dispatched (its handler returned or threw).
+     * @return self::DISPATCH|self::SKIP|self::BUSY
      */
-    public function remember(Event $event): void;
+    public function claim(Event $event, float $lease): int;
+
+    /**
+     * Records that $event was dispatched (its handler returned or threw)
+     * and frees its fd.
+     */
+    public function complete(Event $event): void;
 }

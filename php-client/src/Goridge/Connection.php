@@ -5,6 +5,8 @@ declare(strict_types=1);
 namespace WsBridge\Goridge;
 
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\PartialWriteException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\ProtocolException;
 
 /**
@@ -23,7 +25,7 @@ final class Connection
         private readonly int $maxFrameSize = 64 << 20,
     ) {
         if (!\preg_match('#^(tcp://[^/]+:\d+|unix:///?.+)$#', $address)) {
-            throw new \InvalidArgumentException("bridge address \"{$address}\": want tcp://host:port or unix:///path.sock");
+            throw new InvalidArgumentException("bridge address \"{$address}\": want tcp://host:port or unix:///path.sock");
         }
     }
 
@@ -75,17 +77,29 @@ final class Connection
     }
 
     /**
-     * @throws ConnectionException
+     * Writes a whole frame. A write that fails before its first byte closes
+     * the connection (the call may be sent again on a new one); one that
+     * fails after the bridge has taken part of the frame keeps the socket
+     * open for receive() to read the bridge's refusal, if it sent one, and
+     * throws PartialWriteException: such a frame is never sent again.
+     *
+     * @throws ConnectionException|PartialWriteException
      */
     public function send(string $bytes): void
     {
         $socket = $this->socketOrFail();
         $len = \strlen($bytes);
         for ($off = 0; $off < $len; $off += $n) {
-            $n = @\fwrite($socket, $off === 0 ? $bytes : \substr($bytes, $off));
+            $n = @\fwrite($socket, $off === 0 ? $bytes : \substr($bytes, $off, 1 << 20));
             if ($n === false || $n === 0) {
-                $this->close();
-                throw new ConnectionException("write to the bridge at {$this->address} failed", $this->address);
+                if ($off === 0) {
+                    $this->close();
+                    throw new ConnectionException("write to the bridge at {$this->address} failed", $this->address);
+                }
+                throw new PartialWriteException(
+                    "the bridge at {$this->address} stopped reading after {$off} of {$len} bytes of a request",
+                    $this->address,
+                );
             }
         }
     }

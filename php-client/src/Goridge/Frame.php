@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace WsBridge\Goridge;
 
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\ProtocolException;
 
 /**
@@ -43,11 +44,11 @@ final class Frame
     public static function encode(int $flags, int $seq, string $method, string $body): string
     {
         if ($seq < 0 || $seq > self::MAX_SEQ) {
-            throw new \InvalidArgumentException("sequence number {$seq} is outside 0..2^32-1");
+            throw new InvalidArgumentException("sequence number {$seq} is outside 0..2^32-1");
         }
         $payloadLen = \strlen($method) + \strlen($body);
         if ($payloadLen > 0xFFFFFFFF) {
-            throw new \InvalidArgumentException('payload too large for one frame');
+            throw new InvalidArgumentException('payload too large for one frame');
         }
         $head = \pack('CCV', (self::VERSION << 4) | 5, $flags, $payloadLen);
         return $head . \pack('V', \crc32($head)) . "\0\0" . \pack('VV', $seq, \strlen($method)) . $method . $body;

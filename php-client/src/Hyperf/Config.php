@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace WsBridge\Hyperf;
 
 use Psr\Container\ContainerInterface;
+use WsBridge\Exception\InvalidArgumentException;
 
 /**
  * Reads the "wsbridge" key of Hyperf's configuration
@@ -29,8 +30,22 @@ final class Config
         $all = $container->has(self::CONFIG_INTERFACE) ? $container->get(self::CONFIG_INTERFACE)->get('wsbridge', []) : [];
         $value = \is_array($all) ? ($all[$section] ?? []) : [];
         if (!\is_array($value)) {
-            throw new \InvalidArgumentException("wsbridge.{$section} must be an array");
+            throw new InvalidArgumentException("wsbridge.{$section} must be an array");
         }
         return $value;
+    }
+
+    /**
+     * What the Redis-backed stores connect with (RedisClients::from):
+     * wsbridge.redis.client, the class of a client the container makes
+     * (\Redis, a predis client), else wsbridge.redis.url.
+     */
+    public static function redis(ContainerInterface $container): mixed
+    {
+        $redis = self::section($container, 'redis');
+        if (\is_string($redis['client'] ?? null) && $redis['client'] !== '') {
+            return $container->get($redis['client']);
+        }
+        return (string) ($redis['url'] ?? 'redis://127.0.0.1:6379');
     }
 }

@@ -4,6 +4,7 @@ declare(strict_types=1);
 
 namespace WsBridge\Hyperf;
 
+use WsBridge\Context\ConnectionContext;
 use WsBridge\Events\EventHandler;
 use WsBridge\Sender;
 
@@ -26,6 +27,8 @@ class ConfigProvider
                 HyperfSenderFactory::HYPERF_SENDER => HyperfSenderFactory::class,
                 Sender::class => SenderFactory::class,
                 EventHandler::class => EventHandlerFactory::class,
+                ConnectionContext::class => ConnectionContextFactory::class,
+                MiddlewareAuthorizer::class => MiddlewareAuthorizerFactory::class,
             ],
             'publish' => [
                 [

@@ -4,132 +4,139 @@ declare(strict_types=1);
 
 namespace WsBridge\Hyperf;
 
+use WsBridge\Coroutine\Channel;
+use WsBridge\Coroutine\NoRuntime;
+use WsBridge\Coroutine\Runtime;
+use WsBridge\Coroutine\Runtimes;
+use WsBridge\Exception\InvalidArgumentException;
+use WsBridge\Exception\PoolExhaustedException;
 use WsBridge\Goridge\RPC;
 use WsBridge\Goridge\RPCInterface;
 
 /**
- * goridge RPC for coroutine servers (Hyperf on Swoole or Swow): one RPC
- * connection must never carry two calls at once, and coroutines of one
- * worker interleave, so each coroutine that calls the bridge borrows a
- * connection of its own, for as long as it runs, from a pool of idle ones.
- * Outside a coroutine every call goes through one shared connection.
+ * goridge RPC for coroutine servers (Hyperf on Swoole): one RPC connection
+ * must never carry two calls at once, and coroutines of one worker
+ * interleave, so each call borrows a connection from a bounded pool, as
+ * hyperf/pool does:
  *
- * The pool is a plain array: a worker runs one coroutine at a time and
- * borrowing or returning does no I/O, so nothing can switch in between.
+ * - at most $maxActive connections are open at once (in use or idle), so a
+ *   burst of coroutines never passes the bridge's rpc-max-connections;
+ * - a call that finds none free waits up to $waitTimeout seconds for one,
+ *   then throws PoolExhaustedException;
+ * - at most $maxIdle connections are kept open between calls.
+ *
+ * A call returns its connection as soon as it is answered. A call that
+ * failed on the wire (ConnectionException, ProtocolException) leaves a
+ * connection that RPC already closed; it reconnects on its next use.
  */
 final class CoroutineRPC implements RPCInterface
 {
-    /** @var list<RPCInterface> */
-    private array $idle = [];
-    /** @var array<int, RPCInterface> coroutine id => its connection */
-    private array $borrowed = [];
-    /** @var array<int, true> coroutines inside a call */
-    private array $inCall = [];
-    private ?RPCInterface $shared = null;
+    private readonly Channel $idle;
+    private int $active = 0;
     private int $opened = 0;
+    private int $borrowed = 0;
+    private int $maxBorrowed = 0;
 
     /**
-     * @param \Closure(): RPCInterface   $factory     opens a connection
-     * @param \Closure(): int            $coroutineId the current coroutine's id, < 1 outside one
-     * @param \Closure(callable): void   $defer       runs a callable when the current coroutine ends
-     * @param int                        $maxIdle     idle connections kept for later coroutines
+     * @param \Closure(): RPCInterface $factory opens a connection
      */
     public function __construct(
         private readonly \Closure $factory,
-        private readonly \Closure $coroutineId,
-        private readonly \Closure $defer,
+        private readonly Runtime $runtime = new NoRuntime(),
+        private readonly int $maxActive = 32,
         private readonly int $maxIdle = 16,
+        private readonly float $waitTimeout = 3.0,
     ) {
-        if ($maxIdle < 0) {
-            throw new \InvalidArgumentException('maxIdle must not be negative');
+        if ($maxActive < 1 || $maxIdle < 0 || $waitTimeout < 0) {
+            throw new InvalidArgumentException('pool: max_active must be at least 1, max_idle and wait_timeout not negative');
         }
+        $this->idle = $runtime->channel($maxActive);
     }
 
     /**
      * Over RPC::create($address, $options), with the coroutine runtime found
-     * here: Hyperf's engine (Hyperf\Engine\Coroutine), else Swoole's, else
-     * none (every call shares one connection).
+     * here (Runtimes::detect()).
      *
-     * @param array{connect_timeout?: float, read_timeout?: float, retries?: int, retry_delay?: float, max_frame_size?: int} $options
+     * @param array<string, mixed> $options RPC::create's options
+     * @param array{max_active?: int, max_idle?: int, wait_timeout?: float} $pool
      */
-    public static function create(string $address, array $options = [], int $maxIdle = 16): self
+    public static function create(string $address, array $options = [], array $pool = [], ?Runtime $runtime = null): self
     {
-        $factory = static fn (): RPCInterface => RPC::create($address, $options);
-        $engine = 'Hyperf\Engine\Coroutine';
-        if (\class_exists($engine)) {
-            return new self($factory, static fn (): int => $engine::id(), static function (callable $c) use ($engine): void {
-                $engine::defer($c);
-            }, $maxIdle);
-        }
-        $swoole = 'Swoole\Coroutine';
-        if (\class_exists($swoole)) {
-            return new self($factory, static fn (): int => $swoole::getCid(), static function (callable $c) use ($swoole): void {
-                $swoole::defer($c);
-            }, $maxIdle);
-        }
-        return new self($factory, static fn (): int => -1, static function (callable $c): void {
-        }, $maxIdle);
+        return new self(
+            static fn (): RPCInterface => RPC::create($address, $options),
+            $runtime ?? Runtimes::detect(),
+            (int) ($pool['max_active'] ?? 32),
+            (int) ($pool['max_idle'] ?? 16),
+            (float) ($pool['wait_timeout'] ?? 3.0),
+        );
     }
 
     public function call(string $method, mixed $args): mixed
     {
-        $id = ($this->coroutineId)();
-        $rpc = $this->connection($id);
-        $this->inCall[$id] = true;
+        $rpc = $this->borrow();
         try {
             return $rpc->call($method, $args);
         } finally {
-            unset($this->inCall[$id]);
+            $this->giveBack($rpc);
         }
     }
 
     /**
-     * Connections opened so far, idle ones, and ones borrowed by running
-     * coroutines.
+     * Connections opened so far, open now, idle, borrowed now, and the most
+     * borrowed at once.
      *
-     * @return array{opened: int, idle: int, borrowed: int}
+     * @return array{opened: int, active: int, idle: int, borrowed: int, max_borrowed: int}
      */
     public function stats(): array
     {
-        return ['opened' => $this->opened, 'idle' => \count($this->idle), 'borrowed' => \count($this->borrowed)];
+        return [
+            'opened' => $this->opened,
+            'active' => $this->active,
+            'idle' => $this->idle->length(),
+            'borrowed' => $this->borrowed,
+            'max_borrowed' => $this->maxBorrowed,
+        ];
     }
 
-    private function connection(int $id): RPCInterface
+    private function borrow(): RPCInterface
     {
-        if ($id < 1) {
-            return $this->shared ??= $this->open();
+        if ($this->idle->length() > 0) {
+            $rpc = $this->idle->pop(0);
+        } elseif ($this->active < $this->maxActive) {
+            $this->active++;
+            try {
+                $this->opened++;
+                $rpc = ($this->factory)();
+            } catch (\Throwable $e) {
+                $this->active--;
+                throw $e;
+            }
+        } else {
+            $rpc = $this->idle->pop($this->waitTimeout);
+            if (!$rpc instanceof RPCInterface) {
+                throw new PoolExhaustedException(
+                    "all {$this->maxActive} RPC connections to the bridge stayed busy for {$this->waitTimeout}s "
+                    . '(wsbridge.rpc.pool: max_active, wait_timeout)'
+                );
+            }
         }
-        if (isset($this->borrowed[$id])) {
-            return $this->borrowed[$id];
-        }
-        $rpc = \array_pop($this->idle) ?? $this->open();
-        $this->borrowed[$id] = $rpc;
-        ($this->defer)(function () use ($id): void {
-            $this->release($id);
-        });
+        $this->borrowed++;
+        $this->maxBorrowed = \max($this->maxBorrowed, $this->borrowed);
         return $rpc;
     }
 
-    private function release(int $id): void
+    private function giveBack(RPCInterface $rpc): void
     {
-        $rpc = $this->borrowed[$id] ?? null;
-        $interrupted = isset($this->inCall[$id]);
-        unset($this->borrowed[$id], $this->inCall[$id]);
-        if ($rpc === null) {
-            return;
+        $this->borrowed--;
+        // A waiting coroutine takes it at once; otherwise keep up to maxIdle.
+        if ($this->idle->waiting() > 0 || $this->idle->length() < $this->maxIdle) {
+            if ($this->idle->push($rpc, 0)) {
+                return;
+            }
         }
-        // A coroutine that ended inside a call (killed, or cancelled) may
-        // leave a reply on its connection: that one is not reused.
-        if (!$interrupted && \count($this->idle) < $this->maxIdle) {
-            $this->idle[] = $rpc;
-        } elseif ($rpc instanceof RPC) {
+        $this->active--;
+        if ($rpc instanceof RPC) {
             $rpc->close();
         }
-    }
-
-    private function open(): RPCInterface
-    {
-        $this->opened++;
-        return ($this->factory)();
     }
 }

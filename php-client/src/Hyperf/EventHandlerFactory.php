@@ -5,18 +5,26 @@ declare(strict_types=1);
 namespace WsBridge\Hyperf;
 
 use Psr\Container\ContainerInterface;
+use WsBridge\Context\ConnectionContext;
+use WsBridge\Events\AdminConnections;
 use WsBridge\Events\EventHandler;
 use WsBridge\Events\MemorySeqStore;
+use WsBridge\Events\RedisSeqStore;
 use WsBridge\Events\SeqStore;
 use WsBridge\Events\Server;
+use WsBridge\Exception\ConfigurationException;
 use WsBridge\Sender;
 
 /**
  * The EventHandler behind EventsController, from wsbridge.events:
  * controller (a class the container makes), secret, max_body_size,
  * tolerance, authorizer (a callable, or the class of an invokable the
- * container makes), deduplicate (true: MemorySeqStore; or the class of a
- * SeqStore). Exceptions go to Hyperf's StdoutLoggerInterface.
+ * container makes), controllers (path => controller class, as
+ * Router::addServer routes), deduplicate (true or 'memory': MemorySeqStore;
+ * 'redis': RedisSeqStore; or the class of a SeqStore) and lease; the
+ * ConnectionContext the container makes (wsbridge.context); $server's
+ * connections listed through wsbridge.admin (url, token). Exceptions go to
+ * Hyperf's StdoutLoggerInterface.
  */
 final class EventHandlerFactory
 {
@@ -27,9 +35,22 @@ final class EventHandlerFactory
         $events = Config::section($container, 'events');
         $class = $events['controller'] ?? null;
         if (!\is_string($class) || $class === '') {
-            throw new \LogicException('wsbridge.events.controller is not set: name the WebSocket controller that receives the events (config/autoload/wsbridge.php)');
+            throw new ConfigurationException('wsbridge.events.controller is not set: name the WebSocket controller that receives the events (config/autoload/wsbridge.php)');
         }
-        $handler = new EventHandler($container->get($class), new Server($container->get(Sender::class)));
+        $admin = Config::section($container, 'admin');
+        $lister = null;
+        if (($admin['url'] ?? '') !== '' && ($admin['token'] ?? '') !== '') {
+            $lister = (new AdminConnections((string) $admin['url'], (string) $admin['token']))->lister();
+        }
+        $handler = new EventHandler($container->get($class), new Server($container->get(Sender::class), $lister));
+        $routes = $events['controllers'] ?? [];
+        if (!\is_array($routes)) {
+            throw new ConfigurationException('wsbridge.events.controllers must map paths to controller classes');
+        }
+        foreach ($routes as $path => $routeClass) {
+            $handler = $handler->withRoute((string) $path, $container->get((string) $routeClass));
+        }
+        $handler = $handler->withContext($container->get(ConnectionContext::class));
         $handler = $handler->withSecret($events['secret'] ?? null);
         if (isset($events['max_body_size'])) {
             $handler = $handler->withMaxBodySize((int) $events['max_body_size']);
@@ -43,19 +64,23 @@ final class EventHandlerFactory
         }
         if ($authorizer !== null && $authorizer !== '') {
             if (!\is_callable($authorizer)) {
-                throw new \LogicException('wsbridge.events.authorizer must be a callable or the class of an invokable');
+                throw new ConfigurationException('wsbridge.events.authorizer must be a callable or the class of an invokable');
             }
             $handler = $handler->withAuthorizer($authorizer);
         }
         $dedupe = $events['deduplicate'] ?? true;
-        if ($dedupe === true) {
-            $handler = $handler->withSeqStore(new MemorySeqStore());
+        $lease = (float) ($events['lease'] ?? 60.0);
+        if ($dedupe === true || $dedupe === 'memory') {
+            $handler = $handler->withSeqStore(new MemorySeqStore(), $lease);
+        } elseif ($dedupe === 'redis') {
+            $redis = Config::section($container, 'redis');
+            $handler = $handler->withSeqStore(new RedisSeqStore(Config::redis($container), (string) ($redis['prefix'] ?? 'wsbridge')), $lease);
         } elseif (\is_string($dedupe) && $dedupe !== '') {
             $store = $container->get($dedupe);
             if (!$store instanceof SeqStore) {
-                throw new \LogicException('wsbridge.events.deduplicate names a class that is not a ' . SeqStore::class);
+                throw new ConfigurationException('wsbridge.events.deduplicate names a class that is not a ' . SeqStore::class);
             }
-            $handler = $handler->withSeqStore($store);
+            $handler = $handler->withSeqStore($store, $lease);
         }
         if ($container->has(self::LOGGER)) {
             $handler = $handler->withLogger($container->get(self::LOGGER));

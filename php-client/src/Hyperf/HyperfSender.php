@@ -7,11 +7,12 @@ namespace WsBridge\Hyperf;
 use Hyperf\Engine\Contract\WebSocket\FrameInterface;
 use Hyperf\WebSocketServer\Sender;
 use Psr\Container\ContainerInterface;
-use WsBridge\Events\Server;
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\NotDeliveredException;
 use WsBridge\Exception\ProtocolException;
 use WsBridge\Exception\ServiceException;
+use WsBridge\Exception\UnsupportedException;
 use WsBridge\Sender as BridgeSender;
 
 /**
@@ -21,8 +22,8 @@ use WsBridge\Sender as BridgeSender;
  * the connections the bridge holds, from any worker or server, in one hop.
  *
  * Every public and protected method of hyperf/hyperf
- * src/websocket-server/src/Sender.php (3.1) is overridden with its exact
- * signature, so this class only loads where Hyperf's Sender exists: it is
+ * src/websocket-server/src/Sender.php is overridden with a signature
+ * compatible with both v3.1.x and v3.2.x (they differ only in __call), so this class only loads where Hyperf's Sender exists: it is
  * reached through HyperfSenderFactory, never referenced eagerly.
  *
  * Results are the bridge's: push and disconnect return false for an fd that
@@ -45,9 +46,13 @@ class HyperfSender extends Sender
      * disconnect(int $fd, ?int $code = null, ?string $reason = null), as
      * Hyperf's @method tags declare them; named arguments work too.
      *
+     * Untyped parameters and a mixed return: compatible with Hyperf 3.1's
+     * __call($name, $arguments) and 3.2's __call(string $name, array
+     * $arguments): mixed alike.
+     *
      * @throws ServiceException|ConnectionException|ProtocolException|NotDeliveredException
      */
-    public function __call($name, $arguments)
+    public function __call($name, $arguments): mixed
     {
         [$fd, $method] = $this->getFdAndMethodFromProxyMethod($name, $arguments);
         return $this->proxy($fd, $method, $arguments);
@@ -79,7 +84,7 @@ class HyperfSender extends Sender
                 $fd,
                 self::argument($arguments, 1, 'data', ''),
                 self::argument($arguments, 2, 'opcode'),
-                Server::finish(self::argument($arguments, 3, 'finish', self::argument($arguments, 3, 'flags'))),
+                BridgeSender::finish(self::argument($arguments, 3, 'finish', self::argument($arguments, 3, 'flags'))),
             );
         }
         $reason = self::argument($arguments, 2, 'reason');
@@ -130,11 +135,11 @@ class HyperfSender extends Sender
         if ($method !== 'push' && $method !== 'disconnect') {
             $message = \sprintf('Method [%s] is not allowed.', $method);
             $class = 'Hyperf\WebSocketServer\Exception\InvalidMethodException';
-            throw \class_exists($class) ? new $class($message) : new \BadMethodCallException($message);
+            throw \class_exists($class) ? new $class($message) : new UnsupportedException($message);
         }
         $fd = self::argument($arguments, 0, 'fd');
         if ($fd === null) {
-            throw new \ArgumentCountError("{$method}() needs an fd");
+            throw new InvalidArgumentException("{$method}() needs an fd");
         }
         return [(int) $fd, $method];
     }

@@ -5,6 +5,7 @@ declare(strict_types=1);
 namespace WsBridge\Hyperf;
 
 use Psr\Container\ContainerInterface;
+use WsBridge\Exception\ConfigurationException;
 
 /**
  * Makes the HyperfSender that stands for Hyperf\WebSocketServer\Sender.
@@ -18,7 +19,7 @@ final class HyperfSenderFactory
     public function __invoke(ContainerInterface $container): object
     {
         if (!\class_exists(self::HYPERF_SENDER)) {
-            throw new \LogicException('Hyperf\WebSocketServer\Sender does not exist: install hyperf/websocket-server to use the wsbridge Sender in its place');
+            throw new ConfigurationException('Hyperf\WebSocketServer\Sender does not exist: install hyperf/websocket-server to use the wsbridge Sender in its place');
         }
         return new HyperfSender($container);
     }

@@ -159,14 +159,16 @@ final class AuthTest extends TestCase
         };
         self::assertSame(401, $this->ask($allow, self::HANDSHAKE, ['X-Wsbridge-Signature' => Signature::sign('wrong', self::NOW, self::HANDSHAKE)])->status);
         self::assertSame(401, $this->ask($allow, self::HANDSHAKE, ['X-Wsbridge-Signature' => ''])->status);
-        foreach ([
+        foreach (
+            [
             '{"node":0}',
             '{"node":0,"path":"","remote_addr":"a:1"}',
             '{"node":0,"path":"/","remote_addr":"a:1","headers":{"Host":"x"}}',
             '{"node":0,"path":"/","remote_addr":7}',
             '{"path":"/","remote_addr":"a:1"}',
             'not json',
-        ] as $body) {
+            ] as $body
+        ) {
             self::assertSame(400, $this->ask($allow, $body)->status, $body);
         }
         self::assertFalse($called);

@@ -10,6 +10,7 @@ use Swoole\WebSocket\Frame;
 use WsBridge\Events\Event;
 use WsBridge\Events\EventHandler;
 use WsBridge\Events\MemorySeqStore;
+use WsBridge\Events\SeqStore;
 use WsBridge\Events\Server;
 use WsBridge\Events\Signature;
 use WsBridge\Exception\InvalidRequestException;
@@ -533,13 +534,17 @@ final class EventHandlerTest extends TestCase
     {
         $store = new MemorySeqStore(3);
         foreach ([1, 2, 3, 4] as $fd) {
-            $store->remember(new Event(Event::MESSAGE, 0, $fd, 5, 0));
+            $store->complete(new Event(Event::MESSAGE, 0, $fd, 5, 0));
         }
         self::assertSame(3, $store->count());
         // fd 1 was forgotten: its redelivery is no longer caught (never a lost event).
-        self::assertFalse($store->isDuplicate(new Event(Event::MESSAGE, 0, 1, 5, 0)));
-        self::assertTrue($store->isDuplicate(new Event(Event::MESSAGE, 0, 4, 5, 0)));
-        self::assertFalse($store->isDuplicate(new Event(Event::MESSAGE, 0, 4, 6, 0)));
+        self::assertSame(SeqStore::DISPATCH, $store->claim(new Event(Event::MESSAGE, 0, 1, 5, 0), 10));
+        self::assertSame(SeqStore::SKIP, $store->claim(new Event(Event::MESSAGE, 0, 4, 5, 0), 10));
+        self::assertSame(SeqStore::DISPATCH, $store->claim(new Event(Event::MESSAGE, 0, 4, 6, 0), 10));
+        // fd 4 is claimed (seq 6 running): seq 7 waits.
+        self::assertSame(SeqStore::BUSY, $store->claim(new Event(Event::MESSAGE, 0, 4, 7, 0), 10));
+        $store->complete(new Event(Event::MESSAGE, 0, 4, 6, 0));
+        self::assertSame(SeqStore::DISPATCH, $store->claim(new Event(Event::MESSAGE, 0, 4, 7, 0), 10));
     }
 
     public function testControllerWithSomeMethods(): void
@@ -557,7 +562,7 @@ final class EventHandlerTest extends TestCase
         self::assertSame(204, $h->handle(self::batch([self::open(3), self::message(3, 2, 'x'), self::close(3, 3)]), ['x-wsbridge-kind' => 'events'])->status);
         self::assertSame(['x'], $onlyMessages->got);
 
-        $this->expectException(\InvalidArgumentException::class);
+        $this->expectException(\WsBridge\Exception\InvalidArgumentException::class);
         new EventHandler(new \stdClass(), new Sender($this->rpc));
     }
 

@@ -48,14 +48,14 @@ final class ServerTest extends TestCase
             'Sender.Check {"fd":8}',
         ], $rpc->lines());
         self::assertSame([null, true, false, true, false, true], [
-            Server::finish(null), Server::finish(1), Server::finish(2), Server::finish(true), Server::finish(false), Server::finish('1'),
+            Sender::finish(null), Sender::finish(1), Sender::finish(2), Sender::finish(true), Sender::finish(false), Sender::finish('1'),
         ]);
     }
 
     public function testOtherSwooleMethodsSayWhatToUse(): void
     {
         $server = new Server(new Sender(new RecordingRPC()));
-        $this->expectException(\BadMethodCallException::class);
+        $this->expectException(\WsBridge\Exception\UnsupportedException::class);
         $this->expectExceptionMessage('getClientList() is not available through wsbridge');
         $server->getClientList();
     }

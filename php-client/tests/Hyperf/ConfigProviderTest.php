@@ -8,7 +8,15 @@ use PHPUnit\Framework\TestCase;
 use WsBridgeFixtures\Hyperf\TestContainer;
 use WsBridge\Events\EventHandler;
 use WsBridge\Events\Signature;
+use WsBridge\Context\ConnectionContext;
+use WsBridge\Context\MemoryContextStore;
+use WsBridge\Context\RedisContextStore;
 use WsBridge\Hyperf\ConfigProvider;
+use WsBridge\Hyperf\ConnectionContextFactory;
+use WsBridge\Hyperf\MiddlewareAuthorizer;
+use WsBridge\Hyperf\MiddlewareAuthorizerFactory;
+use WsBridge\Tests\Support\RedisServer;
+use WsBridge\Tests\Support\RecordingController;
 use WsBridge\Hyperf\EventHandlerFactory;
 use WsBridge\Hyperf\EventsController;
 use WsBridge\Hyperf\HyperfSender;
@@ -40,6 +48,8 @@ final class ConfigProviderTest extends TestCase
             'Hyperf\WebSocketServer\Sender' => HyperfSenderFactory::class,
             Sender::class => SenderFactory::class,
             EventHandler::class => EventHandlerFactory::class,
+            ConnectionContext::class => ConnectionContextFactory::class,
+            MiddlewareAuthorizer::class => MiddlewareAuthorizerFactory::class,
         ], $config['dependencies']);
         self::assertCount(1, $config['publish']);
         $publish = $config['publish'][0];
@@ -86,7 +96,8 @@ final class ConfigProviderTest extends TestCase
         $stderr = \stream_get_contents($pipes[2]);
         self::assertSame(0, \proc_close($process), $stderr);
         self::assertSame([
-            'dependencies' => ['Hyperf\WebSocketServer\Sender', Sender::class, EventHandler::class],
+            'dependencies' => ['Hyperf\WebSocketServer\Sender', Sender::class, EventHandler::class, ConnectionContext::class,
+                MiddlewareAuthorizer::class],
             'hyperf' => false,
             'declared' => false,
             'factory' => true,
@@ -270,7 +281,7 @@ final class ConfigProviderTest extends TestCase
 
     public function testEventHandlerFactoryNeedsAController(): void
     {
-        $this->expectException(\LogicException::class);
+        $this->expectException(\WsBridge\Exception\ConfigurationException::class);
         $this->expectExceptionMessage('wsbridge.events.controller is not set');
         self::container([])->get(EventHandler::class);
     }
@@ -299,5 +310,39 @@ final class ConfigProviderTest extends TestCase
         $c = self::container($config, [\App\Controller\WebSocketController::class => new \App\Controller\WebSocketController(), Sender::class => new Sender(new RecordingRPC())]);
         $handler = $c->get(EventHandler::class);
         self::assertTrue($handler->isSigned());
+    }
+
+    public function testRoutesAndSharedStoresFromTheConfig(): void
+    {
+        $redis = new RedisServer();
+        $chat = new RecordingController();
+        $admin = new RecordingController();
+        $rpc = new RecordingRPC();
+        $c = self::container([
+            'events' => [
+                'controller' => 'chat',
+                'controllers' => ['/admin' => 'admin'],
+                'deduplicate' => 'redis',
+                'lease' => 5,
+            ],
+            'context' => ['store' => 'redis', 'ttl' => 100],
+            'redis' => ['url' => $redis->url, 'prefix' => 'cfg-test'],
+        ], ['chat' => $chat, 'admin' => $admin, Sender::class => new Sender($rpc)]);
+        $context = $c->get(ConnectionContext::class);
+        self::assertInstanceOf(RedisContextStore::class, $context->store());
+        $handler = $c->get(EventHandler::class);
+        self::assertSame($context, $handler->context());
+        $batch = '{"node":0,"events":[{"type":"open","fd":4,"seq":1,"time":5,"path":"/admin","query":"","headers":{},"remote_addr":"10.0.0.1:1"},'
+            . '{"type":"message","fd":4,"seq":2,"time":6,"opcode":1,"data":"hi"}]}';
+        self::assertSame(204, $handler->handle($batch, ['X-Wsbridge-Kind' => 'events'])->status);
+        self::assertSame(204, $handler->handle($batch, ['X-Wsbridge-Kind' => 'events'])->status);
+        self::assertSame(['open 4', 'message 4 hi'], $admin->summary(), 'routed, and the redelivery skipped through Redis');
+        self::assertSame([], $chat->summary());
+        self::assertSame('/admin', $context->get(EventHandler::PATH_KEY, null, 4), 'kept in Redis for the other workers');
+
+        $memory = self::container(['context' => []])->get(ConnectionContext::class);
+        self::assertInstanceOf(MemoryContextStore::class, $memory->store());
+        $this->expectException(\WsBridge\Exception\ConfigurationException::class);
+        self::container(['context' => ['store' => 'files']])->get(ConnectionContext::class);
     }
 }

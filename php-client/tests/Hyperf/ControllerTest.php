@@ -73,8 +73,10 @@ final class ControllerTest extends TestCase
             self::assertInstanceOf(Frame::class, $frame);
             self::assertTrue($frame->finish);
         }
-        self::assertSame([[21, 'hello', 1], [22, "\x00\x01\x02\xff", 2], [21, 'boom', 1], [21, 'still here', 1]],
-            \array_map(static fn (Frame $f): array => [$f->fd, $f->data, $f->opcode], $frames));
+        self::assertSame(
+            [[21, 'hello', 1], [22, "\x00\x01\x02\xff", 2], [21, 'boom', 1], [21, 'still here', 1]],
+            \array_map(static fn (Frame $f): array => [$f->fd, $f->data, $f->opcode], $frames)
+        );
         self::assertSame([['event' => 'close', 'fd' => 22, 'reactorId' => -1], ['event' => 'close', 'fd' => 21, 'reactorId' => 0]], \array_slice($got, 6));
 
         self::assertSame(['the controller failed on purpose'], $errors, 'Hyperf logs a controller exception and keeps going');

@@ -5,126 +5,178 @@ declare(strict_types=1);
 namespace WsBridge\Tests\Hyperf;
 
 use PHPUnit\Framework\TestCase;
+use WsBridge\Coroutine\NoRuntime;
 use WsBridge\Exception\ConnectionException;
+use WsBridge\Exception\PoolExhaustedException;
+use WsBridge\Goridge\RPC;
 use WsBridge\Goridge\RPCInterface;
 use WsBridge\Hyperf\CoroutineRPC;
 use WsBridge\Sender;
+use WsBridge\Tests\Support\Bridge;
+use WsBridge\Tests\Support\FiberRuntime;
+use WsBridge\Tests\Support\WsClient;
 
 /**
- * One connection per running coroutine, pooled: driven by a fake
- * coroutine runtime (Swoole is not installed here).
+ * The bounded pool of RPC connections, against the real bridge, with many
+ * coroutines at once: a Fiber runtime stands in for Swoole's, and each call
+ * yields while it holds its connection, where a Swoole coroutine would wait
+ * for the reply.
  */
 final class CoroutineRPCTest extends TestCase
 {
-    private int $cid = -1;
-    /** @var array<int, list<callable>> */
-    private array $deferred = [];
-    /** @var list<string> which connection served each call */
-    private array $served = [];
-    private int $opened = 0;
+    private static ?Bridge $bridge = null;
 
-    private function pool(int $maxIdle = 16, ?\Closure $onCall = null): CoroutineRPC
+    public static function setUpBeforeClass(): void
     {
-        return new CoroutineRPC(
-            function () use ($onCall): RPCInterface {
-                $name = 'conn' . (++$this->opened);
-                return new class ($name, $this->served, $onCall) implements RPCInterface {
-                    /** @param list<string> $served */
-                    public function __construct(private string $name, private array &$served, private ?\Closure $onCall)
-                    {
-                    }
-
-                    public function call(string $method, mixed $args): mixed
-                    {
-                        $this->served[] = $this->name;
-                        if ($this->onCall !== null) {
-                            ($this->onCall)();
-                        }
-                        return true;
-                    }
-                };
-            },
-            fn (): int => $this->cid,
-            function (callable $c): void {
-                $this->deferred[$this->cid][] = $c;
-            },
-            $maxIdle,
-        );
+        // The bridge refuses RPC connections past 10, as a busy one would.
+        self::$bridge = new Bridge(['-rpc-max-connections', '10']);
     }
 
-    private function end(int $cid): void
+    public static function tearDownAfterClass(): void
     {
-        foreach (\array_reverse($this->deferred[$cid] ?? []) as $c) {
-            $c();
+        if (self::$bridge !== null) {
+            self::assertSame(0, self::$bridge->stop());
+            self::$bridge = null;
         }
-        unset($this->deferred[$cid]);
     }
 
-    public function testOutsideACoroutineOneConnectionIsShared(): void
+    /**
+     * Real RPC connections to the bridge; each call yields first and after,
+     * holding its connection meanwhile.
+     */
+    private static function yielding(FiberRuntime $runtime, ?int &$open = null, float $hold = 0.0): \Closure
     {
-        $rpc = $this->pool();
-        $rpc->call('Sender.Check', ['fd' => 1]);
-        $rpc->call('Sender.Check', ['fd' => 1]);
-        self::assertSame(['conn1', 'conn1'], $this->served);
-        self::assertSame(['opened' => 1, 'idle' => 0, 'borrowed' => 0], $rpc->stats());
+        $open = 0;
+        return static function () use ($runtime, &$open, $hold): RPCInterface {
+            $open++;
+            return new class (RPC::create(self::$bridge->rpcAddr), $runtime, $hold) implements RPCInterface {
+                public function __construct(private readonly RPC $rpc, private readonly FiberRuntime $runtime, private readonly float $hold)
+                {
+                }
+
+                public function call(string $method, mixed $args): mixed
+                {
+                    $this->runtime->yield();
+                    $reply = $this->rpc->call($method, $args);
+                    $until = \microtime(true) + $this->hold; // a slow reply
+                    do {
+                        $this->runtime->yield();
+                        \usleep(1000);
+                    } while (\microtime(true) < $until);
+                    return $reply;
+                }
+            };
+        };
     }
 
-    public function testEachCoroutineHasItsOwnAndReturnsItWhenItEnds(): void
+    public function testTheBoundHoldsUnder200ConcurrentCallers(): void
     {
-        $sender = new Sender($rpc = $this->pool());
-        $this->cid = 1;
-        $sender->push(1, 'a');
-        $this->cid = 2;
-        $sender->push(1, 'b');
-        $this->cid = 1;
-        $sender->push(1, 'c');
-        self::assertSame(['conn1', 'conn2', 'conn1'], $this->served);
-        self::assertSame(['opened' => 2, 'idle' => 0, 'borrowed' => 2], $rpc->stats());
-
-        $this->end(1);
-        self::assertSame(['opened' => 2, 'idle' => 1, 'borrowed' => 1], $rpc->stats());
-        $this->cid = 3;
-        $sender->push(1, 'd');
-        self::assertSame('conn1', $this->served[3], 'an idle connection is reused');
-        $this->end(2);
-        $this->end(3);
-        self::assertSame(['opened' => 2, 'idle' => 2, 'borrowed' => 0], $rpc->stats());
-    }
-
-    public function testIdleConnectionsAreBounded(): void
-    {
-        $rpc = $this->pool(1);
-        foreach ([1, 2, 3] as $cid) {
-            $this->cid = $cid;
-            $rpc->call('Sender.Check', ['fd' => 1]);
+        $client = new WsClient(self::$bridge->wsUrl . '/');
+        $probe = Sender::create(self::$bridge->rpcAddr);
+        $fd = 0;
+        for ($deadline = \microtime(true) + 10; $fd === 0 && \microtime(true) < $deadline; \usleep(2000)) {
+            foreach (\range(1, 5) as $candidate) {
+                if ($probe->check($candidate)) {
+                    $fd = $candidate;
+                }
+            }
         }
-        foreach ([1, 2, 3] as $cid) {
-            $this->end($cid);
+        self::assertGreaterThan(0, $fd);
+
+        $runtime = new FiberRuntime();
+        $pool = new CoroutineRPC(self::yielding($runtime), $runtime, 8, 4, 5.0);
+        $sender = new Sender($pool);
+        $results = [];
+        for ($i = 0; $i < 200; $i++) {
+            $runtime->go(static function () use ($sender, $fd, $i, &$results): void {
+                try {
+                    $results[$i] = $sender->push($fd, "m{$i}");
+                } catch (\Throwable $e) {
+                    $results[$i] = \get_class($e) . ': ' . $e->getMessage();
+                }
+            });
         }
-        self::assertSame(['opened' => 3, 'idle' => 1, 'borrowed' => 0], $rpc->stats());
+        $runtime->run();
+
+        \ksort($results);
+        self::assertSame(\array_fill(0, 200, true), $results);
+        $stats = $pool->stats();
+        self::assertSame(8, $stats['max_borrowed'], 'the callers did run at once, up to the bound');
+        self::assertLessThanOrEqual(8, $stats['opened']);
+        self::assertSame(0, $stats['borrowed']);
+        self::assertSame(4, $stats['idle'], 'max_idle connections stay open');
+        self::assertSame(4, $stats['active']);
+        $got = [];
+        for ($i = 0; $i < 200; $i++) {
+            $got[] = $client->next()['data'];
+        }
+        \sort($got);
+        $want = \array_map(static fn (int $i): string => "m{$i}", \range(0, 199));
+        \sort($want);
+        self::assertSame($want, $got);
+        self::assertStringNotContainsString('rpc: connection refused, limit reached', self::$bridge->log());
     }
 
-    public function testAConnectionLeftInsideACallIsNotReused(): void
+    public function testAWaitPastTheTimeoutThrows(): void
     {
-        // The coroutine ends while its call waits for the reply (it is
-        // killed): the reply may still come, on that connection.
-        $rpc = $this->pool(16, function (): void {
-            $this->end($this->cid);
+        $runtime = new FiberRuntime();
+        // Each call holds its connection for 0.3 s: a slow reply.
+        $pool = new CoroutineRPC(self::yielding($runtime, $opened, 0.3), $runtime, 1, 1, 0.05);
+        $outcomes = [];
+        $runtime->go(static function () use ($pool, &$outcomes): void {
+            $outcomes['slow'] = $pool->call('Sender.Check', ['fd' => 1]);
         });
-        $this->cid = 7;
-        $rpc->call('Sender.Check', ['fd' => 1]);
-        self::assertSame(['opened' => 1, 'idle' => 0, 'borrowed' => 0], $rpc->stats());
+        $runtime->go(static function () use ($pool, &$outcomes): void {
+            try {
+                $outcomes['waiting'] = $pool->call('Sender.Check', ['fd' => 1]);
+            } catch (PoolExhaustedException $e) {
+                $outcomes['waiting'] = $e->getMessage();
+            }
+        });
+        $runtime->run();
+        self::assertFalse($outcomes['slow']);
+        self::assertStringContainsString('stayed busy for 0.05s', (string) $outcomes['waiting']);
+        self::assertSame(1, $pool->stats()['opened']);
     }
 
-    public function testCreateWithoutACoroutineRuntime(): void
+    public function testAWaiterGetsTheNextFreeConnection(): void
     {
-        $rpc = CoroutineRPC::create('tcp://127.0.0.1:1', ['connect_timeout' => 0.2, 'retries' => 0]);
-        try {
-            $rpc->call('Sender.Check', ['fd' => 1]);
-            self::fail('no exception');
-        } catch (ConnectionException $e) {
-            self::assertSame('tcp://127.0.0.1:1', $e->getAddress());
+        $runtime = new FiberRuntime();
+        $pool = new CoroutineRPC(self::yielding($runtime, $opened), $runtime, 2, 0, 5.0);
+        $done = 0;
+        for ($i = 0; $i < 6; $i++) {
+            $runtime->go(static function () use ($pool, &$done): void {
+                $pool->call('Sender.Check', ['fd' => 1]);
+                $done++;
+            });
         }
-        self::assertSame(['opened' => 1, 'idle' => 0, 'borrowed' => 0], $rpc->stats());
+        $runtime->run();
+        self::assertSame(6, $done);
+        self::assertSame(2, $opened, 'the waiters took the connections the first two gave back');
+        self::assertSame(['opened' => 2, 'active' => 0, 'idle' => 0, 'borrowed' => 0, 'max_borrowed' => 2], $pool->stats());
+    }
+
+    public function testWithoutACoroutineRuntimeOneConnectionServesEveryCall(): void
+    {
+        $pool = CoroutineRPC::create(self::$bridge->rpcAddr, [], [], new NoRuntime());
+        $sender = new Sender($pool);
+        for ($i = 0; $i < 5; $i++) {
+            self::assertFalse($sender->check(1_000_000 + $i));
+        }
+        self::assertSame(['opened' => 1, 'active' => 1, 'idle' => 1, 'borrowed' => 0, 'max_borrowed' => 1], $pool->stats());
+    }
+
+    public function testAnUnreachableBridgeFreesItsPlace(): void
+    {
+        $pool = CoroutineRPC::create('unix:///nonexistent/wsbridge.sock', ['connect_timeout' => 0.2, 'retries' => 0], ['max_active' => 1]);
+        for ($i = 0; $i < 2; $i++) {
+            try {
+                $pool->call('Sender.Check', ['fd' => 1]);
+                self::fail('no exception');
+            } catch (ConnectionException $e) {
+                self::assertSame('unix:///nonexistent/wsbridge.sock', $e->getAddress());
+            }
+        }
+        self::assertSame(0, $pool->stats()['borrowed']);
     }
 }

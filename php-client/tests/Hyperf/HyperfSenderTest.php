@@ -54,23 +54,81 @@ final class HyperfSenderTest extends TestCase
                 continue; // getServer() only serves the methods overridden here
             }
             $mine = $child->getMethod($method->getName());
-            self::assertSame(HyperfSender::class, $mine->getDeclaringClass()->getName(), "{$method->getName()} is not overridden");
-            self::assertSame(self::signature($method), self::signature($mine));
-            $checked[] = $method->getName();
+            $name = $method->getName();
+            self::assertSame(HyperfSender::class, $mine->getDeclaringClass()->getName(), "{$name} is not overridden");
+            self::assertSame(self::signature($method, $mine), self::signature($mine, $mine), $name);
+            $checked[] = $name;
         }
         \sort($checked);
         self::assertSame(['__call', '__construct', 'check', 'getFdAndMethodFromProxyMethod', 'getResponse', 'getResponses',
             'proxy', 'pushFrame', 'sendPipeMessage', 'setResponse', 'setWorkerId'], $checked);
     }
 
-    private static function signature(\ReflectionMethod $m): string
+    /**
+     * Each version's Sender in a process of its own (the two cannot be
+     * declared in one): HyperfSender must load against both, since an
+     * incompatible signature is a fatal error, and push through the bridge.
+     *
+     * @return iterable<string, array{string}>
+     */
+    public static function hyperfVersions(): iterable
     {
-        $params = \array_map(static function (\ReflectionParameter $p): string {
-            return ($p->hasType() ? $p->getType() . ' ' : '') . ($p->isVariadic() ? '...' : '') . '$' . $p->getName()
+        yield 'Hyperf 3.1 (v3.1.71)' => ['3.1'];
+        yield 'Hyperf 3.2 (v3.2.4)' => ['3.2'];
+    }
+
+    /**
+     * @dataProvider hyperfVersions
+     */
+    public function testItLoadsUnderEachHyperfVersion(string $version): void
+    {
+        $script = <<<'PHP'
+            require $argv[1];
+            require $argv[2];
+            $rpc = new WsBridge\Tests\Support\RecordingRPC();
+            $container = new WsBridgeFixtures\Hyperf\TestContainer([WsBridge\Sender::class => new WsBridge\Sender($rpc)]);
+            $sender = (new WsBridge\Hyperf\HyperfSenderFactory())($container);
+            $call = new ReflectionMethod(Hyperf\WebSocketServer\Sender::class, '__call');
+            echo json_encode([
+                'parent __call' => (string) $call->getReturnType(),
+                'push' => $sender->push(5, 'hi'),
+                'disconnect' => $sender->disconnect(5, 4000, 'bye'),
+                'calls' => $rpc->lines(),
+            ]);
+            PHP;
+        $cmd = [\PHP_BINARY, '-d', 'display_errors=stderr', '-r', $script, \dirname(__DIR__, 2) . '/vendor/autoload.php',
+            \dirname(__DIR__) . '/fixtures/hyperf/load.php'];
+        $env = ['WSBRIDGE_HYPERF_VERSION' => $version, 'PATH' => (string) \getenv('PATH')];
+        $process = \proc_open($cmd, [1 => ['pipe', 'w'], 2 => ['pipe', 'w']], $pipes, null, $env);
+        $stdout = (string) \stream_get_contents($pipes[1]);
+        $stderr = (string) \stream_get_contents($pipes[2]);
+        self::assertSame(0, \proc_close($process), $stdout . $stderr);
+        self::assertSame([
+            'parent __call' => $version === '3.1' ? '' : 'mixed',
+            'push' => true,
+            'disconnect' => true,
+            'calls' => ['Sender.Push {"fd":5,"data":"hi"}', 'Sender.Disconnect {"fd":5,"code":4000,"reason":"bye"}'],
+        ], \json_decode($stdout, true), $stdout . $stderr);
+    }
+
+    /**
+     * $m's signature, with a parameter type only where $child declares one
+     * (an untyped parameter accepts what any version's type does).
+     */
+    private static function signature(\ReflectionMethod $m, \ReflectionMethod $child): string
+    {
+        $childParams = $child->getParameters();
+        $params = \array_map(static function (\ReflectionParameter $p) use ($childParams): string {
+            $pos = $p->getPosition();
+            $typed = $p->hasType() && (!isset($childParams[$pos]) || $childParams[$pos]->hasType());
+            return ($typed ? $p->getType() . ' ' : '') . ($p->isVariadic() ? '...' : '') . '$' . $p->getName()
                 . ($p->isDefaultValueAvailable() ? ' = ' . \var_export($p->getDefaultValue(), true) : '');
         }, $m->getParameters());
+        // A return type the parent leaves out may be added (3.1's __call has none; 3.2's is mixed).
+        $return = $m->hasReturnType() ? (string) $m->getReturnType()
+            : ($child->hasReturnType() ? (string) $child->getReturnType() : '');
         return ($m->isPublic() ? 'public ' : 'protected ') . ($m->isStatic() ? 'static ' : '') . "function {$m->getName()}("
-            . \implode(', ', $params) . ')' . ($m->hasReturnType() ? ': ' . $m->getReturnType() : '');
+            . \implode(', ', $params) . ')' . ($return !== '' ? ': ' . $return : '');
     }
 
     public function testThePropertiesHyperfSetsAreKept(): void
@@ -164,22 +222,24 @@ final class HyperfSenderTest extends TestCase
     {
         self::assertSame([7, 'push'], $this->sender->getFdAndMethodFromProxyMethod('push', ['7', 'x']));
         self::assertSame([7, 'disconnect'], $this->sender->getFdAndMethodFromProxyMethod('disconnect', ['fd' => 7]));
-        foreach ([
+        foreach (
+            [
             static fn (HyperfSender $s) => $s->broadcast('x'),
             static fn (HyperfSender $s) => $s->getFdAndMethodFromProxyMethod('close', [1]),
             static fn (HyperfSender $s) => $s->proxy(1, 'exist', [1]),
-        ] as $call) {
+            ] as $call
+        ) {
             try {
                 $call($this->sender);
                 self::fail('no exception');
-            } catch (\BadMethodCallException $e) {
+            } catch (\WsBridge\Exception\UnsupportedException $e) {
                 self::assertMatchesRegularExpression('/^Method \[\w+\] is not allowed\.$/', $e->getMessage());
             }
         }
         try {
             $this->sender->push();
             self::fail('no exception');
-        } catch (\ArgumentCountError $e) {
+        } catch (\WsBridge\Exception\InvalidArgumentException $e) {
             self::assertSame('push() needs an fd', $e->getMessage());
         }
         self::assertSame([], $this->rpc->calls);

@@ -1,0 +1,92 @@
+<?php
+
+declare(strict_types=1);
+
+namespace WsBridge\Tests\Hyperf;
+
+use App\Controller\DocsBasicController;
+use App\Controller\DocsContextController;
+use App\Controller\TypedServerController;
+use PHPUnit\Framework\TestCase;
+use WsBridge\Tests\Support\Bridge;
+use WsBridge\Tests\Support\TextClient;
+use WsBridge\Tests\Support\Worker;
+
+/**
+ * End to end, the controllers of Hyperf's own documentation, unchanged,
+ * behind the real bridge: WebSocket clients talk to the bridge, the bridge
+ * posts their events to a long-running PHP worker (as a Hyperf worker
+ * receives them), and the controller answers through its $server.
+ */
+final class DocsControllersTest extends TestCase
+{
+    private ?Bridge $bridge = null;
+    private ?Worker $worker = null;
+
+    protected function tearDown(): void
+    {
+        // The bridge first: it delivers its last close events to the worker as it stops.
+        if ($this->bridge !== null) {
+            self::assertSame(0, $this->bridge->stop());
+            $this->bridge = null;
+        }
+        $this->worker = null;
+    }
+
+    private function start(string $controller): void
+    {
+        $addr = Worker::freeAddr();
+        $this->bridge = new Bridge(['-events-url', "http://{$addr}/"]);
+        $this->worker = new Worker($addr, [$this->bridge->rpcAddr, $controller]);
+    }
+
+    private function assertNoControllerErrors(): void
+    {
+        self::assertStringNotContainsString('controller:', (string) $this->worker?->log());
+    }
+
+    public function testTheEngineResponseController(): void
+    {
+        $this->start(DocsBasicController::class);
+        $c = new TextClient($this->bridge->wsUrl . '/');
+        self::assertSame('Opened', $c->receiveText(), (string) $this->worker->log());
+        $c->send('hello');
+        self::assertSame('Recv: hello', $c->receiveText());
+        $c->send('again');
+        self::assertSame('Recv: again', $c->receiveText());
+        $this->assertNoControllerErrors();
+    }
+
+    public function testTheConnectionContextControllerWithTwoUsers(): void
+    {
+        $this->start(DocsContextController::class);
+        $alice = new TextClient($this->bridge->wsUrl . '/', ['Cookie' => 'username=alice']);
+        $bob = new TextClient($this->bridge->wsUrl . '/', ['Cookie' => 'username=bob']);
+        // Give both opens time to be dispatched before the first message.
+        \usleep(300000);
+        $alice->send('who am I?');
+        self::assertSame('Username: alice', $alice->receiveText());
+        $bob->send('who am I?');
+        self::assertSame('Username: bob', $bob->receiveText());
+        $alice->send('and now?');
+        self::assertSame('Username: alice', $alice->receiveText());
+        $this->assertNoControllerErrors();
+    }
+
+    public function testTheTypedServerController(): void
+    {
+        $this->start(TypedServerController::class);
+        $c = new TextClient($this->bridge->wsUrl . '/');
+        self::assertSame('hello 127.0.0.1 ws=3', $c->receiveText(), (string) $this->worker->log());
+        $c->send('who');
+        self::assertSame('port set exist=true established=true gone=false', $c->receiveText());
+        $c->send('count');
+        self::assertSame('count=1 mine=true', $c->receiveText());
+        $c->send('parts');
+        self::assertSame('ab', $c->receiveText());
+        $c->send('list'); // no admin API configured here: the worker reports the clear error
+        $c->send('bye');
+        self::assertSame(8, $c->receive()[0], 'close() closes the connection');
+        self::assertStringContainsString('listing the bridge\'s fds needs its admin API', (string) $this->worker->log());
+    }
+}
