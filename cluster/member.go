@@ -168,6 +168,10 @@ func (n *Member) nodeLost(ctx context.Context, lost Node) error {
 	return err
 }
 
+// SetAddress puts the node's address, once its listeners are bound, in
+// its registry record.
+func (n *Member) SetAddress(addr string) error { return n.reg.SetAddress(addr) }
+
 // Health says whether Redis is reachable, and why not.
 func (n *Member) Health() Health {
 	if n.broker == nil {

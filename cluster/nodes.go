@@ -128,7 +128,8 @@ type Registry struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	wg       sync.WaitGroup
-	lost     atomic.Bool // the claim was lost
+	lost     atomic.Bool            // the claim was lost
+	addr     atomic.Pointer[string] // SetAddress's, for the next heartbeats
 
 	renewals, renewErrors, sweeps, lostHandled atomic.Uint64
 }
@@ -330,9 +331,20 @@ func (r *Registry) heartbeatLoop() {
 	}
 }
 
+// SetAddress changes the address in this node's record (once the
+// listeners are bound, the address with its real port) and renews the
+// claim with it at once.
+func (r *Registry) SetAddress(addr string) error {
+	r.addr.Store(&addr)
+	return r.renew()
+}
+
 // renew renews the claim if it is still this node's.
 func (r *Registry) renew() error {
 	n := r.self
+	if a := r.addr.Load(); a != nil {
+		n.Address = *a
+	}
 	if r.cfg.Connections != nil {
 		n.Connections = r.cfg.Connections()
 	}

@@ -197,6 +197,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 	}
 
+	if member != nil {
+		addr := "ws://" + ln.Addr().String()
+		if rpcSrv != nil {
+			addr = rpcSrv.Addr() // what another node's error names
+		}
+		if err := member.SetAddress(addr); err != nil {
+			log.Warn("cannot record this node's address in the cluster", "err", err)
+		}
+	}
 	srv := hub.Server()
 	served := make(chan error, 3)
 	running := 1

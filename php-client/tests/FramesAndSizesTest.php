@@ -41,14 +41,12 @@ final class FramesAndSizesTest extends TestCase
     private static function connect(array $options = []): array
     {
         $sender = Sender::create(self::$bridge->rpcAddr, $options);
-        $before = \array_sum(\array_column($sender->stats()['workers'], 'opened'));
+        $before = self::$bridge->fds();
         $client = new WsClient(self::$bridge->wsUrl . '/');
         for ($deadline = \microtime(true) + 10; \microtime(true) < $deadline; \usleep(2000)) {
-            $opened = \array_sum(\array_column($sender->stats()['workers'], 'opened'));
-            for ($fd = $opened; $fd > $before; $fd--) {
-                if ($sender->check($fd)) {
-                    return [$client, $fd, $sender];
-                }
+            $new = \array_values(\array_diff(self::$bridge->fds(), $before));
+            if ($new !== []) {
+                return [$client, $new[0], $sender];
             }
         }
         self::fail('the client never showed up');

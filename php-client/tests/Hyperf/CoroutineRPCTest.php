@@ -72,15 +72,7 @@ final class CoroutineRPCTest extends TestCase
     public function testTheBoundHoldsUnder200ConcurrentCallers(): void
     {
         $client = new WsClient(self::$bridge->wsUrl . '/');
-        $probe = Sender::create(self::$bridge->rpcAddr);
-        $fd = 0;
-        for ($deadline = \microtime(true) + 10; $fd === 0 && \microtime(true) < $deadline; \usleep(2000)) {
-            foreach (\range(1, 5) as $candidate) {
-                if ($probe->check($candidate)) {
-                    $fd = $candidate;
-                }
-            }
-        }
+        $fd = self::$bridge->waitForFd();
         self::assertGreaterThan(0, $fd);
 
         $runtime = new FiberRuntime();
