@@ -115,6 +115,7 @@ var protectedRoutes = []struct{ method, path string }{
 	{"POST", "/v1/groups/g/push"},
 	{"GET", "/v1/users/u"},
 	{"POST", "/v1/users/u/push"},
+	{"GET", "/v1/nodes"},
 	{"GET", "/debug/pprof/"},
 	{"GET", "/debug/pprof/cmdline"},
 	{"GET", "/debug/pprof/symbol"},

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/cluster"
 	"github.com/wsbridge/wsbridge/events"
 	"github.com/wsbridge/wsbridge/internal/tlsreload"
 	"github.com/wsbridge/wsbridge/rpc"
@@ -51,11 +52,15 @@ type Metrics struct {
 	deliveredByOut map[string]prometheus.Counter // events per outcome
 	auths          *prometheus.HistogramVec      // outcome
 	authByOut      map[string]prometheus.Observer
+
+	remoteCalls    *prometheus.CounterVec   // method, outcome
+	remoteDuration *prometheus.HistogramVec // method
 }
 
 var (
-	_ rpc.Observer    = (*Metrics)(nil)
-	_ events.Observer = (*Metrics)(nil)
+	_ rpc.Observer     = (*Metrics)(nil)
+	_ events.Observer  = (*Metrics)(nil)
+	_ cluster.Observer = (*Metrics)(nil)
 )
 
 // NewMetrics registers the observed metrics (RPC calls, event requests,
@@ -82,6 +87,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Handshake authorizations by outcome (allowed, denied, failed: refused with 503), and their duration.",
 			Buckets: eventsBuckets,
 		}, []string{"outcome"}),
+		remoteCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Subsystem: "cluster", Name: "calls_total",
+			Help: "Calls this node made to other nodes of the cluster (an fd of another node, or a group, user or broadcast reaching the nodes in scope), by method and outcome (ok, sent: no ack awaited, node_unreachable, or the other node's error code).",
+		}, []string{"method", "outcome"}),
+		remoteDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Subsystem: "cluster", Name: "call_duration_seconds",
+			Help:    "Time from sending a call to other nodes to having their answers, by method.",
+			Buckets: rpcBuckets,
+		}, []string{"method"}),
 		rpcOK:          map[string]prometheus.Counter{},
 		rpcHist:        map[string]prometheus.Observer{},
 		deliveryByOut:  map[string]prometheus.Observer{},
@@ -103,12 +117,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, o := range []string{events.OutcomeAllowed, events.OutcomeDenied, events.OutcomeFailed} {
 		m.authByOut[o] = m.auths.WithLabelValues(o)
 	}
-	for _, c := range []prometheus.Collector{m.rpcCalls, m.rpcDuration, m.deliveries, eventsByOutcome, m.auths} {
+	for _, c := range []prometheus.Collector{m.rpcCalls, m.rpcDuration, m.deliveries, eventsByOutcome, m.auths, m.remoteCalls, m.remoteDuration} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
 	}
 	return m, nil
+}
+
+// ObserveRemoteCall implements cluster.Observer.
+func (m *Metrics) ObserveRemoteCall(method, outcome string, d time.Duration) {
+	m.remoteCalls.WithLabelValues(method, outcome).Inc()
+	m.remoteDuration.WithLabelValues(method).Observe(d.Seconds())
 }
 
 // ObserveCall implements rpc.Observer.
@@ -143,15 +163,79 @@ func (m *Metrics) ObserveAuth(outcome string, d time.Duration) {
 
 // Sources are what Watch reads at scrape time; nil ones are left out.
 type Sources struct {
-	Hub    *bridge.Hub
-	Events *events.Dispatcher
-	RPC    *rpc.Server
+	Hub     *bridge.Hub
+	Events  *events.Dispatcher
+	RPC     *rpc.Server
+	Cluster *cluster.Member // cluster mode only
 }
 
 // Watch registers a collector that reads the counters of src at every
 // scrape.
 func (m *Metrics) Watch(src Sources) error {
+	if src.Cluster != nil {
+		if err := m.reg.Register(newClusterCollector(src.Cluster)); err != nil {
+			return err
+		}
+	}
 	return m.reg.Register(newStatsCollector(src))
+}
+
+// clusterCollector reads a cluster Member's counters at every scrape.
+type clusterCollector struct {
+	m                                               *cluster.Member
+	up, reconnects, subscriptions, dropped, served  *prometheus.Desc
+	frames, late, fdWrites, fdRewrites, blocks, ids *prometheus.Desc
+}
+
+func newClusterCollector(m *cluster.Member) *clusterCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "cluster", name), help, labels, nil)
+	}
+	return &clusterCollector{m: m,
+		up:            d("redis_up", "1 while Redis is reachable, else 0 (then remote calls fail with node_unreachable and /readyz answers 503)."),
+		reconnects:    d("redis_reconnects_total", "Times Redis came back after being unreachable."),
+		subscriptions: d("subscriptions", "Channels this node is subscribed to (its own, the broadcast channel, and one per group and user with local connections)."),
+		dropped:       d("messages_dropped_total", "Messages on this node's channels dropped as malformed (any Redis client can publish there)."),
+		served:        d("calls_served_total", "Calls of other nodes this node ran."),
+		frames:        d("messages_total", "Messages between nodes, by direction (out: published, in: received); one message carries many calls and answers.", "direction"),
+		late:          d("late_answers_total", "Answers that arrived after their call gave up (past cluster-timeout)."),
+		fdWrites:      d("fd_set_writes_total", "Opens and closes written to this node's open-fd set in Redis (what a survivor reads when this node is lost)."),
+		fdRewrites:    d("fd_set_rewrites_total", "Times the open-fd set was written anew (after Redis was away or its queue overflowed)."),
+		blocks:        d("fd_blocks_total", "fd sequence blocks reserved in Redis."),
+		ids:           d("lost_nodes_handled_total", "Lost nodes whose connections this node reported closed to the application."),
+	}
+}
+
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.up, c.reconnects, c.subscriptions, c.dropped, c.served, c.frames, c.late, c.fdWrites, c.fdRewrites, c.blocks, c.ids} {
+		ch <- d
+	}
+}
+
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.m.Stats()
+	up := 0.0
+	if st.Health.Up {
+		up = 1
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge(c.up, up)
+	counter(c.reconnects, st.Health.Reconnects)
+	gauge(c.subscriptions, float64(st.Health.Channels))
+	counter(c.dropped, st.Router.Dropped)
+	counter(c.served, st.Router.Served)
+	counter(c.frames, st.Router.FramesOut, "out")
+	counter(c.frames, st.Router.FramesIn, "in")
+	counter(c.late, st.Router.LateAnswers)
+	counter(c.fdWrites, st.Tracker.Written)
+	counter(c.fdRewrites, st.Tracker.Rewrites)
+	counter(c.blocks, st.Sequence.Blocks)
+	counter(c.ids, st.Registry.LostHandled)
 }
 
 // statsCollector turns Stats snapshots into metrics at scrape time.
@@ -190,7 +274,7 @@ func newStatsCollector(src Sources) *statsCollector {
 		messagesIn:      d("messages_received_total", "Messages received from WebSocket clients and given to the application (refused ones are in client_messages_refused_total)."),
 		bytesIn:         d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients and given to the application."),
 		bytesOut:        d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
-		refused:         d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error).", "reason"),
+		refused:         d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error, fd_unavailable: cluster mode, no fd block could be reserved while Redis is away).", "reason"),
 		handshakes:      d("handshakes_in_progress", "Connections accepted on the WebSocket port and not yet upgraded."),
 		headersTrimmed:  d("handshake_headers_trimmed_total", "Connections whose kept handshake headers were cut down to max-kept-header-bytes."),
 		rpcConns:        d("rpc_connections", "Open RPC connections."),
@@ -277,6 +361,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			{bridge.RefusedShuttingDown, rf.ShuttingDown}, {bridge.RefusedMaxConnections, rf.MaxConnections},
 			{bridge.RefusedPerIP, rf.PerIP}, {bridge.RefusedHandshakes, rf.Handshakes}, {bridge.RefusedRate, rf.Rate},
 			{bridge.RefusedEventsBacklog, rf.EventsBacklog}, {bridge.RefusedInternalError, rf.InternalError},
+			{bridge.RefusedFDUnavailable, rf.FDUnavailable},
 		} {
 			counter(c.refused, r.n, r.reason)
 		}

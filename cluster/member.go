@@ -180,6 +180,24 @@ func (n *Member) Health() Health {
 	return n.broker.Health()
 }
 
+// Stats are a Member's counters, for the metrics.
+type Stats struct {
+	Health   Health
+	Router   RouterStats
+	Tracker  TrackerStats
+	Sequence SequenceStats
+	Registry RegistryStats
+}
+
+// Stats returns the Member's counters.
+func (n *Member) Stats() Stats {
+	st := Stats{Health: n.Health(), Tracker: n.tracker.Stats(), Sequence: n.seq.Stats(), Registry: n.reg.Stats()}
+	if n.router != nil {
+		st.Router = n.router.Stats()
+	}
+	return st
+}
+
 // Nodes lists the cluster's nodes.
 func (n *Member) Nodes(ctx context.Context) ([]Node, error) { return n.reg.List(ctx) }
 

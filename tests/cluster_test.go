@@ -178,6 +178,20 @@ func dialWS(t *testing.T, url string) *websocket.Conn {
 	return ws
 }
 
+// scrape returns the node's /metrics.
+func scrape(t *testing.T, n *clusterNode) string {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+n.admAdr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+clusterToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
 // expect reads the client's next text message.
 func expect(t *testing.T, ws *websocket.Conn, want string) {
 	t.Helper()
@@ -261,6 +275,18 @@ func TestClusterAcrossNodes(t *testing.T) {
 			waitUntil(t, "GET /v1/nodes lists three nodes and two connections", func() bool {
 				return a.admin(t, "/v1/nodes", &nodes) == 200 && nodes.Cluster && len(nodes.Nodes) == 3 && nodes.Connections == 2
 			})
+
+			// The metrics say what crossed nodes.
+			metrics := scrape(t, a)
+			for _, want := range []string{
+				`wsbridge_cluster_calls_total{method="Push",outcome="ok"}`, `wsbridge_cluster_calls_total{method="PushGroup",outcome="ok"}`,
+				`wsbridge_cluster_call_duration_seconds_count{method="Push"}`, "wsbridge_cluster_redis_up 1", "wsbridge_cluster_redis_reconnects_total 0",
+				`wsbridge_cluster_messages_total{direction="out"}`, "wsbridge_cluster_messages_dropped_total 0",
+			} {
+				if !strings.Contains(metrics, want) {
+					t.Errorf("node a's metrics lack %s", want)
+				}
+			}
 
 			// A closed remote fd answers false.
 			cc.Close()

@@ -192,7 +192,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 1
 	}
 	if metrics != nil && adminSrv != nil {
-		if err := metrics.Watch(admin.Sources{Hub: hub, Events: disp, RPC: rpcSrv}); err != nil {
+		if err := metrics.Watch(admin.Sources{Hub: hub, Events: disp, RPC: rpcSrv, Cluster: member}); err != nil {
 			log.Error("metrics", "err", err) // a bug: the collector is registered once
 		}
 	}
