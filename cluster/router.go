@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -233,7 +234,7 @@ func (r *Router) call(node int, method string, args, reply any, ack bool) error 
 	}
 	o, err := r.outbox(r.cfg.Keys.NodeChannel(node))
 	if err == nil {
-		err = o.add(&c, nil, w)
+		err = o.add(&c, w)
 	}
 	if err != nil {
 		return unreachable("node %d: %v", node, err)
@@ -362,6 +363,7 @@ func (r *Router) Handle(channel string, payload []byte) {
 			r.stats.answersLate.Add(1)
 		}
 	}
+	var answers []answer // one frame of answers for the frame's calls
 	for i := range f.Calls {
 		c := &f.Calls[i]
 		if f.From == r.cfg.Node {
@@ -384,13 +386,17 @@ func (r *Router) Handle(channel string, payload []byte) {
 		} else if a.Result, err = msgpack.Marshal(res); err != nil {
 			a.Code, a.Message = sender.CodeInternal, "cannot encode the reply: "+err.Error()
 		}
-		o, err := r.outbox(r.cfg.Keys.NodeChannel(f.From))
-		if err == nil {
-			err = o.add(nil, &a, nil)
-		}
-		if err != nil {
-			r.log.Debug("cluster: an answer could not be queued", "to", f.From, "err", err)
-		}
+		answers = append(answers, a)
+	}
+	if len(answers) == 0 {
+		return
+	}
+	o, err := r.outbox(r.cfg.Keys.NodeChannel(f.From))
+	if err == nil {
+		err = o.addAnswers(answers)
+	}
+	if err != nil {
+		r.log.Debug("cluster: answers could not be queued", "to", f.From, "answers", len(answers), "err", err)
 	}
 }
 
@@ -427,23 +433,33 @@ type outbox struct {
 
 var errQueueFull = errors.New("too many calls waiting for their publish")
 
-// add queues a call (with the waiter told of its publish) or an answer.
-func (o *outbox) add(c *call, a *answer, w *waiter) error {
+// add queues a call, with the waiter told of its publish.
+func (o *outbox) add(c *call, w *waiter) error {
+	return o.queue(func() {
+		o.calls = append(o.calls, *c)
+		o.waiters = append(o.waiters, w)
+	}, 1)
+}
+
+// addAnswers queues the answers to one frame's calls, so that they travel
+// together.
+func (o *outbox) addAnswers(a []answer) error {
+	return o.queue(func() { o.answers = append(o.answers, a...) }, len(a))
+}
+
+// queue runs put under the lock when n more items fit, and starts a
+// flusher when none runs.
+func (o *outbox) queue(put func(), n int) error {
 	o.mu.Lock()
 	if o.closed {
 		o.mu.Unlock()
 		return ErrClosed
 	}
-	if len(o.calls)+len(o.answers) >= o.r.cfg.MaxQueued {
+	if len(o.calls)+len(o.answers)+n > o.r.cfg.MaxQueued {
 		o.mu.Unlock()
 		return errQueueFull
 	}
-	if c != nil {
-		o.calls = append(o.calls, *c)
-		o.waiters = append(o.waiters, w)
-	} else {
-		o.answers = append(o.answers, *a)
-	}
+	put()
 	start := !o.busy
 	o.busy = true
 	o.mu.Unlock()
@@ -463,6 +479,9 @@ func (o *outbox) close() {
 // flush publishes what is queued, a frame at a time, until nothing is.
 func (o *outbox) flush() {
 	defer o.r.wg.Done()
+	// Let the goroutines that are about to queue more do so first: a
+	// scheduling round, not a timer, so a lone call is not delayed.
+	runtime.Gosched()
 	for {
 		o.mu.Lock()
 		if len(o.calls)+len(o.answers) == 0 || o.closed {

@@ -40,6 +40,9 @@ class Sender
     public const OPCODE_PING = 9;
     public const OPCODE_PONG = 10;
 
+    /** The bits of an fd below its node id (docs/PROTOCOL.md, "fds"). */
+    public const SEQ_BITS = 43;
+
     /** hyperf/engine-contract's frame, named as a string: Hyperf may be absent. */
     public const ENGINE_FRAME = 'Hyperf\Engine\Contract\WebSocket\FrameInterface';
 
@@ -97,6 +100,31 @@ class Sender
             $args['finish'] = $finish;
         }
         return $this->delivered((bool) $this->rpc->call('Sender.Push', $args), $fd, 'push');
+    }
+
+    /**
+     * push() to an fd of another node of a cluster without waiting for that
+     * node's answer: true once the node's channel took the message (false
+     * says nothing then); the lowest latency for callers that do not need
+     * the real answer. For an fd of the node this client talks to it is
+     * push(), answered for real.
+     *
+     * @throws ServiceException|ConnectionException|ProtocolException|NotDeliveredException
+     */
+    public function pushWithoutAck(int $fd, $data, ?int $opcode = null): bool
+    {
+        [$data, $opcode] = self::unwrap($data, $opcode, null);
+        $args = ['fd' => $fd, 'ack' => false] + $this->message($data, $opcode);
+        return $this->delivered((bool) $this->rpc->call('Sender.Push', $args), $fd, 'push');
+    }
+
+    /**
+     * The id of the node that holds $fd (its high bits): in a cluster, every
+     * node accepts pushes to any fd, this only tells where it lives.
+     */
+    public static function nodeOf(int $fd): int
+    {
+        return $fd >> self::SEQ_BITS;
     }
 
     /**

@@ -70,6 +70,19 @@ final class SenderTest extends TestCase
         self::assertSame(\bin2hex($data), \bin2hex($ev['data']));
     }
 
+    public function testNodeOfAndPushWithoutAck(): void
+    {
+        self::assertSame(0, Sender::nodeOf(1));
+        self::assertSame(5, Sender::nodeOf((5 << 43) | 77));
+        self::assertSame(1023, Sender::nodeOf((1 << 53) - 1));
+        [$c, $fd] = self::connect();
+        self::assertSame(0, Sender::nodeOf($fd), 'a standalone bridge is node 0');
+        // A local fd is answered for real, ack or not.
+        self::assertTrue(self::$sender->pushWithoutAck($fd, 'no ack'));
+        self::expectMessage($c, 'no ack');
+        self::assertFalse(self::$sender->pushWithoutAck($fd + 1000, 'nobody'));
+    }
+
     public function testPushReachesTheClient(): void
     {
         [$c, $fd] = self::connect();

@@ -1,0 +1,409 @@
+// Command clusterload measures the cluster (issue 9) on one machine: three
+// wsbridge nodes in this process (each a hub, its Sender Service, its RPC
+// server on loopback TCP and its cluster Member) on one redis-server this
+// tool starts, and Go RPC clients (rpc.Client, JSON) that push:
+//
+//   - push to one fd: through the RPC of the node that holds the fd (local)
+//     and through another node's RPC (remote), one sequential caller and 8
+//     concurrent callers: calls/s, p50 and p99;
+//   - group push and broadcast across the three nodes, each with -members
+//     connections: deliveries/s, and the Redis commands each push cost
+//     (INFO commandstats before and after).
+//
+// The WebSocket clients are in-memory pipes (bench.MemListener) that read
+// everything, so 9,000 of them fit under the open-file limit; the figures
+// include routing, queueing and the writes to the pipes.
+//
+//	go run ./bench/clusterload                 # 3 s per case
+//	go run ./bench/clusterload -d 5s -members 3000
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsbridge/wsbridge/bench"
+	"github.com/wsbridge/wsbridge/bridge"
+	"github.com/wsbridge/wsbridge/cluster"
+	"github.com/wsbridge/wsbridge/rpc"
+	"github.com/wsbridge/wsbridge/sender"
+)
+
+var (
+	dur      = flag.Duration("d", 3*time.Second, "duration of each push case")
+	members  = flag.Int("members", 3000, "connections per node for the group and broadcast cases")
+	fanouts  = flag.Int("fanouts", 50, "group pushes (and broadcasts) per fan-out case")
+	redisBin = flag.String("redis-server", "redis-server", "the redis-server command")
+	cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the remote push cases to this file")
+)
+
+func main() {
+	flag.Parse()
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "clusterload:", err)
+		os.Exit(1)
+	}
+}
+
+// node is one wsbridge node of the cluster, in this process.
+type node struct {
+	hub    *bridge.Hub
+	svc    *sender.Service
+	member *cluster.Member
+	rpc    *rpc.Server
+	ln     *bench.MemListener
+	srv    *http.Server
+}
+
+func run() error {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	redisAddr, stopRedis, err := startRedis()
+	if err != nil {
+		return err
+	}
+	defer stopRedis()
+	u, err := cluster.ParseURL("redis://" + redisAddr)
+	if err != nil {
+		return err
+	}
+	var nodes []*node
+	defer func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	}()
+	for range 3 {
+		n, err := startNode(u, quiet)
+		if err != nil {
+			return err
+		}
+		nodes = append(nodes, n)
+	}
+	a, b := nodes[0], nodes[1]
+
+	// Push to one fd: each caller its own client, so that one client's
+	// reading is not what is measured.
+	stopClients, err := connect(b, 8, nil)
+	if err != nil {
+		return err
+	}
+	fds, _ := b.hub.FDs(0, 10)
+	fmt.Printf("clusterload: 3 nodes in process, redis-server %s, %d cores; push cases %s each\n\n", redisAddr, runtime.NumCPU(), *dur)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\t")
+	for _, callers := range []int{1, 8} {
+		local, err := pushCase(b.rpc.Addr(), fds, callers)
+		if err != nil {
+			return err
+		}
+		if *cpuprof != "" && callers > 1 {
+			f, err := os.Create(*cpuprof)
+			if err != nil {
+				return err
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return err
+			}
+		}
+		remote, err := pushCase(a.rpc.Addr(), fds, callers)
+		if *cpuprof != "" && callers > 1 {
+			pprof.StopCPUProfile()
+		}
+		if err != nil {
+			return err
+		}
+		if os.Getenv("CLUSTERLOAD_DEBUG") != "" {
+			fmt.Fprintf(os.Stderr, "node a %+v\nnode b %+v\n", a.member.Stats().Router, b.member.Stats().Router)
+		}
+		for _, r := range []struct {
+			name string
+			res  pushResult
+		}{{"push, local fd", local}, {"push, fd of another node", remote}} {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f\t\n", r.name, callers, r.res.rate(), r.res.pct(50), r.res.pct(99), r.res.rate()/local.rate())
+		}
+	}
+	tw.Flush()
+	stopClients()
+
+	// Group push and broadcast across the nodes.
+	var received atomic.Int64
+	var stops []func()
+	for _, n := range nodes {
+		stop, err := connect(n, *members, &received)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, stop)
+		all, _ := n.hub.FDs(0, *members+10)
+		for _, fd := range all {
+			if _, err := n.svc.Join(&sender.GroupArgs{FD: fd, Group: "room"}); err != nil {
+				return err
+			}
+		}
+	}
+	defer func() {
+		for _, s := range stops {
+			s()
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // the group channels subscribed
+	fmt.Printf("\n%d group pushes and %d broadcasts from node 0 to 3 nodes × %d connections (%d-byte messages)\n\n", *fanouts, *fanouts, *members, len(payload))
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "case\tdeliveries\tdeliveries/s\tSPUBLISH per push\tRedis commands per push\t")
+	for _, c := range []struct {
+		name string
+		push func() (int, error)
+	}{
+		{"group push", func() (int, error) {
+			n, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "room", Message: sender.Message{Data: payload}})
+			return n, err
+		}},
+		{"broadcast", func() (int, error) {
+			n, _, err := a.svc.Broadcast(&sender.BroadcastArgs{Message: sender.Message{Data: payload}})
+			return n, err
+		}},
+	} {
+		before, err := commandStats(redisAddr)
+		if err != nil {
+			return err
+		}
+		received.Store(0)
+		want := int64(*fanouts * 3 * *members)
+		start := time.Now()
+		for range *fanouts {
+			n, err := c.push()
+			if err != nil {
+				return err
+			}
+			if n != 3**members {
+				return fmt.Errorf("%s accepted by %d, want %d", c.name, n, 3**members)
+			}
+		}
+		for received.Load() < want && time.Since(start) < time.Minute {
+			time.Sleep(time.Millisecond)
+		}
+		took := time.Since(start)
+		after, err := commandStats(redisAddr)
+		if err != nil {
+			return err
+		}
+		spub := float64(after["spublish"]-before["spublish"]) / float64(*fanouts)
+		var total int64
+		for k, v := range after {
+			total += v - before[k]
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.2f\t%.2f\t\n", c.name, received.Load(), float64(received.Load())/took.Seconds(), spub, float64(total)/float64(*fanouts))
+	}
+	tw.Flush()
+	fmt.Println("\nSPUBLISH per push: the push's one publish plus one answer per other node in scope (batched with other answers under load);")
+	fmt.Println("the other commands are the nodes' heartbeats, sweeps and health pings during the case.")
+	return nil
+}
+
+const payload = `{"type":"chat","text":"hello everyone"}`
+
+func startNode(u cluster.RedisURL, log *slog.Logger) (*node, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := cluster.Open(ctx, cluster.Config{URL: u, Prefix: "clusterload", NodeID: cluster.AutoNodeID, Address: "clusterload", Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	n := &node{member: m, ln: bench.NewMemListener()}
+	listener := m.UseEvents(nil, nil)
+	n.hub, err = bridge.New(bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: listener, OnIndexChange: m.OnIndexChange,
+		MaxConnections: 100000, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	n.svc = sender.NewService(n.hub)
+	if err := m.Start(ctx, n.hub, n.svc); err != nil {
+		return nil, err
+	}
+	n.srv = n.hub.Server()
+	go func() { _ = n.srv.Serve(n.ln) }()
+	if n.rpc, err = rpc.New(n.svc, rpc.Config{Addr: "tcp://127.0.0.1:0", Logger: log}); err != nil {
+		return nil, err
+	}
+	if err := n.rpc.Listen(); err != nil {
+		return nil, err
+	}
+	go func() { _ = n.rpc.Serve() }()
+	return n, nil
+}
+
+func (n *node) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = n.rpc.Shutdown(ctx)
+	n.ln.Close()
+	_ = n.hub.Shutdown(ctx)
+	_ = n.member.Close(ctx)
+}
+
+// connect opens count in-memory clients to n that read (and count) every
+// message; the returned func closes them.
+func connect(n *node, count int, received *atomic.Int64) (func(), error) {
+	d := websocket.Dialer{NetDialContext: n.ln.Dial, HandshakeTimeout: 10 * time.Second}
+	var conns []*websocket.Conn
+	var wg sync.WaitGroup
+	before := n.hub.Stats().Connections
+	for range count {
+		ws, _, err := d.Dial("ws://mem/", nil)
+		if err != nil {
+			return nil, err
+		}
+		conns = append(conns, ws)
+		wg.Go(func() {
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+				if received != nil {
+					received.Add(1)
+				}
+			}
+		})
+	}
+	for n.hub.Stats().Connections < before+count {
+		time.Sleep(time.Millisecond)
+	}
+	return func() {
+		for _, c := range conns {
+			c.Close()
+		}
+		wg.Wait()
+	}, nil
+}
+
+type pushResult struct {
+	calls int
+	took  time.Duration
+	lat   []time.Duration
+}
+
+func (r pushResult) rate() float64 { return float64(r.calls) / r.took.Seconds() }
+
+func (r pushResult) pct(p int) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	return r.lat[min(len(r.lat)*p/100, len(r.lat)-1)].Round(time.Microsecond)
+}
+
+// pushCase pushes through the RPC at addr from callers goroutines, each
+// with its own connection and its own fd of fds, for -d.
+func pushCase(addr string, fds []int64, callers int) (pushResult, error) {
+	var mu sync.Mutex
+	var res pushResult
+	var firstErr error
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(*dur)
+	for i := range callers {
+		fd := fds[i%len(fds)]
+		wg.Go(func() {
+			c, err := rpc.Dial(addr, rpc.JSON, 10*time.Second)
+			if err != nil {
+				mu.Lock()
+				firstErr = err
+				mu.Unlock()
+				return
+			}
+			defer c.Close()
+			args := map[string]any{"fd": fd, "data": payload}
+			var lat []time.Duration
+			for time.Now().Before(deadline) {
+				t0 := time.Now()
+				var ok bool
+				if err := c.Call("Sender.Push", args, &ok); err != nil || !ok {
+					mu.Lock()
+					firstErr = fmt.Errorf("push: %v, %v", ok, err)
+					mu.Unlock()
+					return
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			mu.Lock()
+			res.calls += len(lat)
+			res.lat = append(res.lat, lat...)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	res.took = time.Since(start)
+	slices.Sort(res.lat)
+	return res, firstErr
+}
+
+// startRedis runs a redis-server on a free port in a temporary folder.
+func startRedis() (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir, err := os.MkdirTemp("", "clusterload")
+	if err != nil {
+		return "", nil, err
+	}
+	cmd := exec.Command(*redisBin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
+		"--logfile", filepath.Join(dir, "redis.log"))
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start %s (apt-get install redis-server): %w", *redisBin, err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	stop := func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = os.RemoveAll(dir)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return addr, stop, nil
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, fmt.Errorf("redis-server did not listen on %s", addr)
+		}
+	}
+}
+
+// commandStats reads INFO commandstats: calls per command.
+func commandStats(addr string) (map[string]int64, error) {
+	out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", addr[strings.LastIndex(addr, ":")+1:], "INFO", "commandstats").Output()
+	if err != nil {
+		return nil, fmt.Errorf("redis-cli (apt-get install redis-tools): %w", err)
+	}
+	stats := map[string]int64{}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		stats[strings.TrimPrefix(name, "cmdstat_")] = n
+	}
+	return stats, nil
+}
