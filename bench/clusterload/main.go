@@ -231,7 +231,7 @@ func startNode(u cluster.RedisURL, log *slog.Logger) (*node, error) {
 	n := &node{member: m, ln: bench.NewMemListener()}
 	listener := m.UseEvents(nil, nil)
 	n.hub, err = bridge.New(bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: listener, OnIndexChange: m.OnIndexChange,
-		MaxConnections: 100000, Logger: log})
+		MaxConnections: 100000, QueueSize: 1 << 16, Logger: log})
 	if err != nil {
 		return nil, err
 	}
