@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -287,4 +288,48 @@ func TestRemoteConcurrent(t *testing.T) {
 		t.Errorf("%d frames for %d calls: nothing batched", st.FramesOut, st.Calls)
 	}
 	_ = ws
+}
+
+// TestRedisAway: while Redis is away, calls for another node's fds fail at
+// once with node_unreachable, local pushes go on, and no goroutine or
+// queued call accumulates; once Redis is back, remote calls work again.
+func TestRedisAway(t *testing.T) {
+	r := redistest.Start(t)
+	url, prefix := r.URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	wsA, fdA := a.dial(t)
+	_, fdB := b.dial(t)
+	if ok, err := a.svc.Check(fdB); !ok || err != nil {
+		t.Fatalf("Check before = %v, %v", ok, err)
+	}
+	r.Stop()
+	waitFor(t, "a sees Redis down", func() bool { return !a.member.Health().Up })
+	calls := func(n int) {
+		for i := range n {
+			start := time.Now()
+			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) {
+				t.Fatalf("remote push %d while Redis is away: %v", i, err)
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Fatalf("remote push %d took %s to fail", i, took)
+			}
+			if _, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "g", Message: msg("x")}); err != nil {
+				t.Fatalf("group push while Redis is away: %v", err)
+			}
+		}
+	}
+	calls(100)
+	base := runtime.NumGoroutine()
+	calls(2000)
+	if n := runtime.NumGoroutine(); n > base+5 {
+		t.Errorf("goroutines grew from %d to %d over 2000 failed calls", base, n)
+	}
+	if ok, err := a.svc.Push(&sender.PushArgs{FD: fdA, Message: msg("local")}); !ok || err != nil {
+		t.Fatalf("local push while Redis is away = %v, %v", ok, err)
+	}
+	read(t, wsA, "local")
+	if err := r.StartAgain(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "remote calls through again", func() bool { ok, err := a.svc.Check(fdB); return ok && err == nil })
 }
