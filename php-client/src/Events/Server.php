@@ -44,7 +44,7 @@ class Server extends \Swoole\WebSocket\Server
     /**
      * @param (\Closure(int $after, int $limit): array{list<int>, ?int})|null $listFds
      *        lists open fds, a page at a time (AdminConnections); without it,
-     *        iterating $server->connections throws UnsupportedException
+     *        Sender.Connections does
      */
     public function __construct(private readonly Sender $sender, ?\Closure $listFds = null)
     {
