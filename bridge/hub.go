@@ -153,7 +153,7 @@ func (h *Hub) isClosed() bool {
 // the limits is given back on every path that does not end in a
 // connection, a panic included.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != h.cfg.Path {
+	if !slices.Contains(h.cfg.Paths, r.URL.Path) {
 		skipBody(w, r)
 		http.NotFound(w, r)
 		return

@@ -63,7 +63,7 @@ func withKnownDefaults(c config) config {
 	c.LogFormat = "text"
 	b := &c.Bridge
 	b.NodeID = 0
-	b.Path = "/"
+	b.Paths = []string{"/"}
 	b.Workers = 0
 	b.MaxConnections = 10000
 	b.QueueSize = 256
@@ -174,7 +174,7 @@ func allSet(tb testing.TB) config {
 	c.LogLevel = slog.LevelDebug
 	c.LogFormat = "json"
 	b := &c.Bridge
-	b.Path = "/ws"
+	b.Paths = []string{"/ws", "/chat"}
 	b.NodeID = 7
 	b.Workers = 3
 	b.MaxConnections = 50
@@ -813,8 +813,8 @@ func dial(t *testing.T, url string) *websocket.Conn {
 func TestRunGracefulShutdown(t *testing.T) {
 	r := startRun(t)
 	rec, _ := r.log.find(t, "websocket listening")
-	if rec["path"] != "/" || rec["node_id"] != float64(0) || rec["max_connections"] != float64(bridge.DefaultMaxConnections) {
-		t.Errorf("websocket listening record = %v, want path /, node_id 0, max_connections %d", rec, bridge.DefaultMaxConnections)
+	if fmt.Sprint(rec["paths"]) != "[/]" || rec["node_id"] != float64(0) || rec["max_connections"] != float64(bridge.DefaultMaxConnections) {
+		t.Errorf("websocket listening record = %v, want paths [/], node_id 0, max_connections %d", rec, bridge.DefaultMaxConnections)
 	}
 
 	if rec := r.log.waitFor(t, "rpc listening", r.done); !strings.HasPrefix(fmt.Sprint(rec["addr"]), "tcp://127.0.0.1:") {

@@ -210,7 +210,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	served := make(chan error, 3)
 	running := 1
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections,
+	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "paths", bc.Paths, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections,
 		"max_connections_per_ip", bc.MaxConnectionsPerIP, "max_handshakes", bc.MaxHandshakes, "accept_rate", bc.AcceptRate, "trusted_proxies", len(bc.TrustedProxies))
 	if rpcSrv != nil {
 		running++
