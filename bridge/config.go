@@ -48,6 +48,10 @@ type Listener interface {
 	OnClose(fd int64, ev CloseEvent)
 }
 
+// MaxPathLength bounds a configured path: the events of a connection carry
+// it, its close event within the room reserved for it.
+const MaxPathLength = 128
+
 // IndexKind names the index Config.OnIndexChange speaks of.
 type IndexKind uint8
 
@@ -315,7 +319,7 @@ func (c Config) validate() error {
 	check := checks.Check
 	check(c.NodeID >= 0 && c.NodeID <= MaxNodeID, "node id: %d is out of range 0..%d", c.NodeID, MaxNodeID)
 	for _, p := range c.Paths {
-		check(len(p) > 0 && p[0] == '/', "path: %q must start with /", p)
+		check(len(p) > 0 && p[0] == '/' && len(p) <= MaxPathLength, "path: %q must start with / and be at most %d bytes", p, MaxPathLength)
 	}
 	check(c.Workers > 0 && c.Workers <= 4096, "workers: %d is out of range 1..4096", c.Workers)
 	check(c.MaxConnections > 0, "max connections: %d must be positive", c.MaxConnections)

@@ -479,6 +479,9 @@ func checkPaths(paths []string) error {
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("%q must start with /", p)
 		}
+		if len(p) > bridge.MaxPathLength {
+			return fmt.Errorf("a path is at most %d bytes", bridge.MaxPathLength)
+		}
 	}
 	return nil
 }

@@ -455,7 +455,9 @@ final class EventHandler
         if ($this->routes === []) {
             return $this->controller;
         }
-        $path = $event->type === Event::OPEN ? $event->path : $this->context->get(self::PATH_KEY);
+        // Every event carries its connection's path (an older bridge: only
+        // the open event; then the connection context has it).
+        $path = $event->path !== '' ? $event->path : $this->context->get(self::PATH_KEY);
         if ($path === null && $event->type === Event::MESSAGE) {
             $path = $this->server->sender()->info($event->fd)['path'] ?? null;
             if (\is_string($path)) {
