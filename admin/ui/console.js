@@ -268,8 +268,8 @@
     const svg = h('svg:svg', { class: bad ? 'spark bad' : 'spark', viewBox: `0 0 ${w} ${hgt}`, preserveAspectRatio: 'none', role: 'img' });
     if (values.length < 2) return svg;
     const max = Math.max(...values, 1e-9);
-    const step = w / (HISTORY - 1);
-    const x0 = w - step * (values.length - 1);
+    const step = w / (Math.max(values.length, 30) - 1); // a short history fills the left part
+    const x0 = 0;
     const pts = values.map((v, i) => `${(x0 + i * step).toFixed(1)},${(hgt - 2 - (v / max) * (hgt - 4)).toFixed(1)}`);
     svg.append(h('svg:polyline', { points: pts.join(' ') }));
     return svg;
@@ -403,7 +403,7 @@
   }
 
   function rpcTable(last) {
-    const rows = seriesOf(last, 'wsbridge_rpc_calls_total')
+    const rows = seriesOf(last, 'wsbridge_rpc_calls_total').filter((s) => s.v > 0)
       .sort((a, b) => (a.labels.method + a.labels.outcome).localeCompare(b.labels.method + b.labels.outcome))
       .map((s) => {
         const r = rates('wsbridge_rpc_calls_total', s.labels);
@@ -503,11 +503,12 @@
     const trace = h('div');
     const traceNote = h('p', { class: 'muted' });
     append(page, [h('h1', { text: 'Connection ' + fd }), info,
-      card('Push to this connection', pushForm('Push', async (b) => {
-        const r = await api('POST', '/v1/connections/' + encodeURIComponent(fd) + '/push', b);
-        return r.queued ? 'Queued for fd ' + fd + '.' : 'Not queued: fd ' + fd + ' is not open or its queue is full.';
-      })),
-      card('Disconnect', disconnectForm(fd)),
+      h('div', { class: 'grid' },
+        card('Push to this connection', pushForm('Push', async (b) => {
+          const r = await api('POST', '/v1/connections/' + encodeURIComponent(fd) + '/push', b);
+          return r.queued ? 'Queued for fd ' + fd + '.' : 'Not queued: fd ' + fd + ' is not open or its queue is full.';
+        })),
+        card('Disconnect', disconnectForm(fd))),
       h('div', { class: 'card' }, h('h2', { text: 'Trace' }), traceNote, stats, trace)]);
     (async () => {
       try {
