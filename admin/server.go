@@ -212,6 +212,19 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// isReady is what GET /readyz would answer, for the wsbridge_ready gauge.
+func (s *Server) isReady() bool {
+	if s.state.Load() != stateReady {
+		return false
+	}
+	if check := s.cfg.ReadyCheck; check != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), readyCheckTimeout)
+		defer cancel()
+		return check(ctx) == nil
+	}
+	return true
+}
+
 // SetReady makes GET /readyz answer 200 (unless the ReadyCheck fails):
 // the bridge is listening. It has no effect once SetStopping was called.
 func (s *Server) SetReady() { s.state.CompareAndSwap(stateStarting, stateReady) }
