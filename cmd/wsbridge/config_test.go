@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -29,7 +30,15 @@ import (
 	"github.com/wsbridge/wsbridge/events"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(asMainVar) == "1" { // a test runs this binary as the command
+		main()
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// asMainVar set to 1 makes the test binary run as the wsbridge command.
+const asMainVar = "WSBRIDGE_TEST_AS_MAIN"
 
 // noEnv is a lookupEnv with no variables set.
 func noEnv(string) (string, bool) { return "", false }

@@ -38,6 +38,9 @@ func main() {
 // run is the whole program; it returns the exit code: 0 after a clean stop,
 // 1 on a runtime failure, 2 on invalid configuration.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	if code, ok := subcommand(args, lookupEnv, stdout, stderr); ok {
+		return code
+	}
 	cfg, err := parseConfig(args, lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -192,7 +195,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		return 1
 	}
 	if metrics != nil && adminSrv != nil {
-		if err := metrics.Watch(admin.Sources{Hub: hub, Events: disp, RPC: rpcSrv, Cluster: member}); err != nil {
+		if err := metrics.Watch(admin.Sources{Hub: hub, Events: disp, RPC: rpcSrv, Cluster: member, Admin: adminSrv}); err != nil {
 			log.Error("metrics", "err", err) // a bug: the collector is registered once
 		}
 	}
@@ -351,6 +354,8 @@ func startAdmin(cfg *config, log *slog.Logger, hub *bridge.Hub, svc *sender.Serv
 	}
 	ac := cfg.Admin
 	ac.Logger = log
+	ac.Build = buildInfo()
+	ac.Settings = consoleSettings(*cfg) // secrets masked
 	srv, err := admin.New(hub, svc, ac)
 	if err == nil {
 		err = srv.Listen()
