@@ -5,7 +5,8 @@
 //
 //   - push to one fd: through the RPC of the node that holds the fd (local)
 //     and through another node's RPC (remote), one sequential caller and 8
-//     concurrent callers: calls/s, p50 and p99;
+//     concurrent callers: calls/s, p50 and p99 (local and remote alternate
+//     in short rounds; the medians are reported);
 //   - group push and broadcast across the three nodes, each with -members
 //     connections: deliveries/s, and the Redis commands each push cost
 //     (INFO commandstats before and after).
@@ -14,8 +15,8 @@
 // everything, so 9,000 of them fit under the open-file limit; the figures
 // include routing, queueing and the writes to the pipes.
 //
-//	go run ./bench/clusterload                 # 3 s per case
-//	go run ./bench/clusterload -d 5s -members 3000
+//	go run ./bench/clusterload                 # 7 rounds of 1 s per push case
+//	go run ./bench/clusterload -rounds 11 -members 3000
 package main
 
 import (
@@ -49,7 +50,8 @@ import (
 )
 
 var (
-	dur      = flag.Duration("d", 3*time.Second, "duration of each push case")
+	dur      = flag.Duration("d", time.Second, "duration of each round of a push case")
+	rounds   = flag.Int("rounds", 7, "rounds of each push case (local and remote alternate)")
 	members  = flag.Int("members", 3000, "connections per node for the group and broadcast cases")
 	fanouts  = flag.Int("fanouts", 50, "group pushes (and broadcasts) per fan-out case")
 	redisBin = flag.String("redis-server", "redis-server", "the redis-server command")
@@ -107,33 +109,42 @@ func run() error {
 		return err
 	}
 	fds, _ := b.hub.FDs(0, 10)
-	fmt.Printf("clusterload: 3 nodes in process, redis-server %s, %d cores; push cases %s each\n\n", redisAddr, runtime.NumCPU(), *dur)
+	fmt.Printf("clusterload: 3 nodes in process, redis-server %s, %d cores; push cases: %d rounds of %s local then %s remote, medians\n\n",
+		redisAddr, runtime.NumCPU(), *rounds, *dur, *dur)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\t")
 	for _, callers := range []int{1, 8} {
-		local, err := pushCase(b.rpc.Addr(), fds, callers)
-		if err != nil {
-			return err
-		}
-		if *cpuprof != "" && callers > 1 {
-			f, err := os.Create(*cpuprof)
+		// Local and remote alternate in short rounds, so that a change
+		// in what else runs on the machine weighs on both alike; the
+		// ratio is of the medians.
+		var locals, remotes []pushResult
+		for range *rounds {
+			local, err := pushCase(b.rpc.Addr(), fds, callers)
 			if err != nil {
 				return err
 			}
-			if err := pprof.StartCPUProfile(f); err != nil {
+			if *cpuprof != "" && callers > 1 && len(remotes) == 0 {
+				f, err := os.Create(*cpuprof)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
+			remote, err := pushCase(a.rpc.Addr(), fds, callers)
+			if *cpuprof != "" && callers > 1 && len(remotes) == 0 {
+				pprof.StopCPUProfile()
+			}
+			if err != nil {
 				return err
 			}
-		}
-		remote, err := pushCase(a.rpc.Addr(), fds, callers)
-		if *cpuprof != "" && callers > 1 {
-			pprof.StopCPUProfile()
-		}
-		if err != nil {
-			return err
+			locals, remotes = append(locals, local), append(remotes, remote)
 		}
 		if os.Getenv("CLUSTERLOAD_DEBUG") != "" {
 			fmt.Fprintf(os.Stderr, "node a %+v\nnode b %+v\n", a.member.Stats().Router, b.member.Stats().Router)
 		}
+		local, remote := median(locals), median(remotes)
 		for _, r := range []struct {
 			name string
 			res  pushResult
@@ -302,6 +313,13 @@ type pushResult struct {
 }
 
 func (r pushResult) rate() float64 { return float64(r.calls) / r.took.Seconds() }
+
+// median returns the round with the median rate.
+func median(rs []pushResult) pushResult {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b pushResult) int { return int(a.rate() - b.rate()) })
+	return s[len(s)/2]
+}
 
 func (r pushResult) pct(p int) time.Duration {
 	if len(r.lat) == 0 {
