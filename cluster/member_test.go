@@ -256,6 +256,19 @@ func TestRemoteCalls(t *testing.T) {
 	}
 }
 
+// TestSentinel: the nodes find their Redis through Redis Sentinel
+// (WSBRIDGE_REDIS_URL with master_set) and push to each other's fds.
+func TestSentinel(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	url, prefix := s.URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	ws, fd := b.dial(t)
+	if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg("through sentinel")}); !ok || err != nil {
+		t.Fatalf("remote Push = %v, %v", ok, err)
+	}
+	read(t, ws, "through sentinel")
+}
+
 // TestRemoteConcurrent: many callers at once on one node, their calls for
 // another node's fds batched into few frames; every answer is the right
 // one.

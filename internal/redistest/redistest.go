@@ -281,3 +281,41 @@ func freePort(t testing.TB) int {
 	t.Fatal("redistest: no free port pair")
 	return 0
 }
+
+// Sentinel is a redis-server in sentinel mode that watches one master.
+type Sentinel struct {
+	*Server
+	Master *Server
+	Name   string // the master set's name
+}
+
+// URL is the sentinel's URL with the master set, as WSBRIDGE_REDIS_URL
+// takes it.
+func (s *Sentinel) URL() string { return "redis://" + s.Addr() + "?master_set=" + s.Name }
+
+// StartSentinel starts a master and a sentinel that watches it.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	master := Start(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	const name = "wsbridge"
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 1000\n", name, master.Port, name)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, dir: dir}
+	for attempt := 0; ; attempt++ {
+		s.Port = freePort(t)
+		s.args = []string{conf, "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", dir,
+			"--protected-mode", "no", "--logfile", "", "--daemonize", "no"}
+		err := s.start()
+		if err == nil {
+			break
+		}
+		if attempt == 2 {
+			t.Fatalf("redistest: sentinel: %v", err)
+		}
+	}
+	t.Cleanup(s.Stop)
+	return &Sentinel{Server: s, Master: master, Name: name}
+}
