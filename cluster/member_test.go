@@ -123,15 +123,9 @@ func isCode(err error, code string) bool {
 func msg(s string) sender.Message { return sender.Message{Data: s} }
 
 func TestRemoteCalls(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		url  func(t *testing.T) string
-	}{
-		{"redis", func(t *testing.T) string { return redistest.Start(t).URL() }},
-		{"redis cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			url, prefix := tt.url(t), redistest.Prefix(t)
+	for _, kind := range redistest.Kinds {
+		t.Run(kind.Name, func(t *testing.T) {
+			url, prefix := kind.Start(t), redistest.Prefix(t)
 			a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
 			wsA, fdA := a.dial(t)
 			wsB, fdB := b.dial(t)

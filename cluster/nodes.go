@@ -295,8 +295,8 @@ func Join(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	r.token = strconv.Itoa(r.self.ID) + ":" + strconv.FormatInt(r.self.Gen, 10)
 	r.log.Info("node id claimed", "id", r.self.ID, "gen", r.self.Gen, "address", r.self.Address)
 	r.wg.Add(2)
-	go r.heartbeatLoop()
-	go r.sweepLoop()
+	go r.every(r.heartbeat)
+	go r.every(r.sweepBeat)
 	return r, nil
 }
 
@@ -306,7 +306,9 @@ func (r *Registry) ID() int { return r.self.ID }
 // Self returns this node's record as claimed.
 func (r *Registry) Self() Node { return r.self }
 
-func (r *Registry) heartbeatLoop() {
+// every runs beat each heartbeat period until Close, or until beat says
+// to stop.
+func (r *Registry) every(beat func() bool) {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
@@ -316,19 +318,29 @@ func (r *Registry) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		if err := r.renew(); err != nil {
-			if errors.Is(err, ErrClaimLost) {
-				r.lost.Store(true)
-				r.log.Error("this node lost its node id", "id", r.self.ID, "err", err)
-				if r.cfg.OnClaimLost != nil {
-					r.cfg.OnClaimLost(err)
-				}
-				return
-			}
-			r.renewErrors.Add(1)
-			r.log.Warn("node heartbeat failed", "id", r.self.ID, "err", err)
+		if !beat() {
+			return
 		}
 	}
+}
+
+// heartbeat renews the claim; false once the claim is lost.
+func (r *Registry) heartbeat() bool {
+	err := r.renew()
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, ErrClaimLost) {
+		r.lost.Store(true)
+		r.log.Error("this node lost its node id", "id", r.self.ID, "err", err)
+		if r.cfg.OnClaimLost != nil {
+			r.cfg.OnClaimLost(err)
+		}
+		return false
+	}
+	r.renewErrors.Add(1)
+	r.log.Warn("node heartbeat failed", "id", r.self.ID, "err", err)
+	return true
 }
 
 // SetAddress changes the address in this node's record (once the
@@ -376,23 +388,16 @@ func (r *Registry) renew() error {
 	return nil
 }
 
-func (r *Registry) sweepLoop() {
-	defer r.wg.Done()
-	t := time.NewTicker(r.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-		}
-		if r.lost.Load() {
-			return
-		}
-		if err := r.sweep(); err != nil {
-			r.log.Warn("registry sweep failed", "err", err)
-		}
+// sweepBeat sweeps the registry for lost nodes; false once this node's
+// own claim is lost.
+func (r *Registry) sweepBeat() bool {
+	if r.lost.Load() {
+		return false
 	}
+	if err := r.sweep(); err != nil {
+		r.log.Warn("registry sweep failed", "err", err)
+	}
+	return true
 }
 
 // sweep moves the expired claims to the lost hash, takes on the lost

@@ -206,15 +206,9 @@ func expect(t *testing.T, ws *websocket.Conn, want string) {
 // Cluster): a push from node A's RPC to fds on B and C answers the owner's
 // real answer; group, user and broadcast pushes reach every member once.
 func TestClusterAcrossNodes(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		url  func(t *testing.T) string
-	}{
-		{"redis", func(t *testing.T) string { return redistest.Start(t).URL() }},
-		{"redis cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			redisURL, prefix, sink := tt.url(t), redistest.Prefix(t), newAppSink(t)
+	for _, kind := range redistest.Kinds {
+		t.Run(kind.Name, func(t *testing.T) {
+			redisURL, prefix, sink := kind.Start(t), redistest.Prefix(t), newAppSink(t)
 			a := startClusterNode(t, redisURL, prefix, sink)
 			b := startClusterNode(t, redisURL, prefix, sink)
 			c := startClusterNode(t, redisURL, prefix, sink)

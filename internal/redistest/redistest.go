@@ -319,3 +319,15 @@ func StartSentinel(t testing.TB) *Sentinel {
 	t.Cleanup(s.Stop)
 	return &Sentinel{Server: s, Master: master, Name: name}
 }
+
+// Kind is a kind of Redis a cluster runs on, for tests that run on each.
+type Kind struct {
+	Name  string
+	Start func(t testing.TB) string // starts it and returns its WSBRIDGE_REDIS_URL
+}
+
+// Kinds are a single Redis and a 3-master Redis Cluster.
+var Kinds = []Kind{
+	{"redis", func(t testing.TB) string { return Start(t).URL() }},
+	{"redis cluster", func(t testing.TB) string { return StartCluster(t).URL() }},
+}
