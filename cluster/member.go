@@ -147,7 +147,7 @@ func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service
 	}
 	svc.UseRemote(n.router)
 	n.subs.Start(hub, n.broker)
-	n.tracker.Start(n.client, n.keys.FDs(n.ID(), n.reg.Self().Gen), hub)
+	n.tracker.Start(n.client, n.keys.FDs(n.ID(), n.reg.Self().Gen), hub, func() bool { return n.broker.Health().Up })
 	return nil
 }
 
