@@ -35,6 +35,11 @@ return [
     'events' => [
         // The WebSocket controller that receives onOpen / onMessage / onClose.
         'controller' => 'App\Controller\WebSocketController',
+        // What the controllers get as $server: 'async' (Hyperf's default server: a
+        // Swoole\WebSocket\Server, $server->push($fd, $data)), 'coroutine' (as under
+        // Hyperf\Server\CoroutineServer: the connection's Swoole\Http\Response,
+        // $server->push($data), $server->close()), or 'auto': from server.type.
+        'server_style' => 'auto',
         // Other handshake paths with their own controller, as your Router::addServer('ws', ...)
         // routes had them (other paths go to 'controller'), e.g. ['/admin' => 'App\Controller\AdminWsController'].
         'controllers' => [],

@@ -26,7 +26,10 @@ use WsBridge\Sender;
  *
  * $server is an Events\Server (push, disconnect, exist, ...) over the
  * Sender; $server->event() is the event being dispatched (close code and
- * reason, seq, user). A controller may leave any of the three out.
+ * reason, seq, user). With withServerStyle(STYLE_COROUTINE) it is, as under
+ * Hyperf's coroutine server, the connection's Swoole\Http\Response (a
+ * ConnectionResponse: push($data), close()). A controller may leave any of
+ * the three out.
  *
  * handle() takes the raw body and headers and answers:
  *
@@ -76,6 +79,12 @@ final class EventHandler
     private Runtime $runtime;
     /** @var array<string, object> path => controller */
     private array $routes = [];
+    private string $serverStyle = self::STYLE_ASYNC;
+
+    /** Hyperf's default server (Hyperf\Server\Server): $server is the Swoole\WebSocket\Server (an Events\Server). */
+    public const STYLE_ASYNC = 'async';
+    /** Hyperf\Server\CoroutineServer: $server is the connection's Swoole\Http\Response (a ConnectionResponse). */
+    public const STYLE_COROUTINE = 'coroutine';
 
     /** The context key under which the open event's path is kept, for routing the fd's later events. */
     public const PATH_KEY = 'wsbridge.path';
@@ -118,6 +127,29 @@ final class EventHandler
     }
 
     /**
+     * What controllers get as $server, as Hyperf's server styles give it:
+     * STYLE_ASYNC (the default, Hyperf\Server\Server): an Events\Server,
+     * a Swoole\WebSocket\Server that pushes to any fd;
+     * STYLE_COROUTINE (Hyperf\Server\CoroutineServer): a
+     * ConnectionResponse, the event's connection as a Swoole\Http\Response
+     * (push($data) and close() without an fd).
+     */
+    public function withServerStyle(string $style): self
+    {
+        if ($style !== self::STYLE_ASYNC && $style !== self::STYLE_COROUTINE) {
+            throw new InvalidArgumentException("unknown server style {$style}: want async or coroutine");
+        }
+        $clone = clone $this;
+        $clone->serverStyle = $style;
+        return $clone;
+    }
+
+    public function serverStyle(): string
+    {
+        return $this->serverStyle;
+    }
+
+    /**
      * The connection context the handler keeps current (a MemoryContextStore
      * by default: per worker; give it a RedisContextStore to share it).
      */
@@ -145,7 +177,7 @@ final class EventHandler
     }
 
     /**
-     * @param array{secret?: string|list<string>|false|null, max_body_size?: int, tolerance?: int, authorizer?: callable|null, on_error?: callable|null, seq_store?: SeqStore|null} $options
+     * @param array{secret?: string|list<string>|false|null, max_body_size?: int, tolerance?: int, authorizer?: callable|null, on_error?: callable|null, seq_store?: SeqStore|null, server_style?: string} $options
      */
     public static function create(object $controller, Sender|Server $server, array $options = []): self
     {
@@ -167,6 +199,9 @@ final class EventHandler
         }
         if (isset($options['seq_store'])) {
             $handler = $handler->withSeqStore($options['seq_store']);
+        }
+        if (isset($options['server_style'])) {
+            $handler = $handler->withServerStyle((string) $options['server_style']);
         }
         return $handler;
     }
@@ -417,7 +452,9 @@ final class EventHandler
     {
         $this->context->enter($event->fd);
         $c = $this->controllerFor($event);
-        $server = $this->server->withEvent($event);
+        $server = $this->serverStyle === self::STYLE_COROUTINE
+            ? $this->server->withEvent($event)->connection($event->fd)
+            : $this->server->withEvent($event);
         switch ($event->type) {
             case Event::OPEN:
                 if ($this->routes !== []) {
