@@ -40,6 +40,12 @@ return [
         // Hyperf\Server\CoroutineServer: the connection's Swoole\Http\Response,
         // $server->push($data), $server->close()), or 'auto': from server.type.
         'server_style' => 'auto',
+        // Inside onOpen, the injected Hyperf\HttpServer\Contract\RequestInterface is the
+        // WebSocket handshake (query, headers, cookies, path, remote address), as under
+        // Hyperf's own server: true (made by Hyperf\HttpMessage\Server\Request), false
+        // (it stays the bridge's events POST), or the class of an invokable that makes the
+        // PSR-7 request from the handshake's Swoole\Http\Request.
+        'handshake_request' => true,
         // Other handshake paths with their own controller, as your Router::addServer('ws', ...)
         // routes had them (other paths go to 'controller'), e.g. ['/admin' => 'App\Controller\AdminWsController'].
         'controllers' => [],

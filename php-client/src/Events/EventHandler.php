@@ -80,6 +80,8 @@ final class EventHandler
     /** @var array<string, object> path => controller */
     private array $routes = [];
     private string $serverStyle = self::STYLE_ASYNC;
+    /** @var (\Closure(Request): object)|false|null null: Hyperf's Request when installed; false: off */
+    private \Closure|false|null $handshakeRequest = null;
 
     /** Hyperf's default server (Hyperf\Server\Server): $server is the Swoole\WebSocket\Server (an Events\Server). */
     public const STYLE_ASYNC = 'async';
@@ -89,6 +91,14 @@ final class EventHandler
     /** The context key under which the open event's path is kept, for routing the fd's later events. */
     public const PATH_KEY = 'wsbridge.path';
     private const HYPERF_WS_CONTEXT = 'Hyperf\WebSocketServer\Context';
+    private const HYPERF_CONTEXT = 'Hyperf\Context\Context';
+    /** Hyperf's PSR-7 request (hyperf/http-message), which Hyperf's RequestContext accepts. */
+    public const HYPERF_PSR_REQUEST = 'Hyperf\HttpMessage\Server\Request';
+    /** The coroutine context key of the current request (Hyperf\Context\RequestContext). */
+    public const REQUEST_KEY = 'Psr\Http\Message\ServerRequestInterface';
+    /** What Hyperf\HttpServer\Request caches of the current request in the coroutine context. */
+    private const PARSED_DATA_KEY = 'http.request.parsedData';
+    private const REQUEST_PROPERTIES_PREFIX = 'Hyperf\HttpServer\Request.properties.';
 
     /**
      * @param object        $controller a WebSocket controller with onOpen, onMessage and/or onClose
@@ -147,6 +157,33 @@ final class EventHandler
     public function serverStyle(): string
     {
         return $this->serverStyle;
+    }
+
+    /**
+     * The handshake as the current request while onOpen runs, as Hyperf's
+     * WebSocket server has it (hyperf/hyperf v3.1.71 and v3.2.4
+     * src/websocket-server/src/Server.php, initRequest): Hyperf's coroutine
+     * context value Psr\Http\Message\ServerRequestInterface (what the
+     * injected Hyperf\HttpServer\Contract\RequestInterface reads) is the
+     * handshake's PSR-7 request (path, query, headers, cookies, remote
+     * address in the server params) during onOpen, and the request of the
+     * events POST again after; Hyperf\HttpServer\Request's cached input and
+     * path are cleared around it. The handshake is also kept, per worker, in
+     * Hyperf\WebSocketServer\Context under the same key, as Hyperf does.
+     *
+     * $factory makes the PSR-7 request from the handshake's
+     * Swoole\Http\Request. null (the default): Hyperf's own
+     * Hyperf\HttpMessage\Server\Request::loadFromSwooleRequest, when it is
+     * installed (hyperf/http-server requires it; Hyperf's RequestContext
+     * accepts only its kind, a Swow ServerRequestPlusInterface); false: off.
+     *
+     * @param (callable(Request): object)|false|null $factory
+     */
+    public function withHandshakeRequest(callable|false|null $factory): self
+    {
+        $clone = clone $this;
+        $clone->handshakeRequest = \is_callable($factory) ? \Closure::fromCallable($factory) : $factory;
+        return $clone;
     }
 
     /**
@@ -462,7 +499,7 @@ final class EventHandler
                 }
                 if (\is_callable([$c, 'onOpen'])) {
                     $request = SwooleObjects::request($event->fd, $event->path, $event->query, $event->headers, $event->remoteAddr, $event->time);
-                    $c->onOpen($server, $request);
+                    $this->asCurrentRequest($request, $event, static fn () => $c->onOpen($server, $request));
                 }
                 return;
             case Event::MESSAGE:
@@ -485,6 +522,70 @@ final class EventHandler
                 }
                 return;
         }
+    }
+
+    /**
+     * Runs $call with the handshake as Hyperf's current request (see
+     * withHandshakeRequest), then puts back what the coroutine context held.
+     */
+    private function asCurrentRequest(Request $request, Event $event, \Closure $call): void
+    {
+        $factory = $this->handshakeRequest;
+        if ($factory === null && \class_exists(self::HYPERF_PSR_REQUEST)) {
+            $factory = static fn (Request $r): object => (self::HYPERF_PSR_REQUEST)::loadFromSwooleRequest($r);
+        }
+        if (!$factory instanceof \Closure || !\class_exists(self::HYPERF_CONTEXT)) {
+            $call();
+            return;
+        }
+        try {
+            $psr = $factory($request);
+        } catch (\Throwable $e) {
+            // onOpen still runs, with the context as it was.
+            $this->report($e, $event);
+            $call();
+            return;
+        }
+        $context = self::HYPERF_CONTEXT;
+        $saved = [];
+        foreach (self::requestKeys() as $key) {
+            if ($context::has($key)) {
+                $saved[$key] = $context::get($key);
+            }
+            $context::destroy($key);
+        }
+        $context::set(self::REQUEST_KEY, $psr);
+        if (\class_exists(self::HYPERF_WS_CONTEXT)) {
+            (self::HYPERF_WS_CONTEXT)::set(self::REQUEST_KEY, $psr);
+        }
+        try {
+            $call();
+        } finally {
+            foreach (self::requestKeys() as $key) {
+                $context::destroy($key);
+            }
+            foreach ($saved as $key => $value) {
+                $context::set($key, $value);
+            }
+        }
+    }
+
+    /**
+     * The coroutine context keys that speak of the current request: the
+     * request itself, Hyperf\HttpServer\Request's parsed input and cached
+     * properties (path info, request URI).
+     *
+     * @return list<string>
+     */
+    private static function requestKeys(): array
+    {
+        $keys = [self::REQUEST_KEY, self::PARSED_DATA_KEY];
+        foreach ((self::HYPERF_CONTEXT)::getContainer() ?? [] as $key => $_) {
+            if (\is_string($key) && \str_starts_with($key, self::REQUEST_PROPERTIES_PREFIX)) {
+                $keys[] = $key;
+            }
+        }
+        return $keys;
     }
 
     private function controllerFor(Event $event): object

@@ -22,7 +22,10 @@ use WsBridge\Sender;
  * container makes), controllers (path => controller class, as
  * Router::addServer routes), deduplicate (true or 'memory': MemorySeqStore;
  * 'redis': RedisSeqStore; or the class of a SeqStore), lease and
- * server_style ('async', 'coroutine', or 'auto': from Hyperf's server.type); the
+ * server_style ('async', 'coroutine', or 'auto': from Hyperf's server.type),
+ * handshake_request (true: the handshake is Hyperf's current request in
+ * onOpen, made by Hyperf's Request; false: off; or the class of an invokable
+ * that makes it from the Swoole\Http\Request); the
  * ConnectionContext the container makes (wsbridge.context); $server's
  * connections listed through wsbridge.admin (url, token). Exceptions go to
  * Hyperf's StdoutLoggerInterface.
@@ -54,6 +57,18 @@ final class EventHandlerFactory
         }
         $handler = $handler->withServerStyle(self::serverStyle($container, $events['server_style'] ?? null));
         $handler = $handler->withContext($container->get(ConnectionContext::class));
+        $handshake = $events['handshake_request'] ?? true;
+        if ($handshake === false) {
+            $handler = $handler->withHandshakeRequest(false);
+        } elseif (\is_string($handshake) && $handshake !== '') {
+            $factory = $container->get($handshake);
+            if (!\is_callable($factory)) {
+                throw new ConfigurationException('wsbridge.events.handshake_request names a class that is not invokable');
+            }
+            $handler = $handler->withHandshakeRequest($factory);
+        } elseif ($handshake !== true && $handshake !== null) {
+            throw new ConfigurationException('wsbridge.events.handshake_request must be true, false or the class of an invokable');
+        }
         $handler = $handler->withSecret($events['secret'] ?? null);
         if (isset($events['max_body_size'])) {
             $handler = $handler->withMaxBodySize((int) $events['max_body_size']);

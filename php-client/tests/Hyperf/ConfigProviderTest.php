@@ -343,6 +343,17 @@ final class ConfigProviderTest extends TestCase
         self::assertInstanceOf(\Swoole\Http\Response::class, $controller->calls[0][1] ?? null);
         self::assertSame(4, $controller->calls[0][1]->fd);
 
+        self::assertTrue((require \dirname(__DIR__, 2) . '/publish/wsbridge.php')['events']['handshake_request']);
+        foreach ([false, true, null] as $value) {
+            self::assertInstanceOf(EventHandler::class, self::container(['events' => ['controller' => 'ws', 'handshake_request' => $value]], $more)->get(EventHandler::class));
+        }
+        try {
+            self::container(['events' => ['controller' => 'ws', 'handshake_request' => 'ws']], $more)->get(EventHandler::class);
+            self::fail('a class that is not invokable');
+        } catch (\WsBridge\Exception\ConfigurationException $e) {
+            self::assertStringContainsString('handshake_request', $e->getMessage());
+        }
+
         $this->expectException(\WsBridge\Exception\ConfigurationException::class);
         $style(['server_style' => 'process']);
     }

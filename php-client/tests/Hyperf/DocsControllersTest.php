@@ -8,6 +8,7 @@ use App\Controller\DocsBasicController;
 use App\Controller\CoroutineStyleController;
 use App\Controller\DocsContextController;
 use App\Controller\EngineExampleController;
+use App\Controller\HandshakeRequestController;
 use App\Controller\TypedServerController;
 use PHPUnit\Framework\TestCase;
 use WsBridge\Tests\Support\Bridge;
@@ -143,6 +144,38 @@ final class DocsControllersTest extends TestCase
         self::assertSame('sent false', $a->receiveText());
         $a->send('still here');
         self::assertSame('echo still here', $a->receiveText());
+        $this->assertNoControllerErrors();
+    }
+
+    /**
+     * Inside onOpen, Hyperf's injected RequestInterface is the handshake
+     * (query, headers, cookies, path, remote address), for each connection
+     * its own; after onOpen it is no longer current, and
+     * Hyperf\WebSocketServer\Context keeps it for the connection, as Hyperf does.
+     */
+    public function testTheInjectedRequestIsTheHandshakeInOnOpen(): void
+    {
+        $this->start(HandshakeRequestController::class);
+        $alice = new TextClient($this->bridge->wsUrl . '/?token=abc&room=7', ['X-App' => 'mobile', 'Cookie' => 'session=s1']);
+        $open = \json_decode($alice->receiveText(), true);
+        self::assertSame([
+            'token' => 'abc',
+            'query' => ['token' => 'abc', 'room' => '7'],
+            'app' => 'mobile',
+            'path' => '/',
+            'remote' => '127.0.0.1',
+            'cookie' => 's1',
+        ], $open, (string) $this->worker->log());
+        $bob = new TextClient($this->bridge->wsUrl . '/?token=xyz');
+        $open = \json_decode($bob->receiveText(), true);
+        self::assertSame('xyz', $open['token'], 'not the first handshake\'s cached input');
+        self::assertSame(['token' => 'xyz'], $open['query']);
+        self::assertSame('none', $open['app']);
+        self::assertSame('none', $open['cookie']);
+        $alice->send('later');
+        self::assertSame(['current' => 'none', 'kept' => 'abc'], \json_decode($alice->receiveText(), true));
+        $bob->send('later');
+        self::assertSame(['current' => 'none', 'kept' => 'xyz'], \json_decode($bob->receiveText(), true));
         $this->assertNoControllerErrors();
     }
 
