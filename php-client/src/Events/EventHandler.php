@@ -168,8 +168,10 @@ final class EventHandler
      * handshake's PSR-7 request (path, query, headers, cookies, remote
      * address in the server params) during onOpen, and the request of the
      * events POST again after; Hyperf\HttpServer\Request's cached input and
-     * path are cleared around it. The handshake is also kept, per worker, in
-     * Hyperf\WebSocketServer\Context under the same key, as Hyperf does.
+     * path are cleared around it. Unlike Hyperf, the handshake is not kept
+     * in Hyperf\WebSocketServer\Context for the later events: that is
+     * worker memory, and the close event that would release it may reach
+     * another worker.
      *
      * $factory makes the PSR-7 request from the handshake's
      * Swoole\Http\Request. null (the default): Hyperf's own
@@ -555,9 +557,6 @@ final class EventHandler
             $context::destroy($key);
         }
         $context::set(self::REQUEST_KEY, $psr);
-        if (\class_exists(self::HYPERF_WS_CONTEXT)) {
-            (self::HYPERF_WS_CONTEXT)::set(self::REQUEST_KEY, $psr);
-        }
         try {
             $call();
         } finally {
