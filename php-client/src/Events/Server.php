@@ -99,6 +99,15 @@ class Server extends \Swoole\WebSocket\Server
     }
 
     /**
+     * $fd's connection as Hyperf's coroutine server gives it to controllers:
+     * a Swoole\Http\Response whose push() and close() reach that fd.
+     */
+    public function connection(int $fd): ConnectionResponse
+    {
+        return (new ConnectionResponse($this->withEvent(null), $fd))->withEvent($this->event);
+    }
+
+    /**
      * $flags is Swoole's: SWOOLE_WEBSOCKET_FLAG_FIN (1) ends the message,
      * without it the message continues with the next push; a bool is the
      * older "finish" argument. A frame object as $data brings its own
