@@ -207,10 +207,14 @@ func TestBrowserConsole(t *testing.T) {
 	ui.waitFor("disconnected", `document.querySelector('[data-action=disconnect] .result').textContent.includes('Disconnected')`)
 	ui.fullScreenshot("console-actions.png")
 
-	// The stream drops: the page says its data is stale, then recovers
-	// when the bridge is back... here the bridge stops for good.
-	b.close()
+	// The stream drops (the bridge restarts, as in a deploy): the page
+	// says its data is stale, then, once the bridge is back on the same
+	// address, reconnects with the token it kept and is live again.
 	p.stop()
+	ui.waitFor("the stale badge", `document.getElementById('live').dataset.state === 'stale'`)
+	startAdmin(t, "-workers", "2", "-admin-addr", strings.TrimPrefix(base, "http://"))
+	ui.waitFor("live again", `document.getElementById('live').dataset.state === 'live'`)
+	b.close()
 }
 
 // fullScreenshot saves a PNG of the whole page as tests/artifacts/name.
