@@ -64,8 +64,8 @@ func (s *Service) remoteNode(fd int64) (int, bool) {
 	return n, n != s.node
 }
 
-// call runs method for fd on its node; checked has already checked the
-// arguments that do not depend on the connection.
+// call runs method on node through the Remote and decodes its reply; the
+// caller has checked what it can check here, the node checks it all again.
 func call[R any](s *Service, node int, method string, args any, ack bool) (R, error) {
 	var reply R
 	err := s.remote.Call(node, method, args, &reply, ack)
