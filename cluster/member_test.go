@@ -340,3 +340,29 @@ func TestRedisAway(t *testing.T) {
 	}
 	waitFor(t, "remote calls through again", func() bool { ok, err := a.svc.Check(fdB); return ok && err == nil })
 }
+
+// TestRedisHangs: Redis stops answering without closing its connections
+// (a hung machine): a push to another node's fd and a group push answer
+// within a few seconds (the publish timeout), not after Redis's client
+// gave up on its connections.
+func TestRedisHangs(t *testing.T) {
+	r := redistest.Start(t)
+	url, prefix := r.URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	_, fdB := b.dial(t)
+	if ok, err := a.svc.Check(fdB); !ok || err != nil {
+		t.Fatalf("Check before = %v, %v", ok, err)
+	}
+	r.Pause()
+	start := time.Now()
+	if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) {
+		t.Fatalf("remote push while Redis hangs: %v", err)
+	}
+	if _, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "g", Message: msg("x")}); err != nil {
+		t.Fatalf("group push while Redis hangs: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a push and a group push took %s while Redis hung", took)
+	}
+	r.Resume()
+}

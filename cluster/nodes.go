@@ -196,7 +196,7 @@ return 0
 	sweepScript = rueidis.NewLuaScript(`
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  if redis.call('EXISTS', ARGV[1] .. all[i]) == 0 then
+  if all[i] ~= ARGV[6] and redis.call('EXISTS', ARGV[1] .. all[i]) == 0 then
     redis.call('HSET', KEYS[2], all[i] .. ':' .. cjson.decode(all[i+1]).gen, all[i+1])
     redis.call('HDEL', KEYS[1], all[i])
   end
@@ -205,7 +205,7 @@ local won = {}
 local lost = redis.call('HGETALL', KEYS[2])
 for i = 1, #lost, 2 do
   if #won >= tonumber(ARGV[5]) then break end
-  if redis.call('SET', ARGV[2] .. lost[i], ARGV[4], 'NX', 'PX', ARGV[3]) then
+  if lost[i] ~= ARGV[4] and redis.call('SET', ARGV[2] .. lost[i], ARGV[4], 'NX', 'PX', ARGV[3]) then
     won[#won+1] = lost[i+1]
   end
 end
@@ -406,7 +406,10 @@ func (r *Registry) sweep() error {
 	k := r.cfg.Keys
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Heartbeat)
 	vals, err := sweepScript.Exec(ctx, r.cfg.Client, []string{k.Nodes(), k.Lost()},
-		[]string{k.claimPrefix(), k.lostLockPrefix(), strconv.FormatInt(r.cfg.LostLease.Milliseconds(), 10), r.token, strconv.Itoa(maxLostPerSweep)}).ToArray()
+		// This node never sweeps itself (ARGV 6, and its own run ARGV 4): a
+		// node that stalled past its TTL renews at its next heartbeat, or
+		// learns there that the survivors took it for lost.
+		[]string{k.claimPrefix(), k.lostLockPrefix(), strconv.FormatInt(r.cfg.LostLease.Milliseconds(), 10), r.token, strconv.Itoa(maxLostPerSweep), strconv.Itoa(r.self.ID)}).ToArray()
 	cancel()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return fmt.Errorf("cluster: sweep: %w", err)

@@ -156,6 +156,27 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Pause freezes the server (SIGSTOP): its connections stay open and
+// nothing answers, as with a machine that hangs. Resume undoes it; the
+// test's cleanup resumes it before stopping it.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+		s.t.Cleanup(s.Resume)
+	}
+}
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 // Restart stops the server and starts it again on the same port, empty
 // (nothing is persisted). pause is how long it stays down.
 func (s *Server) Restart(pause time.Duration) {
