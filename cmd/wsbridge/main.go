@@ -132,11 +132,23 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	bc := hub.Config()
 	warnFDLimit(log, bc.MaxConnections)
 
+	// abandon stops what has started, in the shutdown's order, when the
+	// rest cannot start (the cluster's node id is released at once).
+	abandon := func(ln net.Listener, rpcSrv *rpc.Server) {
+		if ln != nil {
+			ln.Close()
+		}
+		if rpcSrv != nil {
+			_ = rpcSrv.Shutdown(context.Background())
+		}
+		_ = hub.Shutdown(context.Background())
+		stopEvents(context.Background(), log, disp)
+		leaveCluster(context.Background(), log, member)
+	}
 	ln, err := net.Listen("tcp", cfg.WSAddr)
 	if err != nil {
 		log.Error("cannot listen for WebSocket connections", "addr", cfg.WSAddr, "err", err)
-		_ = hub.Shutdown(context.Background())
-		stopEvents(context.Background(), log, disp)
+		abandon(nil, nil)
 		return 1
 	}
 	if wsCert != nil {
@@ -146,10 +158,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if member != nil {
 		if err := member.Start(ctx, hub, svc); err != nil {
 			log.Error("cannot join the cluster's channels", "err", err)
-			ln.Close()
-			_ = hub.Shutdown(context.Background())
-			leaveCluster(context.Background(), log, member)
-			stopEvents(context.Background(), log, disp)
+			abandon(ln, nil)
 			return 1
 		}
 		cfg.Admin.ReadyCheck = func(context.Context) error {
@@ -175,9 +184,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 		if err != nil {
 			log.Error("cannot start the RPC service", "err", err)
-			ln.Close()
-			_ = hub.Shutdown(context.Background())
-			stopEvents(context.Background(), log, disp)
+			abandon(ln, nil)
 			return 1
 		}
 	} else {
@@ -186,12 +193,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	adminSrv, err := startAdmin(&cfg, log, hub, svc)
 	if err != nil {
 		log.Error("cannot start the admin server", "err", err)
-		ln.Close()
-		if rpcSrv != nil {
-			_ = rpcSrv.Shutdown(context.Background())
-		}
-		_ = hub.Shutdown(context.Background())
-		stopEvents(context.Background(), log, disp)
+		abandon(ln, rpcSrv)
 		return 1
 	}
 	if metrics != nil && adminSrv != nil {
