@@ -186,6 +186,7 @@ type clusterCollector struct {
 	m                                               *cluster.Member
 	up, reconnects, subscriptions, dropped, served  *prometheus.Desc
 	frames, late, fdWrites, fdRewrites, blocks, ids *prometheus.Desc
+	subFailures                                     *prometheus.Desc
 }
 
 func newClusterCollector(m *cluster.Member) *clusterCollector {
@@ -204,11 +205,12 @@ func newClusterCollector(m *cluster.Member) *clusterCollector {
 		fdRewrites:    d("fd_set_rewrites_total", "Times the open-fd set was written anew (after Redis was away or its queue overflowed)."),
 		blocks:        d("fd_blocks_total", "fd sequence blocks reserved in Redis."),
 		ids:           d("lost_nodes_handled_total", "Lost nodes whose connections this node reported closed to the application."),
+		subFailures:   d("subscribe_failures_total", "Group and user channels the broker refused to subscribe (past its channel bound): their pushes miss this node's members until a retry succeeds."),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.reconnects, c.subscriptions, c.dropped, c.served, c.frames, c.late, c.fdWrites, c.fdRewrites, c.blocks, c.ids} {
+	for _, d := range []*prometheus.Desc{c.up, c.reconnects, c.subscriptions, c.dropped, c.served, c.frames, c.late, c.fdWrites, c.fdRewrites, c.blocks, c.ids, c.subFailures} {
 		ch <- d
 	}
 }
@@ -237,6 +239,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.fdRewrites, st.Tracker.Rewrites)
 	counter(c.blocks, st.Sequence.Blocks)
 	counter(c.ids, st.Registry.LostHandled)
+	counter(c.subFailures, st.SubscribeFailures)
 }
 
 // statsCollector turns Stats snapshots into metrics at scrape time.

@@ -195,6 +195,9 @@ func (n *Member) Health() Health {
 // Stats are a Member's counters, for the metrics.
 type Stats struct {
 	Health   Health
+	// SubscribeFailures counts group and user channels the broker refused
+	// (each tried again).
+	SubscribeFailures uint64
 	Router   RouterStats
 	Tracker  TrackerStats
 	Sequence SequenceStats
@@ -203,7 +206,7 @@ type Stats struct {
 
 // Stats returns the Member's counters.
 func (n *Member) Stats() Stats {
-	st := Stats{Health: n.Health(), Tracker: n.tracker.Stats(), Sequence: n.seq.Stats(), Registry: n.reg.Stats()}
+	st := Stats{Health: n.Health(), Tracker: n.tracker.Stats(), Sequence: n.seq.Stats(), Registry: n.reg.Stats(), SubscribeFailures: n.subs.Failures()}
 	if n.router != nil {
 		st.Router = n.router.Stats()
 	}

@@ -366,3 +366,51 @@ func TestRedisHangs(t *testing.T) {
 	}
 	r.Resume()
 }
+
+// TestSubscriptionRefusedIsRetried: a group channel the broker refuses
+// (past its MaxChannels) is counted and tried again, and subscribed once
+// there is room; it is never taken for subscribed meanwhile.
+func TestSubscriptionRefusedIsRetried(t *testing.T) {
+	url := redistest.Start(t).URL()
+	b, err := NewRedisBroker(RedisBrokerConfig{Client: client(t, url), Handler: func(string, []byte) {}, MaxChannels: 1, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	subs := NewSubscriptions(keys(t), quiet())
+	h, err := bridge.New(bridge.Config{OnIndexChange: subs.Changed, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config = h.Server()
+	srv.Start()
+	defer srv.Close()
+	defer h.Shutdown(context.Background())
+	subs.Start(h, b)
+	defer subs.Close()
+	n := &testNode{hub: h, url: "ws://" + srv.Listener.Addr().String() + "/"}
+	_, fdA := n.dial(t)
+	_, fdB := n.dial(t)
+	if err := h.Join(fdA, "first"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first group subscribed", func() bool { return subs.Count() == 1 })
+	if err := h.Join(fdB, "second"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second refused", func() bool { return subs.Failures() >= 1 })
+	if subs.Count() != 1 {
+		t.Fatalf("%d channels taken for subscribed, want 1", subs.Count())
+	}
+	if _, err := h.Leave(fdA, "first"); err != nil { // room for the second
+		t.Fatal(err)
+	}
+	waitFor(t, "the second subscribed on a retry", func() bool { return b.Health().Channels == 1 && subs.Count() == 1 && h.HasGroup("second") })
+	waitFor(t, "the broker holds the second group's channel", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		_, ok := b.subs[subs.keys.GroupChannel("second")]
+		return ok
+	})
+}
