@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -413,4 +414,25 @@ func TestSubscriptionRefusedIsRetried(t *testing.T) {
 		_, ok := b.subs[subs.keys.GroupChannel("second")]
 		return ok
 	})
+}
+
+// TestPushBatchAcrossNodesStopsAtTheFailure: a batch that fails at one
+// message (text that is not UTF-8, found when it is pushed) has sent the
+// messages before it, on every node, and none after it.
+func TestPushBatchAcrossNodesStopsAtTheFailure(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	wsA, fdA := a.dial(t)
+	wsB, fdB := b.dial(t)
+	_, err := a.svc.PushBatch(&sender.PushBatchArgs{Messages: []sender.PushArgs{
+		{FD: fdB, Message: msg("1")}, {FD: fdA, Message: msg("2")}, {FD: fdB, Message: msg("bad \xff")}, {FD: fdA, Message: msg("4")}, {FD: fdB, Message: msg("5")},
+	}})
+	var e *sender.Error
+	if !errors.As(err, &e) || e.Code != sender.CodeInvalidUTF8 || !strings.HasPrefix(e.Message, "message 2: ") {
+		t.Fatalf("PushBatch = %v, want invalid_utf8 at message 2", err)
+	}
+	read(t, wsB, "1")
+	read(t, wsA, "2")
+	silent(t, a, wsA, fdA) // not "4"
+	silent(t, a, wsB, fdB) // not "5"
 }
