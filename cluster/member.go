@@ -194,14 +194,14 @@ func (n *Member) Health() Health {
 
 // Stats are a Member's counters, for the metrics.
 type Stats struct {
-	Health   Health
+	Health Health
 	// SubscribeFailures counts group and user channels the broker refused
 	// (each tried again).
 	SubscribeFailures uint64
-	Router   RouterStats
-	Tracker  TrackerStats
-	Sequence SequenceStats
-	Registry RegistryStats
+	Router            RouterStats
+	Tracker           TrackerStats
+	Sequence          SequenceStats
+	Registry          RegistryStats
 }
 
 // Stats returns the Member's counters.
