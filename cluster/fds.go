@@ -235,38 +235,54 @@ func (t *Tracker) write(ctx context.Context, ops []fdOp) error {
 // rewrite writes the set anew from the hub's connections.
 func (t *Tracker) rewrite(ctx context.Context) error {
 	t.resync.Store(false)
-	for drained := false; !drained; { // the snapshot below has what they said
+	var drained []fdOp // the snapshot below has what they said; their opens go on once it is written
+	defer func() { release(drained) }()
+	for empty := false; !empty; {
 		select {
 		case op := <-t.ops:
-			release([]fdOp{op})
+			drained = append(drained, op)
 		default:
-			drained = true
+			empty = true
 		}
 	}
+	// Written to a key of its own first and renamed over the set at the
+	// end (the same hash tag: the same slot), so that the set is never
+	// missing fds while it is rewritten: a survivor may read it any time.
 	c := t.client
+	tmp := t.key + ":new"
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := c.Do(ctx, c.B().Del().Key(t.key).Build()).Error(); err != nil {
+	if err := c.Do(ctx, c.B().Del().Key(tmp).Build()).Error(); err != nil {
 		t.resync.Store(true)
 		return err
 	}
 	var after int64
+	written := 0
 	for {
 		fds, more := t.hub.FDs(after, trackerBatch)
 		if len(fds) > 0 {
-			ops := make([]fdOp, len(fds))
+			members := make([]string, len(fds))
 			for i, fd := range fds {
-				ops[i] = fdOp{fd: fd, add: true}
+				members[i] = strconv.FormatInt(fd, 10)
 			}
-			if err := t.write(ctx, ops); err != nil {
+			if err := c.Do(ctx, c.B().Sadd().Key(tmp).Member(members...).Build()).Error(); err != nil {
 				t.resync.Store(true)
 				return err
 			}
+			written += len(fds)
 			after = fds[len(fds)-1]
 		}
 		if !more {
 			break
 		}
+	}
+	cmd := c.B().Rename().Key(tmp).Newkey(t.key).Build()
+	if written == 0 {
+		cmd = c.B().Del().Key(t.key).Build()
+	}
+	if err := c.Do(ctx, cmd).Error(); err != nil {
+		t.resync.Store(true)
+		return err
 	}
 	t.stats.resyncs.Add(1)
 	return nil

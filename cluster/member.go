@@ -52,7 +52,7 @@ type Member struct {
 	subs    *Subscriptions
 	router  *Router
 	broker  *RedisBroker
-	hub     *bridge.Hub
+	hub     atomic.Pointer[bridge.Hub] // set by Start; the heartbeat reads it
 
 	// postLost posts the close events of a lost node's fds, once
 	// UseEvents closed eventsSet; nil: events are off.
@@ -81,10 +81,10 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 	n.reg, err = Join(ctx, RegistryConfig{
 		Client: client, Keys: keys, NodeID: cfg.NodeID, Address: cfg.Address, TTL: cfg.TTL,
 		Connections: func() int64 {
-			if n.hub == nil {
-				return 0
+			if h := n.hub.Load(); h != nil {
+				return int64(h.Stats().Connections)
 			}
-			return int64(n.hub.Stats().Connections)
+			return 0
 		},
 		OnNodeLost:  n.nodeLost,
 		OnClaimLost: cfg.OnClaimLost,
@@ -128,7 +128,7 @@ func (n *Member) OnIndexChange(kind bridge.IndexKind, name string) { n.subs.Chan
 // node's channel and the broadcast channel, svc routes through the router,
 // and the subscriptions and the open-fd set follow the hub.
 func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service) error {
-	n.hub = hub
+	n.hub.Store(hub)
 	n.router = NewRouter(RouterConfig{
 		Node: n.ID(), Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, Observer: n.cfg.Observer, Logger: n.log,
 		Peers: n.peerCount,
@@ -222,11 +222,13 @@ func (n *Member) Nodes(ctx context.Context) ([]Node, error) { return n.reg.List(
 func (n *Member) Close(ctx context.Context) error {
 	n.subs.Close()
 	n.tracker.Close(ctx, true)
+	if n.broker != nil {
+		// First: its channels are unsubscribed, so the other nodes' calls
+		// for this node's fds count no receiver at once.
+		_ = n.broker.Close()
+	}
 	if n.router != nil {
 		n.router.Close()
-	}
-	if n.broker != nil {
-		_ = n.broker.Close()
 	}
 	n.seq.Close()
 	err := n.reg.Close(ctx)

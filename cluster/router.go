@@ -232,6 +232,9 @@ func (r *Router) call(node int, method string, args, reply any, ack bool) error 
 	if err != nil {
 		return &sender.Error{Code: sender.CodeInternal, Message: "cannot encode the call: " + err.Error()}
 	}
+	if len(body) > maxCallBytes {
+		return &sender.Error{Code: sender.CodeTooLarge, Message: fmt.Sprintf("a call of %d bytes cannot cross to node %d: the limit of a message between nodes is %d", len(body), node, maxCallBytes)}
+	}
 	c := call{Method: method, Args: body}
 	w := newWaiter()
 	w.oneWay = !ack
@@ -309,6 +312,9 @@ func (r *Router) fanout(scope sender.Scope, method string, args any, each func(d
 	body, err := msgpack.Marshal(args)
 	if err != nil {
 		return 0, &sender.Error{Code: sender.CodeInternal, Message: "cannot encode the call: " + err.Error()}
+	}
+	if len(body) > maxCallBytes {
+		return 0, &sender.Error{Code: sender.CodeTooLarge, Message: fmt.Sprintf("a call of %d bytes cannot cross to the other nodes: the limit of a message between nodes is %d", len(body), maxCallBytes)}
 	}
 	c := call{ID: r.nextID.Add(1), Method: method, Args: body}
 	w := newWaiter()
@@ -419,6 +425,10 @@ func (r *Router) Handle(channel string, payload []byte) {
 	}
 }
 
+// maxCallBytes bounds the arguments of a call to another node: the frame
+// that carries it must stay within what the receiver accepts.
+const maxCallBytes = MaxFrameBytes - 64<<10
+
 // outbox returns the outbox of a channel.
 func (r *Router) outbox(channel string) (*outbox, error) {
 	r.mu.Lock()
@@ -481,9 +491,11 @@ func (o *outbox) queue(put func(), n int) error {
 	put()
 	start := !o.busy
 	o.busy = true
+	if start {
+		o.r.wg.Add(1) // under o.mu: before Close, which marks o closed under it, waits
+	}
 	o.mu.Unlock()
 	if start {
-		o.r.wg.Add(1)
 		go o.flush()
 	}
 	return nil

@@ -130,6 +130,9 @@ func (s *BlockSequence) Next() (int64, error) {
 		}
 		sp := s.spare.Load()
 		if sp == nil {
+			if s.cur.Load() != b {
+				continue // another goroutine installed the spare meanwhile
+			}
 			s.poke()
 			s.unavailable.Add(1)
 			return 0, bridge.ErrFDUnavailable
