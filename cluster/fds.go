@@ -326,34 +326,44 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// PostLostFDs is the cleanup of a lost node: it reads the lost node's set
-// and posts a close event for each fd through post (events.Dispatcher's
-// PostLost), which takes what fits; the rest is posted as room frees,
-// until ctx ends. Then the set is deleted.
+// PostLostFDs is the cleanup of a lost node: it reads the lost node's set,
+// a thousand fds at a time, posts a close event for each through post
+// (events.Dispatcher's PostLost), which takes what fits, and removes the
+// posted ones from the set; the rest is posted as room frees, until ctx
+// ends. Then the set is deleted.
 func PostLostFDs(ctx context.Context, client rueidis.Client, key string, node int, post func(node int, fds []int64) int) (int, error) {
 	posted := 0
-	var cursor uint64
 	for {
-		e, err := client.Do(ctx, client.B().Sscan().Key(key).Cursor(cursor).Count(trackerBatch).Build()).AsScanEntry()
+		members, err := client.Do(ctx, client.B().Srandmember().Key(key).Count(trackerBatch).Build()).AsStrSlice()
 		if err != nil {
 			return posted, fmt.Errorf("cluster: read the lost node's fds: %w", err)
 		}
-		fds := make([]int64, 0, len(e.Elements))
-		for _, s := range e.Elements {
+		if len(members) == 0 {
+			break
+		}
+		var fds []int64
+		var done []string // posted, or not an fd of that node: removed from the set
+		for _, s := range members {
 			if fd, err := strconv.ParseInt(s, 10, 64); err == nil && bridge.ValidFD(fd) && bridge.NodeOf(fd) == node {
 				fds = append(fds, fd)
+			} else {
+				done = append(done, s)
 			}
 		}
-		for len(fds) > 0 {
-			n := post(node, fds)
-			posted += n
-			fds = fds[n:]
-			if len(fds) > 0 && !sleepCtx(ctx, 50*time.Millisecond) {
-				return posted, ctx.Err()
+		n := post(node, fds)
+		posted += n
+		for _, fd := range fds[:n] {
+			done = append(done, strconv.FormatInt(fd, 10))
+		}
+		// What was posted leaves the set at once: a survivor that takes
+		// this cleanup on after a failure posts only the rest.
+		if len(done) > 0 {
+			if err := client.Do(ctx, client.B().Srem().Key(key).Member(done...).Build()).Error(); err != nil {
+				return posted, fmt.Errorf("cluster: remove the posted fds: %w", err)
 			}
 		}
-		if cursor = e.Cursor; cursor == 0 {
-			break
+		if n < len(fds) && !sleepCtx(ctx, 50*time.Millisecond) { // the events queue is full: wait for room
+			return posted, ctx.Err()
 		}
 	}
 	if err := client.Do(ctx, client.B().Del().Key(key).Build()).Error(); err != nil {

@@ -58,6 +58,8 @@ type Member struct {
 	// UseEvents closed eventsSet; nil: events are off.
 	postLost  func(node int, fds []int64) int
 	eventsSet chan struct{}
+	closing   context.Context // ended when Close begins: a lost node's cleanup stops
+	close     context.CancelFunc
 	peers     atomic.Int64 // other nodes, as last counted (peerCount)
 }
 
@@ -76,6 +78,7 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 		return nil, err
 	}
 	n := &Member{cfg: cfg, log: cfg.Logger, keys: keys, client: client, eventsSet: make(chan struct{})}
+	n.closing, n.close = context.WithCancel(context.Background())
 	n.tracker = NewTracker(cfg.Logger)
 	n.subs = NewSubscriptions(keys, cfg.Logger)
 	n.reg, err = Join(ctx, RegistryConfig{
@@ -91,11 +94,13 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 		Logger:      cfg.Logger,
 	})
 	if err != nil {
+		n.close()
 		client.Close()
 		return nil, err
 	}
 	n.seq, err = NewBlockSequence(ctx, BlockSequenceConfig{Client: client, Keys: keys, NodeID: n.reg.ID(), Logger: cfg.Logger})
 	if err != nil {
+		n.close()
 		_ = n.reg.Close(context.Background())
 		client.Close()
 		return nil, err
@@ -166,6 +171,9 @@ func (n *Member) peerCount() int {
 // nodeLost is the registry's OnNodeLost: the lost node's connections are
 // reported closed to the application, once across the cluster.
 func (n *Member) nodeLost(ctx context.Context, lost Node) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(n.closing, cancel)() // this node leaves: another survivor takes it on
 	select {
 	case <-n.eventsSet:
 	case <-ctx.Done():
@@ -220,6 +228,7 @@ func (n *Member) Nodes(ctx context.Context) ([]Node, error) { return n.reg.List(
 // deleted (the application heard of every close), the channels
 // unsubscribed and the id released.
 func (n *Member) Close(ctx context.Context) error {
+	n.close()
 	n.subs.Close()
 	n.tracker.Close(ctx, true)
 	if n.broker != nil {
