@@ -1,7 +1,9 @@
 package rpc
 
 import (
+	"log/slog"
 	"reflect"
+	"runtime/debug"
 	"slices"
 
 	"github.com/wsbridge/wsbridge/sender"
@@ -13,6 +15,16 @@ import (
 type receiver struct {
 	svc   *sender.Service
 	stats func() int // open RPC connections
+}
+
+// recovered turns a panic of a Sender method into an internal error for
+// its caller (net/rpc runs methods without a recover: a panic would end
+// the process), logged with its stack.
+func recovered(err *error) {
+	if v := recover(); v != nil {
+		slog.Error("rpc: a Sender method panicked", "panic", v, "stack", string(debug.Stack()))
+		*err = &sender.Error{Code: sender.CodeInternal, Message: "internal error"}
+	}
 }
 
 // ServiceName is the name the methods are registered under: Sender.Push, ...
@@ -32,12 +44,14 @@ func Methods() []string {
 
 // Push sends one message (or fragment) to fd.
 func (s *receiver) Push(in *sender.PushArgs, out *bool) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Push(in)
 	return err
 }
 
 // PushBatch sends many messages, one result per message.
-func (s *receiver) PushBatch(in *sender.PushBatchArgs, out *[]bool) error {
+func (s *receiver) PushBatch(in *sender.PushBatchArgs, out *[]bool) (err error) {
+	defer recovered(&err)
 	res, err := s.svc.PushBatch(in)
 	if err == nil {
 		*out = res
@@ -47,102 +61,119 @@ func (s *receiver) PushBatch(in *sender.PushBatchArgs, out *[]bool) error {
 
 // PushMany sends the same message to each fd.
 func (s *receiver) PushMany(in *sender.PushManyArgs, out *int) (err error) {
+	defer recovered(&err)
 	*out, _, err = s.svc.PushMany(in)
 	return err
 }
 
 // Broadcast sends a message to every connection but the except list.
 func (s *receiver) Broadcast(in *sender.BroadcastArgs, out *int) (err error) {
+	defer recovered(&err)
 	*out, _, err = s.svc.Broadcast(in)
 	return err
 }
 
 // Disconnect closes fd with code (default 1000) and reason.
 func (s *receiver) Disconnect(in *sender.DisconnectArgs, out *bool) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Disconnect(in)
 	return err
 }
 
 // Check tells whether fd is an open connection.
 func (s *receiver) Check(in *sender.FDArgs, out *bool) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Check(in.FD)
 	return err
 }
 
 // Join adds fd to a group.
 func (s *receiver) Join(in *sender.GroupArgs, out *bool) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Join(in)
 	return err
 }
 
 // Leave removes fd from a group.
 func (s *receiver) Leave(in *sender.GroupArgs, out *bool) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Leave(in)
 	return err
 }
 
 // PushGroup sends a message to a group's members but the except list.
 func (s *receiver) PushGroup(in *sender.PushGroupArgs, out *int) (err error) {
+	defer recovered(&err)
 	*out, _, err = s.svc.PushGroup(in)
 	return err
 }
 
 // GroupMembers lists a group's fds.
 func (s *receiver) GroupMembers(in *sender.GroupNameArgs, out *[]int64) (err error) {
+	defer recovered(&err)
 	*out, _, err = s.svc.GroupMembers(in.Group)
 	return err
 }
 
 // GroupsOf lists fd's groups (empty when fd is not open).
 func (s *receiver) GroupsOf(in *sender.FDArgs, out *[]string) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.GroupsOf(in.FD)
 	return err
 }
 
 // Groups lists every group with its member count.
 func (s *receiver) Groups(_ *sender.Empty, out *map[string]int) (err error) {
+	defer recovered(&err)
 	*out, _, err = s.svc.Groups()
 	return err
 }
 
 // Bind binds fd to a user id.
 func (s *receiver) Bind(in *sender.BindArgs, out *bool) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Bind(in)
 	return err
 }
 
 // Unbind removes fd's user binding.
 func (s *receiver) Unbind(in *sender.FDArgs, out *bool) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Unbind(in.FD)
 	return err
 }
 
 // PushUser sends a message to every fd bound to a user.
 func (s *receiver) PushUser(in *sender.PushUserArgs, out *int) (err error) {
+	defer recovered(&err)
 	*out, _, err = s.svc.PushUser(in)
 	return err
 }
 
 // UserFds lists the fds bound to a user.
 func (s *receiver) UserFds(in *sender.UserArgs, out *[]int64) (err error) {
+	defer recovered(&err)
 	*out, _, err = s.svc.UserFDs(in.User)
 	return err
 }
 
 // Info describes fd's connection.
 func (s *receiver) Info(in *sender.FDArgs, out *sender.Info) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.Info(in.FD)
 	return err
 }
 
 // Connections lists a page of this node's connections.
 func (s *receiver) Connections(in *sender.ListArgs, out *sender.ConnectionList) (err error) {
+	defer recovered(&err)
 	*out, err = s.svc.List(in)
 	return err
 }
 
 // Stats reports the node's counters.
-func (s *receiver) Stats(_ *sender.Empty, out *sender.Stats) error {
+func (s *receiver) Stats(_ *sender.Empty, out *sender.Stats) (err error) {
+	defer recovered(&err)
 	*out = s.svc.Stats()
 	out.RPCConnections = s.stats()
 	return nil
