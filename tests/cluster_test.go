@@ -460,3 +460,33 @@ func TestClusterFailedStartReleasesItsID(t *testing.T) {
 		t.Fatalf("node id %d, want 9", n.id)
 	}
 }
+
+// TestClusterClaimLostDeliversNoCloses: a node that finds its id taken
+// over (it stalled past its TTL; here its claim is overwritten) stops with
+// exit 1 without delivering its connections' close events: the survivors
+// report them (node_lost), and the application must not hear of each
+// connection's close twice.
+func TestClusterClaimLostDeliversNoCloses(t *testing.T) {
+	r := redistest.Start(t)
+	prefix, sink := redistest.Prefix(t), newAppSink(t)
+	b := startClusterNode(t, r.URL(), prefix, sink)
+	dialWS(t, "ws://"+b.addr+"/?id=victim")
+	fd := sink.fd(t, "victim")
+	rec := fmt.Sprintf(`{"id":%d,"gen":999999,"address":"usurper:1","ttl_ms":60000}`, b.id)
+	if out, err := r.CLI("set", "{"+prefix+"}:node:"+strconv.Itoa(b.id), rec, "px", "60000"); err != nil || out != "OK" {
+		t.Fatalf("overwrite the claim: %q, %v", out, err)
+	}
+	if code := b.wait(); code != 1 {
+		t.Fatalf("exit %d after losing its id, want 1; stderr:\n%s", code, b.log())
+	}
+	if _, ok := b.find("this node lost its cluster node id: stopping"); !ok {
+		t.Fatalf("no claim-lost record; stderr:\n%s", b.log())
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, c := range sink.closes[fd] {
+		if c.From == b.id {
+			t.Errorf("the node that lost its id delivered a close of fd %d: %+v", fd, c)
+		}
+	}
+}

@@ -254,6 +254,15 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if adminSrv != nil {
 		adminSrv.SetStopping()
 	}
+	if claimLost.Load() {
+		// The survivors report this node's connections closed (node_lost):
+		// its own close events, and whatever else is pending, are dropped,
+		// so that the application does not hear of each close twice.
+		log.Warn("this node lost its cluster node id: the events of its connections are not delivered; the cluster reports them closed")
+		done, cancelNow := context.WithCancel(context.Background())
+		cancelNow()
+		stopEvents(done, log, disp)
+	}
 	hctx, hcancel := context.WithTimeout(sctx, httpShutdownSlice(cfg.ShutdownTimeout))
 	if err := srv.Shutdown(hctx); err != nil {
 		log.Info("http requests still under way on the WebSocket port closed", "err", err)
