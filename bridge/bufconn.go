@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -42,6 +43,9 @@ type bufConn struct {
 	applied time.Time     // the write deadline set on the socket
 	slack   time.Duration // slackFor(WriteTimeout)
 
+	raw  syscall.RawConn // the socket's descriptor, for direct writes (direct.go); nil when it has none
+	owed []byte          // the rest of a frame written in part directly: written before anything else
+
 	out outFrames // what frames were written (noteClose)
 	in  inFrames  // the reader goroutine's: what frames were read (Read)
 }
@@ -56,6 +60,9 @@ func (b *bufConn) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	closing := b.noteClose(p)
 	if b.buf == nil {
+		if err := b.payOwedLocked(); err != nil {
+			return 0, err
+		}
 		return b.Conn.Write(p)
 	}
 	if closing {
@@ -122,9 +129,7 @@ func (b *bufConn) linger(timeout time.Duration) {
 		return
 	}
 	b.mu.Lock()
-	if b.buf != nil {
-		_ = b.flushLocked()
-	}
+	_ = b.flushLocked()
 	_ = cw.CloseWrite()
 	b.mu.Unlock()
 	_ = raw.SetReadDeadline(time.Now().Add(timeout))
@@ -150,9 +155,6 @@ func (b *bufConn) flush() error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.buf == nil {
-		return nil
-	}
 	return b.flushLocked()
 }
 
@@ -164,6 +166,7 @@ func (b *bufConn) release() {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.owed = nil
 	if b.buf == nil {
 		return
 	}
@@ -174,8 +177,16 @@ func (b *bufConn) release() {
 	b.buf = nil
 }
 
+// flushLocked writes what is owed of a frame written in part directly,
+// then what was gathered.
 func (b *bufConn) flushLocked() error {
-	if len(*b.buf) == 0 {
+	if err := b.payOwedLocked(); err != nil {
+		if b.buf != nil {
+			*b.buf = (*b.buf)[:0]
+		}
+		return err
+	}
+	if b.buf == nil || len(*b.buf) == 0 {
 		return nil
 	}
 	_, err := b.Conn.Write(*b.buf)

@@ -28,6 +28,7 @@ const (
 	itemPrepared                 // a broadcast frame, encoded once for all connections
 	itemControl                  // ping or pong (op, data)
 	itemClose                    // close frame (code, reason in data)
+	itemOwed                     // the rest of a frame written in part directly (bufConn.owed; direct.go)
 )
 
 // item is one entry of a connection's send queue.
@@ -55,6 +56,7 @@ type conn struct {
 	bc     *bufConn // the socket under ws
 	slot   *slot    // the admission slot, released when the reader returns
 	info   ConnInfo
+	direct bool // messages for many connections may be written directly (direct.go)
 
 	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
 
@@ -170,6 +172,9 @@ func (c *conn) tryEnqueue(it item, directed bool) error {
 			return c.overflowLocked(it, directed)
 		}
 	default:
+		if it.kind == itemPrepared && c.writeDirectLocked(&it) {
+			return nil
+		}
 		if c.queuedLocked() >= cfg.QueueSize || c.queuedBytes+it.size > cfg.QueueBytes {
 			return c.overflowLocked(it, directed)
 		}
@@ -439,7 +444,7 @@ func (c *conn) writeLoop() {
 		err := c.write(it)
 		c.written(&it)
 		taken = false
-		if err == nil && (it.kind == itemData || it.kind == itemPrepared) {
+		if err == nil && (it.kind == itemData || it.kind == itemPrepared) { // itemOwed: counted when its frame began
 			c.worker.bytesOut.Add(uint64(it.size))
 		}
 		if it.kind == itemClose && errors.Is(err, websocket.ErrCloseSent) {
@@ -493,6 +498,9 @@ func (c *conn) write(it item) error {
 	case itemPrepared:
 		_ = c.ws.SetWriteDeadline(deadline)
 		return c.ws.WritePreparedMessage(it.pm)
+	case itemOwed:
+		_ = c.bc.SetWriteDeadline(deadline)
+		return c.bc.flush()
 	}
 	_ = c.ws.SetWriteDeadline(deadline)
 	frag := cfg.FragmentSize

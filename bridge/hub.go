@@ -230,7 +230,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refFDUnavailable, time.Second)
 		return
 	}
-	ws, err := h.upgrade(w, r)
+	ws, deflate, err := h.upgrade(w, r)
 	if err != nil {
 		h.log.Debug("upgrade failed", "remote", remote, "err", err)
 		return
@@ -262,6 +262,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 		pingedAt: time.Now().UnixNano(),
 	}
+	c.direct = bc != nil && !deflate && bc.initDirect()
 	if h.cfg.Compression {
 		ws.EnableWriteCompression(true)
 	}
@@ -371,15 +372,19 @@ func (h *Hub) Broadcast(data []byte, op Opcode, except []int64) (int, error) {
 		return 0, fmt.Errorf("broadcast: %w", err)
 	}
 	skip := newFDSet(except)
-	n := 0
-	var buf []*conn
+	buf := snapshotPool.Get().(*[]*conn)
 	for _, w := range h.workers {
-		buf = w.snapshot(buf[:0])
-		n += h.deliver(buf, it, skip)
-		clear(buf)
+		*buf = w.snapshot(*buf)
 	}
+	n := h.deliverParallel(*buf, it, skip)
+	clear(*buf)
+	*buf = (*buf)[:0]
+	snapshotPool.Put(buf)
 	return n, nil
 }
+
+// snapshotPool holds the slices a broadcast copies the connections into.
+var snapshotPool = sync.Pool{New: func() any { return new([]*conn) }}
 
 // prepare checks a message for many connections and encodes its frame once.
 func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
@@ -399,7 +404,11 @@ func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
 	if err != nil {
 		return item{}, err
 	}
-	return item{kind: itemPrepared, op: op, finish: true, pm: pm, ref: new(sharedPayload), size: len(data)}, nil
+	ref := new(sharedPayload)
+	if len(data)+10 <= directMaxFrame {
+		ref.frame = serverFrame(op, data)
+	}
+	return item{kind: itemPrepared, op: op, finish: true, pm: pm, ref: ref, size: len(data)}, nil
 }
 
 // deliver queues a prepared item on each connection not in skip and returns
@@ -529,6 +538,13 @@ type WorkerStats struct {
 	// FragmentTooLarge counts the fragmented messages aborted (close 1011)
 	// because a push would have taken them past Config.MaxPushSize.
 	FragmentTooLarge uint64 `json:"fragment_too_large"`
+	// DirectWrites counts the messages for many connections (broadcasts,
+	// group, user and many-fd pushes) written straight to a connection
+	// with nothing queued, without a writer goroutine; DirectPartial those
+	// of them that fit the socket only in part (the rest was written by a
+	// writer goroutine).
+	DirectWrites  uint64 `json:"direct_writes"`
+	DirectPartial uint64 `json:"direct_partial"`
 }
 
 // Stats returns per-worker counters.
@@ -542,6 +558,7 @@ func (h *Hub) Stats() Stats {
 			Pushed: w.pushed.Load(), Overflows: w.overflows.Load(), MessagesIn: w.messagesIn.Load(),
 			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(), Refused: w.refusedCounts(),
 			HeldOverflows: w.heldOverflows.Load(), FragmentTimeouts: w.fragTimeouts.Load(), FragmentTooLarge: w.fragTooLarge.Load(),
+			DirectWrites: w.direct.Load(), DirectPartial: w.directPartial.Load(),
 		}
 		s.Connections += ws.Connections
 		s.Workers[i] = ws
