@@ -107,6 +107,13 @@ type Config struct {
 	ReadBufferSize int
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
+	// WriteDelay, when positive, gathers the messages to a connection
+	// that receives more than one per WriteDelay into one write, each
+	// waiting at most WriteDelay: fewer system calls for busy connections
+	// at the cost of that much latency; a connection quiet for WriteDelay
+	// gets its next message at once (delay.go). Default 0: off, every
+	// message is written as soon as possible. At most 1s.
+	WriteDelay time.Duration
 	// PingInterval is how often the bridge pings a client. Default 25s.
 	PingInterval time.Duration
 	// PongTimeout: a client that sends nothing (no pong, no message) for
@@ -330,6 +337,7 @@ func (c Config) validate() error {
 	for _, p := range c.TrustedProxies {
 		check(p.IsValid(), "trusted proxies: %v is not a network", p)
 	}
+	check(c.WriteDelay >= 0 && c.WriteDelay <= time.Second, "write delay: %s must be 0 (off) to 1s", c.WriteDelay)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string

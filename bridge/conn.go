@@ -58,7 +58,8 @@ type conn struct {
 	info   ConnInfo
 	direct bool // messages for many connections may be written directly (direct.go)
 
-	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
+	pingedAt  int64 // unix nanoseconds; read and written by the worker goroutine only
+	lastWrite int64 // unix nanoseconds of the last write, with a write delay only (delay.go); under mu
 
 	rate rateBucket // the client's rate limits; the reader goroutine only
 	// fragAt is when the open fragmented message last got a push (unix
@@ -339,6 +340,9 @@ func (c *conn) dropHeldLocked() {
 func (c *conn) startWriterLocked() {
 	if !c.writing && len(c.q) > c.head {
 		c.writing = true
+		if c.delayLocked() {
+			return // its writer starts after the write delay
+		}
 		c.hub.startWriter(c)
 	}
 }
@@ -393,6 +397,7 @@ func (c *conn) exitIfIdle() bool {
 		return false
 	}
 	c.bc.release() // no I/O: everything was flushed
+	c.noteWriteLocked()
 	c.writerExitLocked()
 	return true
 }

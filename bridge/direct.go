@@ -137,7 +137,7 @@ func (b *bufConn) payOwedLocked() error {
 // message was taken: written whole, or in part with the rest owed and a
 // writer started for it. Not taken, it is queued as usual.
 func (c *conn) writeDirectLocked(it *item) bool {
-	if !c.direct || it.ref == nil || it.ref.frame == nil || c.writing || c.head < len(c.q) || c.state != stateOpen {
+	if !c.direct || it.ref == nil || it.ref.frame == nil || c.writing || c.head < len(c.q) || c.state != stateOpen || c.recentlyWrittenLocked() {
 		return false
 	}
 	frame := it.ref.frame
@@ -147,6 +147,7 @@ func (c *conn) writeDirectLocked(it *item) bool {
 	}
 	c.worker.bytesOut.Add(uint64(it.size))
 	c.worker.direct.Add(1)
+	c.noteWriteLocked()
 	if n == len(frame) {
 		return true
 	}

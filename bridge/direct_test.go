@@ -2,6 +2,7 @@ package bridge_test
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"sync"
@@ -201,5 +202,74 @@ func TestDirectWriteSkipsCompressedConnections(t *testing.T) {
 	readText(t, pc, msg)
 	if direct, _ := directCounts(th.Hub); direct != 1 {
 		t.Errorf("%d direct writes, want 1 (the uncompressed connection)", direct)
+	}
+}
+
+// With a write delay, the first broadcast to a quiet connection is written
+// at once, directly; the ones that follow within the delay wait for one
+// writer, which gathers them, a push queued among them and a Disconnect's
+// close frame after them, all in order.
+func TestWriteDelayGathersABurst(t *testing.T) {
+	th := startHub(t, bridge.Config{WriteDelay: 50 * time.Millisecond, Workers: 1})
+	c, fd := th.dial(t, "a")
+	var want []string
+	for i := range 10 {
+		m := fmt.Sprintf("b%d", i)
+		if n, err := th.Broadcast([]byte(m), bridge.OpText, nil); err != nil || n != 1 {
+			t.Fatalf("broadcast %d: %d, %v", i, n, err)
+		}
+		want = append(want, m)
+		if i == 5 {
+			if err := th.Push(fd, []byte("push"), bridge.OpText, true); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, "push")
+		}
+	}
+	if err := th.Disconnect(fd, 4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range want {
+		readText(t, c, w)
+	}
+	if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, 4000) {
+		t.Fatalf("after the messages: %v, want close 4000", err)
+	}
+	direct, _ := directCounts(th.Hub)
+	var delayed uint64
+	for _, w := range th.Stats().Workers {
+		delayed += w.Delayed
+	}
+	if direct != 1 || delayed == 0 {
+		t.Errorf("direct writes %d, delayed writers %d; want 1 (the first broadcast) and some", direct, delayed)
+	}
+}
+
+// A Hub shut down while writers wait for their delay ends them all: every
+// client gets what was queued and the close, and no goroutine is left
+// (goleak in TestMain).
+func TestWriteDelayShutdown(t *testing.T) {
+	th := startHub(t, bridge.Config{WriteDelay: 200 * time.Millisecond})
+	conns := make([]*websocket.Conn, 4)
+	for i := range conns {
+		conns[i], _ = th.dial(t, fmt.Sprint(i))
+	}
+	for i := range 3 {
+		if _, err := th.Broadcast([]byte(fmt.Sprint(i)), bridge.OpText, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := th.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range conns {
+		for i := range 3 {
+			readText(t, c, fmt.Sprint(i))
+		}
+		if _, _, err := c.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+			t.Fatalf("after the broadcasts: %v, want close 1001", err)
+		}
 	}
 }

@@ -545,6 +545,9 @@ type WorkerStats struct {
 	// writer goroutine).
 	DirectWrites  uint64 `json:"direct_writes"`
 	DirectPartial uint64 `json:"direct_partial"`
+	// Delayed counts the times a connection's writer waited for
+	// Config.WriteDelay to gather several messages into one write.
+	Delayed uint64 `json:"delayed"`
 }
 
 // Stats returns per-worker counters.
@@ -558,7 +561,7 @@ func (h *Hub) Stats() Stats {
 			Pushed: w.pushed.Load(), Overflows: w.overflows.Load(), MessagesIn: w.messagesIn.Load(),
 			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(), Refused: w.refusedCounts(),
 			HeldOverflows: w.heldOverflows.Load(), FragmentTimeouts: w.fragTimeouts.Load(), FragmentTooLarge: w.fragTooLarge.Load(),
-			DirectWrites: w.direct.Load(), DirectPartial: w.directPartial.Load(),
+			DirectWrites: w.direct.Load(), DirectPartial: w.directPartial.Load(), Delayed: w.delayedCount(),
 		}
 		s.Connections += ws.Connections
 		s.Workers[i] = ws

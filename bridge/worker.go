@@ -28,6 +28,7 @@ type worker struct {
 	fragTooLarge  atomic.Uint64                 // fragmented messages aborted: past MaxPushSize
 	direct        atomic.Uint64                 // messages for many connections written directly (direct.go)
 	directPartial atomic.Uint64                 // of which only in part: the rest went to a writer
+	delayed       delayed                       // connections waiting for the write delay (delay.go)
 
 	// closes counts ended connections by who closed first (0 the client,
 	// 1 the bridge) and close code slot (closeSlot).

@@ -185,6 +185,7 @@ func allSet(tb testing.TB) config {
 	b.MaxPushSize = 4 << 20
 	b.FragmentSize = 4 << 10
 	b.WriteTimeout = 3 * time.Second
+	b.WriteDelay = 5 * time.Millisecond
 	b.PingInterval = 5 * time.Second
 	b.PongTimeout = 2 * time.Second
 	b.HandshakeTimeout = 4 * time.Second

@@ -134,6 +134,9 @@ var settings = []setting{
 	{name: "fragment-timeout", group: groupQueues, example: "5s",
 		help: "a fragmented message (finish=false) with no push for this long is aborted: the client is closed with 1011",
 		kind: dur(func(c *config) *time.Duration { return &c.Bridge.FragmentTimeout }, bridge.DefaultFragmentTimeout)},
+	{name: "write-delay", group: groupQueues, example: "5ms",
+		help: "gather the messages to a client that gets more than one per this delay into one write, each waiting at most this long: fewer system calls, more latency (0: off; at most 1s)",
+		kind: offDur(func(c *config) *time.Duration { return &c.Bridge.WriteDelay }).rule(checkWriteDelay, "2s")},
 
 	{name: "max-connections-per-ip", group: groupAdmit, example: "20",
 		help: "connections per client address (IPv6: per /64), open or being upgraded; past it a handshake gets HTTP 503 (0: no cap)",
