@@ -173,9 +173,6 @@ func (c *conn) tryEnqueue(it item, directed bool) error {
 			return c.overflowLocked(it, directed)
 		}
 	default:
-		if it.kind == itemPrepared && c.writeDirectLocked(&it) {
-			return nil
-		}
 		if c.queuedLocked() >= cfg.QueueSize || c.queuedBytes+it.size > cfg.QueueBytes {
 			return c.overflowLocked(it, directed)
 		}
@@ -342,6 +339,10 @@ func (c *conn) startWriterLocked() {
 		c.writing = true
 		if c.delayLocked() {
 			return // its writer starts after the write delay
+		}
+		if c.flushableLocked() {
+			c.worker.scheduleFlush(c) // its worker's flusher writes it (direct.go)
+			return
 		}
 		c.hub.startWriter(c)
 	}

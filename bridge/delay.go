@@ -9,8 +9,9 @@ import (
 // system calls: a message to a connection that was written to less than
 // WriteDelay ago is not written at once but queued, and the connection's
 // writer starts only when the delay has passed since the message was
-// queued, writing everything queued meanwhile with one system call (its
-// frames are gathered, bufConn). A connection that was quiet for the delay
+// queued, writing everything queued meanwhile with one system call (the
+// worker's flusher, direct.go, or a writer goroutine whose frames are
+// gathered, bufConn). A connection that was quiet for the delay
 // gets its next message at once, directly: the delay applies only to
 // connections that receive messages faster than one a delay ("adaptive"),
 // which is where gathering saves system calls. Centrifugo's
@@ -76,7 +77,11 @@ func (w *worker) startDelayed() {
 	w.delayed.mu.Unlock()
 	for i, c := range conns {
 		c.mu.Lock()
-		c.hub.startWriter(c)
+		if c.head < len(c.q) && c.flushableLocked() {
+			w.scheduleFlush(c) // the flusher writes the gathered frames (direct.go)
+		} else {
+			c.hub.startWriter(c)
+		}
 		c.mu.Unlock()
 		conns[i] = nil
 	}

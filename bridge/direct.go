@@ -3,42 +3,46 @@ package bridge
 import (
 	"encoding/binary"
 	"errors"
-	"runtime"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 )
 
-// Direct writes: a message for many connections (a broadcast, a group, a
-// user, many fds) is written by the goroutine that delivers it, straight to
-// each connection whose queue is empty and which has no writer, with one
-// non-blocking write system call, instead of being queued for a writer
-// goroutine woken for it. At broadcast scale that is the write floor: one
-// system call per delivery, no goroutine switch, no allocation, no deadline
-// (a non-blocking write cannot stall).
+// Direct writes by the flushers. A message for many connections (a
+// broadcast, a group, a user, many fds) is queued on each connection as
+// before, which is cheap (a lock and an append, no system call), so the
+// call returns quickly; a connection whose writer is not running is not
+// given a writer goroutine but put on its worker's flush list (one per
+// worker, so one flusher per core by default). The worker's flusher
+// goroutine takes the list and, for each connection, writes every frame
+// queued for it with one non-blocking write system call, from one buffer.
+// While a pass writes, the next broadcasts queue up, and the next pass
+// writes each connection's share of them with one system call: the
+// batches grow by themselves exactly when messages come faster than they
+// can be written one by one, and no message waits for a timer. No writer
+// goroutine is woken, nothing is allocated per delivery, and no deadline
+// is set (a non-blocking write cannot stall).
 //
 // Every guarantee of the queue stays:
-//   - one writer at a time: the direct write happens under the
-//     connection's lock, only while no writer goroutine runs, and under the
-//     socket's lock (bufConn.mu), which every other write to the socket
-//     (gorilla's close frames from the reader) takes too;
-//   - order: only a connection with nothing queued and nothing being
-//     written is written to directly; anything pushed meanwhile waits for
-//     the lock and is queued after;
-//   - fragments: an open fragmented message holds broadcasts (held), and
-//     the direct path is never taken while one is open;
+//   - one writer at a time: a connection on a flush list counts as having
+//     a writer (writing is set); the flusher writes under the connection's
+//     lock and under the socket's (bufConn.mu), which every other write to
+//     the socket takes too (gorilla's close frames from the reader);
+//   - order: the flusher writes a prefix of the queue, in order; whatever
+//     it cannot write as a plain frame (a push, a ping, a close frame, a
+//     compressed frame) and everything after it goes to a writer goroutine;
+//   - fragments: an open fragmented message holds broadcasts (held) and is
+//     written by a writer goroutine;
 //   - slow clients: a write that does not fit the socket's buffer (EAGAIN)
-//     writes nothing and the message is queued as before; a write that fits
-//     in part leaves the rest of the frame owed on the socket (bufConn.owed,
-//     a slice of the shared frame, no copy), written first by the writer
-//     goroutine started for it, under the write deadline, before anything
-//     else; the rest is charged to the budget as a queued item (itemOwed)
-//     until it is written.
+//     leaves the queue to a writer goroutine, under the write deadline; a
+//     write that fits in part leaves the rest owed on the socket
+//     (bufConn.owed), charged to the budget as an item (itemOwed) at the
+//     head of the queue, written first by that writer;
+//   - bounded queues: the queue's bounds and the budget apply as before.
 //
 // It applies to plain TCP sockets without compression (a connection that
-// negotiated permessage-deflate gets the compressed frame from its writer,
-// and TLS sockets have no file descriptor to write to).
+// negotiated permessage-deflate gets compressed frames from its writer,
+// and TLS sockets have no descriptor to write to).
 
 // directMaxFrame bounds the frames written directly: a larger message goes
 // through the queue, where its writer may cut it into fragments.
@@ -84,7 +88,7 @@ func (b *bufConn) initDirect() bool {
 // errNoDirect: the socket cannot be written directly now.
 var errNoDirect = errors.New("bridge: no direct write")
 
-// writeDirect writes frame with one non-blocking system call and returns
+// writeDirect writes frame (one or more frames) with one non-blocking system call and returns
 // how many bytes went out; 0 with a nil error when the socket's buffer is
 // full. When only part went out, the rest is owed: written before anything
 // else on the socket, by the writer the caller starts, whose deadline is
@@ -114,9 +118,9 @@ func (b *bufConn) writeDirect(frame []byte, timeout time.Duration) (int, error) 
 		}
 		return 0, werr
 	}
-	b.noteClose(frame) // the whole frame is committed to the socket
+	b.noteClose(frame) // the frames are committed to the socket
 	if n < len(frame) {
-		b.owed = frame[n:]
+		b.owed = append([]byte(nil), frame[n:]...) // frame is the caller's buffer
 		_ = b.setDeadlineLocked(time.Now().Add(timeout))
 	}
 	return n, nil
@@ -132,37 +136,6 @@ func (b *bufConn) payOwedLocked() error {
 	return err
 }
 
-// writeDirectLocked writes a message for many connections directly when
-// nothing is queued and no writer runs (under c.mu). It reports whether the
-// message was taken: written whole, or in part with the rest owed and a
-// writer started for it. Not taken, it is queued as usual.
-func (c *conn) writeDirectLocked(it *item) bool {
-	if !c.direct || it.ref == nil || it.ref.frame == nil || c.writing || c.head < len(c.q) || c.state != stateOpen || c.recentlyWrittenLocked() {
-		return false
-	}
-	frame := it.ref.frame
-	n, err := c.bc.writeDirect(frame, c.hub.cfg.WriteTimeout)
-	if err != nil || n == 0 {
-		return false // queued: its writer writes it, or finds the socket's error
-	}
-	c.worker.bytesOut.Add(uint64(it.size))
-	c.worker.direct.Add(1)
-	c.noteWriteLocked()
-	if n == len(frame) {
-		return true
-	}
-	c.worker.directPartial.Add(1)
-	// The rest is owed: charged as an item until the writer has written it
-	// (forced: the frame has begun, it must be finished).
-	owed := item{kind: itemOwed, ref: it.ref, size: it.size}
-	c.hub.chargeForced(&owed)
-	c.size.Add(int64(owed.size))
-	c.q = append(c.q, owed)
-	c.queuedBytes += owed.size
-	c.startWriterLocked()
-	return true
-}
-
 // chargeForced counts it against the budget whatever the total: for the
 // rest of a frame already begun on a socket.
 func (h *Hub) chargeForced(it *item) {
@@ -172,29 +145,143 @@ func (h *Hub) chargeForced(it *item) {
 	h.budget.queued.Add(int64(it.size))
 }
 
-// parallelMin is the fan-out from which a delivery is shared among the
-// cores: below it one goroutine is faster than starting others.
-const parallelMin = 1024
+// flushList is a worker's list of connections for its flusher.
+type flushList struct {
+	mu    sync.Mutex
+	conns []*conn
+	wake  chan struct{} // one token: the list is not empty
+	stop  chan struct{} // closed once no connection is left (Shutdown)
+	once  sync.Once     // closes stop
+	done  chan struct{} // closed when the flusher has returned
+}
 
-// deliverParallel is deliver over the cores: conns is cut into one run per
-// core (GOMAXPROCS), each delivered by its own goroutine.
-func (h *Hub) deliverParallel(conns []*conn, it item, skip fdSet) int {
-	p := runtime.GOMAXPROCS(0)
-	if p < 2 || len(conns) < parallelMin {
-		return h.deliver(conns, it, skip)
+func newFlushList() flushList {
+	return flushList{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// flushableLocked reports whether c's flusher can write the head of its
+// queue (under c.mu, c.writing just set).
+func (c *conn) flushableLocked() bool {
+	if !c.direct {
+		return false
 	}
-	p = min(p, len(conns)/(parallelMin/2))
-	var n atomic.Int64
-	var wg sync.WaitGroup
-	for i := 1; i < p; i++ {
-		part := conns[len(conns)*i/p : len(conns)*(i+1)/p]
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			n.Add(int64(h.deliver(part, it, skip)))
-		}()
+	it := &c.q[c.head]
+	return it.kind == itemPrepared && it.ref != nil && it.ref.frame != nil
+}
+
+// scheduleFlush puts c on its worker's flush list.
+func (w *worker) scheduleFlush(c *conn) {
+	f := &w.flush
+	f.mu.Lock()
+	f.conns = append(f.conns, c)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
 	}
-	n.Add(int64(h.deliver(conns[:len(conns)/p], it, skip)))
-	wg.Wait()
-	return int(n.Load())
+}
+
+// runFlusher writes out the connections put on the worker's list, a pass
+// over the whole list at a time, until stop is closed.
+func (w *worker) runFlusher() {
+	f := &w.flush
+	defer close(f.done)
+	var conns []*conn
+	buf := make([]byte, 0, maxCoalesce)
+	for {
+		select {
+		case <-f.wake:
+		case <-f.stop:
+			return
+		}
+		f.mu.Lock()
+		conns, f.conns = f.conns, conns[:0]
+		f.mu.Unlock()
+		for i, c := range conns {
+			buf = c.flushDirect(buf)
+			conns[i] = nil
+		}
+		if cap(conns) > 4096 {
+			conns = nil // after a burst, keep no list of its size
+		}
+	}
+}
+
+// stopFlushers ends the flushers once no connection is left.
+func (h *Hub) stopFlushers() {
+	for _, w := range h.workers {
+		w.flush.once.Do(func() { close(w.flush.stop) })
+		<-w.flush.done
+	}
+}
+
+// flushDirect writes the plain frames at the head of c's queue with one
+// non-blocking system call (the flusher, for a connection whose writing it
+// holds), and passes what is left to a writer goroutine or to the next
+// pass. buf is the flusher's, returned for reuse.
+func (c *conn) flushDirect(buf []byte) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.head == len(c.q) || c.state == stateClosed {
+		c.clearLocked()
+		c.noteWriteLocked()
+		c.writerExitLocked()
+		return buf
+	}
+	buf = buf[:0]
+	k, size := 0, 0
+	for i := c.head; i < len(c.q); i++ {
+		it := &c.q[i]
+		if it.kind != itemPrepared || it.ref == nil || it.ref.frame == nil || (k > 0 && len(buf)+len(it.ref.frame) > maxCoalesce) {
+			break
+		}
+		buf = append(buf, it.ref.frame...)
+		k++
+		size += it.size
+	}
+	if k == 0 {
+		c.hub.startWriter(c) // a push, a ping or a close at the head: a writer's work
+		return buf
+	}
+	n, err := c.bc.writeDirect(buf, c.hub.cfg.WriteTimeout)
+	if err != nil || n == 0 {
+		c.hub.startWriter(c) // a full socket or an error: the writer waits or fails
+		return buf
+	}
+	for range k {
+		it := c.q[c.head]
+		c.q[c.head] = item{}
+		c.head++
+		c.queuedBytes -= it.size
+		c.written(&it)
+	}
+	c.worker.bytesOut.Add(uint64(size))
+	c.worker.direct.Add(uint64(k))
+	c.noteWriteLocked()
+	if n < len(buf) {
+		// The rest is owed (bufConn.owed, copied from buf): charged as an
+		// item at the head of the queue until its writer has written it.
+		c.worker.directPartial.Add(1)
+		owed := item{kind: itemOwed, size: len(buf) - n}
+		c.hub.chargeForced(&owed)
+		c.size.Add(int64(owed.size))
+		c.own.Add(int64(owed.size))
+		c.head--
+		c.q[c.head] = owed
+		c.queuedBytes += owed.size
+		c.hub.startWriter(c)
+		return buf
+	}
+	if c.head < len(c.q) {
+		c.worker.scheduleFlush(c) // more came meanwhile: the next pass
+		return buf
+	}
+	if cap(c.q) > 4 {
+		c.q = nil // an idle connection keeps no burst-sized array
+	} else {
+		c.q = c.q[:0]
+	}
+	c.head = 0
+	c.writerExitLocked()
+	return buf
 }

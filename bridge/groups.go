@@ -162,7 +162,7 @@ func (h *Hub) PushGroup(group string, data []byte, op Opcode, except []int64) (i
 	if err != nil {
 		return 0, fmt.Errorf("push to group %q: %w", group, err)
 	}
-	return h.deliverParallel(h.groups.members(group, nil), it, newFDSet(except)), nil
+	return h.deliver(h.groups.members(group, nil), it, newFDSet(except)), nil
 }
 
 // PushUser sends data to every fd bound to user and returns how many
@@ -196,5 +196,5 @@ func (h *Hub) PushMany(fds []int64, data []byte, op Opcode) (int, error) {
 		}
 		h.notOpen.Add(1)
 	}
-	return h.deliverParallel(conns, it, fdSet{}), nil
+	return h.deliver(conns, it, fdSet{}), nil
 }

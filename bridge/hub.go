@@ -90,6 +90,7 @@ func New(cfg Config) (*Hub, error) {
 	h.workers = make([]*worker, cfg.Workers)
 	for i := range h.workers {
 		h.workers[i] = newWorker(i)
+		go h.workers[i].runFlusher()
 		h.keepalive.Add(1)
 		go func(w *worker) {
 			defer h.keepalive.Done()
@@ -376,7 +377,7 @@ func (h *Hub) Broadcast(data []byte, op Opcode, except []int64) (int, error) {
 	for _, w := range h.workers {
 		*buf = w.snapshot(*buf)
 	}
-	n := h.deliverParallel(*buf, it, skip)
+	n := h.deliver(*buf, it, skip)
 	clear(*buf)
 	*buf = (*buf)[:0]
 	snapshotPool.Put(buf)
@@ -586,6 +587,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	go func() {
 		h.readers.Wait()
 		h.keepalive.Wait()
+		h.stopFlushers() // after the readers: a connection's end waits for its flush
 		h.stopWriters()
 		close(done)
 	}()
