@@ -102,7 +102,7 @@ type Config struct {
 	// Default 0.
 	FragmentSize int
 	// ReadBufferSize is the per-connection read buffer (at most
-	// MaxBufferSize). Default 1 KiB: an idle connection holds it for its
+	// MaxBufferSize). Default 512 bytes: an idle connection holds it for its
 	// whole life, and a larger message is read past it, not through it.
 	ReadBufferSize int
 	// WriteTimeout bounds each write to a client. Default 10s.
@@ -262,7 +262,7 @@ const (
 	DefaultHandshake      = 10 * time.Second
 	DefaultCloseTimeout   = time.Second
 	DefaultMaxGroups      = 256
-	DefaultReadBuffer     = 1 << 10
+	DefaultReadBuffer     = 512
 	// DefaultMaxHandshakes: a handshake takes milliseconds, so a thousand
 	// at once is a reconnect storm, not the steady state; each holds at
 	// most 64 KiB of headers (64 MiB in all).

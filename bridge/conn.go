@@ -55,8 +55,8 @@ type conn struct {
 	ws     *websocket.Conn
 	bc     *bufConn // the socket under ws
 	slot   *slot    // the admission slot, released when the reader returns
-	info   ConnInfo
-	direct bool // messages for many connections may be written directly (direct.go)
+	info   keptInfo // the handshake, compact (info.go)
+	direct bool     // messages for many connections may be written directly (direct.go)
 
 	pingedAt  int64 // unix nanoseconds; read and written by the worker goroutine only
 	lastWrite int64 // unix nanoseconds of the last write, with a write delay only (delay.go); under mu
@@ -546,7 +546,7 @@ func (c *conn) run() {
 		if l := c.hub.cfg.Listener; l != nil {
 			info, ok := c.hub.Info(c.fd) // with the user and groups it was given
 			if !ok {
-				info = c.info
+				info = c.connInfo()
 			}
 			l.OnOpen(info)
 		}
@@ -597,7 +597,7 @@ func (c *conn) readLoop() error {
 		maxBytes := int64(1<<63 - 1)
 		if limited {
 			var ok bool
-			ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.ConnectedAt))
+			ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.connectedAt))
 			if !ok {
 				c.refuse(refusedMessageRate)
 				continue // unread: the next NextReader discards it

@@ -250,16 +250,13 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws:     ws,
 		bc:     bc,
 		slot:   s,
-		info: ConnInfo{
-			FD:          fd,
-			Path:        r.URL.Path,
-			RawQuery:    r.URL.RawQuery,
-			Query:       r.URL.Query(),
-			Header:      h.keptHeaders(r.Header),
-			RemoteAddr:  remote,
-			Subprotocol: ws.Subprotocol(),
-			ConnectedAt: time.Now(),
-			Worker:      wk.id,
+		info: keptInfo{
+			path:        h.cfg.Path, // r.URL.Path is the same
+			rawQuery:    strings.Clone(r.URL.RawQuery),
+			header:      packHeader(h.keptHeaders(r.Header)),
+			remote:      remote,
+			subprotocol: ws.Subprotocol(),
+			connectedAt: time.Now(),
 		},
 		pingedAt: time.Now().UnixNano(),
 	}
@@ -470,7 +467,7 @@ func (h *Hub) Check(fd int64) bool {
 func (h *Hub) Info(fd int64) (ConnInfo, bool) {
 	var info ConnInfo
 	err := h.indexed(fd, func(c *conn) error {
-		info = c.info
+		info = c.connInfo()
 		info.Groups = c.groupList()
 		info.User = c.user
 		return nil

@@ -72,7 +72,7 @@ func withKnownDefaults(c config) config {
 	b.MaxMessageSize = 1 << 20
 	b.MaxPushSize = 8 << 20
 	b.FragmentSize = 0
-	b.ReadBufferSize = 1024
+	b.ReadBufferSize = 512
 	b.WriteTimeout = 10 * time.Second
 	b.PingInterval = 25 * time.Second
 	b.PongTimeout = 10 * time.Second
@@ -171,6 +171,7 @@ func allSet(tb testing.TB) config {
 	c := defaultConfig(tb)
 	c.WSAddr = "127.0.0.1:9000"
 	c.ShutdownTimeout = time.Minute
+	c.ReleaseMemory = 10 * time.Second
 	c.LogLevel = slog.LevelDebug
 	c.LogFormat = "json"
 	b := &c.Bridge

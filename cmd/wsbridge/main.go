@@ -128,6 +128,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	bc := hub.Config()
 	warnFDLimit(log, bc.MaxConnections)
+	releaseDone := make(chan struct{})
+	go func() {
+		defer close(releaseDone)
+		releaseAfterBursts(ctx, hub, cfg.ReleaseMemory, freeOSMemory)
+	}()
+	defer func() { stopRun(); <-releaseDone }()
 
 	ln, err := net.Listen("tcp", cfg.WSAddr)
 	if err != nil {

@@ -112,6 +112,9 @@ var settings = []setting{
 	{name: "shutdown-timeout", group: groupTimeouts, example: "1m",
 		help: "on SIGTERM/SIGINT, flush queued messages and close clients within this time",
 		kind: dur(func(c *config) *time.Duration { return &c.ShutdownTimeout }, 10*time.Second)},
+	{name: "release-memory", group: groupTimeouts, example: "10s",
+		help: "after 1000 or more connections opened or closed and then none for this long, return the freed memory to the OS (one GC; 0: off)",
+		kind: durKind(func(c *config) *time.Duration { return &c.ReleaseMemory }, 2*time.Second, true)},
 
 	{name: "queue-size", group: groupQueues, example: "10",
 		help: "per-connection send queue bound, in messages",
