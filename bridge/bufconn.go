@@ -43,7 +43,9 @@ type bufConn struct {
 	applied time.Time     // the write deadline set on the socket
 	slack   time.Duration // slackFor(WriteTimeout)
 
-	raw  syscall.RawConn // the socket's descriptor, for direct writes (direct.go); nil when it has none
+	raw  syscall.RawConn // the socket's descriptor (direct writes, waitReadable); nil when it has none (TLS)
+	br   *bufio.Reader   // gorilla's read buffer over this bufConn (hijacker); nil if gorilla has its own
+	peek [1]byte         // waitReadable's (the reader goroutine's)
 	owed []byte          // the rest of a frame written in part directly: written before anything else
 
 	out outFrames // what frames were written (noteClose)
@@ -197,10 +199,17 @@ func (b *bufConn) flushLocked() error {
 // hijacker hands gorilla's Upgrade a bufConn instead of the raw socket;
 // with answer set, the bufConn writes the handshake's answer through an
 // answerRewriter (deflate.go), which ServeHTTP removes after the upgrade.
+//
+// It also hands gorilla the connection's read buffer (readBuf bytes, over
+// the bufConn), which gorilla takes as its own since the Upgrader's
+// ReadBufferSize is 0: the bridge can then see whether gorilla holds
+// unread bytes (bufConn.br.Buffered), so that its reader waits for the
+// socket in a shallow frame when it holds none (waitReadable).
 type hijacker struct {
 	http.ResponseWriter
-	slack  time.Duration
-	answer []byte
+	slack   time.Duration
+	answer  []byte
+	readBuf int
 }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -208,8 +217,16 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	bc := &bufConn{slack: h.slack}
+	bc.initRaw(c)
 	if h.answer != nil {
 		c = &answerRewriter{Conn: c, answer: h.answer}
 	}
-	return &bufConn{Conn: c, slack: h.slack}, brw, nil
+	bc.Conn = c
+	if brw.Reader.Buffered() == 0 { // else gorilla refuses the early data, as before
+		// More than 256 bytes, or gorilla allocates its own 4 KiB.
+		bc.br = bufio.NewReaderSize(bc, max(h.readBuf, 257))
+		brw = bufio.NewReadWriter(bc.br, brw.Writer)
+	}
+	return bc, brw, nil
 }

@@ -584,6 +584,9 @@ func (c *conn) readLoop() error {
 	c.rate.fill(cfg)
 	for {
 		alive()
+		if err := c.waitReadable(); err != nil {
+			return c.readFailed(err)
+		}
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			return c.readFailed(err)

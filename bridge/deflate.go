@@ -152,7 +152,7 @@ func isToken(s string) bool {
 // what negotiateDeflate accepted; r.Header is left as the client sent it.
 // deflate reports whether compression was negotiated.
 func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request) (ws *websocket.Conn, deflate bool, err error) {
-	hj := hijacker{ResponseWriter: w, slack: slackFor(h.cfg.WriteTimeout)}
+	hj := hijacker{ResponseWriter: w, slack: slackFor(h.cfg.WriteTimeout), readBuf: h.cfg.ReadBufferSize}
 	if !h.cfg.Compression {
 		ws, err = h.upgrader.Upgrade(hj, r, nil)
 		return ws, false, err

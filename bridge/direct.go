@@ -3,6 +3,7 @@ package bridge
 import (
 	"encoding/binary"
 	"errors"
+	"net"
 	"sync"
 	"syscall"
 	"time"
@@ -70,19 +71,15 @@ func serverFrame(op Opcode, data []byte) []byte {
 	return append(f, data...)
 }
 
-// initDirect lets the bufConn write directly when its socket is a plain
-// one with a file descriptor.
-func (b *bufConn) initDirect() bool {
-	sc, ok := b.Conn.(syscall.Conn)
+// initRaw keeps the socket's descriptor when it is a plain one (not TLS).
+func (b *bufConn) initRaw(c net.Conn) {
+	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return false
+		return
 	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
+	if rc, err := sc.SyscallConn(); err == nil {
+		b.raw = rc
 	}
-	b.raw = rc
-	return true
 }
 
 // errNoDirect: the socket cannot be written directly now.

@@ -77,7 +77,7 @@ func New(cfg Config) (*Hub, error) {
 	writeBuf := cfg.FragmentSize // gorilla cuts buffered frames at its write buffer size
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.HandshakeTimeout,
-		ReadBufferSize:    cfg.ReadBufferSize,
+		ReadBufferSize:    0, // gorilla takes the one the hijacker makes, of cfg.ReadBufferSize (bufconn.go)
 		WriteBufferSize:   writeBuf,
 		WriteBufferPool:   &sync.Pool{}, // a write buffer only while a write is under way
 		Subprotocols:      cfg.Subprotocols,
@@ -260,7 +260,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 		pingedAt: time.Now().UnixNano(),
 	}
-	c.direct = bc != nil && !deflate && bc.initDirect()
+	c.direct = bc != nil && !deflate && bc.raw != nil
 	if h.cfg.Compression {
 		ws.EnableWriteCompression(true)
 	}
