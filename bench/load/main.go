@@ -62,6 +62,8 @@ type options struct {
 	broadcasts    []int
 	groups        int
 	groupPushes   int
+	pushes        int
+	pushBatch     int
 	payload       int
 	settle        time.Duration
 	pause         time.Duration
@@ -114,6 +116,8 @@ Flags:
 	bc := fs.String("broadcasts", "40,400", "broadcast scenarios: messages sent back to back in each")
 	fs.IntVar(&o.groups, "groups", 0, "groups (0: no group scenario); connection i joins group i mod groups")
 	fs.IntVar(&o.groupPushes, "group-pushes", 400, "group pushes, to the groups in turn")
+	fs.IntVar(&o.pushes, "pushes", 0, "push rounds (0: none): one message to every connection by its fd, through the RPC from Go (Sender.PushBatch; wsbridge only)")
+	fs.IntVar(&o.pushBatch, "push-batch", 500, "messages per Sender.PushBatch call")
 	fs.IntVar(&o.payload, "payload", 40, "payload bytes (at least 34: the timestamp)")
 	fs.DurationVar(&o.settle, "settle", 5*time.Second, "wait with every client idle before RSS is read")
 	fs.DurationVar(&o.pause, "pause", time.Second, "pause between scenarios")
@@ -132,6 +136,9 @@ Flags:
 	}
 	if o.n < 1 {
 		return nil, errors.New("-n must be at least 1")
+	}
+	if o.pushBatch < 1 {
+		return nil, errors.New("-push-batch must be at least 1")
 	}
 	if o.payload < 34 {
 		return nil, errors.New("-payload must be at least 34 bytes")

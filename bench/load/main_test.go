@@ -28,12 +28,13 @@ func TestMain(m *testing.M) {
 
 // TestSmallRun runs the whole tool against wsbridge (the binary built from
 // this module) and the naive gorilla server, with 60 connections in two
-// client processes: every broadcast and group push must reach every client
-// it was meant for, and the results and plots must be written.
+// client processes: every broadcast, group push and (wsbridge) push by fd
+// must reach every client it was meant for, and the results and plots
+// must be written.
 func TestSmallRun(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"-n", "60", "-targets", "wsbridge,gorilla", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8",
+	code := run([]string{"-n", "60", "-targets", "wsbridge,gorilla", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8", "-pushes", "2", "-push-batch", "25",
 		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -50,10 +51,13 @@ func TestSmallRun(t *testing.T) {
 		t.Fatalf("%d targets in results.json, want 2", len(res.Targets))
 	}
 	for _, tr := range res.Targets {
-		if len(tr.Scenarios) != 3 {
-			t.Fatalf("%s: %d scenarios, want 3", tr.Name, len(tr.Scenarios))
-		}
 		want := []int64{3 * 60, 7 * 60, 8 * 15}
+		if tr.Name == "wsbridge" {
+			want = append(want, 2*60) // pushes by fd: wsbridge only
+		}
+		if len(tr.Scenarios) != len(want) {
+			t.Fatalf("%s: %d scenarios, want %d", tr.Name, len(tr.Scenarios), len(want))
+		}
 		for i, sc := range tr.Scenarios {
 			if sc.Expected != want[i] || sc.Delivered != want[i] {
 				t.Errorf("%s %s: delivered %d, expected %d, want %d", tr.Name, sc.Name, sc.Delivered, sc.Expected, want[i])
@@ -71,7 +75,7 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("plot %s: %v", f, err)
 		}
 	}
-	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "RSS/conn KiB"} {
+	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "push x2 (PushBatch of 25)", "RSS/conn KiB"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("the report lacks %q:\n%s", s, stdout.String())
 		}
@@ -85,6 +89,7 @@ func TestBadFlags(t *testing.T) {
 		{"-broadcasts", "0"},
 		{"-payload", "10"},
 		{"-wsbridge-env", "FOO=1"},
+		{"-push-batch", "0"},
 		{"extra"},
 	} {
 		var out, errOut bytes.Buffer

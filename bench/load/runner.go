@@ -329,13 +329,17 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		name     string
 		messages int
 		group    bool
+		push     bool
 	}
 	var specs []spec
 	for _, k := range o.broadcasts {
-		specs = append(specs, spec{fmt.Sprintf("broadcast x%d", k), k, false})
+		specs = append(specs, spec{fmt.Sprintf("broadcast x%d", k), k, false, false})
 	}
 	if o.groups > 0 {
-		specs = append(specs, spec{fmt.Sprintf("group push x%d (%d groups)", o.groupPushes, o.groups), o.groupPushes, true})
+		specs = append(specs, spec{fmt.Sprintf("group push x%d (%d groups)", o.groupPushes, o.groups), o.groupPushes, true, false})
+	}
+	if _, ok := t.(pusher); ok && o.pushes > 0 {
+		specs = append(specs, spec{fmt.Sprintf("push x%d (PushBatch of %d)", o.pushes, o.pushBatch), o.pushes, false, true})
 	}
 	payload := make([]byte, 0, o.payload)
 	for _, sp := range specs {
@@ -364,6 +368,17 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		start := time.Now()
 		sendErr := make(chan error, 1)
 		go func() {
+			if sp.push {
+				for i := range sp.messages {
+					if err := t.(pusher).pushRound(o.pushBatch, o.payload); err != nil {
+						sendErr <- fmt.Errorf("push round %d: %w", i, err)
+						return
+					}
+				}
+				sc.SendSecs = time.Since(start).Seconds()
+				sendErr <- nil
+				return
+			}
 			for i := range sp.messages {
 				g := -1
 				if sp.group {

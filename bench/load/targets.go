@@ -124,6 +124,38 @@ type wsbridgeTarget struct {
 	p                     *proc
 	wsAddr, rpc, adm, tok string
 	cl                    *rpc.Client
+	all                   []int64 // every connection's fd, for pushes
+}
+
+// pusher is a target that can push to each connection by its own address
+// (wsbridge: Sender.PushBatch to fds).
+type pusher interface {
+	// pushRound sends one message to every connection, batch at a time.
+	pushRound(batch, size int) error
+}
+
+var _ pusher = (*wsbridgeTarget)(nil)
+
+func (t *wsbridgeTarget) pushRound(batch, size int) error {
+	var oks []bool
+	msgs := make([]sender.PushArgs, 0, batch)
+	var payload []byte
+	for i := 0; i < len(t.all); i += batch {
+		msgs = msgs[:0]
+		payload = makePayload(payload[:0], size)
+		for _, fd := range t.all[i:min(i+batch, len(t.all))] {
+			msgs = append(msgs, sender.PushArgs{FD: fd, Message: sender.Message{Data: string(payload)}})
+		}
+		if err := t.cl.Call("Sender.PushBatch", &sender.PushBatchArgs{Messages: msgs}, &oks); err != nil {
+			return err
+		}
+		for k, ok := range oks {
+			if !ok {
+				return fmt.Errorf("push to fd %d refused", msgs[k].FD)
+			}
+		}
+	}
+	return nil
 }
 
 func (t *wsbridgeTarget) name() string  { return "wsbridge" }
@@ -166,14 +198,19 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 	return err
 }
 
-// prepare joins the connections to the groups, fd order round-robin.
+// prepare lists the connections' fds (for pushes) and joins them to the
+// groups, fd order round-robin.
 func (t *wsbridgeTarget) prepare(ctx context.Context, o *options) error {
-	if o.groups == 0 {
-		return nil
-	}
 	fds, err := t.fds(ctx)
 	if err != nil {
 		return err
+	}
+	if len(fds) != o.n {
+		return fmt.Errorf("the admin API lists %d connections, want %d", len(fds), o.n)
+	}
+	t.all = fds
+	if o.groups == 0 {
+		return nil
 	}
 	for i, fd := range fds {
 		var ok bool
