@@ -10,11 +10,12 @@ import (
 )
 
 // Direct writes by the flushers. A message for many connections (a
-// broadcast, a group, a user, many fds) is queued on each connection as
-// before, which is cheap (a lock and an append, no system call), so the
-// call returns quickly; a connection whose writer is not running is not
-// given a writer goroutine but put on its worker's flush list (one per
-// worker, so one flusher per core by default). The worker's flusher
+// broadcast, a group, a user, many fds), and a whole push to one fd, is
+// queued on each connection as before, which is cheap (a lock and an
+// append, no system call), so the call returns quickly; a connection whose
+// writer is not running is not given a writer goroutine but put on its
+// worker's flush list (one per worker, so one flusher per core by
+// default). The worker's flusher
 // goroutine takes the list and, for each connection, writes every frame
 // queued for it with one non-blocking write system call, from one buffer.
 // While a pass writes, the next broadcasts queue up, and the next pass
@@ -30,8 +31,9 @@ import (
 //     lock and under the socket's (bufConn.mu), which every other write to
 //     the socket takes too (gorilla's close frames from the reader);
 //   - order: the flusher writes a prefix of the queue, in order; whatever
-//     it cannot write as a plain frame (a push, a ping, a close frame, a
-//     compressed frame) and everything after it goes to a writer goroutine;
+//     it cannot write as a plain frame (a fragment of a message, a ping, a
+//     close frame, a compressed frame) and everything after it goes to a
+//     writer goroutine;
 //   - fragments: an open fragmented message holds broadcasts (held) and is
 //     written by a writer goroutine;
 //   - slow clients: a write that does not fit the socket's buffer (EAGAIN)
@@ -159,11 +161,41 @@ func newFlushList() flushList {
 // flushableLocked reports whether c's flusher can write the head of its
 // queue (under c.mu, c.writing just set).
 func (c *conn) flushableLocked() bool {
-	if !c.direct {
-		return false
+	return c.direct && c.plain(&c.q[c.head])
+}
+
+// plain reports whether it goes out as one plain frame that the flusher
+// can encode itself: a fan-out message with its frame, or a whole text or
+// binary push within the fragment size (not a fragment of a message, which
+// its writer goroutine cuts and follows).
+func (c *conn) plain(it *item) bool {
+	switch it.kind {
+	case itemPrepared:
+		return it.ref != nil && it.ref.frame != nil
+	case itemData:
+		frag := c.hub.cfg.FragmentSize
+		return it.finish && !it.cont && c.msgw == nil && (it.op == OpText || it.op == OpBinary) &&
+			len(it.data)+10 <= directMaxFrame && (frag == 0 || len(it.data) <= frag)
 	}
-	it := &c.q[c.head]
-	return it.kind == itemPrepared && it.ref != nil && it.ref.frame != nil
+	return false
+}
+
+// appendFrame appends the plain frame of it (c.plain(it)) to buf.
+func appendFrame(buf []byte, it *item) []byte {
+	if it.kind == itemPrepared {
+		return append(buf, it.ref.frame...)
+	}
+	n := len(it.data)
+	switch {
+	case n <= 125:
+		buf = append(buf, 0x80|byte(it.op), byte(n))
+	case n <= 0xffff:
+		buf = append(buf, 0x80|byte(it.op), 126, byte(n>>8), byte(n))
+	default:
+		buf = append(buf, 0x80|byte(it.op), 127)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(n))
+	}
+	return append(buf, it.data...)
 }
 
 // scheduleFlush puts c on its worker's flush list.
@@ -229,10 +261,10 @@ func (c *conn) flushDirect(buf []byte) []byte {
 	k, size := 0, 0
 	for i := c.head; i < len(c.q); i++ {
 		it := &c.q[i]
-		if it.kind != itemPrepared || it.ref == nil || it.ref.frame == nil || (k > 0 && len(buf)+len(it.ref.frame) > maxCoalesce) {
+		if !c.plain(it) || (k > 0 && len(buf)+it.size+10 > maxCoalesce) {
 			break
 		}
-		buf = append(buf, it.ref.frame...)
+		buf = appendFrame(buf, it)
 		k++
 		size += it.size
 	}

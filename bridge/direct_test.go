@@ -276,10 +276,10 @@ func TestWriteDelayGathersABurst(t *testing.T) {
 		delayed += w.Delayed
 	}
 	// The first broadcast went out at once; the burst waited for the
-	// delay once, then the flusher wrote b0..b5 (up to the push) with one
-	// system call and a writer goroutine the rest.
-	if direct != 7 || delayed != 1 {
-		t.Errorf("direct writes %d, delayed %d; want 7 (the first broadcast, then b0..b5 together) and 1", direct, delayed)
+	// delay once, then the flusher wrote b0..b9 and the push with one
+	// system call, and a writer goroutine the close frame.
+	if direct != 12 || delayed != 1 {
+		t.Errorf("direct writes %d, delayed %d; want 12 (the first broadcast, then the 11 messages of the burst together) and 1", direct, delayed)
 	}
 }
 

@@ -536,11 +536,11 @@ type WorkerStats struct {
 	// FragmentTooLarge counts the fragmented messages aborted (close 1011)
 	// because a push would have taken them past Config.MaxPushSize.
 	FragmentTooLarge uint64 `json:"fragment_too_large"`
-	// DirectWrites counts the messages for many connections (broadcasts,
-	// group, user and many-fd pushes) written straight to a connection
-	// with nothing queued, without a writer goroutine; DirectPartial those
-	// of them that fit the socket only in part (the rest was written by a
-	// writer goroutine).
+	// DirectWrites counts the messages written by the worker's flusher
+	// (plain frames of broadcasts, group, user, many-fd pushes and whole
+	// pushes, several to a system call) instead of a writer goroutine;
+	// DirectPartial the flusher's writes that fit the socket only in part
+	// (the rest was written by a writer goroutine).
 	DirectWrites  uint64 `json:"direct_writes"`
 	DirectPartial uint64 `json:"direct_partial"`
 	// Delayed counts the times a connection's writer waited for
