@@ -25,6 +25,9 @@ func (s *Server) v1() chi.Router {
 			r.Get("/", s.getConnection)
 			r.Post("/push", s.push)
 			r.Post("/disconnect", s.disconnect)
+			r.Get("/trace", s.getTrace)
+			r.Post("/trace", s.startTrace)
+			r.Delete("/trace", s.stopTrace)
 		})
 	})
 	r.Post("/push", s.pushMany)
@@ -38,6 +41,8 @@ func (s *Server) v1() chi.Router {
 		})
 	})
 	r.Get("/nodes", s.listNodes)
+	r.Get("/stream", s.stream)
+	r.Get("/about", s.about)
 	r.Route("/users/{user}", func(r chi.Router) {
 		r.Use(nameCtx("user"))
 		r.Get("/", s.getUser)

@@ -167,6 +167,7 @@ type Sources struct {
 	Events  *events.Dispatcher
 	RPC     *rpc.Server
 	Cluster *cluster.Member // cluster mode only
+	Admin   *Server         // the console's stream viewers and traces
 }
 
 // Watch registers a collector that reads the counters of src at every
@@ -185,6 +186,7 @@ type clusterCollector struct {
 	m                                               *cluster.Member
 	up, reconnects, subscriptions, dropped, served  *prometheus.Desc
 	frames, late, fdWrites, fdRewrites, blocks, ids *prometheus.Desc
+	subFailures                                     *prometheus.Desc
 }
 
 func newClusterCollector(m *cluster.Member) *clusterCollector {
@@ -203,11 +205,12 @@ func newClusterCollector(m *cluster.Member) *clusterCollector {
 		fdRewrites:    d("fd_set_rewrites_total", "Times the open-fd set was written anew (after Redis was away or its queue overflowed)."),
 		blocks:        d("fd_blocks_total", "fd sequence blocks reserved in Redis."),
 		ids:           d("lost_nodes_handled_total", "Lost nodes whose connections this node reported closed to the application."),
+		subFailures:   d("subscribe_failures_total", "Group and user channels the broker refused to subscribe (past its channel bound): their pushes miss this node's members until a retry succeeds."),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.reconnects, c.subscriptions, c.dropped, c.served, c.frames, c.late, c.fdWrites, c.fdRewrites, c.blocks, c.ids} {
+	for _, d := range []*prometheus.Desc{c.up, c.reconnects, c.subscriptions, c.dropped, c.served, c.frames, c.late, c.fdWrites, c.fdRewrites, c.blocks, c.ids, c.subFailures} {
 		ch <- d
 	}
 }
@@ -236,6 +239,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.fdRewrites, st.Tracker.Rewrites)
 	counter(c.blocks, st.Sequence.Blocks)
 	counter(c.ids, st.Registry.LostHandled)
+	counter(c.subFailures, st.SubscribeFailures)
 }
 
 // statsCollector turns Stats snapshots into metrics at scrape time.
@@ -253,6 +257,7 @@ type statsCollector struct {
 	evPending, evInFlight                                       *prometheus.Desc
 	evPendingBytes, evReserved, evSplits                        *prometheus.Desc
 	refusedIn                                                   *prometheus.Desc
+	viewers, viewersDropped, traces, ready                      *prometheus.Desc
 }
 
 func newStatsCollector(src Sources) *statsCollector {
@@ -300,6 +305,10 @@ func newStatsCollector(src Sources) *statsCollector {
 			"message_rate, byte_rate (over the client rate; the connection closed with 1008, or the message dropped under client-rate-policy=drop), "+
 			"too_big (over max-message-size once inflated: 1009), invalid_utf8 (1007), bad_deflate (compressed data that does not inflate: 1007), closing (arrived after the connection began closing: discarded as RFC 6455 asks).", "reason"),
 	}
+	c.viewers = d("console_stream_viewers", "Viewers of the console's live stream (GET /v1/stream) now.")
+	c.viewersDropped = d("console_stream_viewers_dropped_total", "Stream viewers dropped because they did not read their last samples (each holds at most a few).")
+	c.traces = d("console_traces", "Connections whose trace is kept now (at most 32).")
+	c.ready = d("ready", "1 while GET /readyz answers ready (every listener bound and served, not shutting down; cluster mode: Redis up), else 0.")
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
 	}
@@ -310,7 +319,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
 		c.messagesIn, c.bytesIn, c.bytesOut, c.queuedBytes, c.budgetOverflows, c.heldOverflows, c.fragAborts, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
-		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn} {
+		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn, c.viewers, c.viewersDropped, c.traces, c.ready} {
 		ch <- d
 	}
 }
@@ -391,6 +400,17 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rpcTimeouts, st.WriteTimeouts, "write")
 		counter(c.rpcTimeouts, st.IdleTimeouts, "idle")
 		counter(c.rpcTimeouts, st.ReadTimeouts, "read")
+	}
+	if a := c.src.Admin; a != nil {
+		st := a.streams.stats()
+		gauge(c.viewers, st.Viewers)
+		counter(c.viewersDropped, st.Dropped)
+		gauge(c.traces, len(a.hub.Traced()))
+		ready := 0
+		if a.isReady() {
+			ready = 1
+		}
+		gauge(c.ready, ready)
 	}
 	if d := c.src.Events; d != nil {
 		st := d.Stats()

@@ -10,10 +10,10 @@ import (
 	"github.com/wsbridge/wsbridge/sender"
 )
 
-// Page sizes of GET /v1/connections.
+// Page sizes of GET /v1/connections: sender's.
 const (
-	DefaultPageLimit = 100
-	MaxPageLimit     = 1000
+	DefaultPageLimit = sender.DefaultPageLimit
+	MaxPageLimit     = sender.MaxPageLimit
 )
 
 // parsePage reads the query of GET /v1/connections: after (an fd, or 0:

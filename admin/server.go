@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -51,6 +52,17 @@ type Config struct {
 	// GetCertificate may change the certificate while the Server runs).
 	// Nil: plain HTTP.
 	TLS *tls.Config
+	// Build and Settings are what GET /v1/about (the console's overview)
+	// shows of the binary and of its configuration; Settings must hold
+	// no secret in clear.
+	Build    BuildInfo
+	Settings []Setting
+	// StreamInterval is the time between two samples of GET /v1/stream.
+	// Default DefaultStreamInterval.
+	StreamInterval time.Duration
+	// MaxViewers bounds the GET /v1/stream responses at once. Default
+	// DefaultMaxViewers.
+	MaxViewers int
 }
 
 // Defaults of Config.
@@ -85,6 +97,9 @@ type Server struct {
 	handler http.Handler
 	srv     *http.Server
 	state   atomic.Int32
+	started time.Time
+	ui      fs.FS
+	streams streamHub
 
 	mu     sync.Mutex
 	ln     net.Listener
@@ -103,7 +118,14 @@ func New(hub *bridge.Hub, svc *sender.Service, cfg Config) (*Server, error) {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, hub: hub, svc: svc}
+	config.Default(&cfg.StreamInterval, DefaultStreamInterval)
+	config.Default(&cfg.MaxViewers, DefaultMaxViewers)
+	if cfg.StreamInterval < 0 || cfg.MaxViewers < 0 {
+		return nil, errors.New("admin: stream interval and max viewers must be positive")
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, hub: hub, svc: svc, started: time.Now(), ui: uiFS()}
+	gatherer := cfg.Gatherer
+	s.streams = streamHub{interval: cfg.StreamInterval, max: cfg.MaxViewers, sample: func() []byte { return sampleEvent(gatherer) }}
 	s.handler = s.routes()
 	s.srv = &http.Server{
 		Handler:           s.handler,
@@ -114,6 +136,7 @@ func New(hub *bridge.Hub, svc *sender.Service, cfg Config) (*Server, error) {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug),
 	}
+	s.srv.RegisterOnShutdown(s.streams.close) // the streams never end on their own
 	return s, nil
 }
 
@@ -133,6 +156,7 @@ func (s *Server) routes() chi.Router {
 	})
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
+	s.uiRoutes(r)
 	r.Group(func(r chi.Router) {
 		r.Use(BearerAuth(s.cfg.Token))
 		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{
@@ -186,6 +210,19 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// isReady is what GET /readyz would answer, for the wsbridge_ready gauge.
+func (s *Server) isReady() bool {
+	if s.state.Load() != stateReady {
+		return false
+	}
+	if check := s.cfg.ReadyCheck; check != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), readyCheckTimeout)
+		defer cancel()
+		return check(ctx) == nil
+	}
+	return true
 }
 
 // SetReady makes GET /readyz answer 200 (unless the ReadyCheck fails):

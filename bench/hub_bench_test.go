@@ -45,8 +45,12 @@ func BenchmarkPush(b *testing.B) {
 }
 
 func benchPush(b *testing.B, transport string, n int) {
+	pushLoop(b, newFixture(b, transport, n, benchConfig(n)), n)
+}
+
+// pushLoop is BenchmarkPush's loop over f's n connections.
+func pushLoop(b *testing.B, f *fixture, n int) {
 	const window = 1024 // messages pushed but not yet written, at most (plus 63)
-	f := newFixture(b, transport, n, benchConfig(n))
 	frame := frameLen(len(payload))
 	base := f.total.Load()
 	var (

@@ -74,7 +74,7 @@ func dialStatus(t *testing.T, url string, h http.Header) (int, http.Header) {
 }
 
 func TestNonWebSocketRequests(t *testing.T) {
-	th := startHub(t, bridge.Config{Path: "/ws"})
+	th := startHub(t, bridge.Config{Paths: []string{"/ws"}})
 	addr := th.srv.Listener.Addr().String()
 	for _, tt := range []struct {
 		request string

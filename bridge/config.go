@@ -48,6 +48,10 @@ type Listener interface {
 	OnClose(fd int64, ev CloseEvent)
 }
 
+// MaxPathLength bounds a configured path: the events of a connection carry
+// it, its close event within the room reserved for it.
+const MaxPathLength = 128
+
 // IndexKind names the index Config.OnIndexChange speaks of.
 type IndexKind uint8
 
@@ -74,8 +78,10 @@ type Config struct {
 	// passes a sequence reserved in Redis; CounterSequence (1, 2, 3, ...
 	// in each run) is for tests only.
 	Sequence Sequence
-	// Path is the URL path that accepts upgrades. Default "/".
-	Path string
+	// Paths are the URL paths that accept upgrades (exact matches; the
+	// application may route each to its own controller: its events carry
+	// the path). Default ["/"].
+	Paths []string
 	// Workers is the number of partitions the connections are spread over.
 	// Default runtime.NumCPU().
 	Workers int
@@ -283,7 +289,9 @@ const (
 // withDefaults returns c with every zero field set to its default and
 // reports every invalid field.
 func (c Config) withDefaults() (Config, error) {
-	config.Default(&c.Path, "/")
+	if len(c.Paths) == 0 {
+		c.Paths = []string{"/"}
+	}
 	config.Default(&c.Workers, runtime.NumCPU())
 	config.Default(&c.MaxConnections, DefaultMaxConnections)
 	config.Default(&c.QueueSize, DefaultQueueSize)
@@ -317,7 +325,9 @@ func (c Config) validate() error {
 	var checks config.Checks
 	check := checks.Check
 	check(c.NodeID >= 0 && c.NodeID <= MaxNodeID, "node id: %d is out of range 0..%d", c.NodeID, MaxNodeID)
-	check(len(c.Path) > 0 && c.Path[0] == '/', "path: %q must start with /", c.Path)
+	for _, p := range c.Paths {
+		check(len(p) > 0 && p[0] == '/' && len(p) <= MaxPathLength, "path: %q must start with / and be at most %d bytes", p, MaxPathLength)
+	}
 	check(c.Workers > 0 && c.Workers <= 4096, "workers: %d is out of range 1..4096", c.Workers)
 	check(c.MaxConnections > 0, "max connections: %d must be positive", c.MaxConnections)
 	check(c.QueueSize > 0, "queue size: %d must be positive", c.QueueSize)

@@ -74,6 +74,7 @@ type conn struct {
 	// broadcast's payload, which other queues may hold too): what closing
 	// it gives back to the budget at once. Same rules as size.
 	own atomic.Int64
+	tr  connTrace // byte counts, and the trace while watched (trace.go)
 
 	mu          sync.Mutex
 	state       connState
@@ -120,6 +121,14 @@ func (c *conn) isOpen() bool {
 // the message (MaxPushSize in all, QueueSize of them waiting), so the push
 // that finishes it always fits. Everything is charged to the Hub's budget.
 func (c *conn) enqueue(it item, directed bool) error {
+	if r := c.tr.ring.Load(); r != nil {
+		return r.pushed(&it, directed, c.enqueueItem(it, directed))
+	}
+	return c.enqueueItem(it, directed)
+}
+
+// enqueueItem is enqueue but the trace.
+func (c *conn) enqueueItem(it item, directed bool) error {
 	err := c.tryEnqueue(it, directed)
 	if err != errOverBudget {
 		return err
@@ -448,6 +457,7 @@ func (c *conn) writeLoop() {
 		}
 		taken = true
 		err := c.write(it)
+		c.tr.frameOut(&it, err)
 		c.written(&it)
 		taken = false
 		if err == nil && (it.kind == itemData || it.kind == itemPrepared) { // itemOwed: counted when its frame began
@@ -622,6 +632,7 @@ func (c *conn) readLoop() error {
 		}
 		c.worker.messagesIn.Add(1)
 		c.worker.bytesIn.Add(uint64(len(data)))
+		c.tr.frameIn(mt, data)
 		c.safely("message", func() {
 			if l := cfg.Listener; l != nil {
 				l.OnMessage(c.fd, Opcode(mt), data)
@@ -711,6 +722,7 @@ func (c *conn) finish(readErr error) {
 	c.clearLocked()
 	ev := c.closeEventLocked()
 	c.mu.Unlock()
+	c.tr.closed(ev)
 	c.hub.log.Debug("connection ended", "fd", c.fd, "code", ev.Code, "by_server", ev.ByServer, "read_err", readErr)
 
 	c.unindex()

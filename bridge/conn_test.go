@@ -466,7 +466,7 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{bridge.Config{NodeID: 1024}, "node id"},
 		{bridge.Config{NodeID: -1}, "node id"},
-		{bridge.Config{Path: "ws"}, "path"},
+		{bridge.Config{Paths: []string{"/", "ws"}}, "path"},
 		{bridge.Config{Workers: -1}, "workers"},
 		{bridge.Config{QueueBytes: 10, MaxPushSize: 100}, "queue bytes"},
 		{bridge.Config{FragmentSize: 10}, "fragment size"},

@@ -166,7 +166,7 @@ func (th *testHub) dial(t testing.TB, id string) (*websocket.Conn, int64) {
 
 func (th *testHub) dialWith(t testing.TB, d *websocket.Dialer, id string) (*websocket.Conn, int64) {
 	t.Helper()
-	path := th.Config().Path
+	path := th.Config().Paths[0]
 	c, resp, err := d.Dial(th.url+path+"?id="+id, nil)
 	if err != nil {
 		status := 0

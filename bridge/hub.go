@@ -43,6 +43,7 @@ type Hub struct {
 	keepalive sync.WaitGroup
 	writers   writers
 	budget    budget // queued bytes of all connections
+	traces    traceSet
 }
 
 // New returns a Hub that accepts connections once it is served; it starts
@@ -154,7 +155,7 @@ func (h *Hub) isClosed() bool {
 // the limits is given back on every path that does not end in a
 // connection, a panic included.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != h.cfg.Path {
+	if !slices.Contains(h.cfg.Paths, r.URL.Path) {
 		skipBody(w, r)
 		http.NotFound(w, r)
 		return
@@ -318,6 +319,7 @@ func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
 			return fmt.Errorf("push to fd %d: %w", fd, ErrInvalidUTF8)
 		}
 		h.notOpen.Add(1)
+		h.tracePushNotOpen(fd, op, data, finish)
 		return fmt.Errorf("push to fd %d: %w", fd, ErrUnknownFD)
 	}
 	if err := c.enqueue(item{kind: kind, op: op, finish: finish, validText: validText, data: data, size: len(data)}, true); err != nil {

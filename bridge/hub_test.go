@@ -337,7 +337,7 @@ func TestMessagesAreDeliveredInOrder(t *testing.T) {
 }
 
 func TestInfoKeepsTheHandshake(t *testing.T) {
-	th := startHub(t, bridge.Config{Path: "/ws", Subprotocols: []string{"chat.v2", "chat.v1"}})
+	th := startHub(t, bridge.Config{Paths: []string{"/ws"}, Subprotocols: []string{"chat.v2", "chat.v1"}})
 	d := &websocket.Dialer{HandshakeTimeout: wait, Subprotocols: []string{"chat.v1"}}
 	h := http.Header{"X-Token": {"secret-1"}}
 	c, _, err := d.Dial(th.url+"/ws?id=a&room=lobby", h)

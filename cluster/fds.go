@@ -24,9 +24,13 @@ func (k Keys) FDs(id int, gen int64) string {
 
 // fdOp is one change of the set: an fd opened (add) or closed.
 type fdOp struct {
-	fd  int64
-	add bool
+	fd   int64
+	add  bool
+	done chan struct{} // an open's: closed once the batch with it was written (or failed)
 }
+
+// recordTimeout bounds an open's wait for its fd to be in Redis.
+const recordTimeout = time.Second
 
 // Bounds of the Tracker.
 const (
@@ -43,6 +47,7 @@ const (
 type Tracker struct {
 	next bridge.Listener // the events dispatcher, or nil
 	adm  bridge.Admitter
+	up   func() bool // whether Redis is reachable: opens wait for their write only then
 	log  *slog.Logger
 
 	ops    chan fdOp
@@ -86,18 +91,35 @@ func (t *Tracker) Admit() error {
 	return t.adm.Admit()
 }
 
-func (t *Tracker) queue(op fdOp) {
+func (t *Tracker) queue(op fdOp) bool {
 	select {
 	case t.ops <- op:
+		return true
 	default:
 		t.stats.dropped.Add(1)
 		t.resync.Store(true)
+		return false
 	}
 }
 
-// OnOpen implements bridge.Listener.
+// OnOpen implements bridge.Listener. While Redis is up, the open event
+// goes on to the application only once the fd is in Redis (at most
+// recordTimeout later; the opens of that moment share one write): if
+// the application heard of a connection, a survivor will tell it of the
+// close should this node die.
 func (t *Tracker) OnOpen(info bridge.ConnInfo) {
-	t.queue(fdOp{info.FD, true})
+	op := fdOp{fd: info.FD, add: true}
+	if t.up != nil && t.up() {
+		op.done = make(chan struct{})
+	}
+	if t.queue(op) && op.done != nil {
+		timer := time.NewTimer(recordTimeout)
+		select {
+		case <-op.done:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
 	if t.next != nil {
 		t.next.OnOpen(info)
 	}
@@ -112,19 +134,21 @@ func (t *Tracker) OnMessage(fd int64, op bridge.Opcode, data []byte) {
 
 // OnClose implements bridge.Listener.
 func (t *Tracker) OnClose(fd int64, ev bridge.CloseEvent) {
-	t.queue(fdOp{fd, false})
+	t.queue(fdOp{fd: fd})
 	if t.next != nil {
 		t.next.OnClose(fd, ev)
 	}
 }
 
 // Start begins writing this node's set (key) through client; hub is read
-// to write the set anew. Close stops it.
-func (t *Tracker) Start(client rueidis.Client, key string, hub *bridge.Hub) {
+// to write the set anew, up says whether Redis is reachable. Close stops
+// it.
+func (t *Tracker) Start(client rueidis.Client, key string, hub *bridge.Hub, up func() bool) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.mu.Lock()
 	t.client, t.key, t.hub, t.cancel = client, key, hub, cancel
 	t.mu.Unlock()
+	t.up = up
 	t.resync.Store(true) // connections may have opened before Start
 	go t.loop(ctx)
 }
@@ -160,12 +184,23 @@ func (t *Tracker) loop(ctx context.Context) {
 				break fill
 			}
 		}
-		if err := t.write(ctx, batch); err != nil {
+		err := t.write(ctx, batch)
+		release(batch)
+		if err != nil {
 			t.stats.errors.Add(1)
 			t.resync.Store(true) // these changes are lost: write the set anew
 			continue
 		}
 		t.stats.written.Add(uint64(len(batch)))
+	}
+}
+
+// release lets the opens of ops that wait for their write go on.
+func release(ops []fdOp) {
+	for _, op := range ops {
+		if op.done != nil {
+			close(op.done)
+		}
 	}
 }
 
@@ -202,7 +237,8 @@ func (t *Tracker) rewrite(ctx context.Context) error {
 	t.resync.Store(false)
 	for drained := false; !drained; { // the snapshot below has what they said
 		select {
-		case <-t.ops:
+		case op := <-t.ops:
+			release([]fdOp{op})
 		default:
 			drained = true
 		}
@@ -220,7 +256,7 @@ func (t *Tracker) rewrite(ctx context.Context) error {
 		if len(fds) > 0 {
 			ops := make([]fdOp, len(fds))
 			for i, fd := range fds {
-				ops[i] = fdOp{fd, true}
+				ops[i] = fdOp{fd: fd, add: true}
 			}
 			if err := t.write(ctx, ops); err != nil {
 				t.resync.Store(true)

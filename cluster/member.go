@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -57,6 +58,7 @@ type Member struct {
 	// UseEvents closed eventsSet; nil: events are off.
 	postLost  func(node int, fds []int64) int
 	eventsSet chan struct{}
+	peers     atomic.Int64 // other nodes, as last counted (peerCount)
 }
 
 // Open connects to Redis, claims the node id and reserves the first fd
@@ -129,13 +131,7 @@ func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service
 	n.hub = hub
 	n.router = NewRouter(RouterConfig{
 		Node: n.ID(), Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, Observer: n.cfg.Observer, Logger: n.log,
-		Peers: func() int {
-			nodes, err := n.reg.List(context.Background())
-			if err != nil {
-				return 1
-			}
-			return max(len(nodes)-1, 1)
-		},
+		Peers: n.peerCount,
 	})
 	var err error
 	n.broker, err = NewRedisBroker(RedisBrokerConfig{Client: n.client, Handler: n.router.Handle, Logger: n.log})
@@ -147,8 +143,24 @@ func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service
 	}
 	svc.UseRemote(n.router)
 	n.subs.Start(hub, n.broker)
-	n.tracker.Start(n.client, n.keys.FDs(n.ID(), n.reg.Self().Gen), hub)
+	n.tracker.Start(n.client, n.keys.FDs(n.ID(), n.reg.Self().Gen), hub, func() bool { return n.broker.Health().Up })
 	return nil
+}
+
+// peerCount is how many other nodes there are, for a call to every node
+// in scope that could not be published: from the registry while Redis
+// answers at once, else the last count known (it is asked just when Redis
+// may be away, and must not wait on it).
+func (n *Member) peerCount() int {
+	if n.broker.Health().Up {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		nodes, err := n.reg.List(ctx)
+		cancel()
+		if err == nil {
+			n.peers.Store(int64(len(nodes) - 1))
+		}
+	}
+	return int(max(n.peers.Load(), 1))
 }
 
 // nodeLost is the registry's OnNodeLost: the lost node's connections are
@@ -182,16 +194,19 @@ func (n *Member) Health() Health {
 
 // Stats are a Member's counters, for the metrics.
 type Stats struct {
-	Health   Health
-	Router   RouterStats
-	Tracker  TrackerStats
-	Sequence SequenceStats
-	Registry RegistryStats
+	Health Health
+	// SubscribeFailures counts group and user channels the broker refused
+	// (each tried again).
+	SubscribeFailures uint64
+	Router            RouterStats
+	Tracker           TrackerStats
+	Sequence          SequenceStats
+	Registry          RegistryStats
 }
 
 // Stats returns the Member's counters.
 func (n *Member) Stats() Stats {
-	st := Stats{Health: n.Health(), Tracker: n.tracker.Stats(), Sequence: n.seq.Stats(), Registry: n.reg.Stats()}
+	st := Stats{Health: n.Health(), Tracker: n.tracker.Stats(), Sequence: n.seq.Stats(), Registry: n.reg.Stats(), SubscribeFailures: n.subs.Failures()}
 	if n.router != nil {
 		st.Router = n.router.Stats()
 	}

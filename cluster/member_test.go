@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,15 +124,9 @@ func isCode(err error, code string) bool {
 func msg(s string) sender.Message { return sender.Message{Data: s} }
 
 func TestRemoteCalls(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		url  func(t *testing.T) string
-	}{
-		{"redis", func(t *testing.T) string { return redistest.Start(t).URL() }},
-		{"redis cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			url, prefix := tt.url(t), redistest.Prefix(t)
+	for _, kind := range redistest.Kinds {
+		t.Run(kind.Name, func(t *testing.T) {
+			url, prefix := kind.Start(t), redistest.Prefix(t)
 			a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
 			wsA, fdA := a.dial(t)
 			wsB, fdB := b.dial(t)
@@ -255,6 +251,19 @@ func TestRemoteCalls(t *testing.T) {
 	}
 }
 
+// TestSentinel: the nodes find their Redis through Redis Sentinel
+// (WSBRIDGE_REDIS_URL with master_set) and push to each other's fds.
+func TestSentinel(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	url, prefix := s.URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	ws, fd := b.dial(t)
+	if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg("through sentinel")}); !ok || err != nil {
+		t.Fatalf("remote Push = %v, %v", ok, err)
+	}
+	read(t, ws, "through sentinel")
+}
+
 // TestRemoteConcurrent: many callers at once on one node, their calls for
 // another node's fds batched into few frames; every answer is the right
 // one.
@@ -287,4 +296,143 @@ func TestRemoteConcurrent(t *testing.T) {
 		t.Errorf("%d frames for %d calls: nothing batched", st.FramesOut, st.Calls)
 	}
 	_ = ws
+}
+
+// TestRedisAway: while Redis is away, calls for another node's fds fail at
+// once with node_unreachable, local pushes go on, and no goroutine or
+// queued call accumulates; once Redis is back, remote calls work again.
+func TestRedisAway(t *testing.T) {
+	r := redistest.Start(t)
+	url, prefix := r.URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	wsA, fdA := a.dial(t)
+	_, fdB := b.dial(t)
+	if ok, err := a.svc.Check(fdB); !ok || err != nil {
+		t.Fatalf("Check before = %v, %v", ok, err)
+	}
+	r.Stop()
+	waitFor(t, "a sees Redis down", func() bool { return !a.member.Health().Up })
+	calls := func(n int) {
+		for i := range n {
+			start := time.Now()
+			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) {
+				t.Fatalf("remote push %d while Redis is away: %v", i, err)
+			}
+			if took := time.Since(start); took > time.Second {
+				t.Fatalf("remote push %d took %s to fail", i, took)
+			}
+			if _, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "g", Message: msg("x")}); err != nil {
+				t.Fatalf("group push while Redis is away: %v", err)
+			}
+		}
+	}
+	calls(100)
+	base := runtime.NumGoroutine()
+	calls(2000)
+	if n := runtime.NumGoroutine(); n > base+5 {
+		t.Errorf("goroutines grew from %d to %d over 2000 failed calls", base, n)
+	}
+	if ok, err := a.svc.Push(&sender.PushArgs{FD: fdA, Message: msg("local")}); !ok || err != nil {
+		t.Fatalf("local push while Redis is away = %v, %v", ok, err)
+	}
+	read(t, wsA, "local")
+	if err := r.StartAgain(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "remote calls through again", func() bool { ok, err := a.svc.Check(fdB); return ok && err == nil })
+}
+
+// TestRedisHangs: Redis stops answering without closing its connections
+// (a hung machine): a push to another node's fd and a group push answer
+// within a few seconds (the publish timeout), not after Redis's client
+// gave up on its connections.
+func TestRedisHangs(t *testing.T) {
+	r := redistest.Start(t)
+	url, prefix := r.URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	_, fdB := b.dial(t)
+	if ok, err := a.svc.Check(fdB); !ok || err != nil {
+		t.Fatalf("Check before = %v, %v", ok, err)
+	}
+	r.Pause()
+	start := time.Now()
+	if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) {
+		t.Fatalf("remote push while Redis hangs: %v", err)
+	}
+	if _, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "g", Message: msg("x")}); err != nil {
+		t.Fatalf("group push while Redis hangs: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("a push and a group push took %s while Redis hung", took)
+	}
+	r.Resume()
+}
+
+// TestSubscriptionRefusedIsRetried: a group channel the broker refuses
+// (past its MaxChannels) is counted and tried again, and subscribed once
+// there is room; it is never taken for subscribed meanwhile.
+func TestSubscriptionRefusedIsRetried(t *testing.T) {
+	url := redistest.Start(t).URL()
+	b, err := NewRedisBroker(RedisBrokerConfig{Client: client(t, url), Handler: func(string, []byte) {}, MaxChannels: 1, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	subs := NewSubscriptions(keys(t), quiet())
+	h, err := bridge.New(bridge.Config{OnIndexChange: subs.Changed, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config = h.Server()
+	srv.Start()
+	defer srv.Close()
+	defer h.Shutdown(context.Background())
+	subs.Start(h, b)
+	defer subs.Close()
+	n := &testNode{hub: h, url: "ws://" + srv.Listener.Addr().String() + "/"}
+	_, fdA := n.dial(t)
+	_, fdB := n.dial(t)
+	if err := h.Join(fdA, "first"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first group subscribed", func() bool { return subs.Count() == 1 })
+	if err := h.Join(fdB, "second"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second refused", func() bool { return subs.Failures() >= 1 })
+	if subs.Count() != 1 {
+		t.Fatalf("%d channels taken for subscribed, want 1", subs.Count())
+	}
+	if _, err := h.Leave(fdA, "first"); err != nil { // room for the second
+		t.Fatal(err)
+	}
+	waitFor(t, "the second subscribed on a retry", func() bool { return b.Health().Channels == 1 && subs.Count() == 1 && h.HasGroup("second") })
+	waitFor(t, "the broker holds the second group's channel", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		_, ok := b.subs[subs.keys.GroupChannel("second")]
+		return ok
+	})
+}
+
+// TestPushBatchAcrossNodesStopsAtTheFailure: a batch that fails at one
+// message (text that is not UTF-8, found when it is pushed) has sent the
+// messages before it, on every node, and none after it.
+func TestPushBatchAcrossNodesStopsAtTheFailure(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	wsA, fdA := a.dial(t)
+	wsB, fdB := b.dial(t)
+	_, err := a.svc.PushBatch(&sender.PushBatchArgs{Messages: []sender.PushArgs{
+		{FD: fdB, Message: msg("1")}, {FD: fdA, Message: msg("2")}, {FD: fdB, Message: msg("bad \xff")}, {FD: fdA, Message: msg("4")}, {FD: fdB, Message: msg("5")},
+	}})
+	var e *sender.Error
+	if !errors.As(err, &e) || e.Code != sender.CodeInvalidUTF8 || !strings.HasPrefix(e.Message, "message 2: ") {
+		t.Fatalf("PushBatch = %v, want invalid_utf8 at message 2", err)
+	}
+	read(t, wsB, "1")
+	read(t, wsA, "2")
+	silent(t, a, wsA, fdA) // not "4"
+	silent(t, a, wsB, fdB) // not "5"
 }

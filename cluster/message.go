@@ -34,6 +34,10 @@ const (
 	// maxFrameItemBytes is what a sender puts in one frame before starting
 	// the next (a single larger item travels alone).
 	maxFrameItemBytes = 1 << 20
+	// maxFrameArray bounds any array or map in a frame (an answer may list
+	// a large group's members); a call's arguments are held to
+	// sender.MaxBatch before they are decoded.
+	maxFrameArray = 1 << 20
 )
 
 // frame is one message between nodes.
@@ -77,7 +81,7 @@ func decodeFrame(b []byte) (*frame, error) {
 	if len(b) > MaxFrameBytes {
 		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errMalformed, len(b), MaxFrameBytes)
 	}
-	if err := msgpackcheck.Check(b); err != nil {
+	if err := msgpackcheck.CheckLimit(b, maxFrameArray); err != nil {
 		return nil, fmt.Errorf("%w: %w", errMalformed, err)
 	}
 	f := new(frame)

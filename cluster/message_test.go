@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 
+	"github.com/redis/rueidis"
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/wsbridge/wsbridge/internal/redistest"
@@ -138,4 +140,40 @@ func TestRogueMessages(t *testing.T) {
 		t.Fatalf("Push after the rogue messages = %v, %v", ok, err)
 	}
 	read(t, ws, "still here")
+}
+
+// TestForgedSelfCopy: a frame on a node's channel that claims to come
+// from the node itself and to be its own copy of a call to every node
+// (what a fanout skips) but names a call waiting for one node's answer
+// does not complete that call without an answer: it still waits for the
+// real one (here: nobody answers, node_unreachable), and nothing panics.
+func TestForgedSelfCopy(t *testing.T) {
+	r := redistest.Start(t)
+	url, prefix := r.URL(), redistest.Prefix(t)
+	a := startNode(t, url, prefix, 1)
+	// Node 2's channel has a subscriber that never answers.
+	silent := client(t, url)
+	k := a.member.keys
+	go func() {
+		_ = silent.Receive(context.Background(), silent.B().Ssubscribe().Channel(k.NodeChannel(2)).Build(), func(rueidis.PubSubMessage) {})
+	}()
+	waitFor(t, "the silent subscriber", func() bool {
+		n, err := silent.Do(ctxT(t), silent.B().Arbitrary("PUBSUB", "SHARDNUMSUB").Args(k.NodeChannel(2)).Build()).ToArray()
+		c, _ := n[1].AsInt64()
+		return err == nil && c == 1
+	})
+	done := make(chan error, 1)
+	next := a.member.router.nextID.Load() + 1
+	go func() {
+		_, err := a.svc.Check(int64(2)<<43 | 5)
+		done <- err
+	}()
+	waitFor(t, "the call waiting", func() bool { _, ok := a.member.router.pending.Load(next); return ok })
+	forged, _ := encodeFrame(&frame{From: 1, Calls: []call{{ID: next, Method: "Check", Args: mustMsgpack(t, &sender.FDArgs{FD: 1})}}})
+	if err := silent.Do(ctxT(t), silent.B().Spublish().Channel(k.NodeChannel(1)).Message(string(forged)).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !isCode(err, sender.CodeNodeUnreachable) {
+		t.Fatalf("the call: %v, want node_unreachable", err)
+	}
 }

@@ -196,7 +196,7 @@ return 0
 	sweepScript = rueidis.NewLuaScript(`
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
-  if redis.call('EXISTS', ARGV[1] .. all[i]) == 0 then
+  if all[i] ~= ARGV[6] and redis.call('EXISTS', ARGV[1] .. all[i]) == 0 then
     redis.call('HSET', KEYS[2], all[i] .. ':' .. cjson.decode(all[i+1]).gen, all[i+1])
     redis.call('HDEL', KEYS[1], all[i])
   end
@@ -205,7 +205,7 @@ local won = {}
 local lost = redis.call('HGETALL', KEYS[2])
 for i = 1, #lost, 2 do
   if #won >= tonumber(ARGV[5]) then break end
-  if redis.call('SET', ARGV[2] .. lost[i], ARGV[4], 'NX', 'PX', ARGV[3]) then
+  if lost[i] ~= ARGV[4] and redis.call('SET', ARGV[2] .. lost[i], ARGV[4], 'NX', 'PX', ARGV[3]) then
     won[#won+1] = lost[i+1]
   end
 end
@@ -295,8 +295,8 @@ func Join(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 	r.token = strconv.Itoa(r.self.ID) + ":" + strconv.FormatInt(r.self.Gen, 10)
 	r.log.Info("node id claimed", "id", r.self.ID, "gen", r.self.Gen, "address", r.self.Address)
 	r.wg.Add(2)
-	go r.heartbeatLoop()
-	go r.sweepLoop()
+	go r.every(r.heartbeat)
+	go r.every(r.sweepBeat)
 	return r, nil
 }
 
@@ -306,7 +306,9 @@ func (r *Registry) ID() int { return r.self.ID }
 // Self returns this node's record as claimed.
 func (r *Registry) Self() Node { return r.self }
 
-func (r *Registry) heartbeatLoop() {
+// every runs beat each heartbeat period until Close, or until beat says
+// to stop.
+func (r *Registry) every(beat func() bool) {
 	defer r.wg.Done()
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
@@ -316,19 +318,29 @@ func (r *Registry) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		if err := r.renew(); err != nil {
-			if errors.Is(err, ErrClaimLost) {
-				r.lost.Store(true)
-				r.log.Error("this node lost its node id", "id", r.self.ID, "err", err)
-				if r.cfg.OnClaimLost != nil {
-					r.cfg.OnClaimLost(err)
-				}
-				return
-			}
-			r.renewErrors.Add(1)
-			r.log.Warn("node heartbeat failed", "id", r.self.ID, "err", err)
+		if !beat() {
+			return
 		}
 	}
+}
+
+// heartbeat renews the claim; false once the claim is lost.
+func (r *Registry) heartbeat() bool {
+	err := r.renew()
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, ErrClaimLost) {
+		r.lost.Store(true)
+		r.log.Error("this node lost its node id", "id", r.self.ID, "err", err)
+		if r.cfg.OnClaimLost != nil {
+			r.cfg.OnClaimLost(err)
+		}
+		return false
+	}
+	r.renewErrors.Add(1)
+	r.log.Warn("node heartbeat failed", "id", r.self.ID, "err", err)
+	return true
 }
 
 // SetAddress changes the address in this node's record (once the
@@ -376,23 +388,16 @@ func (r *Registry) renew() error {
 	return nil
 }
 
-func (r *Registry) sweepLoop() {
-	defer r.wg.Done()
-	t := time.NewTicker(r.cfg.Heartbeat)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.stop:
-			return
-		case <-t.C:
-		}
-		if r.lost.Load() {
-			return
-		}
-		if err := r.sweep(); err != nil {
-			r.log.Warn("registry sweep failed", "err", err)
-		}
+// sweepBeat sweeps the registry for lost nodes; false once this node's
+// own claim is lost.
+func (r *Registry) sweepBeat() bool {
+	if r.lost.Load() {
+		return false
 	}
+	if err := r.sweep(); err != nil {
+		r.log.Warn("registry sweep failed", "err", err)
+	}
+	return true
 }
 
 // sweep moves the expired claims to the lost hash, takes on the lost
@@ -401,7 +406,10 @@ func (r *Registry) sweep() error {
 	k := r.cfg.Keys
 	ctx, cancel := context.WithTimeout(context.Background(), r.cfg.Heartbeat)
 	vals, err := sweepScript.Exec(ctx, r.cfg.Client, []string{k.Nodes(), k.Lost()},
-		[]string{k.claimPrefix(), k.lostLockPrefix(), strconv.FormatInt(r.cfg.LostLease.Milliseconds(), 10), r.token, strconv.Itoa(maxLostPerSweep)}).ToArray()
+		// This node never sweeps itself (ARGV 6, and its own run ARGV 4): a
+		// node that stalled past its TTL renews at its next heartbeat, or
+		// learns there that the survivors took it for lost.
+		[]string{k.claimPrefix(), k.lostLockPrefix(), strconv.FormatInt(r.cfg.LostLease.Milliseconds(), 10), r.token, strconv.Itoa(maxLostPerSweep), strconv.Itoa(r.self.ID)}).ToArray()
 	cancel()
 	if err != nil && !rueidis.IsRedisNil(err) {
 		return fmt.Errorf("cluster: sweep: %w", err)

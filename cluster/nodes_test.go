@@ -287,3 +287,36 @@ func TestRegistryAfterRedisRestart(t *testing.T) {
 	default:
 	}
 }
+
+// TestOwnSweepSkipsItself: a node that stalled past its TTL (its claim
+// expired) and whose sweep runs before its heartbeat does not take itself
+// for lost: no cleanup of its own connections, and the heartbeat renews
+// the claim.
+func TestOwnSweepSkipsItself(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv.URL())
+	k := keys(t)
+	var lost []Node
+	var mu sync.Mutex
+	r, err := join(t, c, k, 5, "stalled:1", func(cfg *RegistryConfig) {
+		cfg.Heartbeat = time.Hour // this test runs the sweep and the heartbeat itself
+		cfg.OnNodeLost = func(_ context.Context, n Node) error { mu.Lock(); lost = append(lost, n); mu.Unlock(); return nil }
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := srv.CLI("del", k.Claim(5)); err != nil || out != "1" { // the claim expired
+		t.Fatalf("DEL the claim: %q, %v", out, err)
+	}
+	if err := r.sweep(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lost) != 0 {
+		t.Fatalf("the node's own sweep handled %+v as lost", lost)
+	}
+	if err := r.renew(); err != nil {
+		t.Fatalf("the heartbeat after the stall: %v, want the claim renewed", err)
+	}
+}

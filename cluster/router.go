@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/wsbridge/wsbridge/internal/msgpackcheck"
 	"github.com/wsbridge/wsbridge/sender"
 )
 
@@ -113,7 +115,9 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Router{cfg: cfg, log: cfg.Logger, outboxes: make(map[string]*outbox)}
+	r := &Router{cfg: cfg, log: cfg.Logger, outboxes: make(map[string]*outbox)}
+	r.nextID.Store(rand.Uint64() >> 1) // call numbers another client cannot guess from 1
+	return r
 }
 
 // Start gives the Router its broker (whose Handler is the Router's Handle)
@@ -155,6 +159,7 @@ type waiter struct {
 	expected int // -1 until the publish says how many nodes received the call
 	err      error
 	oneWay   bool          // no answer awaited: complete once published
+	fanout   bool          // a call to every node in scope: this node's own copy is skipped
 	done     chan struct{} // closed when complete or failed
 	closed   bool
 }
@@ -177,6 +182,9 @@ func (w *waiter) add(a answer) {
 }
 
 func (w *waiter) skip() {
+	if !w.fanout {
+		return // a call to one node has no copy of its own: a forged frame
+	}
 	w.mu.Lock()
 	w.skipped++
 	w.checkLocked()
@@ -256,6 +264,9 @@ func (r *Router) call(node int, method string, args, reply any, ack bool) error 
 	case !ack:
 		return nil
 	}
+	if len(w.answers) == 0 {
+		return unreachable("node %d sent no answer to %s", node, method)
+	}
 	a := w.answers[0]
 	if a.Code != "" {
 		return &sender.Error{Code: a.Code, Message: a.Message}
@@ -301,6 +312,7 @@ func (r *Router) fanout(scope sender.Scope, method string, args any, each func(d
 	}
 	c := call{ID: r.nextID.Add(1), Method: method, Args: body}
 	w := newWaiter()
+	w.fanout = true
 	r.pending.Store(c.ID, w)
 	defer r.pending.Delete(c.ID)
 	payload, err := encodeFrame(&frame{From: r.cfg.Node, Calls: []call{c}})
@@ -375,7 +387,14 @@ func (r *Router) Handle(channel string, payload []byte) {
 			continue
 		}
 		r.stats.served.Add(1)
-		res, err := r.cfg.Service.Serve(c.Method, func(v any) error { return msgpack.Unmarshal(c.Args, v) })
+		res, err := r.cfg.Service.Serve(c.Method, func(v any) error {
+			// Any Redis client may have published this call: its arguments
+			// are held to the bounds of an RPC call's before they decode.
+			if err := msgpackcheck.CheckLimit(c.Args, sender.MaxBatch); err != nil {
+				return err
+			}
+			return msgpack.Unmarshal(c.Args, v)
+		})
 		if c.ID == 0 {
 			continue
 		}

@@ -2,8 +2,11 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/wsbridge/wsbridge/bridge"
 )
@@ -26,6 +29,8 @@ type Subscriptions struct {
 	ctx    context.Context // ended by Close
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	failures atomic.Uint64
 }
 
 type indexName struct {
@@ -46,6 +51,9 @@ func NewSubscriptions(keys Keys, log *slog.Logger) *Subscriptions {
 
 // Changed is the hub's bridge.Config.OnIndexChange: it never blocks.
 func (s *Subscriptions) Changed(kind bridge.IndexKind, name string) {
+	if s.ctx.Err() != nil {
+		return // closed (a retry's timer may fire after)
+	}
 	s.mu.Lock()
 	s.dirty[indexName{kind, name}] = struct{}{}
 	s.mu.Unlock()
@@ -110,6 +118,16 @@ func (s *Subscriptions) reconcile(ctx context.Context, n indexName) {
 	} else {
 		err = s.broker.Unsubscribe(ctx, channel)
 	}
+	if err != nil && want && !errors.Is(err, ErrUnavailable) {
+		// Not registered (too many channels, a closed broker): the
+		// group's pushes would miss this node's members. Counted, logged
+		// and tried again later; the hub's state decides then.
+		s.failures.Add(1)
+		s.log.Warn("cluster: cannot subscribe a group's or user's channel: its pushes miss this node's members until it can",
+			"channel", channel, "err", err, "retry_in", subscribeRetry.String())
+		time.AfterFunc(subscribeRetry, func() { s.Changed(n.kind, n.name) })
+		return
+	}
 	if err != nil {
 		s.log.Debug("cluster: subscription change under way", "channel", channel, "subscribe", want, "err", err)
 	}
@@ -121,6 +139,13 @@ func (s *Subscriptions) reconcile(ctx context.Context, n indexName) {
 	}
 	s.mu.Unlock()
 }
+
+// subscribeRetry is how long a subscription the broker refused waits
+// before it is tried again.
+const subscribeRetry = time.Second
+
+// Failures counts the subscriptions the broker refused (each retried).
+func (s *Subscriptions) Failures() uint64 { return s.failures.Load() }
 
 // Count returns how many group and user channels are subscribed.
 func (s *Subscriptions) Count() int {

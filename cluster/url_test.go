@@ -68,14 +68,22 @@ func FuzzParseURL(f *testing.F) {
 	})
 }
 
-// pw is the password in raw, by hand.
+// pw is the password in raw, by hand: in the authority (after "://", up
+// to the first "/", "?" or "#"), before its last "@".
 func pw(raw string) string {
-	at := strings.LastIndex(raw, "@")
 	i := strings.Index(raw, "://")
-	if at < 0 || i < 0 || at < i {
+	if i < 0 {
 		return ""
 	}
-	user := raw[i+3 : at]
+	authority := raw[i+3:]
+	if end := strings.IndexAny(authority, "/?#"); end >= 0 {
+		authority = authority[:end]
+	}
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return ""
+	}
+	user := authority[:at]
 	if c := strings.Index(user, ":"); c >= 0 {
 		return user[c+1:]
 	}

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -63,13 +64,13 @@ func TestMain(m *testing.M) {
 }
 
 // ---------------------------------------------------------------------------
-// The binary's settings and the probe
+// The binary's settings and its health check
 
 var (
 	tmpDir       string
 	buildOnce    sync.Once
 	settingsMap  map[string]string // WSBRIDGE_* name -> default, from --help
-	probeBinary  string
+	bridgeBinary string
 	buildFailure error
 )
 
@@ -81,8 +82,8 @@ func goTool() string {
 	return filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 }
 
-// buildBinaries builds ./cmd/wsbridge and ./docker/probe once, and reads the
-// bridge's settings from its --help.
+// buildBinaries builds ./cmd/wsbridge once, and reads the bridge's settings
+// from its --help.
 func buildBinaries(t *testing.T) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -93,8 +94,8 @@ func buildBinaries(t *testing.T) {
 			return
 		}
 		bridge := filepath.Join(tmpDir, "wsbridge")
-		probeBinary = filepath.Join(tmpDir, "wsbridge-probe")
-		for _, b := range [][2]string{{bridge, "./cmd/wsbridge"}, {probeBinary, "./docker/probe"}} {
+		bridgeBinary = bridge
+		for _, b := range [][2]string{{bridge, "./cmd/wsbridge"}} {
 			cmd := exec.Command(goTool(), "build", "-o", b[0], b[1])
 			cmd.Dir = root
 			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -183,24 +184,24 @@ func TestAdminDefaults(t *testing.T) {
 	if !ok || def != adminDefaultAddr {
 		t.Errorf("WSBRIDGE_ADMIN_ADDR defaults to %q (listed: %v), want %q", def, ok, adminDefaultAddr)
 	}
-	// The probe, with nothing set, GETs the admin default.
+	// The health check, with nothing set, GETs the admin default.
 	if got := probeURL(t, "", healthzPath); got != "http://"+adminDefaultAddr+healthzPath {
-		t.Errorf("probe with WSBRIDGE_ADMIN_ADDR unset GETs %s", got)
+		t.Errorf("healthcheck with WSBRIDGE_ADMIN_ADDR unset GETs %s", got)
 	}
 }
 
-// probeURL runs the probe binary with -print-url.
+// probeURL runs "wsbridge healthcheck -print-url".
 func probeURL(t *testing.T, adminAddr, path string) string {
 	t.Helper()
 	buildBinaries(t)
-	cmd := exec.Command(probeBinary, "-print-url", "-path", path)
+	cmd := exec.Command(bridgeBinary, "healthcheck", "-print-url", "-path", path)
 	cmd.Env = []string{}
 	if adminAddr != "" {
 		cmd.Env = []string{"WSBRIDGE_ADMIN_ADDR=" + adminAddr}
 	}
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("wsbridge-probe -print-url: %v", err)
+		t.Fatalf("wsbridge healthcheck -print-url: %v", err)
 	}
 	return strings.TrimSpace(string(out))
 }
@@ -485,7 +486,7 @@ func TestDockerfile(t *testing.T) {
 			if !slices.Contains(args, "-trimpath") {
 				t.Errorf("Dockerfile:%d: go build without -trimpath", in.line)
 			}
-			if j := slices.Index(args, "-ldflags"); j < 0 || j+1 >= len(args) || args[j+1] != "-s -w" {
+			if j := slices.Index(args, "-ldflags"); j < 0 || j+1 >= len(args) || !strings.HasPrefix(args[j+1], "-s -w") {
 				t.Errorf("Dockerfile:%d: go build without -ldflags \"-s -w\"", in.line)
 			}
 			j := slices.Index(args, "-o")
@@ -500,8 +501,8 @@ func TestDockerfile(t *testing.T) {
 			built[out] = pkg
 		}
 	}
-	if len(built) != 2 || !slices.Contains(mapValues(built), "./cmd/wsbridge") || !slices.Contains(mapValues(built), "./docker/probe") {
-		t.Errorf("the builder builds %v, want ./cmd/wsbridge and ./docker/probe", built)
+	if len(built) != 1 || !slices.Contains(mapValues(built), "./cmd/wsbridge") {
+		t.Errorf("the builder builds %v, want ./cmd/wsbridge alone (the health check is its subcommand)", built)
 	}
 
 	// COPY sources: from the context, they exist and .dockerignore keeps
@@ -561,8 +562,8 @@ func TestDockerfile(t *testing.T) {
 	if argv := execForm(t, entry[0], entry[0].args); builtAt(argv[0]) != "./cmd/wsbridge" {
 		t.Errorf("ENTRYPOINT %s is not the wsbridge binary copied from the builder", argv[0])
 	}
-	if builtAt(img.probeArgv[0]) != "./docker/probe" {
-		t.Errorf("HEALTHCHECK runs %s, not the probe copied from the builder", img.probeArgv[0])
+	if builtAt(img.probeArgv[0]) != "./cmd/wsbridge" || len(img.probeArgv) < 2 || img.probeArgv[1] != "healthcheck" {
+		t.Errorf("HEALTHCHECK runs %v, not the wsbridge binary's healthcheck", img.probeArgv)
 	}
 	if !slices.Contains(img.probeArgv, healthzPath) {
 		t.Errorf("HEALTHCHECK %v does not ask %s", img.probeArgv, healthzPath)
@@ -584,10 +585,10 @@ func TestDockerfile(t *testing.T) {
 	if _, adminDefaultPort := splitAddr(t, "admin default", adminDefaultAddr); adminPort != adminDefaultPort {
 		t.Errorf("image admin port %d, want the admin default's %d", adminPort, adminDefaultPort)
 	}
-	// The probe, with the image's environment, GETs the admin server on
+	// The health check, with the image's environment, GETs the admin server on
 	// loopback.
 	if got, want := probeURL(t, img.env["WSBRIDGE_ADMIN_ADDR"], healthzPath), fmt.Sprintf("http://127.0.0.1:%d%s", adminPort, healthzPath); got != want {
-		t.Errorf("HEALTHCHECK probe GETs %s, want %s", got, want)
+		t.Errorf("HEALTHCHECK GETs %s, want %s", got, want)
 	}
 	sock := unixSocketPath(t, img.env["WSBRIDGE_RPC_ADDR"])
 	dir, ok := img.files[path.Dir(sock)]
@@ -756,7 +757,7 @@ func TestDockerignore(t *testing.T) {
 	// Every file the build reads is in the context: go.mod, go.sum and the
 	// files of each package of this module the two binaries import.
 	need := []string{"go.mod", "go.sum"}
-	cmd := exec.Command(goTool(), "list", "-deps", "-json=ImportPath,Dir,GoFiles,CgoFiles,SFiles,EmbedFiles,Module", "./cmd/wsbridge", "./docker/probe")
+	cmd := exec.Command(goTool(), "list", "-deps", "-json=ImportPath,Dir,GoFiles,CgoFiles,SFiles,EmbedFiles,Module", "./cmd/wsbridge")
 	cmd.Dir = root
 	out, err := cmd.Output()
 	if err != nil {
@@ -891,6 +892,10 @@ type composeFile struct {
 	Services map[string]composeService  `yaml:"services"`
 	Volumes  map[string]*composeVolume  `yaml:"volumes"`
 	Networks map[string]*map[string]any `yaml:"networks"`
+	Secrets  map[string]struct {
+		Environment string `yaml:"environment"`
+		File        string `yaml:"file"`
+	} `yaml:"secrets"`
 }
 
 type composeService struct {
@@ -907,6 +912,7 @@ type composeService struct {
 	Environment map[string]string `yaml:"environment"`
 	Ports       []string          `yaml:"ports"`
 	Profiles    []string          `yaml:"profiles"`
+	Secrets     []string          `yaml:"secrets"`
 	DependsOn   map[string]struct {
 		Condition string `yaml:"condition"`
 	} `yaml:"depends_on"`
@@ -1001,8 +1007,28 @@ func TestCompose(t *testing.T) {
 	php, okPHP := cf.Services["php"]
 	bridge, okBridge := cf.Services["wsbridge"]
 	redis, okRedis := cf.Services["redis"]
-	if !okPHP || !okBridge || !okRedis || len(cf.Services) != 3 {
-		t.Fatalf("services %v, want php, wsbridge and redis", slices.Sorted(mapKeys(cf.Services)))
+	prom, okProm := cf.Services["prometheus"]
+	grafana, okGrafana := cf.Services["grafana"]
+	if !okPHP || !okBridge || !okRedis || !okProm || !okGrafana || len(cf.Services) != 5 {
+		t.Fatalf("services %v, want php, wsbridge, redis, prometheus and grafana", slices.Sorted(mapKeys(cf.Services)))
+	}
+	// Monitoring: behind its profile, its files bound from the repository,
+	// the scrape's token a secret from the bridge's variable.
+	for name, svc := range map[string]composeService{"prometheus": prom, "grafana": grafana} {
+		if !slices.Equal(svc.Profiles, []string{"monitoring"}) {
+			t.Errorf("%s profiles %v, want [monitoring]", name, svc.Profiles)
+		}
+		for _, m := range svc.Volumes {
+			if m.Type == "bind" && !exists(resolve(m.Source)) {
+				t.Errorf("%s mounts %s: not in the repository", name, m.Source)
+			}
+		}
+	}
+	if sec, ok := cf.Secrets["wsbridge_admin_token"]; !ok || sec.Environment != "WSBRIDGE_ADMIN_TOKEN" || !slices.Contains(prom.Secrets, "wsbridge_admin_token") {
+		t.Errorf("prometheus does not get the admin token as a secret from WSBRIDGE_ADMIN_TOKEN: %+v, %v", cf.Secrets, prom.Secrets)
+	}
+	if !strings.Contains(readFile(t, "docker/prometheus/prometheus.yml"), "credentials_file: /run/secrets/wsbridge_admin_token") {
+		t.Error("prometheus.yml does not read the token from the secret")
 	}
 
 	// The images and the build.
@@ -1028,8 +1054,8 @@ func TestCompose(t *testing.T) {
 		for _, m := range svc.Volumes {
 			switch m.Type {
 			case "bind":
-				if !isDir(resolve(m.Source)) {
-					t.Errorf("%s: bind mount %s (%s): no such directory", name, m.Source, resolve(m.Source))
+				if !exists(resolve(m.Source)) { // a directory, or a file (monitoring's configuration)
+					t.Errorf("%s: bind mount %s (%s): no such file or directory", name, m.Source, resolve(m.Source))
 				}
 			case "volume":
 				if _, ok := cf.Volumes[m.Source]; !ok {
@@ -1259,8 +1285,9 @@ type podSpec struct {
 			Type string `yaml:"type"`
 		} `yaml:"seccompProfile"`
 	} `yaml:"securityContext"`
-	Containers []container `yaml:"containers"`
-	Volumes    []podVolume `yaml:"volumes"`
+	Containers     []container `yaml:"containers"`
+	InitContainers []container `yaml:"initContainers"`
+	Volumes        []podVolume `yaml:"volumes"`
 }
 
 type podVolume struct {
@@ -1272,9 +1299,10 @@ type podVolume struct {
 }
 
 type container struct {
-	Name            string `yaml:"name"`
-	Image           string `yaml:"image"`
-	ImagePullPolicy string `yaml:"imagePullPolicy"`
+	Name            string   `yaml:"name"`
+	Image           string   `yaml:"image"`
+	ImagePullPolicy string   `yaml:"imagePullPolicy"`
+	Args            []string `yaml:"args"`
 	Ports           []struct {
 		Name          string `yaml:"name"`
 		ContainerPort int    `yaml:"containerPort"`
@@ -1451,6 +1479,11 @@ func TestKubernetes(t *testing.T) {
 	}
 	benv, henv := bridge.env(), hyperf.env()
 	checkSettings(t, "wsbridge env", benv)
+	// The init container checks the bridge's own settings with its image.
+	if len(pod.InitContainers) != 1 || pod.InitContainers[0].Image != bridge.Image ||
+		!slices.Equal(pod.InitContainers[0].Args, []string{"config", "check"}) || !maps.Equal(pod.InitContainers[0].env(), benv) {
+		t.Errorf("init containers %+v: want one running the bridge's image with config check and the bridge's variables", pod.InitContainers)
+	}
 	checkPHPSettings(t, "hyperf env", henv, "php-client/publish/wsbridge.php")
 
 	// Secrets the containers read exist, with their keys.

@@ -141,6 +141,7 @@ type Dispatcher struct {
 // are in the request under way.
 type fdQueue struct {
 	fd       int64
+	path     []byte // the connection's path, JSON-encoded, for its message and close events
 	seq      uint64 // of the last event queued
 	events   []event
 	inFlight int
@@ -259,6 +260,7 @@ func (d *Dispatcher) OnOpen(info bridge.ConnInfo) {
 		return
 	}
 	q := d.queueLocked(info.FD)
+	q.path = marshal(info.Path)
 	reason := d.roomLocked(2, ev.size()+MaxCloseEventSize)
 	if reason == "" {
 		q.reserved = true
@@ -296,6 +298,7 @@ func (d *Dispatcher) OnMessage(fd int64, op bridge.Opcode, data []byte) {
 		return
 	}
 	q := d.queueLocked(fd)
+	ev.path = q.path
 	if q.unopened {
 		d.countDropLocked(DropUnopened, 1)
 		d.mu.Unlock()
@@ -350,6 +353,7 @@ func (d *Dispatcher) OnClose(fd int64, ev bridge.CloseEvent) {
 		return
 	}
 	q := d.queueLocked(fd)
+	e.path = q.path
 	if q.unopened || (!q.openSent && len(q.events) == 1 && q.events[0].typ == "open") {
 		n := 1 + len(q.events) // the close event and what is queued
 		d.discardLocked(q)

@@ -22,11 +22,12 @@ type event struct {
 	typ  string // open, message or close
 	fd   int64
 	seq  uint64
+	path []byte // message and close: the connection's path, JSON-encoded (fdQueue.path); nil: left out
 	rest []byte // the JSON object's other fields, without its opening brace
 }
 
 // size bounds the bytes e takes in a batch, its comma included.
-func (e event) size() int { return len(e.rest) + 72 }
+func (e event) size() int { return len(e.rest) + len(e.path) + 80 }
 
 // appendTo appends e as a JSON object.
 func (e event) appendTo(b []byte) []byte {
@@ -37,6 +38,11 @@ func (e event) appendTo(b []byte) []byte {
 	b = append(b, `,"seq":`...)
 	b = strconv.AppendUint(b, e.seq, 10)
 	b = append(b, ',')
+	if e.path != nil {
+		b = append(b, `"path":`...)
+		b = append(b, e.path...)
+		b = append(b, ',')
+	}
 	return append(b, e.rest...)
 }
 

@@ -3,6 +3,7 @@ package events_test
 import (
 	"testing"
 
+	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/events"
 )
 
@@ -38,5 +39,26 @@ func TestPostLost(t *testing.T) {
 	}
 	if st := d.Stats(); st.Delivered != 4 || st.Reserved != 0 {
 		t.Errorf("after delivery: %+v", st)
+	}
+}
+
+// TestEventsCarryPath: with several upgrade paths, every event of a
+// connection (message and close too) carries its path, so the application
+// routes each to its path's controller without keeping state.
+func TestEventsCarryPath(t *testing.T) {
+	s := newSink(t)
+	d, _ := newDispatcher(t, events.Config{URL: s.url})
+	th := startHub(t, d, false, bridge.Config{Paths: []string{"/", "/chat"}})
+	c := th.dial(t, "/chat?id=c", nil)
+	fd := s.fdOf(t, "c")
+	send(t, c, "hi")
+	closeClient(t, c, 1000, "")
+	s.waitClosed(t, fd)
+	evs := s.ackedOf(fd)
+	checkRun(t, fd, evs, []string{"hi"})
+	for _, e := range evs {
+		if e.Path != "/chat" {
+			t.Errorf("%s event: path %q, want /chat", e.Type, e.Path)
+		}
 	}
 }

@@ -106,7 +106,7 @@ func (c *serverCodec) ReadRequestBody(out any) error {
 	var err error
 	switch c.codec {
 	case frame.CodecMsgpack:
-		if err = msgpackcheck.Check(args); err == nil {
+		if err = msgpackcheck.CheckLimit(args, sender.MaxBatch); err == nil {
 			err = msgpack.Unmarshal(args, out)
 		}
 	case frame.CodecGob:

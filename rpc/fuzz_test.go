@@ -147,6 +147,7 @@ var argSeeds = []struct {
 	{"Sender.UserFds", map[string]any{"user": "42"}},
 	{"Sender.Info", map[string]any{"fd": 1}},
 	{"Sender.Stats", nil},
+	{"Sender.Connections", map[string]any{"after": 0, "limit": 10, "group": "room"}},
 	{"Sender.Nope", map[string]any{}},
 }
 

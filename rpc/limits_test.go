@@ -309,3 +309,27 @@ func TestJSONArgumentsCannotCrashTheServer(t *testing.T) {
 		}
 	}
 }
+
+// TestManyEmptyStructsAreRefused: a 1 MiB msgpack PushBatch of a million
+// empty maps (a byte each, a whole struct each once decoded) is refused
+// with bad_request before it is decoded, not turned into a hundred
+// megabytes.
+func TestManyEmptyStructsAreRefused(t *testing.T) {
+	e := startEnv(t, "tcp", bridge.Config{}, rpc.Config{})
+	n := 1 << 20
+	body := append([]byte{0x81, 0xa8}, "messages"...)
+	body = append(body, 0xdd, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	body = append(body, bytes.Repeat([]byte{0x80}, n)...)
+	conn := rawDial(t, e)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	conn.Write(request(frame.CodecMsgpack, 7, "Sender.PushBatch", string(body)))
+	seq, isErr, text := reply(t, conn)
+	runtime.ReadMemStats(&after)
+	if seq != 7 || !isErr || !strings.HasPrefix(text, "bad_request") {
+		t.Fatalf("reply seq %d, error %v %q; want bad_request", seq, isErr, text)
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 32<<20 {
+		t.Errorf("%d bytes allocated for a 1 MiB request; want under 32 MiB", grew)
+	}
+}

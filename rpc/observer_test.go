@@ -70,7 +70,7 @@ func TestObserver(t *testing.T) {
 
 func TestMethods(t *testing.T) {
 	want := []string{
-		"Sender.Bind", "Sender.Broadcast", "Sender.Check", "Sender.Disconnect", "Sender.GroupMembers",
+		"Sender.Bind", "Sender.Broadcast", "Sender.Check", "Sender.Connections", "Sender.Disconnect", "Sender.GroupMembers",
 		"Sender.Groups", "Sender.GroupsOf", "Sender.Info", "Sender.Join", "Sender.Leave", "Sender.Push",
 		"Sender.PushBatch", "Sender.PushGroup", "Sender.PushMany", "Sender.PushUser", "Sender.Stats",
 		"Sender.Unbind", "Sender.UserFds",

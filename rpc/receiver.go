@@ -135,6 +135,12 @@ func (s *receiver) Info(in *sender.FDArgs, out *sender.Info) (err error) {
 	return err
 }
 
+// Connections lists a page of this node's connections.
+func (s *receiver) Connections(in *sender.ListArgs, out *sender.ConnectionList) (err error) {
+	*out, err = s.svc.List(in)
+	return err
+}
+
 // Stats reports the node's counters.
 func (s *receiver) Stats(_ *sender.Empty, out *sender.Stats) error {
 	*out = s.svc.Stats()

@@ -180,6 +180,28 @@ func TestBatchManyBroadcastGroupsUsers(t *testing.T) {
 	if gone := call[sender.Info](t, c, "Sender.Info", map[string]any{"fd": 999999}); gone.Connected {
 		t.Fatalf("Info of an unknown fd = %+v", gone)
 	}
+	// Connections: a page of this node's connections, filtered.
+	all := call[sender.ConnectionList](t, c, "Sender.Connections", map[string]any{})
+	if len(all.Connections) != 2 || all.NextAfter != nil || all.Connections[0].FD >= all.Connections[1].FD {
+		t.Fatalf("Connections = %+v", all)
+	}
+	first := call[sender.ConnectionList](t, c, "Sender.Connections", map[string]any{"limit": 1})
+	if len(first.Connections) != 1 || first.NextAfter == nil || *first.NextAfter != first.Connections[0].FD {
+		t.Fatalf("Connections limit 1 = %+v", first)
+	}
+	rest := call[sender.ConnectionList](t, c, "Sender.Connections", map[string]any{"after": *first.NextAfter})
+	if len(rest.Connections) != 1 || rest.Connections[0].FD == first.Connections[0].FD || rest.NextAfter != nil {
+		t.Fatalf("Connections after = %+v", rest)
+	}
+	if u := call[sender.ConnectionList](t, c, "Sender.Connections", map[string]any{"user": "42"}); len(u.Connections) != 1 || u.Connections[0].FD != fb || u.Connections[0].User != "42" {
+		t.Fatalf("Connections of user 42 = %+v", u)
+	}
+	for _, bad := range []map[string]any{{"limit": 1001}, {"limit": -1}, {"after": -5}, {"group": strings.Repeat("g", 257)}} {
+		var out sender.ConnectionList
+		if err := c.Call("Sender.Connections", bad, &out); err == nil {
+			t.Errorf("Connections(%v) = %+v, want an error", bad, out)
+		}
+	}
 	if !call[bool](t, c, "Sender.Unbind", map[string]any{"fd": fb}) || call[bool](t, c, "Sender.Unbind", map[string]any{"fd": fb}) {
 		t.Fatal("Unbind results")
 	}

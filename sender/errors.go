@@ -39,6 +39,8 @@ const (
 	CodeTokenNotSet      = "token_not_set"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooManyTraces    = "too_many_traces"
+	CodeTooManyViewers   = "too_many_viewers"
 )
 
 // CodeInfo is one entry of Codes.
@@ -80,6 +82,8 @@ var Codes = []CodeInfo{
 	{CodeTokenNotSet, nil, http.StatusServiceUnavailable, true, "no admin token configured: the route is off"},
 	{CodeNotFound, nil, http.StatusNotFound, true, "no such route, or no open connection with this fd"},
 	{CodeMethodNotAllowed, nil, http.StatusMethodNotAllowed, true, "the route exists with another method"},
+	{CodeTooManyTraces, bridge.ErrTooManyTraces, http.StatusTooManyRequests, true, "a trace turned on while 32 connections of the node are traced already"},
+	{CodeTooManyViewers, nil, http.StatusServiceUnavailable, true, "`GET /v1/stream` while 256 viewers watch already, or while the server stops (with `Retry-After`)"},
 }
 
 // Status is the HTTP status of an error code: 500 for a code not in Codes.

@@ -64,8 +64,8 @@ func (s *Service) remoteNode(fd int64) (int, bool) {
 	return n, n != s.node
 }
 
-// call runs method for fd on its node; checked has already checked the
-// arguments that do not depend on the connection.
+// call runs method on node through the Remote and decodes its reply; the
+// caller has checked what it can check here, the node checks it all again.
 func call[R any](s *Service, node int, method string, args any, ack bool) (R, error) {
 	var reply R
 	err := s.remote.Call(node, method, args, &reply, ack)
@@ -98,8 +98,10 @@ func (s *Service) Push(in *PushArgs) (bool, error) {
 // checked first: a malformed message fails the call and sends nothing. What
 // depends on a connection's state (text that is not UTF-8 where no
 // fragmented message is open) fails the call at that message, after the
-// ones before it were sent. The messages for the fds of another node go to
-// it as one batch, in their order.
+// ones before it were sent. In a cluster the messages go in their order, a
+// run of consecutive messages for one node at a time (one call to that
+// node), so that this holds across nodes too: a failure at a message,
+// node_unreachable included, leaves exactly the ones before it sent.
 func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 	if s.remote == nil {
 		return s.localPushBatch(in)
@@ -107,11 +109,7 @@ func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 	if len(in.Messages) > MaxBatch {
 		return nil, BadRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
 	}
-	type part struct {
-		at   []int // index in the batch of each message
-		args PushBatchArgs
-	}
-	parts := map[int]*part{}
+	nodes := make([]int, len(in.Messages))
 	for i := range in.Messages {
 		m := &in.Messages[i]
 		data, op, err := m.message()
@@ -121,60 +119,39 @@ func (s *Service) PushBatch(in *PushBatchArgs) ([]bool, error) {
 		if err != nil {
 			return nil, atMessage(i, err)
 		}
-		node := s.node
+		nodes[i] = s.node
 		if n, remote := s.remoteNode(m.FD); remote {
-			node = n
+			nodes[i] = n
 		}
-		p := parts[node]
-		if p == nil {
-			p = &part{}
-			parts[node] = p
-		}
-		p.at = append(p.at, i)
-		p.args.Messages = append(p.args.Messages, *m)
 	}
 	res := make([]bool, len(in.Messages))
-	var (
-		mu       sync.Mutex
-		firstAt  = len(in.Messages) // the first failed message
-		firstErr error
-		wg       sync.WaitGroup
-	)
-	for node, p := range parts {
-		run := func() {
-			var got []bool
-			var err error
-			if node == s.node {
-				got, err = s.localPushBatch(&p.args)
-			} else {
-				got, err = call[[]bool](s, node, "PushBatch", &p.args, true)
-				if err == nil && len(got) != len(p.at) {
-					err = &Error{Code: CodeInternal, Message: fmt.Sprintf("node %d answered %d results for %d messages", node, len(got), len(p.at))}
-				}
+	for start := 0; start < len(in.Messages); {
+		end := start + 1
+		for end < len(in.Messages) && nodes[end] == nodes[start] {
+			end++
+		}
+		run := &PushBatchArgs{Messages: in.Messages[start:end]}
+		var got []bool
+		var err error
+		if nodes[start] == s.node {
+			got, err = s.localPushBatch(run)
+		} else {
+			got, err = call[[]bool](s, nodes[start], "PushBatch", run, true)
+			if err == nil && len(got) != end-start {
+				err = &Error{Code: CodeInternal, Message: fmt.Sprintf("node %d answered %d results for %d messages", nodes[start], len(got), end-start)}
 			}
-			if err == nil {
-				for j, ok := range got {
-					res[p.at[j]] = ok
-				}
-				return
-			}
+		}
+		if err != nil {
 			// Name the message by its place in the whole batch.
 			e := err.(*Error)
 			at, msg := 0, e.Message
-			if j, rest, ok := messageIndex(msg); ok && j < len(p.at) {
+			if j, rest, ok := messageIndex(msg); ok && j < end-start {
 				at, msg = j, rest
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			if p.at[at] < firstAt {
-				firstAt, firstErr = p.at[at], atMessage(p.at[at], &Error{Code: e.Code, Message: msg})
-			}
+			return nil, atMessage(start+at, &Error{Code: e.Code, Message: msg})
 		}
-		wg.Go(run)
-	}
-	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+		copy(res[start:end], got)
+		start = end
 	}
 	return res, nil
 }

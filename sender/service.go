@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/wsbridge/wsbridge/bridge"
 )
@@ -250,6 +251,27 @@ func (s *Service) localInfo(fd int64) Info {
 		Query:   info.Query,
 		Headers: info.Header,
 	}
+}
+
+// List is Sender.Connections: a page of this node's connections, the
+// arguments checked.
+func (s *Service) List(in *ListArgs) (ConnectionList, error) {
+	q := ListQuery{After: in.After, Limit: in.Limit, Group: in.Group, User: in.User, ByGroup: in.Group != "", ByUser: in.User != ""}
+	switch {
+	case q.Limit == 0:
+		q.Limit = DefaultPageLimit
+	case q.Limit < 0 || q.Limit > MaxPageLimit:
+		return ConnectionList{}, BadRequest(fmt.Sprintf("limit %d: want 1..%d", q.Limit, MaxPageLimit))
+	}
+	if q.After < 0 || q.After > bridge.MaxFD {
+		return ConnectionList{}, BadRequest(fmt.Sprintf("after %d: want an fd, or 0 for the start", q.After))
+	}
+	for _, name := range []string{in.Group, in.User} {
+		if len(name) > bridge.MaxNameLength || !utf8.ValidString(name) {
+			return ConnectionList{}, &Error{Code: CodeInvalidName, Message: fmt.Sprintf("a group or user is 1..%d bytes of UTF-8", bridge.MaxNameLength)}
+		}
+	}
+	return s.Connections(q), nil
 }
 
 // Connections lists a page of the open connections, in fd order.

@@ -117,11 +117,29 @@ type Info struct {
 	Headers map[string][]string `json:"headers" msgpack:"headers"`
 }
 
-// ConnectionList is a page of connections in fd order. NextAfter is the
-// After of the next page, nil on the last one.
+// ConnectionList is a page of connections in fd order (Sender.Connections,
+// GET /v1/connections). NextAfter is the After of the next page, nil on
+// the last one.
 type ConnectionList struct {
-	Connections []Connection `json:"connections"`
-	NextAfter   *int64       `json:"next_after"`
+	Connections []Connection `json:"connections" msgpack:"connections"`
+	NextAfter   *int64       `json:"next_after" msgpack:"next_after"`
+}
+
+// Page sizes of a listing of connections.
+const (
+	DefaultPageLimit = 100
+	MaxPageLimit     = 1000
+)
+
+// ListArgs is the argument of Sender.Connections: a page of this node's
+// connections with an fd greater than After (0: from the start), at most
+// Limit (default 100, at most 1000), members of Group and bound to User
+// when they are given.
+type ListArgs struct {
+	After int64  `json:"after,omitempty" msgpack:"after,omitempty"`
+	Limit int    `json:"limit,omitempty" msgpack:"limit,omitempty"`
+	Group string `json:"group,omitempty" msgpack:"group,omitempty"`
+	User  string `json:"user,omitempty" msgpack:"user,omitempty"`
 }
 
 // ListQuery selects a page of connections: those with an fd greater than

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -206,15 +207,9 @@ func expect(t *testing.T, ws *websocket.Conn, want string) {
 // Cluster): a push from node A's RPC to fds on B and C answers the owner's
 // real answer; group, user and broadcast pushes reach every member once.
 func TestClusterAcrossNodes(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		url  func(t *testing.T) string
-	}{
-		{"redis", func(t *testing.T) string { return redistest.Start(t).URL() }},
-		{"redis cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			redisURL, prefix, sink := tt.url(t), redistest.Prefix(t), newAppSink(t)
+	for _, kind := range redistest.Kinds {
+		t.Run(kind.Name, func(t *testing.T) {
+			redisURL, prefix, sink := kind.Start(t), redistest.Prefix(t), newAppSink(t)
 			a := startClusterNode(t, redisURL, prefix, sink)
 			b := startClusterNode(t, redisURL, prefix, sink)
 			c := startClusterNode(t, redisURL, prefix, sink)
@@ -443,5 +438,25 @@ func TestClusterNodeLost(t *testing.T) {
 	connect(t, "ws://"+b2.addr+"/?id=again")
 	if fd := sink.fd(t, "again"); bridge.NodeOf(fd) != b.id || fd <= slices.Max(fds) {
 		t.Fatalf("after the restart fd %d (node %d), want node %d and above %d", fd, bridge.NodeOf(fd), b.id, slices.Max(fds))
+	}
+}
+
+// TestClusterFailedStartReleasesItsID: a node that claimed its id and then
+// failed to start (its RPC address is taken) releases the id at once, so
+// that it can be started again right away with the same id.
+func TestClusterFailedStartReleasesItsID(t *testing.T) {
+	redisURL, prefix, sink := redistest.Start(t).URL(), redistest.Prefix(t), newAppSink(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	res := runBinary(t, []string{"WSBRIDGE_REDIS_URL=" + redisURL, "WSBRIDGE_REDIS_PREFIX=" + prefix, "WSBRIDGE_NODE_ID=9",
+		"WSBRIDGE_WS_ADDR=127.0.0.1:0", "WSBRIDGE_RPC_ADDR=tcp://" + taken.Addr().String(), "WSBRIDGE_ADMIN_ADDR=off", "WSBRIDGE_LOG_FORMAT=json"})
+	if res.code != 1 || !strings.Contains(res.stderr, "cannot start the RPC service") {
+		t.Fatalf("a node whose RPC address is taken: exit %d, stderr:\n%s", res.code, res.stderr)
+	}
+	if n := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_NODE_ID=9"); n.id != 9 {
+		t.Fatalf("node id %d, want 9", n.id)
 	}
 }

@@ -137,7 +137,7 @@ func TestHelp(t *testing.T) {
 			for _, want := range []string{
 				"-ws-addr  (WSBRIDGE_WS_ADDR, default :9502)",
 				"-ws-path  (WSBRIDGE_WS_PATH, default /)",
-				"-node-id  (WSBRIDGE_NODE_ID, default 0)",
+				"-node-id  (WSBRIDGE_NODE_ID, default auto)",
 				"-max-connections  (WSBRIDGE_MAX_CONNECTIONS, default 10000)",
 				"-shutdown-timeout  (WSBRIDGE_SHUTDOWN_TIMEOUT, default 10s)",
 				"-rpc-addr  (WSBRIDGE_RPC_ADDR, default tcp://127.0.0.1:6001)",
@@ -154,20 +154,20 @@ func TestHelp(t *testing.T) {
 }
 
 // TestSettingsFromEnv: the binary runs on WSBRIDGE_* variables alone; the
-// upgrade path is exactly WSBRIDGE_WS_PATH.
+// upgrade paths are exactly those of WSBRIDGE_WS_PATH.
 func TestSettingsFromEnv(t *testing.T) {
 	t.Parallel()
 	p := start(t, []string{
 		"WSBRIDGE_WS_ADDR=127.0.0.1:0",
 		"WSBRIDGE_RPC_ADDR=tcp://127.0.0.1:0",
 		"WSBRIDGE_LOG_FORMAT=json",
-		"WSBRIDGE_WS_PATH=/ws",
+		"WSBRIDGE_WS_PATH=/ws, /chat",
 		"WSBRIDGE_NODE_ID=7",
 		"WSBRIDGE_WORKERS=3",
 	})
 	rec, _ := p.find("websocket listening")
-	if rec["path"] != "/ws" || rec["node_id"] != float64(7) || rec["workers"] != float64(3) {
-		t.Errorf("websocket listening record = %v, want path /ws, node_id 7, workers 3", rec)
+	if fmt.Sprint(rec["paths"]) != "[/ws /chat]" || rec["node_id"] != float64(7) || rec["workers"] != float64(3) {
+		t.Errorf("websocket listening record = %v, want paths [/ws /chat], node_id 7, workers 3", rec)
 	}
 	if rec := p.waitFor("rpc listening"); !strings.HasPrefix(fmt.Sprint(rec["addr"]), "tcp://127.0.0.1:") {
 		t.Errorf("rpc listening record = %v, want an addr on tcp://127.0.0.1", rec)
@@ -175,7 +175,8 @@ func TestSettingsFromEnv(t *testing.T) {
 
 	c := connect(t, "ws://"+p.addr+"/ws?token=abc")
 	c.ping("on /ws")
-	for _, path := range []string{"/", "/ws/", "/wsx", "/other"} {
+	connect(t, "ws://"+p.addr+"/chat").ping("on /chat")
+	for _, path := range []string{"/", "/ws/", "/wsx", "/other", "/chat/"} {
 		resp := dialStatus(t, "ws://"+p.addr+path)
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("dial %s: HTTP %d, want 404", path, resp.StatusCode)

@@ -5,7 +5,8 @@
 //
 //   - push to one fd: through the RPC of the node that holds the fd (local)
 //     and through another node's RPC (remote), one sequential caller and 8
-//     concurrent callers: calls/s, p50 and p99;
+//     concurrent callers: calls/s, p50 and p99 (local and remote alternate
+//     in short rounds; the medians are reported);
 //   - group push and broadcast across the three nodes, each with -members
 //     connections: deliveries/s, and the Redis commands each push cost
 //     (INFO commandstats before and after).
@@ -14,8 +15,9 @@
 // everything, so 9,000 of them fit under the open-file limit; the figures
 // include routing, queueing and the writes to the pipes.
 //
-//	go run ./bench/clusterload                 # 3 s per case
-//	go run ./bench/clusterload -d 5s -members 3000
+//	go run ./bench/clusterload                 # 7 rounds of 1 s per push case
+//	go run ./bench/clusterload -rounds 11 -members 3000
+//	go run ./bench/clusterload -processes      # push cases against two wsbridge processes
 package main
 
 import (
@@ -49,11 +51,13 @@ import (
 )
 
 var (
-	dur      = flag.Duration("d", 3*time.Second, "duration of each push case")
+	dur      = flag.Duration("d", time.Second, "duration of each round of a push case")
+	rounds   = flag.Int("rounds", 7, "rounds of each push case (local and remote alternate)")
 	members  = flag.Int("members", 3000, "connections per node for the group and broadcast cases")
 	fanouts  = flag.Int("fanouts", 50, "group pushes (and broadcasts) per fan-out case")
 	redisBin = flag.String("redis-server", "redis-server", "the redis-server command")
 	cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the remote push cases to this file")
+	procs    = flag.Bool("processes", false, "push cases against two wsbridge processes (built from this module) instead of nodes in this process")
 )
 
 func main() {
@@ -81,6 +85,9 @@ func run() error {
 		return err
 	}
 	defer stopRedis()
+	if *procs {
+		return runProcesses(redisAddr)
+	}
 	u, err := cluster.ParseURL("redis://" + redisAddr)
 	if err != nil {
 		return err
@@ -107,39 +114,14 @@ func run() error {
 		return err
 	}
 	fds, _ := b.hub.FDs(0, 10)
-	fmt.Printf("clusterload: 3 nodes in process, redis-server %s, %d cores; push cases %s each\n\n", redisAddr, runtime.NumCPU(), *dur)
+	fmt.Printf("clusterload: 3 nodes in process, redis-server %s, %d cores; push cases: %d rounds of %s local then %s remote, medians\n\n",
+		redisAddr, runtime.NumCPU(), *rounds, *dur, *dur)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\t")
-	for _, callers := range []int{1, 8} {
-		local, err := pushCase(b.rpc.Addr(), fds, callers)
-		if err != nil {
-			return err
-		}
-		if *cpuprof != "" && callers > 1 {
-			f, err := os.Create(*cpuprof)
-			if err != nil {
-				return err
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return err
-			}
-		}
-		remote, err := pushCase(a.rpc.Addr(), fds, callers)
-		if *cpuprof != "" && callers > 1 {
-			pprof.StopCPUProfile()
-		}
-		if err != nil {
-			return err
-		}
-		if os.Getenv("CLUSTERLOAD_DEBUG") != "" {
-			fmt.Fprintf(os.Stderr, "node a %+v\nnode b %+v\n", a.member.Stats().Router, b.member.Stats().Router)
-		}
-		for _, r := range []struct {
-			name string
-			res  pushResult
-		}{{"push, local fd", local}, {"push, fd of another node", remote}} {
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f\t\n", r.name, callers, r.res.rate(), r.res.pct(50), r.res.pct(99), r.res.rate()/local.rate())
-		}
+	if err := pushCases(tw, b.rpc.Addr(), a.rpc.Addr(), fds); err != nil {
+		return err
+	}
+	if os.Getenv("CLUSTERLOAD_DEBUG") != "" {
+		fmt.Fprintf(os.Stderr, "node a %+v\nnode b %+v\n", a.member.Stats().Router, b.member.Stats().Router)
 	}
 	tw.Flush()
 	stopClients()
@@ -221,6 +203,155 @@ func run() error {
 
 const payload = `{"type":"chat","text":"hello everyone"}`
 
+// pushCases measures pushes to fds (held by the node whose RPC is at
+// local) through local and through remote, 1 and 8 callers, alternating
+// in rounds; it writes the table to tw.
+func pushCases(tw *tabwriter.Writer, local, remote string, fds []int64) error {
+	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\t")
+	for _, callers := range []int{1, 8} {
+		// Local and remote alternate in short rounds, so that a change
+		// in what else runs on the machine weighs on both alike; the
+		// ratio is of the medians.
+		var locals, remotes []pushResult
+		for range *rounds {
+			l, err := pushCase(local, fds, callers)
+			if err != nil {
+				return err
+			}
+			profile := *cpuprof != "" && callers > 1 && len(remotes) == 0
+			if profile {
+				f, err := os.Create(*cpuprof)
+				if err != nil {
+					return err
+				}
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+			}
+			r, err := pushCase(remote, fds, callers)
+			if profile {
+				pprof.StopCPUProfile()
+			}
+			if err != nil {
+				return err
+			}
+			locals, remotes = append(locals, l), append(remotes, r)
+		}
+		l, r := median(locals), median(remotes)
+		for _, c := range []struct {
+			name string
+			res  pushResult
+		}{{"push, local fd", l}, {"push, fd of another node", r}} {
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f\t\n", c.name, callers, c.res.rate(), c.res.pct(50), c.res.pct(99), c.res.rate()/l.rate())
+		}
+	}
+	return nil
+}
+
+// runProcesses runs the push cases against two wsbridge processes, A and
+// B, on the Redis at redisAddr: 8 WebSocket clients on B over loopback TCP,
+// pushes through B's RPC (local) and through A's (remote).
+func runProcesses(redisAddr string) error {
+	dir, err := os.MkdirTemp("", "clusterload-bin")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "wsbridge")
+	build := exec.Command("go", "build", "-o", bin, "./cmd/wsbridge")
+	build.Dir = bench.ModuleRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	type proc struct {
+		cmd     *exec.Cmd
+		ws, rpc string
+	}
+	var ps []*proc
+	defer func() {
+		for _, p := range ps {
+			_ = p.cmd.Process.Kill()
+			_ = p.cmd.Wait()
+		}
+	}()
+	for range 2 {
+		p := &proc{ws: freeAddr(), rpc: freeAddr()}
+		p.cmd = exec.Command(bin)
+		p.cmd.Env = append(os.Environ(), "WSBRIDGE_REDIS_URL=redis://"+redisAddr, "WSBRIDGE_REDIS_PREFIX=clusterload",
+			"WSBRIDGE_WS_ADDR="+p.ws, "WSBRIDGE_RPC_ADDR=tcp://"+p.rpc, "WSBRIDGE_ADMIN_ADDR=off",
+			"WSBRIDGE_QUEUE_SIZE=65536", "WSBRIDGE_LOG_LEVEL=error")
+		if err := p.cmd.Start(); err != nil {
+			return err
+		}
+		ps = append(ps, p)
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if c, err := net.Dial("tcp", p.rpc); err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("wsbridge did not listen on %s", p.rpc)
+			}
+		}
+	}
+	a, b := ps[0], ps[1]
+	var clients []*websocket.Conn
+	for range 8 {
+		ws, _, err := websocket.DefaultDialer.Dial("ws://"+b.ws+"/", nil)
+		if err != nil {
+			return err
+		}
+		clients = append(clients, ws)
+		go func() {
+			for {
+				if _, _, err := ws.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	c, err := rpc.Dial("tcp://"+b.rpc, rpc.JSON, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	var list sender.ConnectionList
+	for deadline := time.Now().Add(10 * time.Second); len(list.Connections) < len(clients); time.Sleep(10 * time.Millisecond) {
+		if err := c.Call("Sender.Connections", map[string]any{}, &list); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("node B lists %d connections, want %d", len(list.Connections), len(clients))
+		}
+	}
+	c.Close()
+	fds := make([]int64, len(list.Connections))
+	for i, conn := range list.Connections {
+		fds[i] = conn.FD
+	}
+	fmt.Printf("clusterload: 2 wsbridge processes, redis-server %s, %d cores; push cases: %d rounds of %s local then %s remote, medians\n\n",
+		redisAddr, runtime.NumCPU(), *rounds, *dur, *dur)
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if err := pushCases(tw, "tcp://"+b.rpc, "tcp://"+a.rpc, fds); err != nil {
+		return err
+	}
+	return tw.Flush()
+}
+
+// freeAddr returns a free loopback address.
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:0"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 func startNode(u cluster.RedisURL, log *slog.Logger) (*node, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -231,7 +362,7 @@ func startNode(u cluster.RedisURL, log *slog.Logger) (*node, error) {
 	n := &node{member: m, ln: bench.NewMemListener()}
 	listener := m.UseEvents(nil, nil)
 	n.hub, err = bridge.New(bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: listener, OnIndexChange: m.OnIndexChange,
-		MaxConnections: 100000, Logger: log})
+		MaxConnections: 100000, QueueSize: 1 << 16, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -302,6 +433,13 @@ type pushResult struct {
 }
 
 func (r pushResult) rate() float64 { return float64(r.calls) / r.took.Seconds() }
+
+// median returns the round with the median rate.
+func median(rs []pushResult) pushResult {
+	s := slices.Clone(rs)
+	slices.SortFunc(s, func(a, b pushResult) int { return int(a.rate() - b.rate()) })
+	return s[len(s)/2]
+}
 
 func (r pushResult) pct(p int) time.Duration {
 	if len(r.lat) == 0 {

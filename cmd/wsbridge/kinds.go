@@ -66,6 +66,12 @@ func (k kind[T]) rule(valid func(T) error, refused ...string) kind[T] {
 	return k
 }
 
+// withDefault sets the setting's default.
+func (k kind[T]) withDefault(def T) kind[T] {
+	k.def = def
+	return k
+}
+
 // shown makes the effective config and error messages show show(value)
 // instead of the value (events.RedactURL: a URL without its password).
 func (k kind[T]) shown(show func(T) string) kind[T] {
@@ -465,9 +471,17 @@ func checkHostPort(addr string) error {
 	return nil
 }
 
-func checkPath(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return errors.New("must start with /")
+func checkPaths(paths []string) error {
+	if len(paths) == 0 {
+		return errors.New("at least one path")
+	}
+	for _, p := range paths {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("%q must start with /", p)
+		}
+		if len(p) > bridge.MaxPathLength {
+			return fmt.Errorf("a path is at most %d bytes", bridge.MaxPathLength)
+		}
 	}
 	return nil
 }

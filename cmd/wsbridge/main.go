@@ -38,6 +38,9 @@ func main() {
 // run is the whole program; it returns the exit code: 0 after a clean stop,
 // 1 on a runtime failure, 2 on invalid configuration.
 func run(ctx context.Context, args []string, lookupEnv func(string) (string, bool), stdout, stderr io.Writer) int {
+	if code, ok := subcommand(args, lookupEnv, stdout, stderr); ok {
+		return code
+	}
 	cfg, err := parseConfig(args, lookupEnv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -135,11 +138,23 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}()
 	defer func() { stopRun(); <-releaseDone }()
 
+	// abandon stops what has started, in the shutdown's order, when the
+	// rest cannot start (the cluster's node id is released at once).
+	abandon := func(ln net.Listener, rpcSrv *rpc.Server) {
+		if ln != nil {
+			ln.Close()
+		}
+		if rpcSrv != nil {
+			_ = rpcSrv.Shutdown(context.Background())
+		}
+		_ = hub.Shutdown(context.Background())
+		stopEvents(context.Background(), log, disp)
+		leaveCluster(context.Background(), log, member)
+	}
 	ln, err := net.Listen("tcp", cfg.WSAddr)
 	if err != nil {
 		log.Error("cannot listen for WebSocket connections", "addr", cfg.WSAddr, "err", err)
-		_ = hub.Shutdown(context.Background())
-		stopEvents(context.Background(), log, disp)
+		abandon(nil, nil)
 		return 1
 	}
 	if wsCert != nil {
@@ -149,10 +164,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	if member != nil {
 		if err := member.Start(ctx, hub, svc); err != nil {
 			log.Error("cannot join the cluster's channels", "err", err)
-			ln.Close()
-			_ = hub.Shutdown(context.Background())
-			leaveCluster(context.Background(), log, member)
-			stopEvents(context.Background(), log, disp)
+			abandon(ln, nil)
 			return 1
 		}
 		cfg.Admin.ReadyCheck = func(context.Context) error {
@@ -178,9 +190,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		}
 		if err != nil {
 			log.Error("cannot start the RPC service", "err", err)
-			ln.Close()
-			_ = hub.Shutdown(context.Background())
-			stopEvents(context.Background(), log, disp)
+			abandon(ln, nil)
 			return 1
 		}
 	} else {
@@ -189,16 +199,11 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	adminSrv, err := startAdmin(&cfg, log, hub, svc)
 	if err != nil {
 		log.Error("cannot start the admin server", "err", err)
-		ln.Close()
-		if rpcSrv != nil {
-			_ = rpcSrv.Shutdown(context.Background())
-		}
-		_ = hub.Shutdown(context.Background())
-		stopEvents(context.Background(), log, disp)
+		abandon(ln, rpcSrv)
 		return 1
 	}
 	if metrics != nil && adminSrv != nil {
-		if err := metrics.Watch(admin.Sources{Hub: hub, Events: disp, RPC: rpcSrv, Cluster: member}); err != nil {
+		if err := metrics.Watch(admin.Sources{Hub: hub, Events: disp, RPC: rpcSrv, Cluster: member, Admin: adminSrv}); err != nil {
 			log.Error("metrics", "err", err) // a bug: the collector is registered once
 		}
 	}
@@ -216,7 +221,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	served := make(chan error, 3)
 	running := 1
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "path", bc.Path, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections,
+	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "paths", bc.Paths, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections,
 		"max_connections_per_ip", bc.MaxConnectionsPerIP, "max_handshakes", bc.MaxHandshakes, "accept_rate", bc.AcceptRate, "trusted_proxies", len(bc.TrustedProxies))
 	if rpcSrv != nil {
 		running++
@@ -357,6 +362,8 @@ func startAdmin(cfg *config, log *slog.Logger, hub *bridge.Hub, svc *sender.Serv
 	}
 	ac := cfg.Admin
 	ac.Logger = log
+	ac.Build = buildInfo()
+	ac.Settings = consoleSettings(*cfg) // secrets masked
 	srv, err := admin.New(hub, svc, ac)
 	if err == nil {
 		err = srv.Listen()

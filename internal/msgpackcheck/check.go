@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // maxMsgpackDepth bounds how deep msgpack arguments may nest. The Sender
@@ -27,7 +28,14 @@ const maxMsgpackDepth = 32
 // never applied: decodeSliceValue tests the flag against 1), so a 10-byte
 // frame announcing an array of 2^32-1 elements made it allocate 32 GiB and
 // the process died out of memory. The walk allocates nothing.
-func Check(b []byte) error {
+func Check(b []byte) error { return CheckLimit(b, math.MaxUint32) }
+
+// CheckLimit is Check that also refuses an array or a map of more than
+// maxLen elements (entries): a decoder allocates a struct or a map entry
+// for each, tens of bytes, for a byte of input (an empty map is one), so
+// a count bound only by the bytes that remain still lets a few megabytes
+// become gigabytes.
+func CheckLimit(b []byte, maxLen uint64) error {
 	var pending [maxMsgpackDepth + 1]uint64 // values still to read at each depth
 	depth, i := 0, 0
 	pending[0] = 1
@@ -47,7 +55,7 @@ func Check(b []byte) error {
 		var children, skip uint64
 		switch {
 		case c <= 0x7f || c >= 0xe0: // fixint
-		case c <= 0x8f: // fixmap
+		case c <= 0x8f: // fixmap (at most 15 entries: below any limit worth setting)
 			children = 2 * uint64(c&0x0f)
 		case c <= 0x9f: // fixarray
 			children = uint64(c & 0x0f)
@@ -82,6 +90,9 @@ func Check(b []byte) error {
 				children = n
 			case mpMap:
 				children = 2 * n
+			}
+			if (h.kind == mpArray || h.kind == mpMap) && n > maxLen {
+				return fmt.Errorf("msgpack: %d elements at offset %d, the limit is %d", n, i, maxLen)
 			}
 		}
 		if skip > uint64(len(b)-i) {

@@ -68,3 +68,33 @@ func FuzzCheckMsgpack(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckLimit: an array or map of more elements than the limit is
+// refused wherever it is, even when the bytes that remain could hold it
+// (an empty map is one byte and becomes a whole struct when decoded).
+func TestCheckLimit(t *testing.T) {
+	emptyMaps := func(n int) []byte {
+		b := []byte{0xdd, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)} // array 32
+		return append(b, bytes.Repeat([]byte{0x80}, n)...)
+	}
+	if err := CheckLimit(emptyMaps(100), 100); err != nil {
+		t.Errorf("100 empty maps, limit 100: %v", err)
+	}
+	if err := CheckLimit(emptyMaps(101), 100); err == nil {
+		t.Error("101 empty maps passed the limit of 100")
+	}
+	if err := Check(emptyMaps(1 << 16)); err != nil {
+		t.Errorf("Check without a limit: %v", err)
+	}
+	nested := append([]byte{0x81, 0xa1, 'x'}, emptyMaps(200)...) // {"x": [200 maps]}
+	if err := CheckLimit(nested, 100); err == nil {
+		t.Error("a nested array past the limit passed")
+	}
+	bigMap := []byte{0xde, 0x01, 0x00} // map 16 of 256 entries
+	for i := range 256 {
+		bigMap = append(bigMap, byte(i&0x7f), 0xc0)
+	}
+	if err := CheckLimit(bigMap, 100); err == nil {
+		t.Error("a map of 256 entries passed the limit of 100")
+	}
+}

@@ -156,6 +156,27 @@ func (s *Server) Stop() {
 	s.cmd = nil
 }
 
+// Pause freezes the server (SIGSTOP): its connections stay open and
+// nothing answers, as with a machine that hangs. Resume undoes it; the
+// test's cleanup resumes it before stopping it.
+func (s *Server) Pause() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGSTOP)
+		s.t.Cleanup(s.Resume)
+	}
+}
+
+// Resume lets a paused server run again (SIGCONT).
+func (s *Server) Resume() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT)
+	}
+}
+
 // Restart stops the server and starts it again on the same port, empty
 // (nothing is persisted). pause is how long it stays down.
 func (s *Server) Restart(pause time.Duration) {
@@ -280,4 +301,54 @@ func freePort(t testing.TB) int {
 	}
 	t.Fatal("redistest: no free port pair")
 	return 0
+}
+
+// Sentinel is a redis-server in sentinel mode that watches one master.
+type Sentinel struct {
+	*Server
+	Master *Server
+	Name   string // the master set's name
+}
+
+// URL is the sentinel's URL with the master set, as WSBRIDGE_REDIS_URL
+// takes it.
+func (s *Sentinel) URL() string { return "redis://" + s.Addr() + "?master_set=" + s.Name }
+
+// StartSentinel starts a master and a sentinel that watches it.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	master := Start(t)
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "sentinel.conf")
+	const name = "wsbridge"
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d 1\nsentinel down-after-milliseconds %s 1000\n", name, master.Port, name)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{t: t, dir: dir}
+	for attempt := 0; ; attempt++ {
+		s.Port = freePort(t)
+		s.args = []string{conf, "--sentinel", "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", dir,
+			"--protected-mode", "no", "--logfile", "", "--daemonize", "no"}
+		err := s.start()
+		if err == nil {
+			break
+		}
+		if attempt == 2 {
+			t.Fatalf("redistest: sentinel: %v", err)
+		}
+	}
+	t.Cleanup(s.Stop)
+	return &Sentinel{Server: s, Master: master, Name: name}
+}
+
+// Kind is a kind of Redis a cluster runs on, for tests that run on each.
+type Kind struct {
+	Name  string
+	Start func(t testing.TB) string // starts it and returns its WSBRIDGE_REDIS_URL
+}
+
+// Kinds are a single Redis and a 3-master Redis Cluster.
+var Kinds = []Kind{
+	{"redis", func(t testing.TB) string { return Start(t).URL() }},
+	{"redis cluster", func(t testing.TB) string { return StartCluster(t).URL() }},
 }

@@ -3,7 +3,7 @@
 declare(strict_types=1);
 
 /*
- * Stand-ins for Swoole\Http\Request, Swoole\WebSocket\Frame and the server
+ * Stand-ins for Swoole\Http\Request, Swoole\Http\Response, Swoole\WebSocket\Frame and the server
  * classes Swoole\Server, Swoole\Http\Server and Swoole\WebSocket\Server
  * (with the SWOOLE_WEBSOCKET_* constants), declared only when they do not
  * exist (no Swoole extension), so that a Hyperf WebSocket controller that
@@ -62,6 +62,34 @@ namespace Swoole\Http {
          */
         class Server extends \Swoole\Server
         {
+        }
+    }
+
+    if (!\class_exists(Response::class)) {
+        /**
+         * A stand-in for Swoole's HTTP response (declared because Swoole is
+         * not loaded): under Hyperf's coroutine server, a WebSocket
+         * controller's $server is the connection's Swoole\Http\Response.
+         * The parent of WsBridge\Events\ConnectionResponse, which overrides
+         * every method it offers; it carries the public properties of
+         * Swoole's class (swoole/ide-helper src/swoole/Swoole/Http/Response.php).
+         */
+        class Response
+        {
+            /** @var int */
+            public $fd = 0;
+
+            /** @var object|null */
+            public $socket;
+
+            /** @var array<string, string>|null */
+            public $header;
+
+            /** @var array<string, string>|null */
+            public $cookie;
+
+            /** @var array<string, string>|null */
+            public $trailer;
         }
     }
 

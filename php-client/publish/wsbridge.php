@@ -35,6 +35,17 @@ return [
     'events' => [
         // The WebSocket controller that receives onOpen / onMessage / onClose.
         'controller' => 'App\Controller\WebSocketController',
+        // What the controllers get as $server: 'async' (Hyperf's default server: a
+        // Swoole\WebSocket\Server, $server->push($fd, $data)), 'coroutine' (as under
+        // Hyperf\Server\CoroutineServer: the connection's Swoole\Http\Response,
+        // $server->push($data), $server->close()), or 'auto': from server.type.
+        'server_style' => 'auto',
+        // Inside onOpen, the injected Hyperf\HttpServer\Contract\RequestInterface is the
+        // WebSocket handshake (query, headers, cookies, path, remote address), as under
+        // Hyperf's own server: true (made by Hyperf\HttpMessage\Server\Request), false
+        // (it stays the bridge's events POST), or the class of an invokable that makes the
+        // PSR-7 request from the handshake's Swoole\Http\Request.
+        'handshake_request' => true,
         // Other handshake paths with their own controller, as your Router::addServer('ws', ...)
         // routes had them (other paths go to 'controller'), e.g. ['/admin' => 'App\Controller\AdminWsController'].
         'controllers' => [],

@@ -321,6 +321,30 @@ class Sender
     }
 
     /**
+     * A page of the connections of the node this client talks to, in fd
+     * order: those with an fd above $after (0: from the start), at most
+     * $limit (1..1000), members of $group and bound to $user when given.
+     * 'next_after' is the $after of the next page, null on the last.
+     *
+     * @return array{connections: list<array<string, mixed>>, next_after: ?int}
+     */
+    public function connections(int $after = 0, int $limit = 100, ?string $group = null, ?string $user = null): array
+    {
+        $args = ['after' => $after, 'limit' => $limit];
+        if ($group !== null) {
+            $args['group'] = $group;
+        }
+        if ($user !== null) {
+            $args['user'] = $user;
+        }
+        $page = (array) $this->rpc->call('Sender.Connections', $args);
+        return [
+            'connections' => \array_values((array) ($page['connections'] ?? [])),
+            'next_after' => isset($page['next_after']) ? (int) $page['next_after'] : null,
+        ];
+    }
+
+    /**
      * @return array<string, mixed>
      */
     public function stats(): array

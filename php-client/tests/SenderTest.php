@@ -83,6 +83,35 @@ final class SenderTest extends TestCase
         self::assertFalse(self::$sender->pushWithoutAck($fd + 1000, 'nobody'));
     }
 
+    public function testConnectionsPageByPage(): void
+    {
+        [$ca, $a] = self::connect(); // the clients stay open while held
+        [$cb, $b] = self::connect();
+        self::assertTrue(self::$sender->join($b, 'paged'));
+        $fds = [];
+        $after = 0;
+        do {
+            $page = self::$sender->connections($after, 1);
+            self::assertLessThanOrEqual(1, \count($page['connections']));
+            foreach ($page['connections'] as $c) {
+                $fds[] = $c['fd'];
+            }
+            $after = $page['next_after'];
+        } while ($after !== null);
+        self::assertContains($a, $fds);
+        self::assertContains($b, $fds);
+        self::assertSame($fds, \array_values(\array_unique($fds)), 'each fd once, in order');
+        $group = self::$sender->connections(0, 100, 'paged');
+        self::assertSame([$b], \array_column($group['connections'], 'fd'));
+        self::assertNull($group['next_after']);
+        try {
+            self::$sender->connections(0, 5000);
+            self::fail('a limit over 1000 was accepted');
+        } catch (ServiceException $e) {
+            self::assertSame('bad_request', $e->getErrorCode());
+        }
+    }
+
     public function testPushReachesTheClient(): void
     {
         [$c, $fd] = self::connect();

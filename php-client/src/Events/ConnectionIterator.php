@@ -13,9 +13,9 @@ use WsBridge\Sender;
  * isset($server->connections[$fd]), $server->connections[$fd] (its info) and
  * foreach over the open fds, in ascending order.
  *
- * Counting and lookups go through the RPC Sender. The goridge RPC has no
- * method that lists fds, so iterating needs a lister: AdminConnections, over
- * the bridge's admin API (GET /v1/connections, with the admin token).
+ * Counting, lookups and listing go through the RPC Sender (Sender.Stats,
+ * Check, Info, Connections): they speak of the node this client talks to.
+ * Another lister may be given (AdminConnections, over the admin API).
  *
  * @implements \Iterator<int, int>
  * @implements \ArrayAccess<int, array<string, mixed>>
@@ -68,12 +68,6 @@ final class ConnectionIterator implements \Iterator, \Countable, \ArrayAccess
 
     public function rewind(): void
     {
-        if ($this->listFds === null) {
-            throw new UnsupportedException(
-                'listing the bridge\'s fds needs its admin API: set wsbridge.admin.url and wsbridge.admin.token '
-                . '(WSBRIDGE_ADMIN_ADDR, WSBRIDGE_ADMIN_TOKEN), or use groups (sender()->groupMembers())'
-            );
-        }
         $this->page = [];
         $this->index = 0;
         $this->key = 0;
@@ -107,10 +101,15 @@ final class ConnectionIterator implements \Iterator, \Countable, \ArrayAccess
 
     private function fetch(): void
     {
-        if ($this->listFds === null || $this->nextAfter === null) {
+        if ($this->nextAfter === null) {
             return;
         }
-        [$fds, $next] = ($this->listFds)($this->nextAfter, $this->pageSize);
+        if ($this->listFds !== null) {
+            [$fds, $next] = ($this->listFds)($this->nextAfter, $this->pageSize);
+        } else {
+            $page = $this->sender->connections($this->nextAfter, \min($this->pageSize, 1000));
+            [$fds, $next] = [\array_map(static fn (array $c): int => (int) $c['fd'], $page['connections']), $page['next_after']];
+        }
         $this->page = \array_values($fds);
         $this->index = 0;
         $this->nextAfter = $this->page === [] ? null : $next;

@@ -26,7 +26,10 @@ use WsBridge\Sender;
  *
  * $server is an Events\Server (push, disconnect, exist, ...) over the
  * Sender; $server->event() is the event being dispatched (close code and
- * reason, seq, user). A controller may leave any of the three out.
+ * reason, seq, user). With withServerStyle(STYLE_COROUTINE) it is, as under
+ * Hyperf's coroutine server, the connection's Swoole\Http\Response (a
+ * ConnectionResponse: push($data), close()). A controller may leave any of
+ * the three out.
  *
  * handle() takes the raw body and headers and answers:
  *
@@ -76,10 +79,26 @@ final class EventHandler
     private Runtime $runtime;
     /** @var array<string, object> path => controller */
     private array $routes = [];
+    private string $serverStyle = self::STYLE_ASYNC;
+    /** @var (\Closure(Request): object)|false|null null: Hyperf's Request when installed; false: off */
+    private \Closure|false|null $handshakeRequest = null;
+
+    /** Hyperf's default server (Hyperf\Server\Server): $server is the Swoole\WebSocket\Server (an Events\Server). */
+    public const STYLE_ASYNC = 'async';
+    /** Hyperf\Server\CoroutineServer: $server is the connection's Swoole\Http\Response (a ConnectionResponse). */
+    public const STYLE_COROUTINE = 'coroutine';
 
     /** The context key under which the open event's path is kept, for routing the fd's later events. */
     public const PATH_KEY = 'wsbridge.path';
     private const HYPERF_WS_CONTEXT = 'Hyperf\WebSocketServer\Context';
+    private const HYPERF_CONTEXT = 'Hyperf\Context\Context';
+    /** Hyperf's PSR-7 request (hyperf/http-message), which Hyperf's RequestContext accepts. */
+    public const HYPERF_PSR_REQUEST = 'Hyperf\HttpMessage\Server\Request';
+    /** The coroutine context key of the current request (Hyperf\Context\RequestContext). */
+    public const REQUEST_KEY = 'Psr\Http\Message\ServerRequestInterface';
+    /** What Hyperf\HttpServer\Request caches of the current request in the coroutine context. */
+    private const PARSED_DATA_KEY = 'http.request.parsedData';
+    private const REQUEST_PROPERTIES_PREFIX = 'Hyperf\HttpServer\Request.properties.';
 
     /**
      * @param object        $controller a WebSocket controller with onOpen, onMessage and/or onClose
@@ -118,6 +137,58 @@ final class EventHandler
     }
 
     /**
+     * What controllers get as $server, as Hyperf's server styles give it:
+     * STYLE_ASYNC (the default, Hyperf\Server\Server): an Events\Server,
+     * a Swoole\WebSocket\Server that pushes to any fd;
+     * STYLE_COROUTINE (Hyperf\Server\CoroutineServer): a
+     * ConnectionResponse, the event's connection as a Swoole\Http\Response
+     * (push($data) and close() without an fd).
+     */
+    public function withServerStyle(string $style): self
+    {
+        if ($style !== self::STYLE_ASYNC && $style !== self::STYLE_COROUTINE) {
+            throw new InvalidArgumentException("unknown server style {$style}: want async or coroutine");
+        }
+        $clone = clone $this;
+        $clone->serverStyle = $style;
+        return $clone;
+    }
+
+    public function serverStyle(): string
+    {
+        return $this->serverStyle;
+    }
+
+    /**
+     * The handshake as the current request while onOpen runs, as Hyperf's
+     * WebSocket server has it (hyperf/hyperf v3.1.71 and v3.2.4
+     * src/websocket-server/src/Server.php, initRequest): Hyperf's coroutine
+     * context value Psr\Http\Message\ServerRequestInterface (what the
+     * injected Hyperf\HttpServer\Contract\RequestInterface reads) is the
+     * handshake's PSR-7 request (path, query, headers, cookies, remote
+     * address in the server params) during onOpen, and the request of the
+     * events POST again after; Hyperf\HttpServer\Request's cached input and
+     * path are cleared around it. Unlike Hyperf, the handshake is not kept
+     * in Hyperf\WebSocketServer\Context for the later events: that is
+     * worker memory, and the close event that would release it may reach
+     * another worker.
+     *
+     * $factory makes the PSR-7 request from the handshake's
+     * Swoole\Http\Request. null (the default): Hyperf's own
+     * Hyperf\HttpMessage\Server\Request::loadFromSwooleRequest, when it is
+     * installed (hyperf/http-server requires it; Hyperf's RequestContext
+     * accepts only its kind, a Swow ServerRequestPlusInterface); false: off.
+     *
+     * @param (callable(Request): object)|false|null $factory
+     */
+    public function withHandshakeRequest(callable|false|null $factory): self
+    {
+        $clone = clone $this;
+        $clone->handshakeRequest = \is_callable($factory) ? \Closure::fromCallable($factory) : $factory;
+        return $clone;
+    }
+
+    /**
      * The connection context the handler keeps current (a MemoryContextStore
      * by default: per worker; give it a RedisContextStore to share it).
      */
@@ -145,7 +216,7 @@ final class EventHandler
     }
 
     /**
-     * @param array{secret?: string|list<string>|false|null, max_body_size?: int, tolerance?: int, authorizer?: callable|null, on_error?: callable|null, seq_store?: SeqStore|null} $options
+     * @param array{secret?: string|list<string>|false|null, max_body_size?: int, tolerance?: int, authorizer?: callable|null, on_error?: callable|null, seq_store?: SeqStore|null, server_style?: string} $options
      */
     public static function create(object $controller, Sender|Server $server, array $options = []): self
     {
@@ -167,6 +238,9 @@ final class EventHandler
         }
         if (isset($options['seq_store'])) {
             $handler = $handler->withSeqStore($options['seq_store']);
+        }
+        if (isset($options['server_style'])) {
+            $handler = $handler->withServerStyle((string) $options['server_style']);
         }
         return $handler;
     }
@@ -417,7 +491,9 @@ final class EventHandler
     {
         $this->context->enter($event->fd);
         $c = $this->controllerFor($event);
-        $server = $this->server->withEvent($event);
+        $server = $this->serverStyle === self::STYLE_COROUTINE
+            ? $this->server->withEvent($event)->connection($event->fd)
+            : $this->server->withEvent($event);
         switch ($event->type) {
             case Event::OPEN:
                 if ($this->routes !== []) {
@@ -425,7 +501,7 @@ final class EventHandler
                 }
                 if (\is_callable([$c, 'onOpen'])) {
                     $request = SwooleObjects::request($event->fd, $event->path, $event->query, $event->headers, $event->remoteAddr, $event->time);
-                    $c->onOpen($server, $request);
+                    $this->asCurrentRequest($request, $event, static fn () => $c->onOpen($server, $request));
                 }
                 return;
             case Event::MESSAGE:
@@ -450,12 +526,75 @@ final class EventHandler
         }
     }
 
+    /**
+     * Runs $call with the handshake as Hyperf's current request (see
+     * withHandshakeRequest), then puts back what the coroutine context held.
+     */
+    private function asCurrentRequest(Request $request, Event $event, \Closure $call): void
+    {
+        $factory = $this->handshakeRequest;
+        if ($factory === null && \class_exists(self::HYPERF_PSR_REQUEST)) {
+            $factory = static fn (Request $r): object => (self::HYPERF_PSR_REQUEST)::loadFromSwooleRequest($r);
+        }
+        if (!$factory instanceof \Closure || !\class_exists(self::HYPERF_CONTEXT)) {
+            $call();
+            return;
+        }
+        try {
+            $psr = $factory($request);
+        } catch (\Throwable $e) {
+            // onOpen still runs, with the context as it was.
+            $this->report($e, $event);
+            $call();
+            return;
+        }
+        $context = self::HYPERF_CONTEXT;
+        $saved = [];
+        foreach (self::requestKeys() as $key) {
+            if ($context::has($key)) {
+                $saved[$key] = $context::get($key);
+            }
+            $context::destroy($key);
+        }
+        $context::set(self::REQUEST_KEY, $psr);
+        try {
+            $call();
+        } finally {
+            foreach (self::requestKeys() as $key) {
+                $context::destroy($key);
+            }
+            foreach ($saved as $key => $value) {
+                $context::set($key, $value);
+            }
+        }
+    }
+
+    /**
+     * The coroutine context keys that speak of the current request: the
+     * request itself, Hyperf\HttpServer\Request's parsed input and cached
+     * properties (path info, request URI).
+     *
+     * @return list<string>
+     */
+    private static function requestKeys(): array
+    {
+        $keys = [self::REQUEST_KEY, self::PARSED_DATA_KEY];
+        foreach ((self::HYPERF_CONTEXT)::getContainer() ?? [] as $key => $_) {
+            if (\is_string($key) && \str_starts_with($key, self::REQUEST_PROPERTIES_PREFIX)) {
+                $keys[] = $key;
+            }
+        }
+        return $keys;
+    }
+
     private function controllerFor(Event $event): object
     {
         if ($this->routes === []) {
             return $this->controller;
         }
-        $path = $event->type === Event::OPEN ? $event->path : $this->context->get(self::PATH_KEY);
+        // Every event carries its connection's path (an older bridge: only
+        // the open event; then the connection context has it).
+        $path = $event->path !== '' ? $event->path : $this->context->get(self::PATH_KEY);
         if ($path === null && $event->type === Event::MESSAGE) {
             $path = $this->server->sender()->info($event->fd)['path'] ?? null;
             if (\is_string($path)) {

@@ -161,7 +161,7 @@ final class Parser
                 } elseif ($opcode === Event::OPCODE_BINARY) {
                     throw new InvalidRequestException("{$at}: binary data must be base64 with \"encoding\": \"base64\"");
                 }
-                return new Event(Event::MESSAGE, $node, $fd, $seq, $time, opcode: $opcode, data: $data);
+                return new Event(Event::MESSAGE, $node, $fd, $seq, $time, path: self::optionalPath($raw, $at), opcode: $opcode, data: $data);
 
             case Event::CLOSE:
                 $code = self::int($raw, 'code', $at, 1000);
@@ -172,7 +172,7 @@ final class Parser
                 if ($by !== 'client' && $by !== 'server') {
                     throw new InvalidRequestException("{$at}: \"by\" must be client or server");
                 }
-                return new Event(Event::CLOSE, $node, $fd, $seq, $time, code: $code, reason: self::string($raw, 'reason', $at), by: $by);
+                return new Event(Event::CLOSE, $node, $fd, $seq, $time, path: self::optionalPath($raw, $at), code: $code, reason: self::string($raw, 'reason', $at), by: $by);
 
             default:
                 if (\preg_match('/^[a-z_]{1,32}$/D', $type) === 1) {
@@ -210,6 +210,22 @@ final class Parser
             throw new InvalidRequestException("{$at}: \"{$key}\" must be a" . ($required ? ' non-empty' : '') . ' string');
         }
         return $v;
+    }
+
+    /**
+     * The "path" of a message or close event: the connection's upgrade
+     * path, or '' when the bridge left it out (an older bridge, or the
+     * close of a lost node's fd).
+     *
+     * @param array<mixed> $raw
+     */
+    private static function optionalPath(array $raw, string $at): string
+    {
+        $path = self::string($raw, 'path', $at);
+        if ($path !== '' && $path[0] !== '/') {
+            throw new InvalidRequestException("{$at}: \"path\" must start with /");
+        }
+        return $path;
     }
 
     /**

@@ -44,7 +44,7 @@ class Server extends \Swoole\WebSocket\Server
     /**
      * @param (\Closure(int $after, int $limit): array{list<int>, ?int})|null $listFds
      *        lists open fds, a page at a time (AdminConnections); without it,
-     *        iterating $server->connections throws UnsupportedException
+     *        Sender.Connections does
      */
     public function __construct(private readonly Sender $sender, ?\Closure $listFds = null)
     {
@@ -96,6 +96,15 @@ class Server extends \Swoole\WebSocket\Server
     public function event(): ?Event
     {
         return $this->event;
+    }
+
+    /**
+     * $fd's connection as Hyperf's coroutine server gives it to controllers:
+     * a Swoole\Http\Response whose push() and close() reach that fd.
+     */
+    public function connection(int $fd): ConnectionResponse
+    {
+        return (new ConnectionResponse($this->withEvent(null), $fd))->withEvent($this->event);
     }
 
     /**

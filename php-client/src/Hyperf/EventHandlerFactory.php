@@ -21,7 +21,11 @@ use WsBridge\Sender;
  * tolerance, authorizer (a callable, or the class of an invokable the
  * container makes), controllers (path => controller class, as
  * Router::addServer routes), deduplicate (true or 'memory': MemorySeqStore;
- * 'redis': RedisSeqStore; or the class of a SeqStore) and lease; the
+ * 'redis': RedisSeqStore; or the class of a SeqStore), lease and
+ * server_style ('async', 'coroutine', or 'auto': from Hyperf's server.type),
+ * handshake_request (true: the handshake is Hyperf's current request in
+ * onOpen, made by Hyperf's Request; false: off; or the class of an invokable
+ * that makes it from the Swoole\Http\Request); the
  * ConnectionContext the container makes (wsbridge.context); $server's
  * connections listed through wsbridge.admin (url, token). Exceptions go to
  * Hyperf's StdoutLoggerInterface.
@@ -29,6 +33,7 @@ use WsBridge\Sender;
 final class EventHandlerFactory
 {
     public const LOGGER = 'Hyperf\Contract\StdoutLoggerInterface';
+    public const COROUTINE_SERVER = 'Hyperf\Server\CoroutineServer';
 
     public function __invoke(ContainerInterface $container): EventHandler
     {
@@ -50,7 +55,20 @@ final class EventHandlerFactory
         foreach ($routes as $path => $routeClass) {
             $handler = $handler->withRoute((string) $path, $container->get((string) $routeClass));
         }
+        $handler = $handler->withServerStyle(self::serverStyle($container, $events['server_style'] ?? null));
         $handler = $handler->withContext($container->get(ConnectionContext::class));
+        $handshake = $events['handshake_request'] ?? true;
+        if ($handshake === false) {
+            $handler = $handler->withHandshakeRequest(false);
+        } elseif (\is_string($handshake) && $handshake !== '') {
+            $factory = $container->get($handshake);
+            if (!\is_callable($factory)) {
+                throw new ConfigurationException('wsbridge.events.handshake_request names a class that is not invokable');
+            }
+            $handler = $handler->withHandshakeRequest($factory);
+        } elseif ($handshake !== true && $handshake !== null) {
+            throw new ConfigurationException('wsbridge.events.handshake_request must be true, false or the class of an invokable');
+        }
         $handler = $handler->withSecret($events['secret'] ?? null);
         if (isset($events['max_body_size'])) {
             $handler = $handler->withMaxBodySize((int) $events['max_body_size']);
@@ -86,5 +104,22 @@ final class EventHandlerFactory
             $handler = $handler->withLogger($container->get(self::LOGGER));
         }
         return $handler;
+    }
+
+    /**
+     * wsbridge.events.server_style, or, when it is null or 'auto', the
+     * style of Hyperf's own server.type (config/autoload/server.php):
+     * Hyperf\Server\CoroutineServer is 'coroutine', anything else 'async'.
+     */
+    public static function serverStyle(ContainerInterface $container, mixed $configured): string
+    {
+        if ($configured !== null && $configured !== 'auto') {
+            if ($configured !== EventHandler::STYLE_ASYNC && $configured !== EventHandler::STYLE_COROUTINE) {
+                throw new ConfigurationException('wsbridge.events.server_style must be async, coroutine or auto');
+            }
+            return $configured;
+        }
+        $type = $container->has(Config::CONFIG_INTERFACE) ? $container->get(Config::CONFIG_INTERFACE)->get('server.type') : null;
+        return \is_string($type) && \ltrim($type, '\\') === self::COROUTINE_SERVER ? EventHandler::STYLE_COROUTINE : EventHandler::STYLE_ASYNC;
     }
 }

@@ -7,6 +7,7 @@ namespace WsBridge\Hyperf;
 use Hyperf\Engine\Contract\WebSocket\FrameInterface;
 use Hyperf\WebSocketServer\Sender;
 use Psr\Container\ContainerInterface;
+use WsBridge\Events\Server as EventsServer;
 use WsBridge\Exception\ConnectionException;
 use WsBridge\Exception\InvalidArgumentException;
 use WsBridge\Exception\NotDeliveredException;
@@ -28,12 +29,15 @@ use WsBridge\Sender as BridgeSender;
  *
  * Results are the bridge's: push and disconnect return false for an fd that
  * is not open (or throw NotDeliveredException with wsbridge.rpc.strict).
- * The responses of Hyperf's coroutine server are kept as Hyperf keeps them,
- * but nothing is sent through them: the bridge holds the connections.
+ * The responses of Hyperf's coroutine server: getResponse($fd) and
+ * getResponses() give a Swoole\Http\Response for each open fd of the
+ * bridge (an Events\ConnectionResponse), whose push() and close() reach it
+ * through the bridge.
  */
 class HyperfSender extends Sender
 {
     private readonly BridgeSender $bridge;
+    private ?EventsServer $server = null;
 
     public function __construct(ContainerInterface $container)
     {
@@ -116,14 +120,44 @@ class HyperfSender extends Sender
         }
     }
 
+    /**
+     * What Hyperf's coroutine server keeps per connection: $fd's
+     * Swoole\Http\Response, to push($data) or close() it. Behind the bridge
+     * any open fd has one (a ConnectionResponse sending through the
+     * bridge); null when the fd is not open, as Hyperf answers for an fd
+     * this worker does not hold.
+     *
+     * @throws ConnectionException|ProtocolException
+     */
     public function getResponse(int $fd): mixed
     {
-        return $this->responses[$fd] ?? null;
+        if (isset($this->responses[$fd])) {
+            return $this->responses[$fd];
+        }
+        return $this->bridge->check($fd) ? $this->server()->connection($fd) : null;
     }
 
+    /**
+     * fd => response of every open connection of the bridge node this
+     * worker talks to (Sender.Connections, page by page), as Hyperf's
+     * coroutine server lists its worker's: a broadcast over it is one push
+     * per fd; sender()->broadcast() is one call.
+     *
+     * @throws ConnectionException|ProtocolException
+     */
     public function getResponses(): array
     {
-        return $this->responses;
+        $out = $this->responses;
+        $server = $this->server();
+        foreach ($server->connections as $fd) {
+            $out[$fd] ??= $server->connection($fd);
+        }
+        return $out;
+    }
+
+    private function server(): EventsServer
+    {
+        return $this->server ??= new EventsServer($this->bridge);
     }
 
     /**

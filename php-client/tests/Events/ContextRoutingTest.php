@@ -201,6 +201,12 @@ final class ContextRoutingTest extends TestCase
         self::assertSame(204, $h->handle(self::batch([self::message(9, 5, 'where?')]), $kind)->status);
         self::assertSame(['open 2', 'message 2 to admin', 'message 9 where?'], $admin->summary());
         self::assertSame(['Sender.Info {"fd":9}'], $rpc->lines());
+        // A bridge that puts the path in every event: no lookup, no state.
+        $m = self::message(11, 4, 'routed by its own path') + ['path' => '/chat'];
+        self::assertSame(204, $h->handle(self::batch([$m]), $kind)->status);
+        self::assertSame(['open 1', 'message 1 to chat', 'close 1 0', 'message 11 routed by its own path'], $chat->summary());
+        self::assertSame(['Sender.Info {"fd":9}'], $rpc->lines(), 'no lookup for an event that carries its path');
+        self::assertSame(400, $h->handle(self::batch([self::message(12, 2, 'x') + ['path' => 'nope']]), $kind)->status);
     }
 
     public function testDifferentFdsRunAtOnceEachInOrder(): void

@@ -110,16 +110,20 @@ final class ConfigProviderTest extends TestCase
     /**
      * @param array<string, mixed> $wsbridge
      */
-    private static function config(array $wsbridge): object
+    /**
+     * @param array<string, mixed> $wsbridge
+     * @param array<string, mixed> $other other keys of Hyperf's config, e.g. server.type
+     */
+    private static function config(array $wsbridge, array $other = []): object
     {
-        return new class ($wsbridge) {
-            public function __construct(private readonly array $wsbridge)
+        return new class ($wsbridge, $other) {
+            public function __construct(private readonly array $wsbridge, private readonly array $other)
             {
             }
 
             public function get(string $key, mixed $default = null): mixed
             {
-                return $key === 'wsbridge' ? $this->wsbridge : $default;
+                return $key === 'wsbridge' ? $this->wsbridge : ($this->other[$key] ?? $default);
             }
         };
     }
@@ -129,10 +133,11 @@ final class ConfigProviderTest extends TestCase
      *
      * @param array<string, mixed> $wsbridge
      * @param array<string, mixed> $more
+     * @param array<string, mixed> $other
      */
-    private static function container(array $wsbridge, array $more = []): TestContainer
+    private static function container(array $wsbridge, array $more = [], array $other = []): TestContainer
     {
-        $entries = [self::CONFIG => self::config($wsbridge)];
+        $entries = [self::CONFIG => self::config($wsbridge, $other)];
         foreach ((new ConfigProvider())()['dependencies'] as $id => $factory) {
             $entries[$id] = static fn (TestContainer $c): object => (new $factory())($c);
         }
@@ -310,6 +315,47 @@ final class ConfigProviderTest extends TestCase
         $c = self::container($config, [\App\Controller\WebSocketController::class => new \App\Controller\WebSocketController(), Sender::class => new Sender(new RecordingRPC())]);
         $handler = $c->get(EventHandler::class);
         self::assertTrue($handler->isSigned());
+        self::assertSame('auto', $config['events']['server_style']);
+        self::assertSame(EventHandler::STYLE_ASYNC, $handler->serverStyle(), 'auto, under Hyperf\'s default server');
+    }
+
+    /**
+     * wsbridge.events.server_style, or (auto) Hyperf's server.type:
+     * Hyperf\Server\CoroutineServer gives controllers the connection's
+     * Swoole\Http\Response as $server.
+     */
+    public function testTheServerStyle(): void
+    {
+        $controller = new RecordingController();
+        $more = ['ws' => $controller, Sender::class => new Sender(new RecordingRPC())];
+        $style = static fn (array $events, array $other = []): string => self::container(['events' => ['controller' => 'ws'] + $events], $more, $other)
+            ->get(EventHandler::class)->serverStyle();
+        self::assertSame('async', $style([]));
+        self::assertSame('async', $style(['server_style' => 'auto'], ['server.type' => 'Hyperf\Server\Server']));
+        self::assertSame('coroutine', $style([], ['server.type' => 'Hyperf\Server\CoroutineServer']));
+        self::assertSame('coroutine', $style(['server_style' => 'auto'], ['server.type' => '\Hyperf\Server\CoroutineServer']));
+        self::assertSame('coroutine', $style(['server_style' => 'coroutine']));
+        self::assertSame('async', $style(['server_style' => 'async'], ['server.type' => 'Hyperf\Server\CoroutineServer']));
+
+        $handler = self::container(['events' => ['controller' => 'ws', 'server_style' => 'coroutine']], $more)->get(EventHandler::class);
+        $batch = '{"node":0,"events":[{"type":"open","fd":4,"seq":1,"time":5,"path":"/","query":"","headers":{},"remote_addr":"10.0.0.1:1"}]}';
+        self::assertSame(204, $handler->handle($batch, ['X-Wsbridge-Kind' => 'events'])->status);
+        self::assertInstanceOf(\Swoole\Http\Response::class, $controller->calls[0][1] ?? null);
+        self::assertSame(4, $controller->calls[0][1]->fd);
+
+        self::assertTrue((require \dirname(__DIR__, 2) . '/publish/wsbridge.php')['events']['handshake_request']);
+        foreach ([false, true, null] as $value) {
+            self::assertInstanceOf(EventHandler::class, self::container(['events' => ['controller' => 'ws', 'handshake_request' => $value]], $more)->get(EventHandler::class));
+        }
+        try {
+            self::container(['events' => ['controller' => 'ws', 'handshake_request' => 'ws']], $more)->get(EventHandler::class);
+            self::fail('a class that is not invokable');
+        } catch (\WsBridge\Exception\ConfigurationException $e) {
+            self::assertStringContainsString('handshake_request', $e->getMessage());
+        }
+
+        $this->expectException(\WsBridge\Exception\ConfigurationException::class);
+        $style(['server_style' => 'process']);
     }
 
     public function testRoutesAndSharedStoresFromTheConfig(): void

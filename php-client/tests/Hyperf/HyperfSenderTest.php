@@ -137,14 +137,46 @@ final class HyperfSenderTest extends TestCase
         self::assertSame($this->container, $container->getValue($this->sender), "Hyperf's constructor ran");
         $this->sender->setWorkerId(3);
         self::assertSame(3, (new \ReflectionProperty(\Hyperf\WebSocketServer\Sender::class, 'workerId'))->getValue($this->sender));
-        $this->sender->setResponse(5, 'a response');
-        self::assertSame('a response', $this->sender->getResponse(5));
-        self::assertSame([5 => 'a response'], $this->sender->getResponses());
-        $this->sender->setResponse(5, null);
-        self::assertNull($this->sender->getResponse(5));
-        self::assertSame([], $this->sender->getResponses());
+        $this->sender->setResponse(6, 'a response');
+        self::assertSame('a response', $this->sender->getResponse(6));
         self::assertSame($this->container->get(Sender::class), $this->sender->bridge());
         self::assertSame([], $this->rpc->calls);
+        $this->sender->setResponse(6, null);
+        self::assertNull($this->sender->getResponse(6), 'fd 6 is not open on the bridge');
+        self::assertSame(['Sender.Check {"fd":6}'], $this->rpc->lines());
+    }
+
+    /**
+     * Hyperf's coroutine server keeps a Swoole\Http\Response per
+     * connection (getResponse($fd)->push($data)); behind the bridge every
+     * open fd has one that sends through it.
+     */
+    public function testTheResponsesOfTheCoroutineServer(): void
+    {
+        $rpc = new RecordingRPC([
+            'Sender.Check' => static fn (array $a): bool => $a['fd'] === 5,
+            'Sender.Connections' => static fn (array $a): array => $a['after'] === 0
+                ? ['connections' => [['fd' => 5], ['fd' => 9]], 'next_after' => 9]
+                : ['connections' => [], 'next_after' => null],
+        ]);
+        $sender = (new HyperfSenderFactory())(new TestContainer([Sender::class => new Sender($rpc)]));
+        $response = $sender->getResponse(5);
+        self::assertInstanceOf(\Swoole\Http\Response::class, $response);
+        self::assertSame(5, $response->fd);
+        self::assertTrue($response->push('hi'));
+        self::assertTrue($response->close());
+        self::assertNull($sender->getResponse(6));
+        $all = $sender->getResponses();
+        self::assertSame([5, 9], \array_keys($all));
+        self::assertSame(9, $all[9]->fd);
+        self::assertSame([
+            'Sender.Check {"fd":5}',
+            'Sender.Push {"fd":5,"data":"hi","opcode":1,"finish":true}',
+            'Sender.Disconnect {"fd":5,"code":1000}',
+            'Sender.Check {"fd":6}',
+            'Sender.Connections {"after":0,"limit":500}',
+            'Sender.Connections {"after":9,"limit":500}',
+        ], $rpc->lines());
     }
 
     public function testPushAndDisconnectThroughCall(): void

@@ -12,7 +12,8 @@ declare(strict_types=1);
  *
  * With WSBRIDGE_TEST_WORKERS=N it forks N processes that accept on the same
  * socket, as Hyperf's workers do; with a Redis URL they share a RedisSeqStore
- * and a RedisContextStore.
+ * and a RedisContextStore. WSBRIDGE_TEST_SERVER_STYLE=coroutine gives the
+ * controller Hyperf's coroutine-server $server (the connection's response).
  *
  * Hyperf's fixtures are loaded (Hyperf's Context, the engine Response).
  * Each event's dispatch is logged to WSBRIDGE_TEST_LOG as a JSON line.
@@ -32,6 +33,9 @@ $handler = (new EventHandler(new $class(), Sender::create($rpcAddr)))
     ->withErrorHandler(static function (\Throwable $e): void {
         \fwrite(\STDERR, 'controller: ' . \get_class($e) . ': ' . $e->getMessage() . "\n");
     });
+if (\getenv('WSBRIDGE_TEST_SERVER_STYLE') !== false) {
+    $handler = $handler->withServerStyle((string) \getenv('WSBRIDGE_TEST_SERVER_STYLE'));
+}
 if (isset($argv[4])) {
     $prefix = 'wsbridge-test-' . \getmypid();
     $handler = $handler->withSeqStore(new RedisSeqStore($argv[4], $prefix), 30.0)

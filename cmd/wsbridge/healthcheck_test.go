@@ -15,11 +15,13 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsbridge/wsbridge/admin"
 )
 
 // admin is a stand-in for the bridge's admin server: /healthz answers
 // healthz, /readyz answers readyz.
-func admin(t *testing.T, healthz, readyz int) *httptest.Server {
+func fakeAdmin(t *testing.T, healthz, readyz int) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -38,8 +40,8 @@ func admin(t *testing.T, healthz, readyz int) *httptest.Server {
 	return srv
 }
 
-// env returns a getenv with WSBRIDGE_ADMIN_ADDR set to addr.
-func env(addr string) func(string) string {
+// adminEnv returns a getenv with WSBRIDGE_ADMIN_ADDR set to addr.
+func adminEnv(addr string) func(string) string {
 	return func(k string) string {
 		if k == "WSBRIDGE_ADMIN_ADDR" {
 			return addr
@@ -48,17 +50,17 @@ func env(addr string) func(string) string {
 	}
 }
 
-func probe(t *testing.T, getenv func(string) string, args ...string) (int, string, string) {
+func runHealthcheck(t *testing.T, getenv func(string) string, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(args, getenv, &stdout, &stderr)
+	code := healthcheck(args, func(k string) (string, bool) { v := getenv(k); return v, v != "" }, &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
-func TestProbeStatus(t *testing.T) {
-	healthy := admin(t, http.StatusOK, http.StatusOK)
-	sick := admin(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
-	notReady := admin(t, http.StatusOK, http.StatusServiceUnavailable)
+func TestHealthcheckStatus(t *testing.T) {
+	healthy := fakeAdmin(t, http.StatusOK, http.StatusOK)
+	sick := fakeAdmin(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+	notReady := fakeAdmin(t, http.StatusOK, http.StatusServiceUnavailable)
 	addr := func(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http://") }
 
 	for _, tc := range []struct {
@@ -90,7 +92,7 @@ func TestProbeStatus(t *testing.T) {
 			if !slices.Contains(args, "-timeout") {
 				args = append([]string{"-timeout", "30s"}, args...)
 			}
-			code, stdout, stderr := probe(t, env(tc.addr), args...)
+			code, stdout, stderr := runHealthcheck(t, adminEnv(tc.addr), args...)
 			if code != tc.want {
 				t.Fatalf("exit %d, want %d (stdout %q, stderr %q)", code, tc.want, stdout, stderr)
 			}
@@ -105,20 +107,20 @@ func TestProbeStatus(t *testing.T) {
 	}
 }
 
-func TestProbeRefused(t *testing.T) {
+func TestHealthcheckRefused(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	code, _, stderr := probe(t, env(addr))
+	code, _, stderr := runHealthcheck(t, adminEnv(addr))
 	if code != 1 || !strings.Contains(stderr, "refused") {
 		t.Fatalf("exit %d, stderr %q: want 1 and connection refused", code, stderr)
 	}
 }
 
-func TestProbeTimeout(t *testing.T) {
+func TestHealthcheckTimeout(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -129,7 +131,7 @@ func TestProbeTimeout(t *testing.T) {
 	defer srv.Close()
 	defer close(release)
 	start := time.Now()
-	code, _, stderr := probe(t, env(""), "-url", srv.URL+"/healthz", "-timeout", "200ms")
+	code, _, stderr := runHealthcheck(t, adminEnv(""), "-url", srv.URL+"/healthz", "-timeout", "200ms")
 	if code != 1 || !strings.Contains(stderr, "Timeout") {
 		t.Fatalf("exit %d, stderr %q: want 1 and a timeout", code, stderr)
 	}
@@ -138,10 +140,10 @@ func TestProbeTimeout(t *testing.T) {
 	}
 }
 
-func TestTargetURL(t *testing.T) {
+func TestHealthURL(t *testing.T) {
 	for _, tc := range []struct{ addr, path, want string }{
 		{"", "/healthz", "http://127.0.0.1:9503/healthz"},
-		{DefaultAdminAddr, "/readyz", "http://127.0.0.1:9503/readyz"},
+		{admin.DefaultAddr, "/readyz", "http://127.0.0.1:9503/readyz"},
 		{":9503", "/healthz", "http://127.0.0.1:9503/healthz"},
 		{"0.0.0.0:9600", "/healthz", "http://127.0.0.1:9600/healthz"},
 		{"[::]:9503", "/healthz", "http://[::1]:9503/healthz"},
@@ -149,29 +151,29 @@ func TestTargetURL(t *testing.T) {
 		{"10.1.2.3:9503", "healthz", "http://10.1.2.3:9503/healthz"},
 		{"localhost:9503", "/healthz", "http://localhost:9503/healthz"},
 	} {
-		got, err := TargetURL(tc.addr, tc.path, false)
+		got, err := healthURL(tc.addr, tc.path, false)
 		if err != nil || got != tc.want {
-			t.Errorf("TargetURL(%q, %q) = %q, %v; want %q", tc.addr, tc.path, got, err, tc.want)
+			t.Errorf("healthURL(%q, %q) = %q, %v; want %q", tc.addr, tc.path, got, err, tc.want)
 		}
 	}
 	for _, bad := range []string{"9503", "127.0.0.1", "127.0.0.1:", "off", "[::1"} {
-		if got, err := TargetURL(bad, "/healthz", false); err == nil {
-			t.Errorf("TargetURL(%q) = %q, want an error", bad, got)
+		if got, err := healthURL(bad, "/healthz", false); err == nil {
+			t.Errorf("healthURL(%q) = %q, want an error", bad, got)
 		}
 	}
 }
 
-func TestTargetURLTLS(t *testing.T) {
+func TestHealthURLTLS(t *testing.T) {
 	for _, tc := range []struct{ addr, want string }{
 		{"", "https://127.0.0.1:9503/healthz"},
 		{"[::]:9503", "https://[::1]:9503/healthz"},
 		{"10.1.2.3:9503", "https://10.1.2.3:9503/healthz"},
 	} {
-		if got, err := TargetURL(tc.addr, "/healthz", true); err != nil || got != tc.want {
-			t.Errorf("TargetURL(%q, TLS) = %q, %v; want %q", tc.addr, got, err, tc.want)
+		if got, err := healthURL(tc.addr, "/healthz", true); err != nil || got != tc.want {
+			t.Errorf("healthURL(%q, TLS) = %q, %v; want %q", tc.addr, got, err, tc.want)
 		}
 	}
-	code, stdout, _ := probe(t, func(k string) string {
+	code, stdout, _ := runHealthcheck(t, func(k string) string {
 		return map[string]string{"WSBRIDGE_ADMIN_ADDR": ":9503", "WSBRIDGE_ADMIN_TLS_CERT": "/etc/tls/tls.crt"}[k]
 	}, "-print-url")
 	if code != 0 || stdout != "https://127.0.0.1:9503/healthz\n" {
@@ -179,10 +181,10 @@ func TestTargetURLTLS(t *testing.T) {
 	}
 }
 
-// TestProbeTLS: with WSBRIDGE_ADMIN_TLS_CERT set the probe GETs https://
+// TestHealthcheckTLS: with WSBRIDGE_ADMIN_TLS_CERT set the check GETs https://
 // and accepts the loopback server's certificate; without it, it speaks
 // plain HTTP, which a TLS server refuses.
-func TestProbeTLS(t *testing.T) {
+func TestHealthcheckTLS(t *testing.T) {
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/healthz" {
 			http.NotFound(w, r)
@@ -199,28 +201,28 @@ func TestProbeTLS(t *testing.T) {
 	withTLS := func(k string) string {
 		return map[string]string{"WSBRIDGE_ADMIN_ADDR": addr, "WSBRIDGE_ADMIN_TLS_CERT": certFile}[k]
 	}
-	if code, stdout, stderr := probe(t, withTLS, "-timeout", "30s"); code != 0 || !strings.Contains(stdout, "https://"+addr+"/healthz: HTTP 200 tls ok") {
+	if code, stdout, stderr := runHealthcheck(t, withTLS, "-timeout", "30s"); code != 0 || !strings.Contains(stdout, "https://"+addr+"/healthz: HTTP 200 tls ok") {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
-	if code, _, stderr := probe(t, env(addr), "-timeout", "30s"); code != 1 || !strings.Contains(stderr, "HTTP 400") {
+	if code, _, stderr := runHealthcheck(t, adminEnv(addr), "-timeout", "30s"); code != 1 || !strings.Contains(stderr, "HTTP 400") {
 		t.Errorf("plain HTTP to the TLS server: exit %d, stderr %q", code, stderr)
 	}
-	if code, stdout, stderr := probe(t, env(""), "-timeout", "30s", "-url", srv.URL+"/healthz"); code != 0 {
+	if code, stdout, stderr := runHealthcheck(t, adminEnv(""), "-timeout", "30s", "-url", srv.URL+"/healthz"); code != 0 {
 		t.Errorf("-url https://127.0.0.1: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 
 // TestClientTLS: loopback is not verified; any other host is, against the
 // system roots and the certificates in WSBRIDGE_ADMIN_TLS_CERT.
-func TestClientTLS(t *testing.T) {
+func TestHealthTLS(t *testing.T) {
 	for _, target := range []string{"https://127.0.0.1:9503/healthz", "https://[::1]:9503/", "https://localhost:9503/", "https://127.8.9.1:1/"} {
-		cfg, err := ClientTLS(target, "")
+		cfg, err := healthTLS(target, "")
 		if err != nil || cfg == nil || !cfg.InsecureSkipVerify {
-			t.Errorf("ClientTLS(%q) = %+v, %v; want no verification", target, cfg, err)
+			t.Errorf("healthTLS(%q) = %+v, %v; want no verification", target, cfg, err)
 		}
 	}
-	if cfg, err := ClientTLS("http://10.1.2.3:9503/healthz", ""); cfg != nil || err != nil {
-		t.Errorf("ClientTLS(http://) = %+v, %v; want nil", cfg, err)
+	if cfg, err := healthTLS("http://10.1.2.3:9503/healthz", ""); cfg != nil || err != nil {
+		t.Errorf("healthTLS(http://) = %+v, %v; want nil", cfg, err)
 	}
 
 	srv := httptest.NewTLSServer(http.NotFoundHandler())
@@ -233,9 +235,9 @@ func TestClientTLS(t *testing.T) {
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf.Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ClientTLS("https://10.1.2.3:9503/healthz", certFile)
+	cfg, err := healthTLS("https://10.1.2.3:9503/healthz", certFile)
 	if err != nil || cfg.InsecureSkipVerify || cfg.RootCAs == nil {
-		t.Fatalf("ClientTLS(10.1.2.3) = %+v, %v; want verification", cfg, err)
+		t.Fatalf("healthTLS(10.1.2.3) = %+v, %v; want verification", cfg, err)
 	}
 	if _, err := leaf.Verify(x509.VerifyOptions{Roots: cfg.RootCAs, DNSName: "example.com"}); err != nil {
 		t.Errorf("the certificate of WSBRIDGE_ADMIN_TLS_CERT is not trusted: %v", err)
@@ -249,33 +251,26 @@ func TestClientTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range []string{filepath.Join(dir, "missing.crt"), garbage} {
-		if _, err := ClientTLS("https://10.1.2.3:9503/", f); err == nil || !strings.Contains(err.Error(), "WSBRIDGE_ADMIN_TLS_CERT") {
+		if _, err := healthTLS("https://10.1.2.3:9503/", f); err == nil || !strings.Contains(err.Error(), "WSBRIDGE_ADMIN_TLS_CERT") {
 			t.Errorf("ClientTLS with %s: %v, want an error naming WSBRIDGE_ADMIN_TLS_CERT", f, err)
 		}
 	}
 }
 
-func TestPrintURL(t *testing.T) {
-	code, stdout, _ := probe(t, env(":9503"), "-print-url", "-path", "/readyz")
+func TestHealthcheckPrintURL(t *testing.T) {
+	code, stdout, _ := runHealthcheck(t, adminEnv(":9503"), "-print-url", "-path", "/readyz")
 	if code != 0 || stdout != "http://127.0.0.1:9503/readyz\n" {
 		t.Fatalf("exit %d, stdout %q", code, stdout)
 	}
 }
 
-// TestBinary builds the probe as the Dockerfile does (static, trimmed) and
-// runs it as Docker's HEALTHCHECK would: the exit status is what counts.
-func TestBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds a binary")
-	}
-	bin := filepath.Join(t.TempDir(), "wsbridge-probe")
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	healthy := admin(t, http.StatusOK, http.StatusOK)
-	sick := admin(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
+// TestHealthcheckBinary runs the subcommand as a process, as Docker's
+// HEALTHCHECK would: the exit status is what counts. The process is this
+// test binary run as the command (TestMain, asMainVar).
+func TestHealthcheckBinary(t *testing.T) {
+	bin := os.Args[0]
+	healthy := fakeAdmin(t, http.StatusOK, http.StatusOK)
+	sick := fakeAdmin(t, http.StatusServiceUnavailable, http.StatusServiceUnavailable)
 	for _, tc := range []struct {
 		name string
 		srv  *httptest.Server
@@ -287,8 +282,8 @@ func TestBinary(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// A long deadline: the answer is meant to arrive (the default
 			// 2s could pass on a loaded machine).
-			cmd := exec.Command(bin, "-timeout", "30s")
-			cmd.Env = append(os.Environ(), "WSBRIDGE_ADMIN_ADDR="+strings.TrimPrefix(tc.srv.URL, "http://"))
+			cmd := exec.Command(bin, "healthcheck", "-timeout", "30s")
+			cmd.Env = append(os.Environ(), asMainVar+"=1", "WSBRIDGE_ADMIN_ADDR="+strings.TrimPrefix(tc.srv.URL, "http://"))
 			out, err := cmd.CombinedOutput()
 			code := 0
 			var exit *exec.ExitError
