@@ -282,6 +282,7 @@ func (c *conn) flushDirect(buf []byte) []byte {
 		c.q[c.head] = item{}
 		c.head++
 		c.queuedBytes -= it.size
+		c.tr.frameOut(&it, nil)
 		c.written(&it)
 	}
 	c.worker.bytesOut.Add(uint64(size))

@@ -252,7 +252,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bc:     bc,
 		slot:   s,
 		info: keptInfo{
-			path:        h.cfg.Path, // r.URL.Path is the same
+			path:        h.cfg.Paths[slices.Index(h.cfg.Paths, r.URL.Path)], // the same string, shared
 			rawQuery:    strings.Clone(r.URL.RawQuery),
 			header:      packHeader(h.keptHeaders(r.Header)),
 			remote:      remote,
