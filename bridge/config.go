@@ -113,6 +113,14 @@ type Config struct {
 	ReadBufferSize int
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
+	// Flushers is the number of goroutines that write the frames of
+	// broadcasts and pushes to connections with nothing else to write
+	// (direct.go), each for a share of the workers. Fewer flushers
+	// gather more messages into each write while the others' cores take
+	// the calls and the clients: on 2 cores one flusher wrote broadcasts
+	// with a third of the CPU time of two (docs/BENCHMARKS.md). Default
+	// half the number of CPUs, at least 1; at most Workers.
+	Flushers int
 	// WriteDelay, when positive, gathers the messages to a connection
 	// that receives more than one per WriteDelay into one write, each
 	// waiting at most WriteDelay: fewer system calls for busy connections
@@ -293,6 +301,8 @@ func (c Config) withDefaults() (Config, error) {
 		c.Paths = []string{"/"}
 	}
 	config.Default(&c.Workers, runtime.NumCPU())
+	config.Default(&c.Flushers, max(1, runtime.NumCPU()/2))
+	c.Flushers = min(c.Flushers, c.Workers)
 	config.Default(&c.MaxConnections, DefaultMaxConnections)
 	config.Default(&c.QueueSize, DefaultQueueSize)
 	config.Default(&c.QueueBytes, DefaultQueueBytes)
@@ -329,6 +339,7 @@ func (c Config) validate() error {
 		check(len(p) > 0 && p[0] == '/' && len(p) <= MaxPathLength, "path: %q must start with / and be at most %d bytes", p, MaxPathLength)
 	}
 	check(c.Workers > 0 && c.Workers <= 4096, "workers: %d is out of range 1..4096", c.Workers)
+	check(c.Flushers > 0, "flushers: %d must be positive", c.Flushers)
 	check(c.MaxConnections > 0, "max connections: %d must be positive", c.MaxConnections)
 	check(c.QueueSize > 0, "queue size: %d must be positive", c.QueueSize)
 	check(c.MaxPushSize > 0, "max push size: %d must be positive", c.MaxPushSize)

@@ -154,8 +154,8 @@ type flushList struct {
 	done  chan struct{} // closed when the flusher has returned
 }
 
-func newFlushList() flushList {
-	return flushList{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+func newFlushList() *flushList {
+	return &flushList{wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 }
 
 // flushableLocked reports whether c's flusher can write the head of its
@@ -200,7 +200,7 @@ func appendFrame(buf []byte, it *item) []byte {
 
 // scheduleFlush puts c on its worker's flush list.
 func (w *worker) scheduleFlush(c *conn) {
-	f := &w.flush
+	f := w.flush
 	f.mu.Lock()
 	f.conns = append(f.conns, c)
 	f.mu.Unlock()
@@ -210,10 +210,9 @@ func (w *worker) scheduleFlush(c *conn) {
 	}
 }
 
-// runFlusher writes out the connections put on the worker's list, a pass
-// over the whole list at a time, until stop is closed.
-func (w *worker) runFlusher() {
-	f := &w.flush
+// run writes out the connections put on the list, a pass over the whole
+// list at a time, until stop is closed.
+func (f *flushList) run() {
 	defer close(f.done)
 	var conns []*conn
 	buf := make([]byte, 0, maxCoalesce)
@@ -238,9 +237,22 @@ func (w *worker) runFlusher() {
 
 // stopFlushers ends the flushers once no connection is left.
 func (h *Hub) stopFlushers() {
-	for _, w := range h.workers {
-		w.flush.once.Do(func() { close(w.flush.stop) })
-		<-w.flush.done
+	for _, f := range h.flushers {
+		f.once.Do(func() { close(f.stop) })
+		<-f.done
+	}
+}
+
+// startFlushers starts Config.Flushers flushers and gives each worker one,
+// round-robin.
+func (h *Hub) startFlushers() {
+	h.flushers = make([]*flushList, h.cfg.Flushers)
+	for i := range h.flushers {
+		h.flushers[i] = newFlushList()
+		go h.flushers[i].run()
+	}
+	for i, w := range h.workers {
+		w.flush = h.flushers[i%len(h.flushers)]
 	}
 }
 

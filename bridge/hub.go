@@ -44,6 +44,7 @@ type Hub struct {
 	writers   writers
 	budget    budget // queued bytes of all connections
 	traces    traceSet
+	flushers  []*flushList // direct.go
 }
 
 // New returns a Hub that accepts connections once it is served; it starts
@@ -91,13 +92,13 @@ func New(cfg Config) (*Hub, error) {
 	h.workers = make([]*worker, cfg.Workers)
 	for i := range h.workers {
 		h.workers[i] = newWorker(i)
-		go h.workers[i].runFlusher()
 		h.keepalive.Add(1)
 		go func(w *worker) {
 			defer h.keepalive.Done()
 			w.keepalive(cfg.PingInterval, cfg.FragmentTimeout, h.stop)
 		}(h.workers[i])
 	}
+	h.startFlushers()
 	return h, nil
 }
 

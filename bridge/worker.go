@@ -29,7 +29,7 @@ type worker struct {
 	direct        atomic.Uint64                 // messages written by the flusher (direct.go)
 	directPartial atomic.Uint64                 // of which only in part: the rest went to a writer
 	delayed       delayed                       // connections waiting for the write delay (delay.go)
-	flush         flushList                     // connections for the flusher (direct.go)
+	flush         *flushList                    // its flusher's list, shared with other workers (direct.go)
 
 	// closes counts ended connections by who closed first (0 the client,
 	// 1 the bridge) and close code slot (closeSlot).
@@ -37,7 +37,7 @@ type worker struct {
 }
 
 func newWorker(id int) *worker {
-	return &worker{id: id, conns: make(map[int64]*conn), flush: newFlushList()}
+	return &worker{id: id, conns: make(map[int64]*conn)}
 }
 
 func (w *worker) get(fd int64) *conn {

@@ -312,7 +312,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 	end := time.Now().Add(o.settle)
 	for time.Now().Before(end) {
 		s, _ := readProc(t.pid())
-		bar.update(t.name(), "idle", int64(o.settle-time.Until(end)), int64(o.settle), s.RSS, time.Since(t0))
+		bar.update(t.name(), "idle (ms)", (o.settle - time.Until(end)).Milliseconds(), o.settle.Milliseconds(), s.RSS, time.Since(t0))
 		time.Sleep(100 * time.Millisecond)
 	}
 	si, err := readProc(t.pid())

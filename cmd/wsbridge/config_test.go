@@ -188,6 +188,7 @@ func allSet(tb testing.TB) config {
 	b.Paths = []string{"/ws", "/chat"}
 	b.NodeID = 7
 	b.Workers = 3
+	b.Flushers = 2
 	b.MaxConnections = 50
 	b.QueueSize = 10
 	b.QueueBytes = 32 << 20
