@@ -45,7 +45,6 @@ type bufConn struct {
 
 	raw  syscall.RawConn // the socket's descriptor (direct writes, waitReadable); nil when it has none (TLS)
 	br   *bufio.Reader   // gorilla's read buffer over this bufConn (hijacker); nil if gorilla has its own
-	peek [1]byte         // waitReadable's (the reader goroutine's)
 	owed []byte          // the rest of a frame written in part directly: written before anything else
 
 	out outFrames // what frames were written (noteClose)

@@ -92,22 +92,16 @@ var errNoDirect = errors.New("bridge: no direct write")
 // full. When only part went out, the rest is owed: written before anything
 // else on the socket, by the writer the caller starts, whose deadline is
 // set here.
-func (b *bufConn) writeDirect(frame []byte, timeout time.Duration) (int, error) {
+func (b *bufConn) writeDirect(w *rawWriter, frame []byte, timeout time.Duration) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.raw == nil || b.buf != nil || b.owed != nil {
 		return 0, errNoDirect
 	}
-	n := 0
-	var werr error
-	err := b.raw.Control(func(fd uintptr) {
-		for {
-			n, werr = syscall.Write(int(fd), frame)
-			if werr != syscall.EINTR {
-				return
-			}
-		}
-	})
+	w.buf = frame
+	err := b.raw.Control(w.call)
+	n, werr := w.n, w.err
+	w.buf, w.err = nil, nil
 	if err != nil {
 		return 0, err
 	}
@@ -123,6 +117,29 @@ func (b *bufConn) writeDirect(frame []byte, timeout time.Duration) (int, error) 
 		_ = b.setDeadlineLocked(time.Now().Add(timeout))
 	}
 	return n, nil
+}
+
+// rawWriter is a flusher's write callback for RawConn.Control, made once
+// with its arguments and results beside it, so that a write allocates
+// nothing (a closure made per write escapes to the heap).
+type rawWriter struct {
+	buf  []byte
+	n    int
+	err  error
+	call func(fd uintptr)
+}
+
+func newRawWriter() *rawWriter {
+	w := &rawWriter{}
+	w.call = func(fd uintptr) {
+		for {
+			w.n, w.err = syscall.Write(int(fd), w.buf)
+			if w.err != syscall.EINTR {
+				return
+			}
+		}
+	}
+	return w
 }
 
 // payOwedLocked writes the rest of a frame written in part (under b.mu).
@@ -216,6 +233,7 @@ func (f *flushList) run() {
 	defer close(f.done)
 	var conns []*conn
 	buf := make([]byte, 0, maxCoalesce)
+	w := newRawWriter()
 	for {
 		select {
 		case <-f.wake:
@@ -226,7 +244,7 @@ func (f *flushList) run() {
 		conns, f.conns = f.conns, conns[:0]
 		f.mu.Unlock()
 		for i, c := range conns {
-			buf = c.flushDirect(buf)
+			buf = c.flushDirect(w, buf)
 			conns[i] = nil
 		}
 		if cap(conns) > 4096 {
@@ -260,7 +278,7 @@ func (h *Hub) startFlushers() {
 // non-blocking system call (the flusher, for a connection whose writing it
 // holds), and passes what is left to a writer goroutine or to the next
 // pass. buf is the flusher's, returned for reuse.
-func (c *conn) flushDirect(buf []byte) []byte {
+func (c *conn) flushDirect(w *rawWriter, buf []byte) []byte {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.head == len(c.q) || c.state == stateClosed {
@@ -284,7 +302,7 @@ func (c *conn) flushDirect(buf []byte) []byte {
 		c.hub.startWriter(c) // a push, a ping or a close at the head: a writer's work
 		return buf
 	}
-	n, err := c.bc.writeDirect(buf, c.hub.cfg.WriteTimeout)
+	n, err := c.bc.writeDirect(w, buf, c.hub.cfg.WriteTimeout)
 	if err != nil || n == 0 {
 		c.hub.startWriter(c) // a full socket or an error: the writer waits or fails
 		return buf

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"syscall"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
@@ -110,15 +111,19 @@ func (c *conn) waitReadable() error {
 	if b == nil || b.raw == nil || b.br == nil || b.br.Buffered() > 0 || b.in.badRSV1 {
 		return nil // gorilla has bytes to read, or the error bufConn.Read keeps for it
 	}
-	return b.raw.Read(b.peekReadable)
+	return b.raw.Read(peekReadable)
 }
 
 // peekReadable is waitReadable's RawConn.Read callback: true when the
-// socket has a byte to read, its end, or an error for gorilla to find.
-func (b *bufConn) peekReadable(fd uintptr) bool {
+// socket has a byte to read, its end, or an error for gorilla to find. A
+// function, not a closure or method value, and recvfrom(2) without the
+// address syscall.Recvfrom decodes: a peek allocates nothing.
+func peekReadable(fd uintptr) bool {
+	var one [1]byte
 	for {
-		_, _, err := syscall.Recvfrom(int(fd), b.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch err {
+		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
