@@ -14,9 +14,8 @@ import (
 // queued on each connection as before, which is cheap (a lock and an
 // append, no system call), so the call returns quickly; a connection whose
 // writer is not running is not given a writer goroutine but put on its
-// worker's flush list (one per worker, so one flusher per core by
-// default). The worker's flusher
-// goroutine takes the list and, for each connection, writes every frame
+// worker's flush list (Config.Flushers lists, each serving a share of the
+// workers). The list's flusher goroutine takes the list and, for each connection, writes every frame
 // queued for it with one non-blocking write system call, from one buffer.
 // While a pass writes, the next broadcasts queue up, and the next pass
 // writes each connection's share of them with one system call: the
