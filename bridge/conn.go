@@ -594,7 +594,7 @@ func (c *conn) readLoop() error {
 	c.rate.fill(cfg)
 	for {
 		alive()
-		if err := c.waitReadable(); err != nil {
+		if err := c.waitReadable(alive); err != nil {
 			return c.readFailed(err)
 		}
 		mt, r, err := c.ws.NextReader()
