@@ -50,7 +50,10 @@ func newBudget(cfg *Config) budget {
 // sharedPayload is the payload of a broadcast (a PreparedMessage), held by
 // many queues at once: the budget counts it once, from the first queue that
 // takes it until the last writer has written it.
-type sharedPayload struct{ refs atomic.Int64 }
+type sharedPayload struct {
+	refs  atomic.Int64
+	frame []byte // the uncompressed frame, for direct writes; nil when too large (direct.go)
+}
 
 // reserve adds n to the total unless that passes the bound. With shrink,
 // past the soft mark a queue that already holds connBytes may only grow to

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -42,6 +43,10 @@ type bufConn struct {
 	applied time.Time     // the write deadline set on the socket
 	slack   time.Duration // slackFor(WriteTimeout)
 
+	raw  syscall.RawConn // the socket's descriptor (direct writes, waitReadable); nil when it has none (TLS)
+	br   *bufio.Reader   // gorilla's read buffer over this bufConn (hijacker); nil if gorilla has its own
+	owed []byte          // the rest of a frame written in part directly: written before anything else
+
 	out outFrames // what frames were written (noteClose)
 	in  inFrames  // the reader goroutine's: what frames were read (Read)
 }
@@ -56,6 +61,9 @@ func (b *bufConn) Write(p []byte) (int, error) {
 	defer b.mu.Unlock()
 	closing := b.noteClose(p)
 	if b.buf == nil {
+		if err := b.payOwedLocked(); err != nil {
+			return 0, err
+		}
 		return b.Conn.Write(p)
 	}
 	if closing {
@@ -122,9 +130,7 @@ func (b *bufConn) linger(timeout time.Duration) {
 		return
 	}
 	b.mu.Lock()
-	if b.buf != nil {
-		_ = b.flushLocked()
-	}
+	_ = b.flushLocked()
 	_ = cw.CloseWrite()
 	b.mu.Unlock()
 	_ = raw.SetReadDeadline(time.Now().Add(timeout))
@@ -150,9 +156,6 @@ func (b *bufConn) flush() error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.buf == nil {
-		return nil
-	}
 	return b.flushLocked()
 }
 
@@ -164,6 +167,7 @@ func (b *bufConn) release() {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.owed = nil
 	if b.buf == nil {
 		return
 	}
@@ -174,8 +178,16 @@ func (b *bufConn) release() {
 	b.buf = nil
 }
 
+// flushLocked writes what is owed of a frame written in part directly,
+// then what was gathered.
 func (b *bufConn) flushLocked() error {
-	if len(*b.buf) == 0 {
+	if err := b.payOwedLocked(); err != nil {
+		if b.buf != nil {
+			*b.buf = (*b.buf)[:0]
+		}
+		return err
+	}
+	if b.buf == nil || len(*b.buf) == 0 {
 		return nil
 	}
 	_, err := b.Conn.Write(*b.buf)
@@ -186,10 +198,17 @@ func (b *bufConn) flushLocked() error {
 // hijacker hands gorilla's Upgrade a bufConn instead of the raw socket;
 // with answer set, the bufConn writes the handshake's answer through an
 // answerRewriter (deflate.go), which ServeHTTP removes after the upgrade.
+//
+// It also hands gorilla the connection's read buffer (readBuf bytes, over
+// the bufConn), which gorilla takes as its own since the Upgrader's
+// ReadBufferSize is 0: the bridge can then see whether gorilla holds
+// unread bytes (bufConn.br.Buffered), so that its reader waits for the
+// socket in a shallow frame when it holds none (waitReadable).
 type hijacker struct {
 	http.ResponseWriter
-	slack  time.Duration
-	answer []byte
+	slack   time.Duration
+	answer  []byte
+	readBuf int
 }
 
 func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -197,8 +216,16 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	bc := &bufConn{slack: h.slack}
+	bc.initRaw(c)
 	if h.answer != nil {
 		c = &answerRewriter{Conn: c, answer: h.answer}
 	}
-	return &bufConn{Conn: c, slack: h.slack}, brw, nil
+	bc.Conn = c
+	if brw.Reader.Buffered() == 0 { // else gorilla refuses the early data, as before
+		// More than 256 bytes, or gorilla allocates its own 4 KiB.
+		bc.br = bufio.NewReaderSize(bc, max(h.readBuf, 257))
+		brw = bufio.NewReadWriter(bc.br, brw.Writer)
+	}
+	return bc, brw, nil
 }

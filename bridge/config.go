@@ -108,11 +108,26 @@ type Config struct {
 	// Default 0.
 	FragmentSize int
 	// ReadBufferSize is the per-connection read buffer (at most
-	// MaxBufferSize). Default 1 KiB: an idle connection holds it for its
+	// MaxBufferSize). Default 512 bytes: an idle connection holds it for its
 	// whole life, and a larger message is read past it, not through it.
 	ReadBufferSize int
 	// WriteTimeout bounds each write to a client. Default 10s.
 	WriteTimeout time.Duration
+	// Flushers is the number of goroutines that write the frames of
+	// broadcasts and pushes to connections with nothing else to write
+	// (direct.go), each for a share of the workers. Fewer flushers
+	// gather more messages into each write while the others' cores take
+	// the calls and the clients: on 2 cores one flusher wrote broadcasts
+	// with a third of the CPU time of two (docs/BENCHMARKS.md). Default
+	// half the number of CPUs, at least 1; at most Workers.
+	Flushers int
+	// WriteDelay, when positive, gathers the messages to a connection
+	// that receives more than one per WriteDelay into one write, each
+	// waiting at most WriteDelay: fewer system calls for busy connections
+	// at the cost of that much latency; a connection quiet for WriteDelay
+	// gets its next message at once (delay.go). Default 0: off, every
+	// message is written as soon as possible. At most 1s.
+	WriteDelay time.Duration
 	// PingInterval is how often the bridge pings a client. Default 25s.
 	PingInterval time.Duration
 	// PongTimeout: a client that sends nothing (no pong, no message) for
@@ -261,7 +276,7 @@ const (
 	DefaultHandshake      = 10 * time.Second
 	DefaultCloseTimeout   = time.Second
 	DefaultMaxGroups      = 256
-	DefaultReadBuffer     = 1 << 10
+	DefaultReadBuffer     = 512
 	// DefaultMaxHandshakes: a handshake takes milliseconds, so a thousand
 	// at once is a reconnect storm, not the steady state; each holds at
 	// most 64 KiB of headers (64 MiB in all).
@@ -286,6 +301,8 @@ func (c Config) withDefaults() (Config, error) {
 		c.Paths = []string{"/"}
 	}
 	config.Default(&c.Workers, runtime.NumCPU())
+	config.Default(&c.Flushers, max(1, runtime.NumCPU()/2))
+	c.Flushers = min(c.Flushers, c.Workers)
 	config.Default(&c.MaxConnections, DefaultMaxConnections)
 	config.Default(&c.QueueSize, DefaultQueueSize)
 	config.Default(&c.QueueBytes, DefaultQueueBytes)
@@ -322,6 +339,7 @@ func (c Config) validate() error {
 		check(len(p) > 0 && p[0] == '/' && len(p) <= MaxPathLength, "path: %q must start with / and be at most %d bytes", p, MaxPathLength)
 	}
 	check(c.Workers > 0 && c.Workers <= 4096, "workers: %d is out of range 1..4096", c.Workers)
+	check(c.Flushers > 0, "flushers: %d must be positive", c.Flushers)
 	check(c.MaxConnections > 0, "max connections: %d must be positive", c.MaxConnections)
 	check(c.QueueSize > 0, "queue size: %d must be positive", c.QueueSize)
 	check(c.MaxPushSize > 0, "max push size: %d must be positive", c.MaxPushSize)
@@ -340,6 +358,7 @@ func (c Config) validate() error {
 	for _, p := range c.TrustedProxies {
 		check(p.IsValid(), "trusted proxies: %v is not a network", p)
 	}
+	check(c.WriteDelay >= 0 && c.WriteDelay <= time.Second, "write delay: %s must be 0 (off) to 1s", c.WriteDelay)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string

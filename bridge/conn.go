@@ -28,6 +28,7 @@ const (
 	itemPrepared                 // a broadcast frame, encoded once for all connections
 	itemControl                  // ping or pong (op, data)
 	itemClose                    // close frame (code, reason in data)
+	itemOwed                     // the rest of a frame written in part directly (bufConn.owed; direct.go)
 )
 
 // item is one entry of a connection's send queue.
@@ -54,9 +55,11 @@ type conn struct {
 	ws     *websocket.Conn
 	bc     *bufConn // the socket under ws
 	slot   *slot    // the admission slot, released when the reader returns
-	info   ConnInfo
+	info   keptInfo // the handshake, compact (info.go)
+	direct bool     // messages for many connections may be written directly (direct.go)
 
-	pingedAt int64 // unix nanoseconds; read and written by the worker goroutine only
+	pingedAt  int64 // unix nanoseconds; read and written by the worker goroutine only
+	lastWrite int64 // unix nanoseconds of the last write, with a write delay only (delay.go); under mu
 
 	rate rateBucket // the client's rate limits; the reader goroutine only
 	// fragAt is when the open fragmented message last got a push (unix
@@ -343,6 +346,13 @@ func (c *conn) dropHeldLocked() {
 func (c *conn) startWriterLocked() {
 	if !c.writing && len(c.q) > c.head {
 		c.writing = true
+		if c.delayLocked() {
+			return // its writer starts after the write delay
+		}
+		if c.flushableLocked() {
+			c.worker.scheduleFlush(c) // its worker's flusher writes it (direct.go)
+			return
+		}
 		c.hub.startWriter(c)
 	}
 }
@@ -397,6 +407,7 @@ func (c *conn) exitIfIdle() bool {
 		return false
 	}
 	c.bc.release() // no I/O: everything was flushed
+	c.noteWriteLocked()
 	c.writerExitLocked()
 	return true
 }
@@ -449,7 +460,7 @@ func (c *conn) writeLoop() {
 		c.tr.frameOut(&it, err)
 		c.written(&it)
 		taken = false
-		if err == nil && (it.kind == itemData || it.kind == itemPrepared) {
+		if err == nil && (it.kind == itemData || it.kind == itemPrepared) { // itemOwed: counted when its frame began
 			c.worker.bytesOut.Add(uint64(it.size))
 		}
 		if it.kind == itemClose && errors.Is(err, websocket.ErrCloseSent) {
@@ -503,6 +514,9 @@ func (c *conn) write(it item) error {
 	case itemPrepared:
 		_ = c.ws.SetWriteDeadline(deadline)
 		return c.ws.WritePreparedMessage(it.pm)
+	case itemOwed:
+		_ = c.bc.SetWriteDeadline(deadline)
+		return c.bc.flush()
 	}
 	_ = c.ws.SetWriteDeadline(deadline)
 	frag := cfg.FragmentSize
@@ -542,7 +556,7 @@ func (c *conn) run() {
 		if l := c.hub.cfg.Listener; l != nil {
 			info, ok := c.hub.Info(c.fd) // with the user and groups it was given
 			if !ok {
-				info = c.info
+				info = c.connInfo()
 			}
 			l.OnOpen(info)
 		}
@@ -580,6 +594,9 @@ func (c *conn) readLoop() error {
 	c.rate.fill(cfg)
 	for {
 		alive()
+		if err := c.waitReadable(alive); err != nil {
+			return c.readFailed(err)
+		}
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
 			return c.readFailed(err)
@@ -593,7 +610,7 @@ func (c *conn) readLoop() error {
 		maxBytes := int64(1<<63 - 1)
 		if limited {
 			var ok bool
-			ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.ConnectedAt))
+			ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.connectedAt))
 			if !ok {
 				c.refuse(refusedMessageRate)
 				continue // unread: the next NextReader discards it

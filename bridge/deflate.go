@@ -150,10 +150,12 @@ func isToken(s string) bool {
 
 // upgrade runs gorilla's Upgrade with the extensions header filtered to
 // what negotiateDeflate accepted; r.Header is left as the client sent it.
-func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, error) {
-	hj := hijacker{ResponseWriter: w, slack: slackFor(h.cfg.WriteTimeout)}
+// deflate reports whether compression was negotiated.
+func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request) (ws *websocket.Conn, deflate bool, err error) {
+	hj := hijacker{ResponseWriter: w, slack: slackFor(h.cfg.WriteTimeout), readBuf: h.cfg.ReadBufferSize}
 	if !h.cfg.Compression {
-		return h.upgrader.Upgrade(hj, r, nil)
+		ws, err = h.upgrader.Upgrade(hj, r, nil)
+		return ws, false, err
 	}
 	orig, had := r.Header["Sec-Websocket-Extensions"]
 	offer := negotiateDeflate(r.Header)
@@ -165,7 +167,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, 
 	if offer.serverBits {
 		hj.answer = []byte("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=15\r\n")
 	}
-	ws, err := h.upgrader.Upgrade(hj, r, nil)
+	ws, err = h.upgrader.Upgrade(hj, r, nil)
 	if had {
 		r.Header["Sec-Websocket-Extensions"] = orig
 	} else {
@@ -179,7 +181,7 @@ func (h *Hub) upgrade(w http.ResponseWriter, r *http.Request) (*websocket.Conn, 
 			}
 		}
 	}
-	return ws, err
+	return ws, offer.accepted, err
 }
 
 // answerRewriter replaces gorilla's extensions line in the handshake's

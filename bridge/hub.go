@@ -44,6 +44,7 @@ type Hub struct {
 	writers   writers
 	budget    budget // queued bytes of all connections
 	traces    traceSet
+	flushers  []*flushList // direct.go
 }
 
 // New returns a Hub that accepts connections once it is served; it starts
@@ -78,7 +79,7 @@ func New(cfg Config) (*Hub, error) {
 	writeBuf := cfg.FragmentSize // gorilla cuts buffered frames at its write buffer size
 	h.upgrader = websocket.Upgrader{
 		HandshakeTimeout:  cfg.HandshakeTimeout,
-		ReadBufferSize:    cfg.ReadBufferSize,
+		ReadBufferSize:    0, // gorilla takes the one the hijacker makes, of cfg.ReadBufferSize (bufconn.go)
 		WriteBufferSize:   writeBuf,
 		WriteBufferPool:   &sync.Pool{}, // a write buffer only while a write is under way
 		Subprotocols:      cfg.Subprotocols,
@@ -97,6 +98,7 @@ func New(cfg Config) (*Hub, error) {
 			w.keepalive(cfg.PingInterval, cfg.FragmentTimeout, h.stop)
 		}(h.workers[i])
 	}
+	h.startFlushers()
 	return h, nil
 }
 
@@ -231,7 +233,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, refFDUnavailable, time.Second)
 		return
 	}
-	ws, err := h.upgrade(w, r)
+	ws, deflate, err := h.upgrade(w, r)
 	if err != nil {
 		h.log.Debug("upgrade failed", "remote", remote, "err", err)
 		return
@@ -250,19 +252,17 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ws:     ws,
 		bc:     bc,
 		slot:   s,
-		info: ConnInfo{
-			FD:          fd,
-			Path:        r.URL.Path,
-			RawQuery:    r.URL.RawQuery,
-			Query:       r.URL.Query(),
-			Header:      h.keptHeaders(r.Header),
-			RemoteAddr:  remote,
-			Subprotocol: ws.Subprotocol(),
-			ConnectedAt: time.Now(),
-			Worker:      wk.id,
+		info: keptInfo{
+			path:        h.cfg.Paths[slices.Index(h.cfg.Paths, r.URL.Path)], // the same string, shared
+			rawQuery:    strings.Clone(r.URL.RawQuery),
+			header:      packHeader(h.keptHeaders(r.Header)),
+			remote:      remote,
+			subprotocol: ws.Subprotocol(),
+			connectedAt: time.Now(),
 		},
 		pingedAt: time.Now().UnixNano(),
 	}
+	c.direct = bc != nil && !deflate && bc.raw != nil
 	if h.cfg.Compression {
 		ws.EnableWriteCompression(true)
 	}
@@ -373,15 +373,19 @@ func (h *Hub) Broadcast(data []byte, op Opcode, except []int64) (int, error) {
 		return 0, fmt.Errorf("broadcast: %w", err)
 	}
 	skip := newFDSet(except)
-	n := 0
-	var buf []*conn
+	buf := snapshotPool.Get().(*[]*conn)
 	for _, w := range h.workers {
-		buf = w.snapshot(buf[:0])
-		n += h.deliver(buf, it, skip)
-		clear(buf)
+		*buf = w.snapshot(*buf)
 	}
+	n := h.deliver(*buf, it, skip)
+	clear(*buf)
+	*buf = (*buf)[:0]
+	snapshotPool.Put(buf)
 	return n, nil
 }
+
+// snapshotPool holds the slices a broadcast copies the connections into.
+var snapshotPool = sync.Pool{New: func() any { return new([]*conn) }}
 
 // prepare checks a message for many connections and encodes its frame once.
 func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
@@ -401,7 +405,11 @@ func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
 	if err != nil {
 		return item{}, err
 	}
-	return item{kind: itemPrepared, op: op, finish: true, pm: pm, ref: new(sharedPayload), size: len(data)}, nil
+	ref := new(sharedPayload)
+	if len(data)+10 <= directMaxFrame {
+		ref.frame = serverFrame(op, data)
+	}
+	return item{kind: itemPrepared, op: op, finish: true, pm: pm, ref: ref, size: len(data)}, nil
 }
 
 // deliver queues a prepared item on each connection not in skip and returns
@@ -462,7 +470,7 @@ func (h *Hub) Check(fd int64) bool {
 func (h *Hub) Info(fd int64) (ConnInfo, bool) {
 	var info ConnInfo
 	err := h.indexed(fd, func(c *conn) error {
-		info = c.info
+		info = c.connInfo()
 		info.Groups = c.groupList()
 		info.User = c.user
 		return nil
@@ -531,6 +539,16 @@ type WorkerStats struct {
 	// FragmentTooLarge counts the fragmented messages aborted (close 1011)
 	// because a push would have taken them past Config.MaxPushSize.
 	FragmentTooLarge uint64 `json:"fragment_too_large"`
+	// DirectWrites counts the messages written by the worker's flusher
+	// (plain frames of broadcasts, group, user, many-fd pushes and whole
+	// pushes, several to a system call) instead of a writer goroutine;
+	// DirectPartial the flusher's writes that fit the socket only in part
+	// (the rest was written by a writer goroutine).
+	DirectWrites  uint64 `json:"direct_writes"`
+	DirectPartial uint64 `json:"direct_partial"`
+	// Delayed counts the times a connection's writer waited for
+	// Config.WriteDelay to gather several messages into one write.
+	Delayed uint64 `json:"delayed"`
 }
 
 // Stats returns per-worker counters.
@@ -544,6 +562,7 @@ func (h *Hub) Stats() Stats {
 			Pushed: w.pushed.Load(), Overflows: w.overflows.Load(), MessagesIn: w.messagesIn.Load(),
 			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(), Refused: w.refusedCounts(),
 			HeldOverflows: w.heldOverflows.Load(), FragmentTimeouts: w.fragTimeouts.Load(), FragmentTooLarge: w.fragTooLarge.Load(),
+			DirectWrites: w.direct.Load(), DirectPartial: w.directPartial.Load(), Delayed: w.delayedCount(),
 		}
 		s.Connections += ws.Connections
 		s.Workers[i] = ws
@@ -568,6 +587,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	go func() {
 		h.readers.Wait()
 		h.keepalive.Wait()
+		h.stopFlushers() // after the readers: a connection's end waits for its flush
 		h.stopWriters()
 		close(done)
 	}()

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"io"
 	"math"
+	"sync"
+	"syscall"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 )
@@ -90,6 +93,113 @@ func (c *conn) readMessage(mt int, r io.Reader, allowBytes int64) ([]byte, msgRe
 		case err != nil:
 			return buf, refusedNone, err
 		}
+	}
+}
+
+// waitReadable waits, when gorilla holds no unread bytes, until the socket
+// has bytes to read (or is closed, or its read deadline passes) before the
+// reader goes into gorilla. An idle connection's reader then waits in a
+// shallow frame instead of the depth of gorilla's frame reader, bufio and
+// net: the garbage collector halves a stack that uses less than a quarter
+// of it, so an idle reader's stack shrinks from 4 KiB to 2 KiB. The
+// runtime's readiness is edge-triggered, so it waits only after a peek
+// (recv MSG_PEEK, non-blocking) found nothing, as Go's own reads wait only
+// after EAGAIN: one more system call each time gorilla's buffer runs dry.
+// Over TLS (no descriptor; tls.Conn buffers records of its own) it does
+// nothing.
+//
+// A client's pong (the answer to the keepalive ping) at the head of the
+// socket is taken here, not by gorilla: gorilla handles control frames
+// inside NextReader and goes on to wait for the next frame there, deep, so
+// every keepalive round would grow the idle readers' stacks back to 4 KiB.
+// Only a whole, plain pong at a frame boundary is taken (FIN, no reserved
+// bit, masked, at most 125 bytes, all of it in the socket); it does what
+// gorilla's pong handler does (alive) and is followed like every frame
+// (inFrames). Anything else is left to gorilla.
+func (c *conn) waitReadable(alive func()) error {
+	b := c.bc
+	for {
+		if b == nil || b.raw == nil || b.br == nil || b.br.Buffered() > 0 || b.in.badRSV1 {
+			return nil // gorilla has bytes to read, or the error bufConn.Read keeps for it
+		}
+		if err := b.raw.Read(peekReadable); err != nil {
+			return err
+		}
+		if !b.takePong() {
+			return nil
+		}
+		alive()
+	}
+}
+
+// takePong reads a whole plain pong frame from the head of the socket, if
+// that is what is there (the reader goroutine, gorilla's buffer empty).
+func (b *bufConn) takePong() bool {
+	if b.in.skip != 0 || b.in.hn != 0 || b.in.closeSeen {
+		return false // not at a frame boundary of what gorilla has read
+	}
+	p := pongPool.Get().(*pongPeek)
+	defer pongPool.Put(p)
+	p.n, p.size = 0, len(p.f)
+	if err := b.raw.Read(p.peek); err != nil || p.n < 6 || p.f[0] != 0x80|websocket.PongMessage || p.f[1]&0x80 == 0 || int(p.f[1]&0x7f) > 125 {
+		return false
+	}
+	size := 6 + int(p.f[1]&0x7f)
+	if p.n < size {
+		return false // not all arrived: gorilla waits for the rest
+	}
+	p.n, p.size = 0, size
+	if err := b.raw.Read(p.take); err != nil || p.n != size {
+		// Cannot happen (the bytes were there and only this goroutine
+		// reads); the stream is lost: gorilla fails on what follows.
+		b.in.badRSV1 = true
+		return false
+	}
+	b.in.follow(p.f[:size])
+	return true
+}
+
+// pongPeek is takePong's buffer and RawConn.Read callbacks, made once per
+// pooled value so that a peek allocates nothing.
+type pongPeek struct {
+	f          [2 + 4 + 125]byte
+	n, size    int
+	peek, take func(fd uintptr) bool
+}
+
+var pongPool = sync.Pool{New: func() any {
+	p := &pongPeek{}
+	recv := func(fd uintptr, flags uintptr) bool {
+		r, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p.f[0])), uintptr(p.size), flags, 0, 0)
+		if errno == syscall.EINTR {
+			return false
+		}
+		if errno == 0 {
+			p.n = int(r)
+		}
+		return true
+	}
+	p.peek = func(fd uintptr) bool { return recv(fd, syscall.MSG_PEEK|syscall.MSG_DONTWAIT) }
+	p.take = func(fd uintptr) bool { return recv(fd, syscall.MSG_DONTWAIT) }
+	return p
+}}
+
+// peekReadable is waitReadable's RawConn.Read callback: true when the
+// socket has a byte to read, its end, or an error for gorilla to find. A
+// function, not a closure or method value, and recvfrom(2) without the
+// address syscall.Recvfrom decodes: a peek allocates nothing.
+func peekReadable(fd uintptr) bool {
+	var one [1]byte
+	for {
+		_, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&one[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		}
+		return true
 	}
 }
 

@@ -26,6 +26,10 @@ type worker struct {
 	heldOverflows atomic.Uint64                 // broadcasts refused by a full held queue (also in overflows)
 	fragTimeouts  atomic.Uint64                 // fragmented messages aborted: idle past FragmentTimeout
 	fragTooLarge  atomic.Uint64                 // fragmented messages aborted: past MaxPushSize
+	direct        atomic.Uint64                 // messages written by the flusher (direct.go)
+	directPartial atomic.Uint64                 // of which only in part: the rest went to a writer
+	delayed       delayed                       // connections waiting for the write delay (delay.go)
+	flush         *flushList                    // its flusher's list, shared with other workers (direct.go)
 
 	// closes counts ended connections by who closed first (0 the client,
 	// 1 the bridge) and close code slot (closeSlot).

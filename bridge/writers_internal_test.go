@@ -16,10 +16,12 @@ import (
 )
 
 // writersHub starts a hub with n clients; client i holds fd i+1 (the
-// hub counts fds from 1, as CounterSequence does).
+// hub counts fds from 1, as CounterSequence does). The clients negotiate
+// compression, so that their pushes go to writer goroutines (a plain
+// connection's go to its worker's flusher, direct.go).
 func writersHub(t *testing.T, n int, maxIdle int32) (*Hub, []*websocket.Conn) {
 	t.Helper()
-	h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sequence: &CounterSequence{}})
+	h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sequence: &CounterSequence{}, Compression: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +31,9 @@ func writersHub(t *testing.T, n int, maxIdle int32) (*Hub, []*websocket.Conn) {
 	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
 	clients := make([]*websocket.Conn, n)
 	for i := range clients {
-		c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		d := *websocket.DefaultDialer
+		d.EnableCompression = true
+		c, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -21,6 +21,7 @@ import (
 type config struct {
 	WSAddr          string
 	ShutdownTimeout time.Duration
+	ReleaseMemory   time.Duration // quiet time after a burst of connections before freed memory goes back to the OS (memory.go); 0: off
 	LogLevel        slog.Level
 	LogFormat       string
 	Bridge          bridge.Config

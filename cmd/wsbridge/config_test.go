@@ -82,7 +82,7 @@ func withKnownDefaults(c config) config {
 	b.MaxMessageSize = 1 << 20
 	b.MaxPushSize = 8 << 20
 	b.FragmentSize = 0
-	b.ReadBufferSize = 1024
+	b.ReadBufferSize = 512
 	b.WriteTimeout = 10 * time.Second
 	b.PingInterval = 25 * time.Second
 	b.PongTimeout = 10 * time.Second
@@ -181,12 +181,14 @@ func allSet(tb testing.TB) config {
 	c := defaultConfig(tb)
 	c.WSAddr = "127.0.0.1:9000"
 	c.ShutdownTimeout = time.Minute
+	c.ReleaseMemory = 10 * time.Second
 	c.LogLevel = slog.LevelDebug
 	c.LogFormat = "json"
 	b := &c.Bridge
 	b.Paths = []string{"/ws", "/chat"}
 	b.NodeID = 7
 	b.Workers = 3
+	b.Flushers = 2
 	b.MaxConnections = 50
 	b.QueueSize = 10
 	b.QueueBytes = 32 << 20
@@ -195,6 +197,7 @@ func allSet(tb testing.TB) config {
 	b.MaxPushSize = 4 << 20
 	b.FragmentSize = 4 << 10
 	b.WriteTimeout = 3 * time.Second
+	b.WriteDelay = 5 * time.Millisecond
 	b.PingInterval = 5 * time.Second
 	b.PongTimeout = 2 * time.Second
 	b.HandshakeTimeout = 4 * time.Second

@@ -562,6 +562,13 @@ func checkFragmentSize(f int) error {
 	return nil
 }
 
+func checkWriteDelay(d time.Duration) error {
+	if d > time.Second {
+		return errors.New("must be at most 1s")
+	}
+	return nil
+}
+
 func checkKeptHeaders(k int) error {
 	if k > bridge.MaxHeaderBytes {
 		return fmt.Errorf("at most %s", formatSize(bridge.MaxHeaderBytes))

@@ -131,6 +131,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	bc := hub.Config()
 	warnFDLimit(log, bc.MaxConnections)
+	releaseDone := make(chan struct{})
+	go func() {
+		defer close(releaseDone)
+		releaseAfterBursts(ctx, hub, cfg.ReleaseMemory, freeOSMemory)
+	}()
+	defer func() { stopRun(); <-releaseDone }()
 
 	// abandon stops what has started, in the shutdown's order, when the
 	// rest cannot start (the cluster's node id is released at once).

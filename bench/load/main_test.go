@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// TestMain lets the test binary serve as its own client processes and as
+// the naive gorilla server: the tool re-executes itself (os.Executable).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "client":
+			os.Exit(clientMain(os.Args[2:], os.Stdin, os.Stdout, os.Stderr))
+		case "serve-gorilla":
+			os.Exit(gorillaMain(os.Args[2:], os.Stdout, os.Stderr))
+		}
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// TestSmallRun runs the whole tool against wsbridge (the binary built from
+// this module) and the naive gorilla server, with 60 connections in two
+// client processes: every broadcast, group push and (wsbridge) push by fd
+// must reach every client it was meant for, and the results and plots
+// must be written.
+func TestSmallRun(t *testing.T) {
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-n", "60", "-targets", "wsbridge,gorilla", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8", "-pushes", "2", "-push-batch", "25",
+		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Targets) != 2 {
+		t.Fatalf("%d targets in results.json, want 2", len(res.Targets))
+	}
+	for _, tr := range res.Targets {
+		want := []int64{3 * 60, 7 * 60, 8 * 15}
+		if tr.Name == "wsbridge" {
+			want = append(want, 2*60) // pushes by fd: wsbridge only
+		}
+		if len(tr.Scenarios) != len(want) {
+			t.Fatalf("%s: %d scenarios, want %d", tr.Name, len(tr.Scenarios), len(want))
+		}
+		for i, sc := range tr.Scenarios {
+			if sc.Expected != want[i] || sc.Delivered != want[i] {
+				t.Errorf("%s %s: delivered %d, expected %d, want %d", tr.Name, sc.Name, sc.Delivered, sc.Expected, want[i])
+			}
+			if histCounts(sc.Latency).total() != uint64(sc.Delivered) {
+				t.Errorf("%s %s: %d latencies for %d deliveries", tr.Name, sc.Name, histCounts(sc.Latency).total(), sc.Delivered)
+			}
+		}
+		if tr.RSSIdle <= 0 || len(tr.Series) == 0 {
+			t.Errorf("%s: RSS %d, %d samples", tr.Name, tr.RSSIdle, len(tr.Series))
+		}
+	}
+	for _, f := range []string{"latency-cdf-1.png", "latency-cdf-3.svg", "deliveries-per-sec.png", "rss.svg"} {
+		if st, err := os.Stat(filepath.Join(out, f)); err != nil || st.Size() == 0 {
+			t.Errorf("plot %s: %v", f, err)
+		}
+	}
+	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "push x2 (PushBatch of 25)", "RSS/conn KiB"} {
+		if !strings.Contains(stdout.String(), s) {
+			t.Errorf("the report lacks %q:\n%s", s, stdout.String())
+		}
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	for _, args := range [][]string{
+		{"-n", "0"},
+		{"-targets", "nginx"},
+		{"-broadcasts", "0"},
+		{"-payload", "10"},
+		{"-wsbridge-env", "FOO=1"},
+		{"-push-batch", "0"},
+		{"extra"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := run(args, &out, &errOut); code != 2 {
+			t.Errorf("run(%q) = %d, want 2 (stderr %q)", args, code, errOut.String())
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"--help"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "-centrifugo") {
+		t.Errorf("--help: exit %d, usage %q", code, errOut.String())
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h hist
+	for i := 1; i <= 1000; i++ {
+		h.add(time.Duration(i) * time.Millisecond)
+	}
+	c := histCounts(h.snapshot())
+	if c.total() != 1000 {
+		t.Fatalf("total %d", c.total())
+	}
+	for _, q := range []struct {
+		q    float64
+		want time.Duration
+	}{{0.5, 500 * time.Millisecond}, {0.99, 990 * time.Millisecond}, {1, time.Second}} {
+		got := c.quantile(q.q)
+		// A bucket is 1/40 of a decade wide: its bound is within 6%.
+		if got < q.want || float64(got) > 1.06*float64(q.want) {
+			t.Errorf("quantile(%v) = %v, want %v within 6%% above", q.q, got, q.want)
+		}
+	}
+}
+
+func TestPayload(t *testing.T) {
+	for _, size := range []int{34, 40, 400} {
+		p := makePayload(nil, size)
+		var v struct {
+			TS int64  `json:"ts"`
+			P  string `json:"p"`
+		}
+		if len(p) != size || json.Unmarshal(p, &v) != nil || v.TS == 0 {
+			t.Errorf("makePayload(%d) = %q", size, p)
+		}
+	}
+}
