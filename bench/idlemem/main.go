@@ -157,27 +157,12 @@ func measure() (sample, error) {
 		heapObjects: ms.HeapObjects, goroutines: runtime.NumGoroutine(),
 	}
 	var err error
-	if s.rss, err = vmRSS(); err != nil {
+	if s.rss, _, err = bench.ReadStatus(0); err != nil {
 		return s, err
 	}
 	debug.FreeOSMemory()
-	s.rssScavenged, err = vmRSS()
+	s.rssScavenged, _, err = bench.ReadStatus(0)
 	return s, err
-}
-
-// vmRSS returns the process's resident set size in bytes.
-func vmRSS() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, errors.New("no VmRSS in /proc/self/status")
 }
 
 // run is the hub process: it returns the exit code.

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // procSample is what /proc says of the server process at one moment.
@@ -45,16 +47,11 @@ func readProc(pid int) (procSample, error) {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	s.CPU = time.Duration(ut+st) * clockTick
 	s.Thread, _ = strconv.Atoi(f[17])
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	rss, _, err := bench.ReadStatus(pid)
 	if err != nil {
 		return s, err
 	}
-	for line := range strings.SplitSeq(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			s.RSS = kb << 10
-		}
-	}
+	s.RSS = int64(rss)
 	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
 		for line := range strings.SplitSeq(string(io), "\n") {
 			k, v, _ := strings.Cut(line, ": ")

@@ -357,7 +357,7 @@ func (s *rssSampler) stop() {
 }
 
 func (s *rssSampler) sample() {
-	rss, hwm, err := readStatus(s.pid)
+	rss, hwm, err := bench.ReadStatus(s.pid)
 	if err != nil {
 		return
 	}
@@ -381,29 +381,6 @@ func (s *rssSampler) reset() {
 	s.hwmOK.Store(err == nil)
 	s.peak.Store(0)
 	s.sample()
-}
-
-// readStatus returns VmRSS and VmHWM of pid in bytes.
-func readStatus(pid int) (rss, hwm uint64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		for _, f := range []struct {
-			prefix string
-			p      *uint64
-		}{{"VmRSS:", &rss}, {"VmHWM:", &hwm}} {
-			if rest, ok := strings.CutPrefix(line, f.prefix); ok {
-				kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				*f.p = kb << 10
-			}
-		}
-	}
-	if rss == 0 {
-		return 0, 0, errors.New("no VmRSS")
-	}
-	return rss, hwm, nil
 }
 
 func mib(b uint64) float64 { return math.Round(float64(b)/(1<<20)*10) / 10 }
