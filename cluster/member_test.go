@@ -236,12 +236,10 @@ func TestRemoteCalls(t *testing.T) {
 
 			// A node that left: its fds answer node_unreachable at once.
 			b.stop(t)
-			start := time.Now()
-			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("gone")}); !isCode(err, sender.CodeNodeUnreachable) {
-				t.Fatalf("Push to a node that left: %v", err)
-			}
-			if took := time.Since(start); took > time.Second {
-				t.Errorf("node_unreachable took %s", took)
+			// Known at once from the publish (no subscriber), not from
+			// waiting out the timeout.
+			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("gone")}); !isCode(err, sender.CodeNodeUnreachable) || !strings.Contains(err.Error(), "no subscriber") {
+				t.Fatalf("Push to a node that left: %v, want node_unreachable: no subscriber", err)
 			}
 			if n, un, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "room", Message: msg("alone")}); n != 1 || un != 0 || err != nil {
 				t.Fatalf("PushGroup with b gone = %d, %d, %v", n, un, err)
@@ -314,12 +312,10 @@ func TestRedisAway(t *testing.T) {
 	waitFor(t, "a sees Redis down", func() bool { return !a.member.Health().Up })
 	calls := func(n int) {
 		for i := range n {
-			start := time.Now()
-			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) {
-				t.Fatalf("remote push %d while Redis is away: %v", i, err)
-			}
-			if took := time.Since(start); took > time.Second {
-				t.Fatalf("remote push %d took %s to fail", i, took)
+			// Refused from the broker's state (Redis unavailable), not
+			// from waiting out the timeout.
+			if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) || !strings.Contains(err.Error(), "unavailable") {
+				t.Fatalf("remote push %d while Redis is away: %v, want node_unreachable: redis unavailable", i, err)
 			}
 			if _, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "g", Message: msg("x")}); err != nil {
 				t.Fatalf("group push while Redis is away: %v", err)
@@ -344,8 +340,8 @@ func TestRedisAway(t *testing.T) {
 
 // TestRedisHangs: Redis stops answering without closing its connections
 // (a hung machine): a push to another node's fd and a group push answer
-// within a few seconds (the publish timeout), not after Redis's client
-// gave up on its connections.
+// after the publish timeout, not after Redis's client gave up on its
+// connections (which took longer than the test's hang bound).
 func TestRedisHangs(t *testing.T) {
 	r := redistest.Start(t)
 	url, prefix := r.URL(), redistest.Prefix(t)
@@ -355,15 +351,20 @@ func TestRedisHangs(t *testing.T) {
 		t.Fatalf("Check before = %v, %v", ok, err)
 	}
 	r.Pause()
-	start := time.Now()
-	if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) {
-		t.Fatalf("remote push while Redis hangs: %v", err)
-	}
-	if _, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "g", Message: msg("x")}); err != nil {
-		t.Fatalf("group push while Redis hangs: %v", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("a push and a group push took %s while Redis hung", took)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := a.svc.Push(&sender.PushArgs{FD: fdB, Message: msg("x")}); !isCode(err, sender.CodeNodeUnreachable) {
+			t.Errorf("remote push while Redis hangs: %v", err)
+		}
+		if _, _, err := a.svc.PushGroup(&sender.PushGroupArgs{Group: "g", Message: msg("x")}); err != nil {
+			t.Errorf("group push while Redis hangs: %v", err)
+		}
+	}()
+	select { // a bound that turns a hang into a failure, not a speed target
+	case <-done:
+	case <-time.After(wait):
+		t.Fatalf("a push and a group push still wait on the hung Redis after %s", wait)
 	}
 	r.Resume()
 }

@@ -375,14 +375,11 @@ func TestClusterRedisRestart(t *testing.T) {
 		}
 		expect(t, cb, fmt.Sprint("local ", i))
 	}
-	start := time.Now()
+	// Refused from the broker's state, not by waiting out the timeout.
 	err := a.call(t, "Sender.Push", map[string]any{"fd": fdB, "data": "remote"}, new(bool))
 	var e *sender.Error
-	if !errors.As(err, &e) || e.Code != sender.CodeNodeUnreachable {
-		t.Fatalf("a remote push while Redis was away: %v, want node_unreachable", err)
-	}
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("the remote push took %s to fail", took)
+	if !errors.As(err, &e) || e.Code != sender.CodeNodeUnreachable || !strings.Contains(e.Message, "unavailable") {
+		t.Fatalf("a remote push while Redis was away: %v, want node_unreachable: redis unavailable", err)
 	}
 
 	if err := r.StartAgain(); err != nil {
