@@ -114,7 +114,8 @@ CPU-second, write and read system calls (/proc/PID/io syscw, syscr) per
 delivery, the clients' and the rest of the machine's CPU time, latency
 quantiles. Per target: RSS before the clients and with them idle (after
 -settle), per connection. Output: results.json, latency CDFs, deliveries/s
-and RSS over time (PNG and SVG) in -out.
+and RSS over time (PNG and SVG) in -out; for wsbridge also each node's admin
+address and token (wsbridge-admin.txt), to look into a run while it holds.
 
 Flags:
 `)

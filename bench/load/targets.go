@@ -259,7 +259,13 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 			return err
 		}
 	}
-	return nil
+	// The admin addresses and token, to look into a run while it holds
+	// (/metrics; pprof with -wsbridge-env WSBRIDGE_ADMIN_PPROF=true).
+	var adm strings.Builder
+	for i, n := range t.nodes {
+		fmt.Fprintf(&adm, "node %d pid %d http://%s token %s\n", i+1, n.p.pid(), n.adm, t.tok)
+	}
+	return os.WriteFile(filepath.Join(dir, "wsbridge-admin.txt"), []byte(adm.String()), 0o600)
 }
 
 // prepare lists the connections' fds (for pushes) and joins them to the
