@@ -82,3 +82,64 @@ func TestKeepalivePingsStartNoWriter(t *testing.T) {
 		})
 	}
 }
+
+// TestKeepalivePingQueuedWhileFragmenting: while a fragmented message is
+// open, its writer follows it: keepalive pings are queued (not written by
+// the keepalive goroutine), reach the client, and the message arrives
+// whole once it is finished.
+func TestKeepalivePingQueuedWhileFragmenting(t *testing.T) {
+	h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sequence: &CounterSequence{},
+		PingInterval: 20 * time.Millisecond, PongTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var pings atomic.Int32
+	c.SetPingHandler(func(p string) error {
+		pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(10*time.Second))
+	})
+	msgs := make(chan string, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			msgs <- string(b)
+		}
+	}()
+	waitUntil(t, "fd 1 open", func() bool { return h.Check(1) })
+	if err := h.Push(1, []byte("ab"), OpText, false); err != nil {
+		t.Fatal(err)
+	}
+	queued := func() (n uint64) {
+		for _, w := range h.Stats().Workers {
+			n += w.PingsQueued
+		}
+		return n
+	}
+	// Pings seen by the client after the fragment was written were queued.
+	waitUntil(t, "2 pings queued", func() bool { return queued() >= 2 })
+	seen := pings.Load()
+	waitUntil(t, "a ping during the open message", func() bool { return pings.Load() > seen })
+	if err := h.Push(1, []byte("cd"), OpText, true); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		if m != "abcd" {
+			t.Fatalf("got %q, want %q", m, "abcd")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the fragmented message did not arrive")
+	}
+}
