@@ -60,6 +60,10 @@ type options struct {
 	src           string
 	concurrency   int
 	broadcasts    []int
+	preBroadcasts []int
+	nodes         int
+	redisURL      string
+	redisBin      string
 	groups        int
 	groupPushes   int
 	pushes        int
@@ -95,6 +99,14 @@ are sent back to back and the tool waits until every client has received
 every message (or -timeout). With -groups G, connection i joins group i mod G
 and -group-pushes pushes go to the groups in turn. Each payload is a JSON
 object of -payload bytes with "ts", its sending time in unix nanoseconds.
+-pre-broadcasts run the same way right after the clients connect, before
+the -settle idle period (with a long -settle: a check that every client is
+reachable before and after it is held).
+
+With -nodes K (wsbridge only) the target is a cluster of K wsbridge
+processes on one redis-server (started by the tool, or -redis), with -n
+clients connected to each node; broadcasts go through the first node's
+RPC and must reach every client of every node. RSS is reported per node.
 
 Figures per scenario: messages delivered (counted by the clients) against
 expected, the server's CPU time (/proc/PID/stat) and deliveries per server
@@ -102,7 +114,8 @@ CPU-second, write and read system calls (/proc/PID/io syscw, syscr) per
 delivery, the clients' and the rest of the machine's CPU time, latency
 quantiles. Per target: RSS before the clients and with them idle (after
 -settle), per connection. Output: results.json, latency CDFs, deliveries/s
-and RSS over time (PNG and SVG) in -out.
+and RSS over time (PNG and SVG) in -out; for wsbridge also each node's admin
+address and token (wsbridge-admin.txt), to look into a run while it holds.
 
 Flags:
 `)
@@ -114,6 +127,10 @@ Flags:
 	fs.StringVar(&o.src, "src", "127.0.0.2-127.0.0.9", "source addresses of the clients (loopback)")
 	fs.IntVar(&o.concurrency, "concurrency", 32, "handshakes in flight per client process")
 	bc := fs.String("broadcasts", "40,400", "broadcast scenarios: messages sent back to back in each")
+	pre := fs.String("pre-broadcasts", "", "broadcast scenarios run after connecting, before the -settle idle period")
+	fs.IntVar(&o.nodes, "nodes", 1, "wsbridge nodes: more than 1 runs a cluster on one redis-server, with -n connections to each node (broadcasts only)")
+	fs.StringVar(&o.redisURL, "redis", "", "with -nodes > 1: the Redis URL of the cluster (default: a redis-server the tool starts)")
+	fs.StringVar(&o.redisBin, "redis-server", "redis-server", "with -nodes > 1 and no -redis: the redis-server command")
 	fs.IntVar(&o.groups, "groups", 0, "groups (0: no group scenario); connection i joins group i mod groups")
 	fs.IntVar(&o.groupPushes, "group-pushes", 400, "group pushes, to the groups in turn")
 	fs.IntVar(&o.pushes, "pushes", 0, "push rounds (0: none): one message to every connection by its fd, through the RPC from Go (Sender.PushBatch; wsbridge only)")
@@ -149,15 +166,18 @@ Flags:
 		}
 		o.targets = append(o.targets, strings.TrimSpace(t))
 	}
-	for s := range strings.SplitSeq(*bc, ",") {
-		if s = strings.TrimSpace(s); s == "" {
-			continue
-		}
-		k, err := strconv.Atoi(s)
-		if err != nil || k < 1 {
-			return nil, fmt.Errorf("-broadcasts: %q", s)
-		}
-		o.broadcasts = append(o.broadcasts, k)
+	var err error
+	if o.broadcasts, err = counts("-broadcasts", *bc); err != nil {
+		return nil, err
+	}
+	if o.preBroadcasts, err = counts("-pre-broadcasts", *pre); err != nil {
+		return nil, err
+	}
+	if o.nodes < 1 {
+		return nil, errors.New("-nodes must be at least 1")
+	}
+	if o.nodes > 1 && (len(o.targets) != 1 || o.targets[0] != "wsbridge" || o.groups > 0 || o.pushes > 0) {
+		return nil, errors.New("-nodes > 1 runs broadcasts against -targets wsbridge alone (no -groups, no -pushes)")
 	}
 	if *env != "" {
 		for kv := range strings.SplitSeq(*env, ",") {
@@ -169,6 +189,22 @@ Flags:
 	}
 	o.procs = max(o.procs, (o.n+maxPerClient-1)/maxPerClient, 1)
 	return o, nil
+}
+
+// counts parses a comma-separated list of positive counts.
+func counts(flag, list string) ([]int, error) {
+	var out []int
+	for s := range strings.SplitSeq(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		k, err := strconv.Atoi(s)
+		if err != nil || k < 1 {
+			return nil, fmt.Errorf("%s: %q", flag, s)
+		}
+		out = append(out, k)
+	}
+	return out, nil
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -196,7 +232,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res := &results{Started: time.Now().UTC(), Conns: o.n, Payload: o.payload, ClientProcs: o.procs, Machine: machineInfo()}
+	procs := max((o.procs+o.nodes-1)/o.nodes, (o.n+maxPerClient-1)/maxPerClient, 1) * o.nodes // as startClients
+	res := &results{Started: time.Now().UTC(), Conns: o.n * o.nodes, Nodes: o.nodes, Payload: o.payload, ClientProcs: procs, Machine: machineInfo()}
 	for _, name := range o.targets {
 		t, _ := newTarget(name)
 		tr, err := runTarget(ctx, o, t, stderr)

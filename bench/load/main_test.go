@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/wsbridge/wsbridge/internal/redistest"
 )
 
 // TestMain lets the test binary serve as its own client processes and as
@@ -82,6 +84,62 @@ func TestSmallRun(t *testing.T) {
 	}
 }
 
+// TestClusterRun runs the tool against 3 wsbridge nodes on one
+// redis-server it starts, 20 clients on each: the broadcasts through the
+// first node, before and after the idle period, must reach all 60 clients,
+// and each node's RSS must be reported and drawn.
+func TestClusterRun(t *testing.T) {
+	redistest.Require(t, "redis-server")
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"-n", "20", "-nodes", "3", "-targets", "wsbridge", "-pre-broadcasts", "1", "-broadcasts", "2",
+		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-plots", "png", "-out", out}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Conns != 60 || len(res.Targets) != 1 {
+		t.Fatalf("%d connections, %d targets; want 60 and 1", res.Conns, len(res.Targets))
+	}
+	tr := res.Targets[0]
+	want := []struct {
+		name string
+		n    int64
+	}{{"broadcast x1 (before idle)", 60}, {"broadcast x2", 120}}
+	if len(tr.Scenarios) != len(want) {
+		t.Fatalf("%d scenarios, want %d", len(tr.Scenarios), len(want))
+	}
+	for i, sc := range tr.Scenarios {
+		if sc.Name != want[i].name || sc.Expected != want[i].n || sc.Delivered != want[i].n {
+			t.Errorf("scenario %q: delivered %d of %d, want %q with %d", sc.Name, sc.Delivered, sc.Expected, want[i].name, want[i].n)
+		}
+	}
+	if len(tr.Nodes) != 3 {
+		t.Fatalf("%d nodes reported, want 3", len(tr.Nodes))
+	}
+	for i, n := range tr.Nodes {
+		if n.PID == 0 || n.RSSIdle <= 0 {
+			t.Errorf("node %d: %+v", i+1, n)
+		}
+	}
+	if len(tr.Series) == 0 || len(tr.Series[len(tr.Series)-1].NodeRSS) != 3 {
+		t.Errorf("the samples lack each node's RSS")
+	}
+	if st, err := os.Stat(filepath.Join(out, "rss-nodes.png")); err != nil || st.Size() == 0 {
+		t.Errorf("plot rss-nodes.png: %v", err)
+	}
+	if !strings.Contains(stdout.String(), "wsbridge 3") {
+		t.Errorf("the report lacks the nodes' table:\n%s", stdout.String())
+	}
+}
+
 func TestBadFlags(t *testing.T) {
 	for _, args := range [][]string{
 		{"-n", "0"},
@@ -90,6 +148,10 @@ func TestBadFlags(t *testing.T) {
 		{"-payload", "10"},
 		{"-wsbridge-env", "FOO=1"},
 		{"-push-batch", "0"},
+		{"-nodes", "0"},
+		{"-nodes", "2", "-targets", "wsbridge,gorilla"},
+		{"-nodes", "2", "-targets", "wsbridge", "-groups", "2"},
+		{"-pre-broadcasts", "x"},
 		{"extra"},
 	} {
 		var out, errOut bytes.Buffer

@@ -90,3 +90,30 @@ func machineCPU() time.Duration {
 	}
 	return time.Duration(busy) * clockTick
 }
+
+// serverSample is readProc over every process of a server (the nodes of a
+// wsbridge cluster): the sums, and each process's RSS.
+type serverSample struct {
+	procSample
+	NodeRSS []int64
+}
+
+func readServer(pids []int) (serverSample, error) {
+	var s serverSample
+	for i, pid := range pids {
+		p, err := readProc(pid)
+		if err != nil {
+			return s, err
+		}
+		if i == 0 {
+			s.At = p.At
+		}
+		s.CPU += p.CPU
+		s.RSS += p.RSS
+		s.SyscW += p.SyscW
+		s.SyscR += p.SyscR
+		s.Thread += p.Thread
+		s.NodeRSS = append(s.NodeRSS, p.RSS)
+	}
+	return s, nil
+}
