@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // results is what a run writes to results.json.
@@ -359,7 +361,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		}
 		sc.Expected = expected
 		base := f.received()
-		m0, c0, self0 := machineCPU(), f.cpu(), selfCPU()
+		m0, c0, self0 := bench.MachineCPU(), f.cpu(), selfCPU()
 		p0, err := readServer(pids)
 		if err != nil {
 			return err
@@ -422,7 +424,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		if err != nil {
 			return err
 		}
-		m1, c1, self1 := machineCPU(), f.cpu(), selfCPU()
+		m1, c1, self1 := bench.MachineCPU(), f.cpu(), selfCPU()
 		h, err := f.hist()
 		if err != nil {
 			return err
