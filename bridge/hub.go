@@ -269,6 +269,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	connected = true // from here the connection's reader releases the slot
 	wk.add(c)
 	h.applyAuthorization(fd, auth)
+	c.safely("open", c.opened) // before the reader: its events follow
 	go c.run()
 	if h.isClosed() { // Shutdown ran between handoff and add
 		c.close(CloseGoingAway, "server shutting down", true)
