@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,6 +65,10 @@ type options struct {
 	groupPushes   int
 	pushes        int
 	pushBatch     int
+	pushPerConn   int
+	pushWith      []string
+	phpProcs      int
+	wsbridgeBase  string
 	payload       int
 	settle        time.Duration
 	pause         time.Duration
@@ -93,8 +98,18 @@ processes of this binary (several past 15,000 connections), spread over the
 -src loopback addresses; then, per entry of -broadcasts, that many broadcasts
 are sent back to back and the tool waits until every client has received
 every message (or -timeout). With -groups G, connection i joins group i mod G
-and -group-pushes pushes go to the groups in turn. Each payload is a JSON
-object of -payload bytes with "ts", its sending time in unix nanoseconds.
+and -group-pushes pushes go to the groups in turn. With -pushes K, each
+scenario of -push-with sends K rounds of -push-per-conn messages to every
+connection by its fd, through the RPC, from Go (this process) or from
+-php-procs PHP processes (php-client, bench/php/loadpush.php). Each payload
+is a JSON object of -payload bytes with "ts", its sending time in unix
+nanoseconds.
+
+Targets: wsbridge (this module's binary), wsbridge-base (-wsbridge-base, an
+earlier build, for before/after in one run), centrifugo, gorilla (a naive
+gorilla server) and floor (one write system call per delivery from the
+publishing request: the least a server can do; it takes push rounds as
+broadcasts).
 
 Figures per scenario: messages delivered (counted by the clients) against
 expected, the server's CPU time (/proc/PID/stat) and deliveries per server
@@ -116,8 +131,12 @@ Flags:
 	bc := fs.String("broadcasts", "40,400", "broadcast scenarios: messages sent back to back in each")
 	fs.IntVar(&o.groups, "groups", 0, "groups (0: no group scenario); connection i joins group i mod groups")
 	fs.IntVar(&o.groupPushes, "group-pushes", 400, "group pushes, to the groups in turn")
-	fs.IntVar(&o.pushes, "pushes", 0, "push rounds (0: none): one message to every connection by its fd, through the RPC from Go (Sender.PushBatch; wsbridge only)")
-	fs.IntVar(&o.pushBatch, "push-batch", 500, "messages per Sender.PushBatch call")
+	fs.IntVar(&o.pushes, "pushes", 0, "push rounds (0: none): -push-per-conn messages to every connection by its fd, through the RPC (wsbridge; the floor server broadcasts them)")
+	fs.IntVar(&o.pushBatch, "push-batch", 500, "messages (fds) per PushBatch (PushMany) call")
+	fs.IntVar(&o.pushPerConn, "push-per-conn", 1, "messages to each connection per push round")
+	pushWith := fs.String("push-with", "go-batch", "push scenarios, comma-separated: go-batch (Sender.PushBatch from Go), go-many (Sender.PushMany from Go), php-push (Sender::push from PHP processes), php-batch (Sender::pushBatch from PHP processes)")
+	fs.IntVar(&o.phpProcs, "php-procs", 4, "PHP caller processes of the php-* push scenarios (php-client; make php-autoload), each pushing to its share of the connections")
+	fs.StringVar(&o.wsbridgeBase, "wsbridge-base", "", "the wsbridge binary of target wsbridge-base (an earlier build, measured in the same run)")
 	fs.IntVar(&o.payload, "payload", 40, "payload bytes (at least 34: the timestamp)")
 	fs.DurationVar(&o.settle, "settle", 5*time.Second, "wait with every client idle before RSS is read")
 	fs.DurationVar(&o.pause, "pause", time.Second, "pause between scenarios")
@@ -137,8 +156,17 @@ Flags:
 	if o.n < 1 {
 		return nil, errors.New("-n must be at least 1")
 	}
-	if o.pushBatch < 1 {
-		return nil, errors.New("-push-batch must be at least 1")
+	if o.pushBatch < 1 || o.pushBatch > 10000 {
+		return nil, errors.New("-push-batch must be 1..10000 (sender.MaxBatch)")
+	}
+	if o.pushPerConn < 1 || o.phpProcs < 1 {
+		return nil, errors.New("-push-per-conn and -php-procs must be at least 1")
+	}
+	for m := range strings.SplitSeq(*pushWith, ",") {
+		if m = strings.TrimSpace(m); !slices.Contains(pushMethods, m) {
+			return nil, fmt.Errorf("-push-with: unknown %q (%s)", m, strings.Join(pushMethods, ", "))
+		}
+		o.pushWith = append(o.pushWith, m)
 	}
 	if o.payload < 34 {
 		return nil, errors.New("-payload must be at least 34 bytes")

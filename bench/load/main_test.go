@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // TestMain lets the test binary serve as its own client processes and as
@@ -27,14 +30,17 @@ func TestMain(m *testing.M) {
 }
 
 // TestSmallRun runs the whole tool against wsbridge (the binary built from
-// this module) and the naive gorilla server, with 60 connections in two
-// client processes: every broadcast, group push and (wsbridge) push by fd
-// must reach every client it was meant for, and the results and plots
-// must be written.
+// this module), the naive gorilla server and the floor server, with 60
+// connections in two client processes: every broadcast, group push and
+// push by fd (from Go and from PHP callers; the floor takes push rounds as
+// broadcasts) must reach every client it was meant for, and the results
+// and plots must be written.
 func TestSmallRun(t *testing.T) {
+	ensureAutoload(t)
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"-n", "60", "-targets", "wsbridge,gorilla", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8", "-pushes", "2", "-push-batch", "25",
+	code := run([]string{"-n", "60", "-targets", "wsbridge,gorilla,floor", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8",
+		"-pushes", "2", "-push-batch", "25", "-push-per-conn", "2", "-push-with", "go-batch,go-many,php-push,php-batch", "-php-procs", "2",
 		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -47,13 +53,16 @@ func TestSmallRun(t *testing.T) {
 	if err := json.Unmarshal(b, &res); err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Targets) != 2 {
-		t.Fatalf("%d targets in results.json, want 2", len(res.Targets))
+	if len(res.Targets) != 3 {
+		t.Fatalf("%d targets in results.json, want 3", len(res.Targets))
 	}
 	for _, tr := range res.Targets {
 		want := []int64{3 * 60, 7 * 60, 8 * 15}
-		if tr.Name == "wsbridge" {
-			want = append(want, 2*60) // pushes by fd: wsbridge only
+		switch tr.Name {
+		case "wsbridge": // 2 rounds of 2 messages to each, four ways
+			want = append(want, 4*60, 4*60, 4*60, 4*60)
+		case "floor": // the same rounds as broadcasts
+			want = append(want, 4*60)
 		}
 		if len(tr.Scenarios) != len(want) {
 			t.Fatalf("%s: %d scenarios, want %d", tr.Name, len(tr.Scenarios), len(want))
@@ -66,6 +75,11 @@ func TestSmallRun(t *testing.T) {
 				t.Errorf("%s %s: %d latencies for %d deliveries", tr.Name, sc.Name, histCounts(sc.Latency).total(), sc.Delivered)
 			}
 		}
+		for _, sc := range tr.Scenarios {
+			if strings.Contains(sc.Name, "PHP") && sc.CallerCPU <= 0 {
+				t.Errorf("%s %s: no CPU time of the PHP callers", tr.Name, sc.Name)
+			}
+		}
 		if tr.RSSIdle <= 0 || len(tr.Series) == 0 {
 			t.Errorf("%s: RSS %d, %d samples", tr.Name, tr.RSSIdle, len(tr.Series))
 		}
@@ -75,10 +89,27 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("plot %s: %v", f, err)
 		}
 	}
-	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "push x2 (PushBatch of 25)", "RSS/conn KiB"} {
+	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "push x2 (Go PushBatch of 25, 2 per connection)",
+		"push x2 (Go PushMany of 25, 2 per connection)", "push x2 (PHP push, 2 procs, 2 per connection)", "push x2 (PHP pushBatch of 25, 2 procs, 2 per connection)",
+		"push x2 (broadcasts, 2 per connection)", "RSS/conn KiB"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("the report lacks %q:\n%s", s, stdout.String())
 		}
+	}
+}
+
+// ensureAutoload writes php-client's composer autoloader, which the PHP
+// callers require, when it is missing (make test writes it before go-test).
+func ensureAutoload(t *testing.T) {
+	t.Helper()
+	dir := filepath.Join(bench.ModuleRoot(), "php-client")
+	if _, err := os.Stat(filepath.Join(dir, "vendor", "autoload.php")); err == nil {
+		return
+	}
+	cmd := exec.Command("composer", "dump-autoload", "--dev", "--quiet", "--no-interaction")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("composer dump-autoload --dev in %s (make php-autoload): %v\n%s", dir, err, out)
 	}
 }
 
@@ -90,6 +121,10 @@ func TestBadFlags(t *testing.T) {
 		{"-payload", "10"},
 		{"-wsbridge-env", "FOO=1"},
 		{"-push-batch", "0"},
+		{"-push-batch", "10001"},
+		{"-push-per-conn", "0"},
+		{"-push-with", "go-batch,carrier-pigeon"},
+		{"-php-procs", "0"},
 		{"extra"},
 	} {
 		var out, errOut bytes.Buffer

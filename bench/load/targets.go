@@ -121,50 +121,31 @@ func (p *proc) stop() {
 // ---- wsbridge ----
 
 type wsbridgeTarget struct {
+	base                  bool // wsbridge-base: the -wsbridge-base binary
 	p                     *proc
 	wsAddr, rpc, adm, tok string
 	cl                    *rpc.Client
 	all                   []int64 // every connection's fd, for pushes
 }
 
-// pusher is a target that can push to each connection by its own address
-// (wsbridge: Sender.PushBatch to fds).
-type pusher interface {
-	// pushRound sends one message to every connection, batch at a time.
-	pushRound(batch, size int) error
-}
-
-var _ pusher = (*wsbridgeTarget)(nil)
-
-func (t *wsbridgeTarget) pushRound(batch, size int) error {
-	var oks []bool
-	msgs := make([]sender.PushArgs, 0, batch)
-	var payload []byte
-	for i := 0; i < len(t.all); i += batch {
-		msgs = msgs[:0]
-		payload = makePayload(payload[:0], size)
-		for _, fd := range t.all[i:min(i+batch, len(t.all))] {
-			msgs = append(msgs, sender.PushArgs{FD: fd, Message: sender.Message{Data: string(payload)}})
-		}
-		if err := t.cl.Call("Sender.PushBatch", &sender.PushBatchArgs{Messages: msgs}, &oks); err != nil {
-			return err
-		}
-		for k, ok := range oks {
-			if !ok {
-				return fmt.Errorf("push to fd %d refused", msgs[k].FD)
-			}
-		}
+func (t *wsbridgeTarget) name() string {
+	if t.base {
+		return "wsbridge-base"
 	}
-	return nil
+	return "wsbridge"
 }
-
-func (t *wsbridgeTarget) name() string  { return "wsbridge" }
 func (t *wsbridgeTarget) pid() int      { return t.p.pid() }
 func (t *wsbridgeTarget) url() string   { return "ws://" + t.wsAddr + "/" }
 func (t *wsbridgeTarget) proto() string { return "raw" }
 
 func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) error {
 	bin := o.wsbridgeBin
+	if t.base {
+		bin = o.wsbridgeBase
+		if bin == "" {
+			return fmt.Errorf("wsbridge-base: no binary (-wsbridge-base)")
+		}
+	}
 	if bin == "" {
 		bin = filepath.Join(dir, "wsbridge")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wsbridge")
@@ -186,7 +167,7 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 		"-ws-addr", t.wsAddr, "-rpc-addr", "tcp://" + t.rpc, "-admin-addr", t.adm, "-admin-token", t.tok,
 		"-max-connections", strconv.Itoa(o.n + 1000), "-log-level", "warn",
 	}
-	if t.p, err = startProc(dir, "wsbridge", bin, args, o.wsbridgeEnv); err != nil {
+	if t.p, err = startProc(dir, t.name(), bin, args, o.wsbridgeEnv); err != nil {
 		return err
 	}
 	for _, a := range []string{t.wsAddr, t.rpc, t.adm} {
@@ -343,12 +324,18 @@ func (t *centrifugoTarget) stop() { t.p.stop() }
 // ---- the naive gorilla server ----
 
 type gorillaTarget struct {
+	floor      bool // the write floor: serve-gorilla -floor
 	p          *proc
 	addr       string
 	httpClient *http.Client
 }
 
-func (t *gorillaTarget) name() string                            { return "gorilla" }
+func (t *gorillaTarget) name() string {
+	if t.floor {
+		return "floor"
+	}
+	return "gorilla"
+}
 func (t *gorillaTarget) pid() int                                { return t.p.pid() }
 func (t *gorillaTarget) url() string                             { return "ws://" + t.addr + "/" }
 func (t *gorillaTarget) proto() string                           { return "raw" }
@@ -362,7 +349,11 @@ func (t *gorillaTarget) start(ctx context.Context, o *options, dir string) error
 	if t.addr, err = freeAddr(); err != nil {
 		return err
 	}
-	if t.p, err = startProc(dir, "gorilla", self, []string{"serve-gorilla", "-addr", t.addr}, nil); err != nil {
+	args := []string{"serve-gorilla", "-addr", t.addr}
+	if t.floor {
+		args = append(args, "-floor")
+	}
+	if t.p, err = startProc(dir, t.name(), self, args, nil); err != nil {
 		return err
 	}
 	t.httpClient = &http.Client{Timeout: 30 * time.Second}
@@ -396,8 +387,12 @@ func newTarget(name string) (target, error) {
 		return &centrifugoTarget{}, nil
 	case "gorilla":
 		return &gorillaTarget{}, nil
+	case "wsbridge-base":
+		return &wsbridgeTarget{base: true}, nil
+	case "floor":
+		return &gorillaTarget{floor: true}, nil
 	}
-	return nil, fmt.Errorf("unknown target %q (wsbridge, centrifugo, gorilla)", name)
+	return nil, fmt.Errorf("unknown target %q (wsbridge, wsbridge-base, centrifugo, gorilla, floor)", name)
 }
 
 // readLines feeds r's lines to f until EOF.
