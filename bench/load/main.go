@@ -68,6 +68,7 @@ type options struct {
 	pushPerConn   int
 	pushWith      []string
 	phpProcs      int
+	goCallers     int
 	wsbridgeBase  string
 	payload       int
 	settle        time.Duration
@@ -100,8 +101,9 @@ are sent back to back and the tool waits until every client has received
 every message (or -timeout). With -groups G, connection i joins group i mod G
 and -group-pushes pushes go to the groups in turn. With -pushes K, each
 scenario of -push-with sends K rounds of -push-per-conn messages to every
-connection by its fd, through the RPC, from Go (this process) or from
--php-procs PHP processes (php-client, bench/php/loadpush.php). Each payload
+connection by its fd, through the RPC, from -go-callers Go callers (this
+process) or from -php-procs PHP processes (php-client,
+bench/php/loadpush.php), each on its share of the connections. Each payload
 is a JSON object of -payload bytes with "ts", its sending time in unix
 nanoseconds.
 
@@ -134,7 +136,8 @@ Flags:
 	fs.IntVar(&o.pushes, "pushes", 0, "push rounds (0: none): -push-per-conn messages to every connection by its fd, through the RPC (wsbridge; the floor server broadcasts them)")
 	fs.IntVar(&o.pushBatch, "push-batch", 500, "messages (fds) per PushBatch (PushMany) call")
 	fs.IntVar(&o.pushPerConn, "push-per-conn", 1, "messages to each connection per push round")
-	pushWith := fs.String("push-with", "go-batch", "push scenarios, comma-separated: go-batch (Sender.PushBatch from Go), go-many (Sender.PushMany from Go), php-push (Sender::push from PHP processes), php-batch (Sender::pushBatch from PHP processes)")
+	pushWith := fs.String("push-with", "go-batch", "push scenarios, comma-separated: go-push (Sender.Push from Go), go-batch (Sender.PushBatch from Go), go-many (Sender.PushMany from Go), php-push (Sender::push from PHP processes), php-batch (Sender::pushBatch from PHP processes)")
+	fs.IntVar(&o.goCallers, "go-callers", 1, "Go callers of the go-* push scenarios (goroutines of this process, an RPC connection each), each pushing to its share of the connections")
 	fs.IntVar(&o.phpProcs, "php-procs", 4, "PHP caller processes of the php-* push scenarios (php-client; make php-autoload), each pushing to its share of the connections")
 	fs.StringVar(&o.wsbridgeBase, "wsbridge-base", "", "the wsbridge binary of target wsbridge-base (an earlier build, measured in the same run)")
 	fs.IntVar(&o.payload, "payload", 40, "payload bytes (at least 34: the timestamp)")
@@ -159,8 +162,8 @@ Flags:
 	if o.pushBatch < 1 || o.pushBatch > 10000 {
 		return nil, errors.New("-push-batch must be 1..10000 (sender.MaxBatch)")
 	}
-	if o.pushPerConn < 1 || o.phpProcs < 1 {
-		return nil, errors.New("-push-per-conn and -php-procs must be at least 1")
+	if o.pushPerConn < 1 || o.phpProcs < 1 || o.goCallers < 1 {
+		return nil, errors.New("-push-per-conn, -php-procs and -go-callers must be at least 1")
 	}
 	for m := range strings.SplitSeq(*pushWith, ",") {
 		if m = strings.TrimSpace(m); !slices.Contains(pushMethods, m) {

@@ -40,7 +40,7 @@ func TestSmallRun(t *testing.T) {
 	out := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"-n", "60", "-targets", "wsbridge,gorilla,floor", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8",
-		"-pushes", "2", "-push-batch", "25", "-push-per-conn", "2", "-push-with", "go-batch,go-many,php-push,php-batch", "-php-procs", "2",
+		"-pushes", "2", "-push-batch", "25", "-push-per-conn", "2", "-push-with", "go-push,go-batch,go-many,php-push,php-batch", "-php-procs", "2", "-go-callers", "3",
 		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out}, &stdout, &stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
@@ -59,8 +59,8 @@ func TestSmallRun(t *testing.T) {
 	for _, tr := range res.Targets {
 		want := []int64{3 * 60, 7 * 60, 8 * 15}
 		switch tr.Name {
-		case "wsbridge": // 2 rounds of 2 messages to each, four ways
-			want = append(want, 4*60, 4*60, 4*60, 4*60)
+		case "wsbridge": // 2 rounds of 2 messages to each, five ways
+			want = append(want, 4*60, 4*60, 4*60, 4*60, 4*60)
 		case "floor": // the same rounds as broadcasts
 			want = append(want, 4*60)
 		}
@@ -89,8 +89,8 @@ func TestSmallRun(t *testing.T) {
 			t.Errorf("plot %s: %v", f, err)
 		}
 	}
-	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "push x2 (Go PushBatch of 25, 2 per connection)",
-		"push x2 (Go PushMany of 25, 2 per connection)", "push x2 (PHP push, 2 procs, 2 per connection)", "push x2 (PHP pushBatch of 25, 2 procs, 2 per connection)",
+	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "push x2 (Go Push, 3 callers, 2 per connection)", "push x2 (Go PushBatch of 25, 3 callers, 2 per connection)",
+		"push x2 (Go PushMany of 25, 3 callers, 2 per connection)", "push x2 (PHP push, 2 procs, 2 per connection)", "push x2 (PHP pushBatch of 25, 2 procs, 2 per connection)",
 		"push x2 (broadcasts, 2 per connection)", "RSS/conn KiB"} {
 		if !strings.Contains(stdout.String(), s) {
 			t.Errorf("the report lacks %q:\n%s", s, stdout.String())
@@ -125,6 +125,7 @@ func TestBadFlags(t *testing.T) {
 		{"-push-per-conn", "0"},
 		{"-push-with", "go-batch,carrier-pigeon"},
 		{"-php-procs", "0"},
+		{"-go-callers", "0"},
 		{"extra"},
 	} {
 		var out, errOut bytes.Buffer

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wsbridge/wsbridge/bench"
+	"github.com/wsbridge/wsbridge/rpc"
 	"github.com/wsbridge/wsbridge/sender"
 )
 
@@ -24,14 +25,19 @@ import (
 // connection's fd, -push-per-conn times over, cut into calls of
 // -push-batch. The callers (-push-with):
 //
-//	go-batch   Sender.PushBatch from this process (Go, JSON codec)
-//	go-many    Sender.PushMany from this process: the same fd lists, one payload a call
+//	go-push    Sender.Push from -go-callers goroutines of this process (Go, JSON codec), one call a message
+//	go-batch   Sender.PushBatch from -go-callers goroutines, calls of -push-batch
+//	go-many    Sender.PushMany from -go-callers goroutines: the same fd lists, one payload a call
 //	php-push   Sender::push from -php-procs PHP processes (php-client), one call a message
 //	php-batch  Sender::pushBatch from -php-procs PHP processes, calls of -push-batch
 //
+// Each Go caller has an RPC connection of its own, each PHP process too;
+// each pushes to its share of the connections (the fds cut into equal
+// parts), sequentially, and a round ends when every caller has done its
+// share.
 // wsbridge and wsbridge-base take them all; the floor server takes the
 // rounds as broadcasts (one message to every connection, one write each).
-var pushMethods = []string{"go-batch", "go-many", "php-push", "php-batch"}
+var pushMethods = []string{"go-push", "go-batch", "go-many", "php-push", "php-batch"}
 
 // pusher is a target that can push to each connection.
 type pusher interface {
@@ -53,11 +59,17 @@ func pushName(method string, o *options) string {
 	if o.pushPerConn > 1 {
 		per = fmt.Sprintf(", %d per connection", o.pushPerConn)
 	}
+	gos := ""
+	if o.goCallers > 1 {
+		gos = fmt.Sprintf(", %d callers", o.goCallers)
+	}
 	switch method {
+	case "go-push":
+		return fmt.Sprintf("push x%d (Go Push%s%s)", o.pushes, gos, per)
 	case "go-batch":
-		return fmt.Sprintf("push x%d (Go PushBatch of %d%s)", o.pushes, o.pushBatch, per)
+		return fmt.Sprintf("push x%d (Go PushBatch of %d%s%s)", o.pushes, o.pushBatch, gos, per)
 	case "go-many":
-		return fmt.Sprintf("push x%d (Go PushMany of %d%s)", o.pushes, o.pushBatch, per)
+		return fmt.Sprintf("push x%d (Go PushMany of %d%s%s)", o.pushes, o.pushBatch, gos, per)
 	case "php-push":
 		return fmt.Sprintf("push x%d (PHP push, %d procs%s)", o.pushes, o.phpProcs, per)
 	case "php-batch":
@@ -78,34 +90,82 @@ func roundList(fds []int64, perConn int) []int64 {
 func (t *wsbridgeTarget) pushWith(o *options) []string { return o.pushWith }
 
 func (t *wsbridgeTarget) startPush(method string, o *options, rounds int) (func() (time.Duration, error), error) {
-	list := roundList(t.all, o.pushPerConn)
 	switch method {
-	case "go-batch":
-		return func() (time.Duration, error) {
-			for r := range rounds {
-				if err := t.pushBatch(list, o.pushBatch, o.payload); err != nil {
-					return 0, fmt.Errorf("round %d: %w", r, err)
-				}
-			}
-			return 0, nil
-		}, nil
-	case "go-many":
-		return func() (time.Duration, error) {
-			for r := range rounds {
-				if err := t.pushMany(list, o.pushBatch, o.payload); err != nil {
-					return 0, fmt.Errorf("round %d: %w", r, err)
-				}
-			}
-			return 0, nil
-		}, nil
+	case "go-push", "go-batch", "go-many":
+		return t.startGo(method, o, rounds)
 	case "php-push", "php-batch":
 		return startPHP(t.rpc, strings.TrimPrefix(method, "php-"), o, rounds, t.all)
 	}
 	return nil, fmt.Errorf("unknown push method %q", method)
 }
 
+// startGo dials -go-callers RPC connections; send runs the rounds, each
+// caller on its share of the fds, and waits for all of them.
+func (t *wsbridgeTarget) startGo(method string, o *options, rounds int) (func() (time.Duration, error), error) {
+	callers := min(o.goCallers, len(t.all))
+	cls := make([]*rpc.Client, callers)
+	for i := range cls {
+		cl, err := rpc.Dial("tcp://"+t.rpc, rpc.JSON, 5*time.Second)
+		if err != nil {
+			for _, c := range cls[:i] {
+				_ = c.Close()
+			}
+			return nil, err
+		}
+		cls[i] = cl
+	}
+	return func() (time.Duration, error) {
+		errs := make([]error, callers)
+		var wg sync.WaitGroup
+		for i, cl := range cls {
+			list := roundList(t.all[len(t.all)*i/callers:len(t.all)*(i+1)/callers], o.pushPerConn)
+			wg.Go(func() {
+				defer cl.Close()
+				for r := range rounds {
+					var err error
+					switch method {
+					case "go-push":
+						err = pushEach(cl, list, o.payload)
+					case "go-batch":
+						err = pushBatch(cl, list, o.pushBatch, o.payload)
+					default:
+						err = pushMany(cl, list, o.pushBatch, o.payload)
+					}
+					if err != nil {
+						errs[i] = fmt.Errorf("round %d: %w", r, err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}, nil
+}
+
+// pushEach sends one message to each fd of list, a call each.
+func pushEach(cl *rpc.Client, list []int64, size int) error {
+	var payload []byte
+	for _, fd := range list {
+		payload = makePayload(payload[:0], size)
+		var ok bool
+		if err := cl.Call("Sender.Push", &sender.PushArgs{FD: fd, Message: sender.Message{Data: string(payload)}}, &ok); err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("push to fd %d refused", fd)
+		}
+	}
+	return nil
+}
+
 // pushBatch sends one message to each fd of list, batch at a time.
-func (t *wsbridgeTarget) pushBatch(list []int64, batch, size int) error {
+func pushBatch(cl *rpc.Client, list []int64, batch, size int) error {
 	var oks []bool
 	msgs := make([]sender.PushArgs, 0, batch)
 	var payload []byte
@@ -115,7 +175,7 @@ func (t *wsbridgeTarget) pushBatch(list []int64, batch, size int) error {
 		for _, fd := range list[i:min(i+batch, len(list))] {
 			msgs = append(msgs, sender.PushArgs{FD: fd, Message: sender.Message{Data: string(payload)}})
 		}
-		if err := t.cl.Call("Sender.PushBatch", &sender.PushBatchArgs{Messages: msgs}, &oks); err != nil {
+		if err := cl.Call("Sender.PushBatch", &sender.PushBatchArgs{Messages: msgs}, &oks); err != nil {
 			return err
 		}
 		for k, ok := range oks {
@@ -128,13 +188,13 @@ func (t *wsbridgeTarget) pushBatch(list []int64, batch, size int) error {
 }
 
 // pushMany sends one message to each fd of list, batch fds a call.
-func (t *wsbridgeTarget) pushMany(list []int64, batch, size int) error {
+func pushMany(cl *rpc.Client, list []int64, batch, size int) error {
 	var payload []byte
 	for i := 0; i < len(list); i += batch {
 		payload = makePayload(payload[:0], size)
 		fds := list[i:min(i+batch, len(list))]
 		var n int
-		if err := t.cl.Call("Sender.PushMany", &sender.PushManyArgs{FDs: fds, Message: sender.Message{Data: string(payload)}}, &n); err != nil {
+		if err := cl.Call("Sender.PushMany", &sender.PushManyArgs{FDs: fds, Message: sender.Message{Data: string(payload)}}, &n); err != nil {
 			return err
 		}
 		if n != len(fds) {
