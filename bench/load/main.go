@@ -199,6 +199,7 @@ Flags:
 		}
 	}
 	o.procs = max(o.procs, (o.n+maxPerClient-1)/maxPerClient, 1)
+	o.procs = min(o.procs, o.n) // a client process holds at least one connection
 	return o, nil
 }
 

@@ -139,6 +139,16 @@ func TestBadFlags(t *testing.T) {
 	}
 }
 
+// Fewer connections than client processes: one process per connection (a
+// process of none would refuse to start).
+func TestFewConnections(t *testing.T) {
+	var errOut bytes.Buffer
+	o, err := parseFlags([]string{"-n", "1", "-procs", "2"}, &errOut)
+	if err != nil || o.procs != 1 {
+		t.Fatalf("parseFlags(-n 1 -procs 2) = %+v, %v; want 1 process", o, err)
+	}
+}
+
 func TestHistogram(t *testing.T) {
 	var h hist
 	for i := 1; i <= 1000; i++ {

@@ -537,7 +537,7 @@ func runGo(name, addr, service string, clients int, d time.Duration, fds []int64
 func runPHP(name, addr, service string, clients int, d time.Duration, fds []int64, data string, batch int) result {
 	script := filepath.Join(bench.ModuleRoot(), "bench", "php", "push.php")
 	return runProcs(name, clients, func(ci int) *exec.Cmd {
-		return exec.Command("php", script, addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(fds[ci%len(fds)]), fmt.Sprint(len(fds)), data, fmt.Sprint(batch), fmt.Sprint(fds[0]))
+		return exec.Command("php", script, addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci%len(fds)+1), fmt.Sprint(len(fds)), data, fmt.Sprint(batch), joinFDs(fds))
 	})
 }
 
@@ -547,7 +547,7 @@ func runGoProc(name, addr, service string, clients int, d time.Duration, fds []i
 	self, err := os.Executable()
 	check(err)
 	return runProcs(name, clients, func(ci int) *exec.Cmd {
-		cmd := exec.Command(self, "-client-proc", addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(fds[ci%len(fds)]), fmt.Sprint(len(fds)), data, fmt.Sprint(fds[0]))
+		cmd := exec.Command(self, "-client-proc", addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci%len(fds)+1), fmt.Sprint(len(fds)), data, joinFDs(fds))
 		// One thread running Go code, as a PHP process has: with more, the
 		// client processes' idle threads spin looking for work and take
 		// CPU time from the server.
@@ -593,14 +593,19 @@ func runProcs(name string, clients int, command func(ci int) *exec.Cmd) result {
 }
 
 // clientProc is one Go client process, the twin of bench/php/push.php:
-// rpcload -client-proc ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA BASE
-// pushes to FIRST_FD, then the next fds of BASE .. BASE+FD_COUNT-1 in turn.
+// rpcload -client-proc ADDRESS SERVICE SECONDS FIRST FD_COUNT DATA FDS
+// pushes to the FIRST-th fd of FDS (comma-separated, FD_COUNT of them,
+// 1-based), then to the next ones in turn.
 func clientProc(args []string) {
 	if len(args) != 7 {
-		check(fmt.Errorf("-client-proc: want ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA BASE, got %q", args))
+		check(fmt.Errorf("-client-proc: want ADDRESS SERVICE SECONDS FIRST FD_COUNT DATA FDS, got %q", args))
 	}
-	base, err := strconv.ParseInt(args[6], 10, 64)
-	check(err)
+	var list []int64
+	for f := range strings.SplitSeq(args[6], ",") {
+		fd, err := strconv.ParseInt(f, 10, 64)
+		check(err)
+		list = append(list, fd)
+	}
 	addr, service, data := args[0], args[1], args[5]
 	secs, err := strconv.ParseFloat(args[2], 64)
 	check(err)
@@ -615,16 +620,25 @@ func clientProc(args []string) {
 	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	for t := time.Now(); t.Before(end); t = time.Now() {
 		var ok bool
-		check(c.Call(service+".Push", sender.PushArgs{FD: fd, Message: sender.Message{Data: data}}, &ok))
+		check(c.Call(service+".Push", sender.PushArgs{FD: list[fd-1], Message: sender.Message{Data: data}}, &ok))
 		if !ok {
-			check(fmt.Errorf("push to fd %d not delivered", fd))
+			check(fmt.Errorf("push to fd %d not delivered", list[fd-1]))
 		}
 		lat = append(lat, float64(time.Since(t))/float64(time.Microsecond))
-		fd = base + (fd-base+1)%count
+		fd = fd%count + 1
 	}
 	out, err := json.Marshal(map[string]any{"calls": len(lat), "latencies_us": lat})
 	check(err)
 	os.Stdout.Write(out)
+}
+
+// joinFDs is fds comma-separated, for the client processes.
+func joinFDs(fds []int64) string {
+	parts := make([]string, len(fds))
+	for i, fd := range fds {
+		parts[i] = strconv.FormatInt(fd, 10)
+	}
+	return strings.Join(parts, ",")
 }
 
 func report(results []result) {
