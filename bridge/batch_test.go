@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -171,5 +172,53 @@ func TestPushManyAcrossWorkers(t *testing.T) {
 	}
 	if got := th.Stats().NotOpen; got != 2 {
 		t.Fatalf("Stats().NotOpen = %d, want 2", got)
+	}
+}
+
+// Pushes to one fd are written by the pusher itself while the socket takes
+// them (writeInline); a client that does not read fills the socket, and
+// then the writes go to a writer goroutine, partial frames included. Every
+// push returns without waiting for the client, and once it reads, the
+// client gets exactly the accepted messages, whole and in order.
+func TestPushToFullSocketInOrder(t *testing.T) {
+	th := startHub(t, bridge.Config{QueueSize: 1000, QueueBytes: 64 << 20, Overflow: bridge.OverflowDrop, WriteTimeout: time.Minute})
+	c, fd := th.dial(t, "slow")
+	const n = 300
+	msg := func(i int) []byte {
+		b := make([]byte, 60000)
+		copy(b, fmt.Sprintf("%04d", i))
+		return b
+	}
+	var accepted []int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			switch err := th.Push(fd, msg(i), bridge.OpBinary, true); {
+			case err == nil:
+				accepted = append(accepted, i)
+			case !bridge.IsNotDelivered(err):
+				t.Errorf("push %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("pushes to a client that does not read did not return")
+	}
+	if len(accepted) == 0 {
+		t.Fatal("no push accepted")
+	}
+	for _, i := range accepted {
+		c.SetReadDeadline(time.Now().Add(wait))
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("read (want message %d): %v", i, err)
+		}
+		if len(data) != 60000 || string(data[:4]) != fmt.Sprintf("%04d", i) {
+			t.Fatalf("got message %q (%d bytes), want %04d", data[:4], len(data), i)
+		}
 	}
 }
