@@ -7,9 +7,8 @@ import (
 	"unicode/utf8"
 )
 
-// Pushes of many messages at once (PushBatch, PushMany, and the fan-outs
-// through deliver) share two costs out per worker and per flusher instead
-// of paying them per connection:
+// A batch of pushes (PushBatch) shares two costs out per worker and per
+// flusher instead of paying them per message:
 //
 //   - the fds are looked up one worker at a time (lookupAll): each
 //     worker's read lock is taken once per call, not once per fd;

@@ -162,7 +162,7 @@ func (h *Hub) PushGroup(group string, data []byte, op Opcode, except []int64) (i
 	if err != nil {
 		return 0, fmt.Errorf("push to group %q: %w", group, err)
 	}
-	return h.deliver(h.groups.members(group, nil), it, newFDSet(except), nil), nil
+	return h.deliver(h.groups.members(group, nil), it, newFDSet(except)), nil
 }
 
 // PushUser sends data to every fd bound to user and returns how many
@@ -175,30 +175,27 @@ func (h *Hub) PushUser(user string, data []byte, op Opcode) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("push to user %q: %w", user, err)
 	}
-	return h.deliver(h.users.members(user, nil), it, fdSet{}, nil), nil
+	return h.deliver(h.users.members(user, nil), it, fdSet{}), nil
 }
 
 // PushMany sends the same data to each of fds, encoding the frame once, and
 // returns how many connections accepted it. fds that are unknown, closed or
-// invalid are counted out, not errors. The fds are looked up one worker at
-// a time and the connections handed to their flushers a chunk at a time
-// (batch.go).
+// invalid are counted out, not errors. (Grouping its fds by worker as
+// PushBatch does, batch.go, was measured and not kept: docs/BENCHMARKS.md.)
 func (h *Hub) PushMany(fds []int64, data []byte, op Opcode) (int, error) {
 	it, err := h.prepare(data, op)
 	if err != nil {
 		return 0, fmt.Errorf("push to many: %w", err)
 	}
-	s := getScratch()
-	defer s.put()
-	conns := h.lookupAll(s, fds) // invalid fds and those of other nodes: nil
-	live := conns[:0]
-	for _, c := range conns {
-		if c == nil {
-			h.notOpen.Add(1)
-			continue
+	conns := make([]*conn, 0, len(fds))
+	for _, fd := range fds {
+		if ValidFD(fd) {
+			if c := h.lookup(fd); c != nil {
+				conns = append(conns, c)
+				continue
+			}
 		}
-		live = append(live, c)
+		h.notOpen.Add(1)
 	}
-	defer s.fb.flush()
-	return h.deliver(live, it, fdSet{}, &s.fb), nil
+	return h.deliver(conns, it, fdSet{}), nil
 }

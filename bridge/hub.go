@@ -385,7 +385,7 @@ func (h *Hub) Broadcast(data []byte, op Opcode, except []int64) (int, error) {
 	for _, w := range h.workers {
 		*buf = w.snapshot(*buf)
 	}
-	n := h.deliver(*buf, it, skip, nil)
+	n := h.deliver(*buf, it, skip)
 	clear(*buf)
 	*buf = (*buf)[:0]
 	snapshotPool.Put(buf)
@@ -421,20 +421,14 @@ func (h *Hub) prepare(data []byte, op Opcode) (item, error) {
 }
 
 // deliver queues a prepared item on each connection not in skip and returns
-// how many accepted it. With fb, the connections that need their flusher
-// are collected in fb a chunk at a time (batch.go); the caller flushes fb
-// at the end.
-func (h *Hub) deliver(conns []*conn, it item, skip fdSet, fb *flushBatch) int {
+// how many accepted it.
+func (h *Hub) deliver(conns []*conn, it item, skip fdSet) int {
 	n := 0
 	for _, c := range conns {
 		if skip.has(c.fd) {
 			continue
 		}
-		err := c.enqueueVia(it, false, fb)
-		if fb != nil && fb.full() {
-			fb.flush()
-		}
-		switch err {
+		switch c.enqueue(it, false) {
 		case nil:
 			c.worker.pushed.Add(1)
 			n++
