@@ -36,47 +36,12 @@ import (
 const flushChunk = 128
 
 // flushBatch collects the connections a batch puts on their flushers.
-// With inline set (a push to one fd, Hub.Push), it holds the one
-// connection, which the pusher then writes itself (writeInline).
 type flushBatch struct {
-	conns  []*conn
-	inline bool
-	one    *conn
+	conns []*conn
 }
 
 // add collects c (under c.mu, c.writing just set, c flushable).
-func (fb *flushBatch) add(c *conn) {
-	if fb.inline {
-		fb.one = c
-		return
-	}
-	fb.conns = append(fb.conns, c)
-}
-
-// inliner is the scratch of a pusher that writes a connection's frames
-// itself: the flusher's, one per pusher at a time.
-type inliner struct {
-	w   *rawWriter
-	buf []byte
-}
-
-var inlinePool = sync.Pool{New: func() any { return &inliner{w: newRawWriter()} }}
-
-// writeInline writes what is queued for c, whose writing the caller holds
-// (a flushBatch with inline set collected it), as its flusher would
-// (flushDirect: one non-blocking write; what does not fit goes to a writer
-// goroutine), but in the pusher's goroutine. A push to one fd whose queue
-// was empty so costs no wake-up of the flusher: on a machine with few
-// cores, waking another thread for each sequential push cost more than the
-// write itself.
-func (c *conn) writeInline() {
-	in := inlinePool.Get().(*inliner)
-	in.buf = c.flushDirect(in.w, in.buf)
-	if cap(in.buf) > 4<<10 {
-		in.buf = nil // a large message: keep no buffer of its size
-	}
-	inlinePool.Put(in)
-}
+func (fb *flushBatch) add(c *conn) { fb.conns = append(fb.conns, c) }
 
 // full reports whether a chunk is collected.
 func (fb *flushBatch) full() bool { return len(fb.conns) >= flushChunk }

@@ -175,8 +175,8 @@ func TestPushManyAcrossWorkers(t *testing.T) {
 	}
 }
 
-// Pushes to one fd are written by the pusher itself while the socket takes
-// them (writeInline); a client that does not read fills the socket, and
+// Pushes to one fd are written directly while the socket takes them (the
+// flusher, direct.go); a client that does not read fills the socket, and
 // then the writes go to a writer goroutine, partial frames included. Every
 // push returns without waiting for the client, and once it reads, the
 // client gets exactly the accepted messages, whole and in order.

@@ -323,15 +323,7 @@ func (h *Hub) Push(fd int64, data []byte, op Opcode, finish bool) error {
 		h.tracePushNotOpen(fd, op, data, finish)
 		return fmt.Errorf("push to fd %d: %w", fd, ErrUnknownFD)
 	}
-	// A connection whose queue was empty and that its flusher could write
-	// is written here, in the pusher's goroutine (writeInline), instead of
-	// waking the flusher.
-	fb := flushBatch{inline: true}
-	err = c.enqueueVia(item{kind: kind, op: op, finish: finish, validText: validText, data: data, size: len(data)}, true, &fb)
-	if fb.one != nil {
-		fb.one.writeInline()
-	}
-	if err != nil {
+	if err := c.enqueue(item{kind: kind, op: op, finish: finish, validText: validText, data: data, size: len(data)}, true); err != nil {
 		if err == ErrUnknownFD {
 			h.notOpen.Add(1)
 		}
