@@ -1,0 +1,224 @@
+package bridge_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// batchClients dials n clients and returns them with their fds.
+func batchClients(t *testing.T, th *testHub, n int) ([]*websocket.Conn, []int64) {
+	t.Helper()
+	cs, fds := make([]*websocket.Conn, n), make([]int64, n)
+	for i := range n {
+		cs[i], fds[i] = th.dial(t, fmt.Sprint("c", i))
+	}
+	return cs, fds
+}
+
+func workerOf(t *testing.T, th *testHub, fd int64) int {
+	t.Helper()
+	info, ok := th.Info(fd)
+	if !ok {
+		t.Fatalf("fd %d is not open", fd)
+	}
+	return info.Worker
+}
+
+// A batch to more connections than one chunk of the flushers (128), over
+// several workers and flushers, each connection named twice and an unknown
+// fd between them: every connection gets its two messages in the batch's
+// order, the unknown fd answers false, the others true.
+func TestPushBatchOrderAcrossWorkers(t *testing.T) {
+	th := startHub(t, bridge.Config{Workers: 3, Flushers: 2})
+	const n = 300
+	cs, fds := batchClients(t, th, n)
+	var msgs []bridge.BatchMessage
+	var want []bool
+	for round := range 2 {
+		for k := range n {
+			i := k
+			if round == 1 {
+				i = n - 1 - k
+			}
+			msgs = append(msgs, bridge.BatchMessage{FD: fds[i], Data: fmt.Appendf(nil, "%d/%d", i, round), Op: bridge.OpText, Finish: true})
+			want = append(want, true)
+			if k%100 == 0 {
+				msgs = append(msgs, bridge.BatchMessage{FD: fds[n-1] + 1000, Data: []byte("nobody"), Op: bridge.OpText, Finish: true})
+				want = append(want, false)
+			}
+		}
+	}
+	ok := make([]bool, len(msgs))
+	stopped, err := th.PushBatch(msgs, ok)
+	if err != nil || stopped != len(msgs) {
+		t.Fatalf("PushBatch = %d, %v; want %d, nil", stopped, err, len(msgs))
+	}
+	for i := range ok {
+		if ok[i] != want[i] {
+			t.Fatalf("ok[%d] (fd %d) = %v, want %v", i, msgs[i].FD, ok[i], want[i])
+		}
+	}
+	for i, c := range cs {
+		readText(t, c, fmt.Sprintf("%d/0", i))
+		readText(t, c, fmt.Sprintf("%d/1", i))
+	}
+	if got := th.Stats().NotOpen; got != 6 {
+		t.Fatalf("Stats().NotOpen = %d, want 6", got)
+	}
+}
+
+// A message whose fault depends on the connection's state stops the batch
+// there: the messages before it are sent, it and those after are not, on
+// every worker, and the error is the one Push returns.
+func TestPushBatchStopsAtStateError(t *testing.T) {
+	th := startHub(t, bridge.Config{Workers: 2})
+	a, fdA := th.dial(t, "a")
+	b, fdB := th.dial(t, "b")
+	if workerOf(t, th, fdA) == workerOf(t, th, fdB) {
+		t.Fatalf("fds %d and %d share a worker", fdA, fdB)
+	}
+	text := func(fd int64, s string) bridge.BatchMessage {
+		return bridge.BatchMessage{FD: fd, Data: []byte(s), Op: bridge.OpText, Finish: true}
+	}
+	for _, tc := range []struct {
+		bad  bridge.BatchMessage
+		want error
+	}{
+		{bridge.BatchMessage{FD: fdA, Data: []byte{0xff, 0xfe}, Op: bridge.OpText, Finish: true}, bridge.ErrInvalidUTF8},
+		{bridge.BatchMessage{FD: fdA, Data: []byte("cont"), Op: bridge.OpContinuation, Finish: true}, bridge.ErrInvalidOpcode},
+		{bridge.BatchMessage{FD: fdA + 1000, Data: []byte{0xff}, Op: bridge.OpText, Finish: true}, bridge.ErrInvalidUTF8}, // not open: checked all the same
+	} {
+		msgs := []bridge.BatchMessage{text(fdA, "a1"), text(fdB, "b1"), tc.bad, text(fdB, "b-after"), text(fdA, "a-after")}
+		ok := make([]bool, len(msgs))
+		stopped, err := th.PushBatch(msgs, ok)
+		if stopped != 2 || !errors.Is(err, tc.want) {
+			t.Fatalf("PushBatch with %v = %d, %v; want 2, %v", tc.bad, stopped, err, tc.want)
+		}
+		single := th.Push(tc.bad.FD, tc.bad.Data, tc.bad.Op, tc.bad.Finish)
+		if !errors.Is(single, tc.want) {
+			t.Fatalf("Push of the same message = %v, want %v", single, tc.want)
+		}
+		if !ok[0] || !ok[1] || ok[2] || ok[3] || ok[4] {
+			t.Fatalf("ok = %v, want [true true false false false]", ok)
+		}
+		for _, fd := range []int64{fdA, fdB} {
+			if err := th.Push(fd, []byte("marker"), bridge.OpText, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		readText(t, a, "a1")
+		readText(t, a, "marker") // "a-after" was not sent
+		readText(t, b, "b1")
+		readText(t, b, "marker")
+	}
+}
+
+// With a send queue of 2 messages, a batch of 10 to one connection that is
+// not read (overflow policy drop): the queue's bound answers false for what does not fit, and the
+// client gets exactly the messages answered true, in order.
+func TestPushBatchQueueBound(t *testing.T) {
+	th := startHub(t, bridge.Config{QueueSize: 2, Overflow: bridge.OverflowDrop})
+	c, fd := th.dial(t, "a")
+	msgs := make([]bridge.BatchMessage, 10)
+	for i := range msgs {
+		msgs[i] = bridge.BatchMessage{FD: fd, Data: fmt.Appendf(nil, "m%d", i), Op: bridge.OpBinary, Finish: true}
+	}
+	ok := make([]bool, len(msgs))
+	if stopped, err := th.PushBatch(msgs, ok); err != nil || stopped != len(msgs) {
+		t.Fatalf("PushBatch = %d, %v", stopped, err)
+	}
+	accepted, refused := 0, 0
+	for i := range msgs {
+		if ok[i] {
+			accepted++
+			readText(t, c, string(msgs[i].Data))
+		} else {
+			refused++
+		}
+	}
+	if accepted < 2 || refused == 0 {
+		t.Fatalf("ok = %v: want the queue's bound to refuse some, and the first two accepted", ok)
+	}
+	if got := th.Stats().Workers[workerOf(t, th, fd)].Overflows; got != uint64(refused) {
+		t.Fatalf("overflows = %d, want %d", got, refused)
+	}
+	if err := th.Push(fd, []byte("last"), bridge.OpText, true); err != nil {
+		t.Fatal(err)
+	}
+	readText(t, c, "last")
+}
+
+// PushMany to more connections than one flusher chunk, over several
+// workers, with unknown, invalid and repeated fds: each open fd gets the
+// message once per time it is named, and the count says so.
+func TestPushManyAcrossWorkers(t *testing.T) {
+	th := startHub(t, bridge.Config{Workers: 3, Flushers: 2})
+	const n = 200
+	cs, fds := batchClients(t, th, n)
+	list := append([]int64{-1, fds[n-1] + 1000, fds[0]}, fds...)
+	got, err := th.PushMany(list, []byte("all"), bridge.OpText)
+	if err != nil || got != n+1 {
+		t.Fatalf("PushMany = %d, %v; want %d", got, err, n+1)
+	}
+	readText(t, cs[0], "all")
+	for _, c := range cs {
+		readText(t, c, "all")
+	}
+	if got := th.Stats().NotOpen; got != 2 {
+		t.Fatalf("Stats().NotOpen = %d, want 2", got)
+	}
+}
+
+// Pushes to one fd are written directly while the socket takes them (the
+// flusher, direct.go); a client that does not read fills the socket, and
+// then the writes go to a writer goroutine, partial frames included. Every
+// push returns without waiting for the client, and once it reads, the
+// client gets exactly the accepted messages, whole and in order.
+func TestPushToFullSocketInOrder(t *testing.T) {
+	th := startHub(t, bridge.Config{QueueSize: 1000, QueueBytes: 64 << 20, Overflow: bridge.OverflowDrop, WriteTimeout: time.Minute})
+	c, fd := th.dial(t, "slow")
+	const n = 300
+	msg := func(i int) []byte {
+		b := make([]byte, 60000)
+		copy(b, fmt.Sprintf("%04d", i))
+		return b
+	}
+	var accepted []int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			switch err := th.Push(fd, msg(i), bridge.OpBinary, true); {
+			case err == nil:
+				accepted = append(accepted, i)
+			case !bridge.IsNotDelivered(err):
+				t.Errorf("push %d: %v", i, err)
+				return
+			}
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("pushes to a client that does not read did not return")
+	}
+	if len(accepted) == 0 {
+		t.Fatal("no push accepted")
+	}
+	for _, i := range accepted {
+		c.SetReadDeadline(time.Now().Add(wait))
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("read (want message %d): %v", i, err)
+		}
+		if len(data) != 60000 || string(data[:4]) != fmt.Sprintf("%04d", i) {
+			t.Fatalf("got message %q (%d bytes), want %04d", data[:4], len(data), i)
+		}
+	}
+}
