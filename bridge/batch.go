@@ -24,15 +24,17 @@ import (
 // answers, so order per connection holds and a batch stops at the same
 // message with the same error. A connection on a flushBatch counts as
 // having a writer (writing is set), so nothing else writes to it or starts
-// one; the batch hands its chunk over before it returns (a deferred flush,
-// panics included), so a collected connection waits at most for the
-// chunk's other enqueues.
+// one; the batch hands its chunk over when it is full, when its oldest
+// connection has waited flushChunk messages, and before it returns (a
+// deferred flush, panics included), so a collected connection waits at
+// most for flushChunk messages of the batch.
 
 // flushChunk bounds the connections a flushBatch holds before it hands
-// them to their flushers: large enough that the list's lock and the wake-up
-// are a small share of a push, small enough that the first connection of a
-// chunk waits only for a few microseconds of enqueues and the flusher
-// writes on the other cores while the batch goes on.
+// them to their flushers, and the messages the oldest of them waits for:
+// large enough that the list's lock and the wake-up are a small share of a
+// push, small enough that the first connection of a chunk waits only for a
+// few microseconds of enqueues and the flusher writes on the other cores
+// while the batch goes on.
 const flushChunk = 128
 
 // flushBatch collects the connections a batch puts on their flushers.
@@ -185,7 +187,18 @@ func (h *Hub) PushBatch(msgs []BatchMessage, ok []bool) (int, error) {
 	defer fb.flush()
 	var notOpen uint64
 	defer func() { h.notOpen.Add(notOpen) }()
+	since := 0 // messages since fb's oldest connection was collected
 	for i := range msgs {
+		// Hand the collected connections over when a chunk is full, and
+		// also when the oldest has waited flushChunk messages: a batch
+		// that names few connections (or many fds that collect none)
+		// does not hold its first connection until its end.
+		if len(fb.conns) > 0 {
+			if since++; since >= flushChunk || fb.full() {
+				fb.flush()
+				since = 0
+			}
+		}
 		m := &msgs[i]
 		ok[i] = false
 		kind, err := h.checkPush(m.FD, m.Data, m.Op, m.Finish)
@@ -203,9 +216,6 @@ func (h *Hub) PushBatch(msgs []BatchMessage, ok []bool) (int, error) {
 			continue
 		}
 		err = c.enqueueVia(item{kind: kind, op: m.Op, finish: m.Finish, validText: validText, data: m.Data, size: len(m.Data)}, true, fb)
-		if fb.full() {
-			fb.flush()
-		}
 		switch {
 		case err == nil:
 			ok[i] = true

@@ -1,8 +1,10 @@
 package bridge_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -220,5 +222,81 @@ func TestPushToFullSocketInOrder(t *testing.T) {
 		if len(data) != 60000 || string(data[:4]) != fmt.Sprintf("%04d", i) {
 			t.Fatalf("got message %q (%d bytes), want %04d", data[:4], len(data), i)
 		}
+	}
+}
+
+// pauseHandler is a slog.Handler that calls pause, in the logging
+// goroutine, for every record whose message is msg: a test stops a
+// PushBatch at a known message with it (an overflow that closes the
+// connection logs from the pushing goroutine).
+type pauseHandler struct {
+	msg   string
+	pause func()
+}
+
+func (h pauseHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h pauseHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h pauseHandler) WithGroup(string) slog.Handler            { return h }
+func (h pauseHandler) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == h.msg {
+		h.pause()
+	}
+	return nil
+}
+
+// A batch that names one connection first and then, for many messages, no
+// connection that needs its flusher (fds of another node) must hand that
+// connection to its flusher while it goes on, not only at its end. The
+// batch is paused near its end (an overflow of connection B with policy
+// close logs from the pushing goroutine, and the log handler waits there)
+// until A's client has read its message: it must get it while the batch is
+// still paused.
+func TestPushBatchFlushesWhileItGoesOn(t *testing.T) {
+	got := make(chan struct{})
+	var during bool // A's message arrived while the batch was paused
+	pause := func() {
+		select {
+		case <-got:
+			during = true
+		case <-time.After(wait):
+		}
+	}
+	th := startHub(t, bridge.Config{QueueSize: 1, Overflow: bridge.OverflowClose,
+		Logger: slog.New(pauseHandler{msg: "send queue full, closing slow connection", pause: pause})})
+	a, fdA := th.dial(t, "a")
+	_, fdB := th.dial(t, "b")
+	read := make(chan error, 1)
+	go func() {
+		_ = a.SetReadDeadline(time.Now().Add(2 * wait))
+		_, data, err := a.ReadMessage()
+		if err == nil && string(data) != "first" {
+			err = fmt.Errorf("read %q, want \"first\"", data)
+		}
+		if err == nil {
+			close(got)
+		}
+		read <- err
+	}()
+	other := int64(5)<<bridge.SeqBits | 1 // an fd of node 5: answered false, collects no connection
+	text := func(fd int64, s string) bridge.BatchMessage {
+		return bridge.BatchMessage{FD: fd, Data: []byte(s), Op: bridge.OpText, Finish: true}
+	}
+	msgs := []bridge.BatchMessage{text(fdA, "first")}
+	for range 1000 { // many chunks' worth
+		msgs = append(msgs, text(other, "filler"))
+	}
+	msgs = append(msgs, text(fdB, "b1"), text(fdB, "b2")) // b2 overflows B's queue of 1: the pause
+	ok := make([]bool, len(msgs))
+	if stopped, err := th.PushBatch(msgs, ok); err != nil || stopped != len(msgs) {
+		t.Fatalf("PushBatch = %d, %v; want %d, nil", stopped, err, len(msgs))
+	}
+	if !ok[0] || ok[1] || !ok[len(msgs)-2] || ok[len(msgs)-1] {
+		t.Fatalf("ok[0], ok[1], ok[b1], ok[b2] = %v %v %v %v, want true false true false", ok[0], ok[1], ok[len(msgs)-2], ok[len(msgs)-1])
+	}
+	if err := <-read; err != nil {
+		t.Fatalf("A: %v", err)
+	}
+	if !during {
+		t.Fatal("A's message was written only after the whole batch")
 	}
 }
