@@ -79,7 +79,10 @@ func TestPushBatchOrderAcrossWorkers(t *testing.T) {
 // there: the messages before it are sent, it and those after are not, on
 // every worker, and the error is the one Push returns.
 func TestPushBatchStopsAtStateError(t *testing.T) {
-	th := startHub(t, bridge.Config{Workers: 2})
+	// Consecutive fds of a CounterSequence are on different workers of 2;
+	// the default ClockSequence may give two dials in different
+	// milliseconds fds of the same parity.
+	th := startHub(t, bridge.Config{Workers: 2, Sequence: &bridge.CounterSequence{}})
 	a, fdA := th.dial(t, "a")
 	b, fdB := th.dial(t, "b")
 	if workerOf(t, th, fdA) == workerOf(t, th, fdB) {
