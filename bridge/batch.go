@@ -11,7 +11,8 @@ import (
 // flusher instead of paying them per message:
 //
 //   - the fds are looked up one worker at a time (lookupAll): each
-//     worker's read lock is taken once per call, not once per fd;
+//     worker's read lock is taken once per lookupRun (256) of its fds,
+//     not once per fd;
 //   - a connection that needs its flusher (direct.go) is collected in a
 //     flushBatch and handed to its flush list with the others of the same
 //     chunk (flushChunk connections): one lock of the list and one wake-up
@@ -101,9 +102,17 @@ func (s *batchScratch) put() {
 // next one: the RPC's largest (sender.MaxBatch) and more.
 const keepScratch = 4 * 10000
 
+// lookupRun bounds the fds lookupAll looks up under one hold of a worker's
+// read lock: a writer waiting for the lock (a connection opening or
+// closing) holds up every new reader of that worker, every push to it
+// included, so a batch of 10,000 fds on one worker must not keep it for
+// all of them.
+const lookupRun = 256
+
 // lookupAll sets s.conns[i] to the open connection of fds[i] on this node
-// (nil for none, or an invalid fd), taking each worker's read lock once: a
-// counting sort of the indexes by worker, then one pass per worker.
+// (nil for none, or an invalid fd), taking each worker's read lock once per
+// lookupRun of its fds: a counting sort of the indexes by worker, then one
+// pass per worker.
 func (h *Hub) lookupAll(s *batchScratch, fds []int64) []*conn {
 	n, nw := len(fds), len(h.workers)
 	s.conns = grow(s.conns, n)
@@ -135,7 +144,11 @@ func (h *Hub) lookupAll(s *batchScratch, fds []int64) []*conn {
 		end := next[w]
 		if end > begin {
 			wk.mu.RLock()
-			for _, i := range s.order[begin:end] {
+			for k, i := range s.order[begin:end] {
+				if k > 0 && k%lookupRun == 0 {
+					wk.mu.RUnlock() // let a waiting writer (an open, a close) in
+					wk.mu.RLock()
+				}
 				s.conns[i] = wk.conns[fds[i]]
 			}
 			wk.mu.RUnlock()

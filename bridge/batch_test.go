@@ -75,6 +75,40 @@ func TestPushBatchOrderAcrossWorkers(t *testing.T) {
 	}
 }
 
+// A batch of 1,000 messages to 10 connections of one worker (the lookups
+// take the worker's read lock again every 256 fds), and fds of a closed
+// connection among them: each open connection gets its 100 messages in
+// order, the closed one's answer false.
+func TestPushBatchManyOnOneWorker(t *testing.T) {
+	th := startHub(t, bridge.Config{Workers: 1, QueueSize: 200})
+	const n, per = 10, 100
+	cs, fds := batchClients(t, th, n)
+	closed, closedFD := th.dial(t, "closed")
+	closed.Close()
+	th.rec.closeOf(t, closedFD)
+	var msgs []bridge.BatchMessage
+	for k := range per {
+		for i := range n {
+			msgs = append(msgs, bridge.BatchMessage{FD: fds[i], Data: fmt.Appendf(nil, "%d/%d", i, k), Op: bridge.OpText, Finish: true})
+		}
+		msgs = append(msgs, bridge.BatchMessage{FD: closedFD, Data: []byte("gone"), Op: bridge.OpText, Finish: true})
+	}
+	ok := make([]bool, len(msgs))
+	if stopped, err := th.PushBatch(msgs, ok); err != nil || stopped != len(msgs) {
+		t.Fatalf("PushBatch = %d, %v; want %d, nil", stopped, err, len(msgs))
+	}
+	for i, m := range msgs {
+		if ok[i] != (m.FD != closedFD) {
+			t.Fatalf("ok[%d] (fd %d) = %v", i, m.FD, ok[i])
+		}
+	}
+	for i, c := range cs {
+		for k := range per {
+			readText(t, c, fmt.Sprintf("%d/%d", i, k))
+		}
+	}
+}
+
 // A message whose fault depends on the connection's state stops the batch
 // there: the messages before it are sent, it and those after are not, on
 // every worker, and the error is the one Push returns.
