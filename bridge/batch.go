@@ -178,17 +178,22 @@ type BatchMessage struct {
 }
 
 // PushBatch pushes each message as Push would, in order, and sets ok[i]
-// (ok has len(msgs)) to whether message i was queued; false is what Push
-// reports with an IsNotDelivered error (no open connection, a full queue).
-// At the first other error it stops and returns that message's index with
-// the error, every message before it pushed (and none after); otherwise it
-// returns len(msgs), nil. The Hub keeps the data until it is written: the
-// caller must not change it.
+// to whether message i was queued; false is what Push reports with an
+// IsNotDelivered error (no open connection, a full queue). ok must hold at
+// least len(msgs) results; a shorter one is an error (0, nothing sent). At
+// the first other error it stops and returns that message's index with
+// the error, every message before it pushed (and none after; their ok are
+// false); otherwise it returns len(msgs), nil. The Hub keeps the data
+// until it is written: the caller must not change it.
 //
 // Unlike Push one at a time, the fds are looked up one worker at a time and
 // the connections are handed to their flushers a chunk at a time (see
 // flushBatch): the same answers, fewer locks and wake-ups.
 func (h *Hub) PushBatch(msgs []BatchMessage, ok []bool) (int, error) {
+	if len(ok) < len(msgs) {
+		clear(ok)
+		return 0, fmt.Errorf("push batch: %d results for %d messages", len(ok), len(msgs))
+	}
 	s := getScratch()
 	defer s.put()
 	s.fds = grow(s.fds, len(msgs))
@@ -200,6 +205,11 @@ func (h *Hub) PushBatch(msgs []BatchMessage, ok []bool) (int, error) {
 	defer fb.flush()
 	var notOpen uint64
 	defer func() { h.notOpen.Add(notOpen) }()
+	// stop ends the batch at message i: it and those after are not sent.
+	stop := func(i int, err error) (int, error) {
+		clear(ok[i:len(msgs)])
+		return i, fmt.Errorf("push to fd %d: %w", msgs[i].FD, err)
+	}
 	since := 0 // messages since fb's oldest connection was collected
 	for i := range msgs {
 		// Hand the collected connections over when a chunk is full, and
@@ -216,13 +226,13 @@ func (h *Hub) PushBatch(msgs []BatchMessage, ok []bool) (int, error) {
 		ok[i] = false
 		kind, err := h.checkPush(m.FD, m.Data, m.Op, m.Finish)
 		if err != nil {
-			return i, fmt.Errorf("push to fd %d: %w", m.FD, err)
+			return stop(i, err)
 		}
 		validText := m.Op != OpText || !m.Finish || utf8.Valid(m.Data)
 		c := conns[i]
 		if c == nil {
 			if !validText {
-				return i, fmt.Errorf("push to fd %d: %w", m.FD, ErrInvalidUTF8)
+				return stop(i, ErrInvalidUTF8)
 			}
 			notOpen++
 			h.tracePushNotOpen(m.FD, m.Op, m.Data, m.Finish)
@@ -237,7 +247,7 @@ func (h *Hub) PushBatch(msgs []BatchMessage, ok []bool) (int, error) {
 			notOpen++
 		case errors.Is(err, ErrQueueFull):
 		default:
-			return i, fmt.Errorf("push to fd %d: %w", m.FD, err)
+			return stop(i, err)
 		}
 	}
 	return len(msgs), nil

@@ -134,7 +134,7 @@ func TestPushBatchStopsAtStateError(t *testing.T) {
 		{bridge.BatchMessage{FD: fdA + 1000, Data: []byte{0xff}, Op: bridge.OpText, Finish: true}, bridge.ErrInvalidUTF8}, // not open: checked all the same
 	} {
 		msgs := []bridge.BatchMessage{text(fdA, "a1"), text(fdB, "b1"), tc.bad, text(fdB, "b-after"), text(fdA, "a-after")}
-		ok := make([]bool, len(msgs))
+		ok := []bool{false, false, true, true, true} // a reused slice: the batch must clear what it did not send
 		stopped, err := th.PushBatch(msgs, ok)
 		if stopped != 2 || !errors.Is(err, tc.want) {
 			t.Fatalf("PushBatch with %v = %d, %v; want 2, %v", tc.bad, stopped, err, tc.want)
@@ -156,6 +156,35 @@ func TestPushBatchStopsAtStateError(t *testing.T) {
 		readText(t, b, "b1")
 		readText(t, b, "marker")
 	}
+}
+
+// A result slice shorter than the batch is an error before anything is
+// sent, not a panic after some messages were queued.
+func TestPushBatchShortResults(t *testing.T) {
+	th := startHub(t, bridge.Config{})
+	c, fd := th.dial(t, "a")
+	msgs := []bridge.BatchMessage{
+		{FD: fd, Data: []byte("m0"), Op: bridge.OpText, Finish: true},
+		{FD: fd, Data: []byte("m1"), Op: bridge.OpText, Finish: true},
+	}
+	ok := make([]bool, 1)
+	var stopped int
+	var err error
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				t.Fatalf("PushBatch panicked: %v", p)
+			}
+		}()
+		stopped, err = th.PushBatch(msgs, ok)
+	}()
+	if err == nil || stopped != 0 || ok[0] {
+		t.Fatalf("PushBatch with 1 result for 2 messages = %d, %v, ok %v; want 0, an error, false", stopped, err, ok)
+	}
+	if err := th.Push(fd, []byte("marker"), bridge.OpText, true); err != nil {
+		t.Fatal(err)
+	}
+	readText(t, c, "marker") // nothing of the batch was sent
 }
 
 // With a send queue of 2 messages, a batch of 10 to one connection that is
