@@ -121,15 +121,22 @@ func (c *conn) isOpen() bool {
 // the message (MaxPushSize in all, QueueSize of them waiting), so the push
 // that finishes it always fits. Everything is charged to the Hub's budget.
 func (c *conn) enqueue(it item, directed bool) error {
-	if r := c.tr.ring.Load(); r != nil {
-		return r.pushed(&it, directed, c.enqueueItem(it, directed))
-	}
-	return c.enqueueItem(it, directed)
+	return c.enqueueVia(it, directed, nil)
 }
 
-// enqueueItem is enqueue but the trace.
-func (c *conn) enqueueItem(it item, directed bool) error {
-	err := c.tryEnqueue(it, directed)
+// enqueueVia is enqueue for one message of many (batch.go): when the
+// connection needs its flusher, it is put on fb instead of its worker's
+// flush list, which fb fills a chunk at a time. A nil fb is enqueue.
+func (c *conn) enqueueVia(it item, directed bool, fb *flushBatch) error {
+	if r := c.tr.ring.Load(); r != nil {
+		return r.pushed(&it, directed, c.enqueueItem(it, directed, fb))
+	}
+	return c.enqueueItem(it, directed, fb)
+}
+
+// enqueueItem is enqueueVia but the trace.
+func (c *conn) enqueueItem(it item, directed bool, fb *flushBatch) error {
+	err := c.tryEnqueue(it, directed, fb)
 	if err != errOverBudget {
 		return err
 	}
@@ -139,7 +146,7 @@ func (c *conn) enqueueItem(it item, directed bool) error {
 	h := c.hub
 	if h.cfg.Overflow == OverflowClose {
 		h.sweep(int64(it.size))
-		err = c.tryEnqueue(it, directed)
+		err = c.tryEnqueue(it, directed, fb)
 		if err != errOverBudget && err != ErrUnknownFD { // ErrUnknownFD: the sweep closed this one
 			return err
 		}
@@ -149,7 +156,7 @@ func (c *conn) enqueueItem(it item, directed bool) error {
 	return ErrQueueFull
 }
 
-func (c *conn) tryEnqueue(it item, directed bool) error {
+func (c *conn) tryEnqueue(it item, directed bool, fb *flushBatch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateOpen {
@@ -218,7 +225,7 @@ func (c *conn) tryEnqueue(it item, directed bool) error {
 			c.held, c.heldBytes = nil, 0
 		}
 	}
-	c.startWriterLocked()
+	c.startWriterVia(fb)
 	return nil
 }
 
@@ -343,13 +350,21 @@ func (c *conn) dropHeldLocked() {
 	c.held, c.heldBytes = nil, 0
 }
 
-func (c *conn) startWriterLocked() {
+func (c *conn) startWriterLocked() { c.startWriterVia(nil) }
+
+// startWriterVia is startWriterLocked, putting c on fb (batch.go) instead
+// of its flush list when fb is not nil (under c.mu).
+func (c *conn) startWriterVia(fb *flushBatch) {
 	if !c.writing && len(c.q) > c.head {
 		c.writing = true
 		if c.delayLocked() {
 			return // its writer starts after the write delay
 		}
 		if c.flushableLocked() {
+			if fb != nil {
+				fb.add(c) // its flusher gets it with the rest of fb's chunk
+				return
+			}
 			c.worker.scheduleFlush(c) // its worker's flusher writes it (direct.go)
 			return
 		}

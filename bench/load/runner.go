@@ -66,7 +66,8 @@ type scenario struct {
 	SyscW     float64  `json:"write_syscalls_per_delivery"`
 	SyscR     float64  `json:"read_syscalls_per_delivery"`
 	ClientCPU float64  `json:"client_cpu_secs"`
-	OtherCPU  float64  `json:"other_cpu_secs"` // the machine's CPU time less the server's, the clients' and this process's
+	CallerCPU float64  `json:"caller_cpu_secs"` // who sends: this process (Go calls, HTTP publishes), or the PHP callers
+	OtherCPU  float64  `json:"other_cpu_secs"`  // the machine's CPU time less the server's, the clients' and this process's
 	P50       float64  `json:"p50_ms"`
 	P90       float64  `json:"p90_ms"`
 	P99       float64  `json:"p99_ms"`
@@ -340,7 +341,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		name     string
 		messages int
 		group    bool
-		push     bool
+		push     string // the push method; "" for a broadcast or group push
 	}
 	payload := make([]byte, 0, o.payload)
 	runSpec := func(sp spec) error {
@@ -352,14 +353,23 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		sc := &scenario{Name: sp.name, Messages: sp.messages}
 		var expected int64
 		for i := range sp.messages {
-			if sp.group {
-				g := i % o.groups
-				expected += int64(groupSize(o.n, o.groups, g))
-			} else {
+			switch {
+			case sp.group:
+				expected += int64(groupSize(o.n, o.groups, i%o.groups))
+			case sp.push != "":
+				expected += int64(conns * o.pushPerConn)
+			default:
 				expected += int64(conns)
 			}
 		}
 		sc.Expected = expected
+		var pushSend func() (time.Duration, error)
+		if sp.push != "" {
+			var err error
+			if pushSend, err = t.(pusher).startPush(sp.push, o, sp.messages); err != nil {
+				return err
+			}
+		}
 		base := f.received()
 		m0, c0, self0 := bench.MachineCPU(), f.cpu(), selfCPU()
 		p0, err := readServer(pids)
@@ -368,13 +378,14 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		}
 		start := time.Now()
 		sendErr := make(chan error, 1)
+		var callerCPU time.Duration // the PHP callers'; 0 when this process calls
 		go func() {
-			if sp.push {
-				for i := range sp.messages {
-					if err := t.(pusher).pushRound(o.pushBatch, o.payload); err != nil {
-						sendErr <- fmt.Errorf("push round %d: %w", i, err)
-						return
-					}
+			if pushSend != nil {
+				cpu, err := pushSend()
+				callerCPU = cpu
+				if err != nil {
+					sendErr <- fmt.Errorf("%s: %w", sp.name, err)
+					return
 				}
 				sc.SendSecs = time.Since(start).Seconds()
 				sendErr <- nil
@@ -433,7 +444,11 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		sc.WallSecs = wall.Seconds()
 		sc.ServerCPU = (p1.CPU - p0.CPU).Seconds()
 		sc.ClientCPU = (c1 - c0).Seconds()
-		sc.OtherCPU = max(0, (m1-m0).Seconds()-sc.ServerCPU-sc.ClientCPU-(self1-self0).Seconds())
+		sc.CallerCPU = (self1 - self0).Seconds()
+		if callerCPU > 0 {
+			sc.CallerCPU = callerCPU.Seconds()
+		}
+		sc.OtherCPU = max(0, (m1-m0).Seconds()-sc.ServerCPU-sc.ClientCPU-(self1-self0).Seconds()-callerCPU.Seconds())
 		if sc.ServerCPU > 0 {
 			sc.PerCPUSec = float64(sc.Delivered) / sc.ServerCPU
 		}
@@ -457,7 +472,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		}
 	}
 	for _, k := range o.preBroadcasts {
-		if err := runSpec(spec{fmt.Sprintf("broadcast x%d (before idle)", k), k, false, false}); err != nil {
+		if err := runSpec(spec{fmt.Sprintf("broadcast x%d (before idle)", k), k, false, ""}); err != nil {
 			return tr, err
 		}
 	}
@@ -491,13 +506,19 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 
 	var specs []spec
 	for _, k := range o.broadcasts {
-		specs = append(specs, spec{fmt.Sprintf("broadcast x%d", k), k, false, false})
+		specs = append(specs, spec{fmt.Sprintf("broadcast x%d", k), k, false, ""})
 	}
 	if o.groups > 0 {
-		specs = append(specs, spec{fmt.Sprintf("group push x%d (%d groups)", o.groupPushes, o.groups), o.groupPushes, true, false})
+		specs = append(specs, spec{fmt.Sprintf("group push x%d (%d groups)", o.groupPushes, o.groups), o.groupPushes, true, ""})
 	}
-	if _, ok := t.(pusher); ok && o.pushes > 0 {
-		specs = append(specs, spec{fmt.Sprintf("push x%d (PushBatch of %d)", o.pushes, o.pushBatch), o.pushes, false, true})
+	if p, ok := t.(pusher); ok && o.pushes > 0 {
+		for _, m := range p.pushWith(o) {
+			name := pushName(m, o)
+			if m == "publish" {
+				name = fmt.Sprintf("push x%d (broadcasts, %d per connection)", o.pushes, o.pushPerConn)
+			}
+			specs = append(specs, spec{name, o.pushes, false, m})
+		}
 	}
 	for _, sp := range specs {
 		if err := runSpec(sp); err != nil {
@@ -581,11 +602,15 @@ func (r *results) print(w io.Writer) {
 		_ = tw.Flush()
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(tw, "target\tscenario\tdelivered\texpected\twall s\tserver CPU s\tdeliveries/CPU-s\tdeliveries/s\twrites/deliv\treads/deliv\tclient CPU s\tother CPU s\tp50 ms\tp99 ms\tmax ms\t\n")
+	fmt.Fprintf(tw, "target\tscenario\tdelivered\texpected\twall s\tserver CPU s\tdeliveries/CPU-s\tserver µs/deliv\tdeliveries/s\twrites/deliv\treads/deliv\tclient CPU s\tcaller CPU s\tother CPU s\tp50 ms\tp99 ms\tmax ms\t\n")
 	for _, t := range r.Targets {
 		for _, s := range t.Scenarios {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t\n",
-				t.Name, s.Name, s.Delivered, s.Expected, s.WallSecs, s.ServerCPU, s.PerCPUSec, s.PerSec, s.SyscW, s.SyscR, s.ClientCPU, s.OtherCPU, s.P50, s.P99, s.Max)
+			perDeliv := 0.0
+			if s.Delivered > 0 {
+				perDeliv = s.ServerCPU * 1e6 / float64(s.Delivered)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t\n",
+				t.Name, s.Name, s.Delivered, s.Expected, s.WallSecs, s.ServerCPU, s.PerCPUSec, perDeliv, s.PerSec, s.SyscW, s.SyscR, s.ClientCPU, s.CallerCPU, s.OtherCPU, s.P50, s.P99, s.Max)
 		}
 	}
 	_ = tw.Flush()

@@ -126,12 +126,14 @@ func (p *proc) stop() {
 
 // wsbridgeTarget is one wsbridge process, or with -nodes K a cluster of K
 // (WSBRIDGE_REDIS_URL) on one redis-server, started here unless -redis
-// names one. Broadcasts go through the first node's RPC.
+// names one. Broadcasts and pushes go through the first node's RPC.
+// wsbridge-base is always one node.
 type wsbridgeTarget struct {
+	base  bool // wsbridge-base: the -wsbridge-base binary, one node
 	nodes []*wsNode
 	tok   string
-	redis *proc // the redis-server started for the cluster, if any
-	all   []int64
+	redis *proc   // the redis-server started for the cluster, if any
+	all   []int64 // every connection's fd (of every node), for pushes
 }
 
 // wsNode is one wsbridge process.
@@ -141,38 +143,12 @@ type wsNode struct {
 	cl               *rpc.Client
 }
 
-// pusher is a target that can push to each connection by its own address
-// (wsbridge: Sender.PushBatch to fds).
-type pusher interface {
-	// pushRound sends one message to every connection, batch at a time.
-	pushRound(batch, size int) error
-}
-
-var _ pusher = (*wsbridgeTarget)(nil)
-
-func (t *wsbridgeTarget) pushRound(batch, size int) error {
-	var oks []bool
-	msgs := make([]sender.PushArgs, 0, batch)
-	var payload []byte
-	for i := 0; i < len(t.all); i += batch {
-		msgs = msgs[:0]
-		payload = makePayload(payload[:0], size)
-		for _, fd := range t.all[i:min(i+batch, len(t.all))] {
-			msgs = append(msgs, sender.PushArgs{FD: fd, Message: sender.Message{Data: string(payload)}})
-		}
-		if err := t.nodes[0].cl.Call("Sender.PushBatch", &sender.PushBatchArgs{Messages: msgs}, &oks); err != nil {
-			return err
-		}
-		for k, ok := range oks {
-			if !ok {
-				return fmt.Errorf("push to fd %d refused", msgs[k].FD)
-			}
-		}
+func (t *wsbridgeTarget) name() string {
+	if t.base {
+		return "wsbridge-base"
 	}
-	return nil
+	return "wsbridge"
 }
-
-func (t *wsbridgeTarget) name() string  { return "wsbridge" }
 func (t *wsbridgeTarget) proto() string { return "raw" }
 
 func (t *wsbridgeTarget) pids() []int {
@@ -193,6 +169,12 @@ func (t *wsbridgeTarget) urls() []string {
 
 func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) error {
 	bin := o.wsbridgeBin
+	if t.base {
+		bin = o.wsbridgeBase
+		if bin == "" {
+			return fmt.Errorf("wsbridge-base: no binary (-wsbridge-base)")
+		}
+	}
 	if bin == "" {
 		bin = filepath.Join(dir, "wsbridge")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wsbridge")
@@ -205,7 +187,7 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 	_, _ = rand.Read(tok)
 	t.tok = hex.EncodeToString(tok)
 	env := o.wsbridgeEnv
-	if o.nodes > 1 {
+	if o.nodes > 1 && !t.base {
 		redisURL := o.redisURL
 		if redisURL == "" {
 			addr, err := freeAddr()
@@ -230,7 +212,11 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 		// A prefix of its own: a shared redis-server keeps no state of an earlier run for this one.
 		env = append(slices.Clone(env), "WSBRIDGE_REDIS_URL="+redisURL, "WSBRIDGE_REDIS_PREFIX=load-"+hex.EncodeToString(prefix))
 	}
-	for i := range max(o.nodes, 1) {
+	nodes := o.nodes
+	if t.base {
+		nodes = 1 // parseFlags allows -nodes > 1 with target wsbridge alone
+	}
+	for i := range nodes {
 		n := &wsNode{}
 		var err error
 		for _, a := range []*string{&n.wsAddr, &n.rpc, &n.adm} {
@@ -242,9 +228,9 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 			"-ws-addr", n.wsAddr, "-rpc-addr", "tcp://" + n.rpc, "-admin-addr", n.adm, "-admin-token", t.tok,
 			"-max-connections", strconv.Itoa(o.n + 1000), "-log-level", "warn",
 		}
-		logName := "wsbridge"
-		if o.nodes > 1 {
-			logName = fmt.Sprintf("wsbridge-%d", i+1)
+		logName := t.name()
+		if nodes > 1 {
+			logName = fmt.Sprintf("%s-%d", t.name(), i+1)
 		}
 		if n.p, err = startProc(dir, logName, bin, args, env); err != nil {
 			return err
@@ -265,7 +251,7 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 	for i, n := range t.nodes {
 		fmt.Fprintf(&adm, "node %d pid %d http://%s token %s\n", i+1, n.p.pid(), n.adm, t.tok)
 	}
-	return os.WriteFile(filepath.Join(dir, "wsbridge-admin.txt"), []byte(adm.String()), 0o600)
+	return os.WriteFile(filepath.Join(dir, t.name()+"-admin.txt"), []byte(adm.String()), 0o600)
 }
 
 // prepare lists the connections' fds (for pushes) and joins them to the
@@ -422,12 +408,18 @@ func (t *centrifugoTarget) stop() { t.p.stop() }
 // ---- the naive gorilla server ----
 
 type gorillaTarget struct {
+	floor      bool // the write floor: serve-gorilla -floor
 	p          *proc
 	addr       string
 	httpClient *http.Client
 }
 
-func (t *gorillaTarget) name() string                            { return "gorilla" }
+func (t *gorillaTarget) name() string {
+	if t.floor {
+		return "floor"
+	}
+	return "gorilla"
+}
 func (t *gorillaTarget) pids() []int                             { return []int{t.p.pid()} }
 func (t *gorillaTarget) urls() []string                          { return []string{"ws://" + t.addr + "/"} }
 func (t *gorillaTarget) proto() string                           { return "raw" }
@@ -441,7 +433,11 @@ func (t *gorillaTarget) start(ctx context.Context, o *options, dir string) error
 	if t.addr, err = freeAddr(); err != nil {
 		return err
 	}
-	if t.p, err = startProc(dir, "gorilla", self, []string{"serve-gorilla", "-addr", t.addr}, nil); err != nil {
+	args := []string{"serve-gorilla", "-addr", t.addr}
+	if t.floor {
+		args = append(args, "-floor")
+	}
+	if t.p, err = startProc(dir, t.name(), self, args, nil); err != nil {
 		return err
 	}
 	t.httpClient = &http.Client{Timeout: 30 * time.Second}
@@ -475,8 +471,12 @@ func newTarget(name string) (target, error) {
 		return &centrifugoTarget{}, nil
 	case "gorilla":
 		return &gorillaTarget{}, nil
+	case "wsbridge-base":
+		return &wsbridgeTarget{base: true}, nil
+	case "floor":
+		return &gorillaTarget{floor: true}, nil
 	}
-	return nil, fmt.Errorf("unknown target %q (wsbridge, centrifugo, gorilla)", name)
+	return nil, fmt.Errorf("unknown target %q (wsbridge, wsbridge-base, centrifugo, gorilla, floor)", name)
 }
 
 // readLines feeds r's lines to f until EOF.
