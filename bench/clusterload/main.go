@@ -5,8 +5,10 @@
 //
 //   - push to one fd: through the RPC of the node that holds the fd (local)
 //     and through another node's RPC (remote), one sequential caller and 8
-//     concurrent callers: calls/s, p50 and p99 (local and remote alternate
-//     in short rounds; the medians are reported);
+//     concurrent callers: calls/s, p50 and p99, and the CPU time per call
+//     of this process, Redis and any wsbridge processes (/proc), Redis's
+//     share and the whole machine's (local and remote alternate in short
+//     rounds; the medians are reported);
 //   - group push and broadcast across the three nodes, each with -members
 //     connections: deliveries/s, and the Redis commands each push cost
 //     (INFO commandstats before and after).
