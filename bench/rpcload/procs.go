@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"net"
-	netrpc "net/rpc"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -11,8 +10,6 @@ import (
 	"strconv"
 	"syscall"
 	"time"
-
-	goridge "github.com/roadrunner-server/goridge/v3/pkg/rpc"
 
 	"github.com/wsbridge/wsbridge/bench"
 	"github.com/wsbridge/wsbridge/rpc"
@@ -22,25 +19,11 @@ import (
 // bareProc serves the bare goridge server on addr until it is signalled
 // (rpcload -bare-proc ADDRESS): the -server-procs twin of serveBare.
 func bareProc(addr string) {
-	network, address, err := rpc.ParseAddr(addr)
-	check(err)
-	ln, err := net.Listen(network, address)
-	check(err)
-	srv := netrpc.NewServer()
-	check(srv.RegisterName("Bare", Bare{}))
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeCodec(goridge.NewCodec(c))
-		}
-	}()
+	_, stop := serveBare(addr)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	<-sig
-	ln.Close()
+	stop()
 }
 
 // startServerProcs starts, per transport, a bare server process and a
