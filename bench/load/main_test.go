@@ -39,21 +39,9 @@ func TestMain(m *testing.M) {
 func TestSmallRun(t *testing.T) {
 	ensureAutoload(t)
 	out := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"-n", "60", "-targets", "wsbridge,gorilla,floor", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8",
+	res, stdout := runTool(t, out, []string{"-n", "60", "-targets", "wsbridge,gorilla,floor", "-broadcasts", "3,7", "-groups", "4", "-group-pushes", "8",
 		"-pushes", "2", "-push-batch", "25", "-push-per-conn", "2", "-push-with", "go-push,go-batch,go-many,php-push,php-batch", "-php-procs", "2", "-go-callers", "3",
-		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res results
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out})
 	if len(res.Targets) != 3 {
 		t.Fatalf("%d targets in results.json, want 3", len(res.Targets))
 	}
@@ -93,8 +81,8 @@ func TestSmallRun(t *testing.T) {
 	for _, s := range []string{"deliveries/CPU-s", "writes/deliv", "group push x8 (4 groups)", "push x2 (Go Push, 3 callers, 2 per connection)", "push x2 (Go PushBatch of 25, 3 callers, 2 per connection)",
 		"push x2 (Go PushMany of 25, 3 callers, 2 per connection)", "push x2 (PHP push, 2 procs, 2 per connection)", "push x2 (PHP pushBatch of 25, 2 procs, 2 per connection)",
 		"push x2 (broadcasts, 2 per connection)", "RSS/conn KiB"} {
-		if !strings.Contains(stdout.String(), s) {
-			t.Errorf("the report lacks %q:\n%s", s, stdout.String())
+		if !strings.Contains(stdout, s) {
+			t.Errorf("the report lacks %q:\n%s", s, stdout)
 		}
 	}
 }
@@ -109,21 +97,9 @@ func TestClusterRun(t *testing.T) {
 	redistest.Require(t, "redis-server")
 	ensureAutoload(t)
 	out := t.TempDir()
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"-n", "20", "-nodes", "3", "-targets", "wsbridge", "-pre-broadcasts", "1", "-broadcasts", "2",
+	res, stdout := runTool(t, out, []string{"-n", "20", "-nodes", "3", "-targets", "wsbridge", "-pre-broadcasts", "1", "-broadcasts", "2",
 		"-pushes", "1", "-push-per-conn", "2", "-push-batch", "25", "-push-with", "go-push,go-batch,go-many,php-batch", "-go-callers", "2", "-php-procs", "2",
-		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-plots", "png", "-out", out}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res results
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+		"-settle", "200ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-plots", "png", "-out", out})
 	if res.Conns != 60 || len(res.Targets) != 1 {
 		t.Fatalf("%d connections, %d targets; want 60 and 1", res.Conns, len(res.Targets))
 	}
@@ -156,8 +132,8 @@ func TestClusterRun(t *testing.T) {
 	if st, err := os.Stat(filepath.Join(out, "rss-nodes.png")); err != nil || st.Size() == 0 {
 		t.Errorf("plot rss-nodes.png: %v", err)
 	}
-	if !strings.Contains(stdout.String(), "wsbridge 3") {
-		t.Errorf("the report lacks the nodes' table:\n%s", stdout.String())
+	if !strings.Contains(stdout, "wsbridge 3") {
+		t.Errorf("the report lacks the nodes' table:\n%s", stdout)
 	}
 }
 
@@ -172,21 +148,9 @@ func TestBaseTarget(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, b)
 	}
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"-n", "10", "-targets", "wsbridge,wsbridge-base", "-wsbridge", bin, "-wsbridge-base", bin, "-broadcasts", "2",
+	res, _ := runTool(t, out, []string{"-n", "10", "-targets", "wsbridge,wsbridge-base", "-wsbridge", bin, "-wsbridge-base", bin, "-broadcasts", "2",
 		"-pushes", "1", "-push-with", "go-batch", "-push-batch", "4", "-plots", "none",
-		"-settle", "100ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out}, &stdout, &stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
-	}
-	b, err := os.ReadFile(filepath.Join(out, "results.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res results
-	if err := json.Unmarshal(b, &res); err != nil {
-		t.Fatal(err)
-	}
+		"-settle", "100ms", "-pause", "50ms", "-timeout", "10s", "-src", "127.0.0.2-127.0.0.3", "-out", out})
 	if len(res.Targets) != 2 || res.Targets[0].Name != "wsbridge" || res.Targets[1].Name != "wsbridge-base" {
 		t.Fatalf("targets %+v, want wsbridge and wsbridge-base", res.Targets)
 	}
@@ -293,4 +257,23 @@ func TestPayload(t *testing.T) {
 			t.Errorf("makePayload(%d) = %q", size, p)
 		}
 	}
+}
+
+// runTool runs the tool with args (whose -out is out), fails the test
+// unless it exits 0, and returns its results.json and its report.
+func runTool(t *testing.T, out string, args []string) (results, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(args, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit code %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	b, err := os.ReadFile(filepath.Join(out, "results.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	return res, stdout.String()
 }
