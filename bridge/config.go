@@ -252,7 +252,38 @@ type Config struct {
 	// that receives no push for this long is aborted: the connection is
 	// closed with 1011. Default 30s.
 	FragmentTimeout time.Duration
+
+	// Read mode (poll.go).
+
+	// ReadMode is how connections are read: ReadModeGoroutine (the
+	// default: a reader goroutine per connection) or ReadModePoll (idle
+	// connections hold no goroutine: epoll readiness wakes a pool of
+	// PollWorkers goroutines; Linux only). Over TLS a connection is read by
+	// a goroutine of its own in either mode.
+	ReadMode ReadMode
+	// PollWorkers is the size of the poll mode's pool. Default 4 ×
+	// GOMAXPROCS (at least 4).
+	PollWorkers int
+	// PollReadTimeout bounds, in poll mode, how long a message (all its
+	// frames) may take to arrive once a pool goroutine began reading it; past
+	// it the connection is closed with 1008 ("message not received in
+	// time"). A client that sends half a frame holds a pool goroutine that
+	// long. Default 5s.
+	PollReadTimeout time.Duration
 }
+
+// ReadMode is how a Hub reads its connections.
+type ReadMode string
+
+const (
+	// ReadModeGoroutine reads each connection in a goroutine of its own.
+	ReadModeGoroutine ReadMode = "goroutine"
+	// ReadModePoll reads connections from a bounded pool woken by epoll.
+	ReadModePoll ReadMode = "poll"
+)
+
+// DefaultPollReadTimeout is Config.PollReadTimeout's default.
+const DefaultPollReadTimeout = 5 * time.Second
 
 // Authorization is the answer of Config.Authorize.
 type Authorization struct {
@@ -328,6 +359,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.readDefaults()
 	config.Default(&c.MaxQueuedBytes, DefaultMaxQueuedBytes)
 	config.Default(&c.FragmentTimeout, DefaultFragmentTimeout)
+	config.Default(&c.ReadMode, ReadModeGoroutine)
+	config.Default(&c.PollWorkers, max(4, 4*runtime.GOMAXPROCS(0)))
+	config.Default(&c.PollReadTimeout, DefaultPollReadTimeout)
 	return c, c.validate()
 }
 
@@ -359,6 +393,8 @@ func (c Config) validate() error {
 		check(p.IsValid(), "trusted proxies: %v is not a network", p)
 	}
 	check(c.WriteDelay >= 0 && c.WriteDelay <= time.Second, "write delay: %s must be 0 (off) to 1s", c.WriteDelay)
+	check(c.ReadMode == ReadModeGoroutine || c.ReadMode == ReadModePoll, "read mode: %q must be %q or %q", c.ReadMode, ReadModeGoroutine, ReadModePoll)
+	check(c.PollWorkers > 0 && c.PollWorkers <= 4096, "poll workers: %d is out of range 1..4096", c.PollWorkers)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string
@@ -366,7 +402,7 @@ func (c Config) validate() error {
 	}{
 		{"write timeout", c.WriteTimeout}, {"ping interval", c.PingInterval}, {"pong timeout", c.PongTimeout},
 		{"handshake timeout", c.HandshakeTimeout}, {"close timeout", c.CloseTimeout},
-		{"fragment timeout", c.FragmentTimeout},
+		{"fragment timeout", c.FragmentTimeout}, {"poll read timeout", c.PollReadTimeout},
 	} {
 		check(d.d > 0, "%s: %s must be positive", d.name, d.d)
 	}

@@ -1,0 +1,436 @@
+//go:build linux
+
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
+)
+
+// Poll mode (Config.ReadMode = ReadModePoll): an idle connection holds no
+// reader goroutine. Its socket is in an epoll set, armed for one event
+// (EPOLLONESHOT); one goroutine waits in epoll_wait and hands a readable
+// connection to a bounded pool, whose goroutine reads it with gorilla, as
+// the reader goroutine of the goroutine mode would, until the connection is
+// idle again (gorilla's buffer empty and nothing in the socket: a
+// non-blocking peek), then arms it again (EPOLL_CTL_MOD) and takes the next
+// connection. The readiness is level-triggered, so arming a socket that
+// received bytes after the peek reports it at once.
+//
+// Who reads a connection is its pst, changed by compare-and-swap only:
+// pollOwned (run, then a pool goroutine), pollParked (armed, no goroutine),
+// pollSolo (a goroutine of its own until the connection ends: it is closing,
+// or its reader stopped and finish runs). A connection is taken from
+// pollParked by its epoll event or by a kick (it began closing, or the
+// keepalive tick found it dead), never by both. The epoll event carries the
+// bridge's fd, not the socket's: the fd is never reused, so an event for a
+// connection that has ended finds nothing.
+//
+// Bounds: a pool goroutine reads at most pollBudget messages of one
+// connection per turn, then puts it at the back of the queue; a message (or
+// the frames of one) must arrive within PollReadTimeout once the pool began
+// reading it, or the connection is closed with 1008 (a client that sends
+// half a frame holds a pool goroutine that long, no longer).
+
+// pollBudget is how many messages of one connection a pool goroutine reads
+// before it serves the others waiting.
+const pollBudget = 16
+
+const (
+	pollOwned  uint32 = iota // run or a pool goroutine reads it
+	pollParked               // armed in the epoll set; nobody reads it
+	pollSolo                 // a goroutine of its own reads it until it ends
+)
+
+type poller struct {
+	h    *Hub
+	epfd int
+	evfd int // an eventfd in the set that stops the epoll goroutine
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	ready   []*conn // the connections waiting for a pool goroutine; each at most once (owned)
+	head    int
+	stopped bool
+	wg      sync.WaitGroup // the epoll goroutine and the pool
+
+	busy     atomic.Int64  // pool goroutines reading a connection
+	parked   atomic.Int64  // connections armed in the epoll set
+	wakeups  atomic.Uint64 // connections taken out of the epoll set to be read
+	requeued atomic.Uint64 // turns that ended on pollBudget with more to read
+	timeouts atomic.Uint64 // connections closed (1008): a message not received within PollReadTimeout
+	fallback atomic.Uint64 // connections read by a goroutine of their own: no descriptor (TLS)
+}
+
+func newPoller(h *Hub) (*poller, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("poll mode: epoll_create1: %w", err)
+	}
+	evfd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(epfd)
+		return nil, fmt.Errorf("poll mode: eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN} // data 0: no connection has fd 0
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(evfd)
+		return nil, fmt.Errorf("poll mode: epoll_ctl: %w", err)
+	}
+	p := &poller{h: h, epfd: epfd, evfd: evfd}
+	p.cond = sync.NewCond(&p.mu)
+	n := h.cfg.PollWorkers
+	p.wg.Add(1 + n)
+	go p.wait()
+	for range n {
+		go p.work()
+	}
+	return p, nil
+}
+
+// stop ends the epoll goroutine and the pool once no connection is left
+// (Shutdown calls it after every connection has ended).
+func (p *poller) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	p.cond.Broadcast()
+	p.mu.Unlock()
+	one := [8]byte{1}
+	_, _ = unix.Write(p.evfd, one[:])
+	p.wg.Wait()
+	_ = unix.Close(p.epfd)
+	_ = unix.Close(p.evfd)
+}
+
+// wait is the epoll goroutine: it hands each readable connection to the pool.
+func (p *poller) wait() {
+	defer p.wg.Done()
+	evs := make([]unix.EpollEvent, 256)
+	for {
+		n, err := unix.EpollWait(p.epfd, evs, -1)
+		if err != nil {
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			p.h.log.Error("poll mode: epoll_wait failed; parked connections are no longer read", "err", err)
+			return
+		}
+		for i := range evs[:n] {
+			fd := int64(uint32(evs[i].Fd)) | int64(evs[i].Pad)<<32
+			if fd == 0 {
+				return // stop
+			}
+			if c := p.h.lookup(fd); c != nil {
+				p.wake(c)
+			}
+		}
+	}
+}
+
+// wake takes a parked connection out of the epoll set's hands and queues
+// it for the pool; a connection that is being read is left to its reader.
+func (p *poller) wake(c *conn) {
+	if c.pst.CompareAndSwap(pollParked, pollOwned) {
+		p.parked.Add(-1)
+		p.wakeups.Add(1)
+		p.submit(c)
+	}
+}
+
+func (p *poller) submit(c *conn) {
+	p.mu.Lock()
+	p.ready = append(p.ready, c)
+	p.cond.Signal()
+	p.mu.Unlock()
+}
+
+// work is a pool goroutine.
+func (p *poller) work() {
+	defer p.wg.Done()
+	for {
+		p.mu.Lock()
+		for p.head == len(p.ready) && !p.stopped {
+			p.cond.Wait()
+		}
+		if p.head == len(p.ready) {
+			p.mu.Unlock()
+			return
+		}
+		c := p.ready[p.head]
+		p.ready[p.head] = nil
+		p.head++
+		if p.head == len(p.ready) {
+			if cap(p.ready) > 1024 {
+				p.ready = nil
+			} else {
+				p.ready = p.ready[:0]
+			}
+			p.head = 0
+		}
+		p.mu.Unlock()
+		p.serve(c)
+	}
+}
+
+// adopt decides whether the pool reads a new connection: one whose socket
+// has a descriptor and whose read buffer the bridge sees (not over TLS,
+// whose records tls.Conn buffers out of sight), registered in the epoll set.
+// Any other is read by a goroutine of its own, as in goroutine mode, and
+// counted.
+func (p *poller) adopt(c *conn) bool {
+	if c.bc == nil || c.bc.raw == nil || c.bc.br == nil {
+		p.fallback.Add(1)
+		return false
+	}
+	if err := p.register(c); err != nil {
+		p.h.log.Warn("poll mode: cannot register the connection, it gets a reader goroutine", "fd", c.fd, "err", err)
+		p.fallback.Add(1)
+		return false
+	}
+	c.seen.Store(time.Now().UnixNano())
+	return true
+}
+
+// register adds a new connection's socket to the epoll set, not armed yet
+// (its first serve arms it). HUP and ERR are reported even so, once
+// (EPOLLONESHOT): such an event finds the connection owned and is dropped.
+func (p *poller) register(c *conn) error {
+	return p.ctl(c, unix.EPOLL_CTL_ADD, unix.EPOLLONESHOT)
+}
+
+// arm asks for the connection's next event.
+func (p *poller) arm(c *conn) error {
+	return p.ctl(c, unix.EPOLL_CTL_MOD, unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLONESHOT)
+}
+
+// forget removes the connection's socket from the epoll set. Every
+// epoll_ctl runs inside RawConn.Control, which holds the socket open: a
+// socket closed meanwhile is never confused with a new one that got its
+// number.
+func (p *poller) forget(c *conn) {
+	_ = p.ctl(c, unix.EPOLL_CTL_DEL, 0)
+}
+
+func (p *poller) ctl(c *conn, op int, events uint32) error {
+	ev := unix.EpollEvent{Events: events, Fd: int32(uint32(c.fd)), Pad: int32(c.fd >> 32)}
+	var err error
+	cerr := c.bc.raw.Control(func(sfd uintptr) { err = unix.EpollCtl(p.epfd, op, int(sfd), &ev) })
+	if cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
+	}
+	return nil
+}
+
+// serve reads the connection it owns until it is idle, then parks it;
+// or ends it.
+func (p *poller) serve(c *conn) {
+	p.busy.Add(1)
+	defer p.busy.Add(-1)
+	if !c.pollDeadline() {
+		p.solo(c)
+		return
+	}
+	for n := 0; ; {
+		if c.expired.Load() {
+			p.end(c, c.readFailed(os.ErrDeadlineExceeded)) // "no pong in time"
+			return
+		}
+		if !c.isOpen() {
+			p.solo(c)
+			return
+		}
+		idle, err := c.pollIdle()
+		if err != nil {
+			p.end(c, c.readFailed(err))
+			return
+		}
+		if idle {
+			if p.park(c) {
+				return
+			}
+			continue
+		}
+		if n == pollBudget {
+			p.requeued.Add(1)
+			p.submit(c)
+			return
+		}
+		n++
+		c.alive()
+		if err := c.readOne(); err != nil {
+			p.end(c, err)
+			return
+		}
+	}
+}
+
+// park arms the connection and gives it up. It reports false when the
+// caller must go on with it: it began closing or was found dead while it
+// was being armed, and nobody else took it.
+func (p *poller) park(c *conn) bool {
+	c.pst.Store(pollParked)
+	p.parked.Add(1)
+	if err := p.arm(c); err != nil {
+		if c.pst.CompareAndSwap(pollParked, pollOwned) {
+			p.parked.Add(-1)
+			p.end(c, c.readFailed(err))
+		}
+		return true
+	}
+	// A kick that came before the store above found it owned and did
+	// nothing: look again.
+	if (c.expired.Load() || !c.isOpen()) && c.pst.CompareAndSwap(pollParked, pollOwned) {
+		p.parked.Add(-1)
+		return false
+	}
+	return true
+}
+
+// end hands the connection, whose reader stopped on err, to a goroutine of
+// its own that finishes it: finish may wait up to CloseTimeout.
+func (p *poller) end(c *conn, err error) {
+	c.pst.Store(pollSolo)
+	go func() {
+		defer c.hub.release(c.slot)
+		c.finish(err)
+	}()
+}
+
+// solo hands a closing connection to a goroutine of its own, which reads
+// until the client's close frame or the close timeout, as in goroutine
+// mode, and finishes it. Closing connections are few and short-lived; a
+// pool goroutine must not wait for them.
+func (p *poller) solo(c *conn) {
+	c.pst.Store(pollSolo)
+	c.mu.Lock()
+	if !c.closeWait {
+		// The writer has not sent the close frame yet (it then sets the
+		// close timeout): the keepalive's bound meanwhile, as in
+		// goroutine mode.
+		_ = c.ws.SetReadDeadline(time.Now().Add(c.hub.cfg.PingInterval + c.hub.cfg.PongTimeout))
+	}
+	c.mu.Unlock()
+	go func() {
+		defer c.hub.release(c.slot)
+		var err error
+		for err == nil {
+			err = c.readOne()
+		}
+		c.finish(err)
+	}()
+}
+
+// pollDeadline gives the message the pool is about to read PollReadTimeout
+// to arrive; false when the connection is no longer open.
+func (c *conn) pollDeadline() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return false
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(c.hub.cfg.PollReadTimeout))
+	return true
+}
+
+// pollIdle reports whether the connection has nothing to read: gorilla's
+// buffer is empty and a non-blocking peek finds nothing in the socket.
+// Bytes gorilla already holds (the start of the next message, read with the
+// end of the last) are read before the connection is parked, or they would
+// never be. A client's pong at the head of the socket is taken here, as the
+// goroutine mode's waitReadable does.
+func (c *conn) pollIdle() (bool, error) {
+	b := c.bc
+	for {
+		if b.br.Buffered() > 0 || b.in.badRSV1 {
+			return false, nil
+		}
+		ready := false
+		if err := b.raw.Control(func(fd uintptr) { ready = peekReadable(fd) }); err != nil {
+			return false, err
+		}
+		if !ready {
+			return true, nil
+		}
+		if !b.takePong() {
+			return false, nil
+		}
+		c.alive()
+	}
+}
+
+// kick has a parked connection read: it began closing (a goroutine of its
+// own then waits for the client's close frame) or it was found dead.
+func (c *conn) kick() {
+	if c.polled {
+		c.hub.poll.wake(c)
+	}
+}
+
+// expire ends a polled connection that showed no sign of life for
+// PingInterval+PongTimeout (the worker's keepalive tick): 1006, "no pong in
+// time", as the read deadline does in goroutine mode.
+func (c *conn) expire() {
+	if !c.expired.Swap(true) {
+		c.kick()
+	}
+}
+
+// pollTimedOut closes the connection whose message did not arrive within
+// PollReadTimeout once the pool began reading it.
+func (c *conn) pollTimedOut() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state != stateOpen {
+		return
+	}
+	c.hub.poll.timeouts.Add(1)
+	c.hub.log.Warn("poll mode: message not received in time, closing", "fd", c.fd, "timeout", c.hub.cfg.PollReadTimeout)
+	c.closeLocked(websocket.ClosePolicyViolation, "message not received in time", false)
+}
+
+// PollStats are the poll mode's counters (Stats.Poll; nil in goroutine mode).
+type PollStats struct {
+	// Workers is the size of the pool (Config.PollWorkers); Busy how many of
+	// them are reading a connection now, Queued how many connections wait
+	// for one.
+	Workers int   `json:"workers"`
+	Busy    int64 `json:"busy"`
+	Queued  int   `json:"queued"`
+	// Parked is the number of connections armed in the epoll set, with no
+	// goroutine.
+	Parked int64 `json:"parked"`
+	// Wakeups counts the connections taken from the epoll set to be read.
+	Wakeups uint64 `json:"wakeups"`
+	// Requeued counts the turns that read pollBudget messages of one
+	// connection and put it back at the end of the queue.
+	Requeued uint64 `json:"requeued"`
+	// ReadTimeouts counts the connections closed (1008) because a message
+	// did not arrive within Config.PollReadTimeout once the pool began
+	// reading it (half a frame, a message too slow).
+	ReadTimeouts uint64 `json:"read_timeouts"`
+	// Fallbacks counts the connections read by a goroutine of their own
+	// because their socket has no descriptor to poll (TLS).
+	Fallbacks uint64 `json:"fallbacks"`
+}
+
+func (p *poller) stats() *PollStats {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	queued := len(p.ready) - p.head
+	p.mu.Unlock()
+	return &PollStats{Workers: p.h.cfg.PollWorkers, Busy: p.busy.Load(), Queued: queued, Parked: p.parked.Load(),
+		Wakeups: p.wakeups.Load(), Requeued: p.requeued.Load(), ReadTimeouts: p.timeouts.Load(), Fallbacks: p.fallback.Load()}
+}
