@@ -215,6 +215,9 @@ func allSet(tb testing.TB) config {
 	b.MaxKeptHeaderBytes = 4 << 10
 	b.MaxQueuedBytes = 512 << 20
 	b.FragmentTimeout = 5 * time.Second
+	b.ReadMode = bridge.ReadModePoll
+	b.PollWorkers = 8
+	b.PollReadTimeout = 2 * time.Second
 	b.ClientMessageRate = 0.5
 	b.ClientMessageBurst = 7
 	b.ClientByteRate = 64 << 10

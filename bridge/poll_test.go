@@ -1,0 +1,345 @@
+package bridge_test
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsbridge/wsbridge/bridge"
+)
+
+// The poll mode's own cases. Everything else (close, pings, rates,
+// compression, oversized messages, hostile input) is the package's whole
+// suite run in poll mode (WSBRIDGE_TEST_READ_MODE=poll, make test).
+
+func pollConfig(cfg bridge.Config) bridge.Config {
+	cfg.ReadMode = bridge.ReadModePoll
+	return cfg
+}
+
+// maskedFrame encodes one client frame (masked with a fixed key).
+func maskedFrame(fin bool, op byte, payload []byte) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	f := []byte{b0}
+	switch n := len(payload); {
+	case n < 126:
+		f = append(f, 0x80|byte(n))
+	case n < 1<<16:
+		f = append(f, 0x80|126)
+		f = binary.BigEndian.AppendUint16(f, uint16(n))
+	default:
+		f = append(f, 0x80|127)
+		f = binary.BigEndian.AppendUint64(f, uint64(n))
+	}
+	key := []byte{1, 2, 3, 4}
+	f = append(f, key...)
+	for i, c := range payload {
+		f = append(f, c^key[i%4])
+	}
+	return f
+}
+
+// waitPoll waits until the poll counters satisfy cond.
+func (th *testHub) waitPoll(t testing.TB, what string, cond func(bridge.PollStats) bool) bridge.PollStats {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		s := th.Stats().Poll
+		if s == nil {
+			t.Fatal("no poll stats: the hub is not in poll mode")
+		}
+		if cond(*s) {
+			return *s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s: %+v", what, *s)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (th *testHub) waitParked(t testing.TB, n int64) {
+	t.Helper()
+	th.waitPoll(t, fmt.Sprintf("%d parked", n), func(s bridge.PollStats) bool { return s.Parked == n && s.Busy == 0 })
+}
+
+func (r *recorder) waitMessages(t testing.TB, fd int64, n int) []string {
+	t.Helper()
+	var got []string
+	r.waitFor(t, fmt.Sprintf("%d messages from fd %d", n, fd), func() bool {
+		got = append([]string(nil), r.messages[fd]...)
+		return len(got) >= n
+	})
+	return got
+}
+
+// Several messages in one segment: gorilla's buffer holds the next ones
+// when the first ends, and the socket is empty. They are read before the
+// connection is parked again, or they would wait for bytes that never come.
+func TestPollReadsWhatGorillaBufferedBeforeParking(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{}))
+	rc := dialRaw(t, th.srv.Listener.Addr().String())
+	rc.handshake(t, "/?id=a")
+	fd := th.rec.fdOf(t, "a")
+	th.waitParked(t, 1)
+
+	var seg []byte
+	for i := range 5 {
+		seg = append(seg, maskedFrame(true, websocket.TextMessage, fmt.Appendf(nil, "m%d", i))...)
+	}
+	if _, err := rc.Write(seg); err != nil {
+		t.Fatal(err)
+	}
+	got := th.rec.waitMessages(t, fd, 5)
+	for i, m := range got {
+		if want := fmt.Sprintf("m%d", i); m != want {
+			t.Fatalf("message %d is %q, want %q", i, m, want)
+		}
+	}
+	th.waitParked(t, 1)
+	if s := th.Stats().Poll; s.Wakeups == 0 {
+		t.Fatalf("no wakeup counted: %+v", *s)
+	}
+}
+
+// Half a frame holds a pool goroutine for PollReadTimeout, no longer: the
+// connection is closed with 1008, counted, and the others are read again.
+func TestPollHalfAFrameIsClosedAfterTheReadTimeout(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1, PollReadTimeout: 200 * time.Millisecond}))
+	addr := th.srv.Listener.Addr().String()
+	half := dialRaw(t, addr)
+	half.handshake(t, "/?id=half")
+	halfFD := th.rec.fdOf(t, "half")
+	other, otherFD := th.dial(t, "other")
+	th.waitParked(t, 2)
+
+	f := maskedFrame(true, websocket.TextMessage, []byte("never finished"))
+	if _, err := half.Write(f[:len(f)/2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if got := th.rec.waitMessages(t, otherFD, 1); got[0] != "hello" {
+		t.Fatalf("other got %q", got)
+	}
+	ev := th.rec.closeOf(t, halfFD)
+	if ev.Code != websocket.ClosePolicyViolation || ev.Reason != "message not received in time" || !ev.ByServer {
+		t.Fatalf("close event %+v, want 1008 \"message not received in time\" by the server", ev)
+	}
+	if code := half.readCloseFrame(t); code != websocket.ClosePolicyViolation {
+		t.Fatalf("close frame %d, want 1008", code)
+	}
+	if s := th.Stats().Poll; s.ReadTimeouts != 1 {
+		t.Fatalf("read timeouts %d, want 1", s.ReadTimeouts)
+	}
+	th.rec.mu.Lock()
+	defer th.rec.mu.Unlock()
+	if len(th.rec.messages[halfFD]) != 0 {
+		t.Fatal("half a frame was delivered")
+	}
+}
+
+// A whole message that arrives in pieces, and a fragmented one whose
+// frames come apart, are read within the bound.
+func TestPollSlowMessagesWithinTheBound(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1, PollReadTimeout: wait}))
+	rc := dialRaw(t, th.srv.Listener.Addr().String())
+	rc.handshake(t, "/?id=slow")
+	fd := th.rec.fdOf(t, "slow")
+	th.waitParked(t, 1)
+
+	busy := func() {
+		th.waitPoll(t, "the pool reading", func(s bridge.PollStats) bool { return s.Busy == 1 })
+	}
+	f := maskedFrame(true, websocket.TextMessage, bytes.Repeat([]byte("x"), 300))
+	pieces := [][]byte{f[:1], f[1:5], f[5:100], f[100:]}
+	for i, piece := range pieces {
+		if _, err := rc.Write(piece); err != nil {
+			t.Fatal(err)
+		}
+		if i < len(pieces)-1 {
+			busy() // the pool waits in the middle of the frame
+		}
+	}
+	if got := th.rec.waitMessages(t, fd, 1); got[0] != string(bytes.Repeat([]byte("x"), 300)) {
+		t.Fatalf("got %q", got[0])
+	}
+	th.waitParked(t, 1)
+
+	if _, err := rc.Write(maskedFrame(false, websocket.TextMessage, []byte("frag"))); err != nil {
+		t.Fatal(err)
+	}
+	busy()
+	if _, err := rc.Write(maskedFrame(true, websocket.PingMessage, []byte("p"))); err != nil { // a control frame between fragments
+		t.Fatal(err)
+	}
+	if _, err := rc.Write(maskedFrame(true, 0, []byte("ments"))); err != nil {
+		t.Fatal(err)
+	}
+	if got := th.rec.waitMessages(t, fd, 2); got[1] != "fragments" {
+		t.Fatalf("got %q", got[1])
+	}
+	if fr, err := rc.readFrame(); err != nil || fr.op != websocket.PongMessage || string(fr.payload) != "p" {
+		t.Fatalf("pong: %+v, %v", fr, err)
+	}
+	th.waitParked(t, 1)
+}
+
+// A connection that keeps sending does not keep the only pool goroutine:
+// after a turn's budget it goes to the back of the queue.
+func TestPollBusyConnectionDoesNotStarveOthers(t *testing.T) {
+	const flood = 2000
+	cfg := pollConfig(bridge.Config{PollWorkers: 1, ClientMessageRate: bridge.RateUnlimited, ClientByteRate: bridge.RateUnlimited})
+	rec := newRecorder()
+	started := make(chan struct{})
+	proceed := make(chan struct{})
+	var floodFD int64
+	rec.onMsg = func(fd int64, op bridge.Opcode, data []byte) {
+		if string(data) == "f0" {
+			floodFD = fd
+			close(started)
+			<-proceed
+		}
+	}
+	cfg.Listener = rec
+	h, srv := serve(t, cfg, nil)
+	th := &testHub{Hub: h, rec: rec, srv: srv, url: "ws://" + srv.Listener.Addr().String()}
+
+	flooder := dialRaw(t, srv.Listener.Addr().String())
+	flooder.handshake(t, "/?id=flooder")
+	quiet, quietFD := th.dial(t, "quiet")
+	th.waitParked(t, 2)
+
+	var seg []byte
+	for i := range flood {
+		seg = append(seg, maskedFrame(true, websocket.TextMessage, fmt.Appendf(nil, "f%d", i))...)
+	}
+	go flooder.Write(seg) // the test reads the result, not the error
+	<-started             // the pool is reading the flooder, its messages wait in the socket
+	if err := quiet.WriteMessage(websocket.TextMessage, []byte("q")); err != nil {
+		t.Fatal(err)
+	}
+	th.waitPoll(t, "the quiet one queued", func(s bridge.PollStats) bool { return s.Queued == 1 })
+	close(proceed)
+
+	var before int
+	th.rec.waitFor(t, "the quiet client's message", func() bool {
+		before = len(th.rec.messages[floodFD])
+		return len(th.rec.messages[quietFD]) == 1
+	})
+	if before >= flood {
+		t.Fatalf("the quiet client's message came after all %d of the flooder's", flood)
+	}
+	th.rec.waitMessages(t, floodFD, flood)
+	if s := th.Stats().Poll; s.Requeued == 0 {
+		t.Fatalf("no requeue counted: %+v", *s)
+	}
+}
+
+// The bridge closes a parked connection: the client's close frame is
+// waited for as in goroutine mode, and a client that never answers is
+// closed after CloseTimeout.
+func TestPollServerCloseWhileParked(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{CloseTimeout: 200 * time.Millisecond}))
+	c, fd := th.dial(t, "answers")
+	silent := dialRaw(t, th.srv.Listener.Addr().String())
+	silent.handshake(t, "/?id=silent")
+	silentFD := th.rec.fdOf(t, "silent")
+	th.waitParked(t, 2)
+
+	if err := th.Disconnect(fd, 4000, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(wait))
+	_, _, err := c.ReadMessage() // gorilla answers the close frame
+	if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != 4000 {
+		t.Fatalf("client read %v, want close 4000", err)
+	}
+	if ev := th.rec.closeOf(t, fd); ev.Code != 4000 || ev.Reason != "bye" || !ev.ByServer {
+		t.Fatalf("close event %+v", ev)
+	}
+
+	if err := th.Disconnect(silentFD, 4001, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code := silent.readCloseFrame(t); code != 4001 {
+		t.Fatalf("close frame %d", code)
+	}
+	if ev := th.rec.closeOf(t, silentFD); ev.Code != 4001 || !ev.ByServer {
+		t.Fatalf("close event %+v", ev)
+	}
+	silent.expectEOF(t)
+	th.waitPoll(t, "nothing parked", func(s bridge.PollStats) bool { return s.Parked == 0 })
+}
+
+// A parked connection whose client goes away (FIN, or RST) ends with 1006.
+func TestPollAbruptCloseWhileParked(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{}))
+	fin := dialRaw(t, th.srv.Listener.Addr().String())
+	fin.handshake(t, "/?id=fin")
+	finFD := th.rec.fdOf(t, "fin")
+	rst := dialRaw(t, th.srv.Listener.Addr().String())
+	rst.handshake(t, "/?id=rst")
+	rstFD := th.rec.fdOf(t, "rst")
+	th.waitParked(t, 2)
+
+	fin.Close()
+	rst.Conn.(*net.TCPConn).SetLinger(0)
+	rst.Close()
+	for _, fd := range []int64{finFD, rstFD} {
+		if ev := th.rec.closeOf(t, fd); ev.Code != websocket.CloseAbnormalClosure || ev.ByServer {
+			t.Fatalf("fd %d: close event %+v, want 1006 by the client", fd, ev)
+		}
+	}
+	th.waitPoll(t, "nothing parked", func(s bridge.PollStats) bool { return s.Parked == 0 })
+}
+
+// A client's ping and the keepalive's pong are answered and taken while
+// the connection sits parked.
+func TestPollPingAndPongWhileParked(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PingInterval: 20 * time.Millisecond, PongTimeout: wait}))
+	c, fd := th.dial(t, "a")
+	pings := make(chan string, 100)
+	c.SetPingHandler(func(p string) error {
+		select {
+		case pings <- p:
+		default:
+		}
+		return c.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(wait))
+	})
+	pongs := make(chan string, 1)
+	c.SetPongHandler(func(p string) error { pongs <- p; return nil })
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	for range 3 { // keepalive rounds, answered
+		<-pings
+	}
+	if err := c.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(wait)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-pongs:
+		if p != "hi" {
+			t.Fatalf("pong %q", p)
+		}
+	case <-time.After(wait):
+		t.Fatal("no pong")
+	}
+	if !th.Check(fd) {
+		t.Fatal("the connection was closed")
+	}
+}
