@@ -574,3 +574,46 @@ func TestMetricsQueuesAndFragments(t *testing.T) {
 		{"wsbridge_connections_closed_total", []string{"code", "1011", "by", "server"}, 2},
 	})
 }
+
+// TestPollMetrics: in poll mode the pool's counters are exported; a
+// client's half frame past the poll read timeout is counted.
+func TestPollMetrics(t *testing.T) {
+	reg := admin.NewRegistry()
+	m, err := admin.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, bridge.Config{ReadMode: bridge.ReadModePoll, PollWorkers: 3, PollReadTimeout: 100 * time.Millisecond}, admin.Config{Gatherer: reg})
+	if err := m.Watch(admin.Sources{Hub: e.hub}); err != nil {
+		t.Fatal(err)
+	}
+	e.dial(t, "idle")
+	half, fdHalf := e.dial(t, "half")
+	deadline := time.Now().Add(wait)
+	for e.hub.Stats().Poll.Parked != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("poll stats %+v, want 2 parked", *e.hub.Stats().Poll)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := half.NetConn().Write([]byte{0x81, 0x85, 1, 2, 3, 4}); err != nil { // a frame's header, no payload
+		t.Fatal(err)
+	}
+	testutil.ReadClose(t, half, wait)
+	for e.hub.Check(fdHalf) || e.hub.Stats().Poll.Parked != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("poll stats %+v, want the half frame's connection closed", *e.hub.Stats().Poll)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	expectMetrics(t, e.scrape(t), []metricWant{
+		{"wsbridge_poll_workers_busy", nil, 0},
+		{"wsbridge_poll_queued_connections", nil, 0},
+		{"wsbridge_poll_parked_connections", nil, 1},
+		{"wsbridge_poll_wakeups_total", nil, 1},
+		{"wsbridge_poll_requeues_total", nil, 0},
+		{"wsbridge_poll_read_timeouts_total", nil, 1},
+		{"wsbridge_poll_fallbacks_total", nil, 0},
+		{"wsbridge_connections_closed_total", []string{"code", "1008", "by", "server"}, 1},
+	})
+}

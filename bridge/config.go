@@ -268,7 +268,9 @@ type Config struct {
 	// frames) may take to arrive once a pool goroutine began reading it; past
 	// it the connection is closed with 1008 ("message not received in
 	// time"). A client that sends half a frame holds a pool goroutine that
-	// long. Default 5s.
+	// long. Default 5s, or PingInterval+PongTimeout when that is shorter;
+	// at most PingInterval+PongTimeout (a message under way is a sign of
+	// life the keepalive does not see until it is read).
 	PollReadTimeout time.Duration
 }
 
@@ -361,7 +363,7 @@ func (c Config) withDefaults() (Config, error) {
 	config.Default(&c.FragmentTimeout, DefaultFragmentTimeout)
 	config.Default(&c.ReadMode, ReadModeGoroutine)
 	config.Default(&c.PollWorkers, max(4, 4*runtime.GOMAXPROCS(0)))
-	config.Default(&c.PollReadTimeout, DefaultPollReadTimeout)
+	config.Default(&c.PollReadTimeout, min(DefaultPollReadTimeout, c.PingInterval+c.PongTimeout))
 	return c, c.validate()
 }
 
@@ -395,6 +397,8 @@ func (c Config) validate() error {
 	check(c.WriteDelay >= 0 && c.WriteDelay <= time.Second, "write delay: %s must be 0 (off) to 1s", c.WriteDelay)
 	check(c.ReadMode == ReadModeGoroutine || c.ReadMode == ReadModePoll, "read mode: %q must be %q or %q", c.ReadMode, ReadModeGoroutine, ReadModePoll)
 	check(c.PollWorkers > 0 && c.PollWorkers <= 4096, "poll workers: %d is out of range 1..4096", c.PollWorkers)
+	check(c.ReadMode != ReadModePoll || c.PollReadTimeout <= c.PingInterval+c.PongTimeout,
+		"poll read timeout: %s must be at most ping interval + pong timeout (%s): a message under way is a sign of life", c.PollReadTimeout, c.PingInterval+c.PongTimeout)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string
