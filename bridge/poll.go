@@ -220,17 +220,35 @@ func (p *poller) forget(c *conn) {
 }
 
 func (p *poller) ctl(c *conn, op int, events uint32) error {
-	ev := unix.EpollEvent{Events: events, Fd: int32(uint32(c.fd)), Pad: int32(c.fd >> 32)}
-	var err error
-	cerr := c.bc.raw.Control(func(sfd uintptr) { err = unix.EpollCtl(p.epfd, op, int(sfd), &ev) })
-	if cerr != nil {
-		return cerr
+	pc := pollCalls.Get().(*pollCall)
+	defer pollCalls.Put(pc)
+	pc.epfd, pc.op, pc.err = p.epfd, op, nil
+	pc.ev = unix.EpollEvent{Events: events, Fd: int32(uint32(c.fd)), Pad: int32(c.fd >> 32)}
+	if err := c.bc.raw.Control(pc.ctl); err != nil {
+		return err
 	}
-	if err != nil {
-		return os.NewSyscallError("epoll_ctl", err)
+	if pc.err != nil {
+		return os.NewSyscallError("epoll_ctl", pc.err)
 	}
 	return nil
 }
+
+// pollCall holds the RawConn.Control callbacks of the poll mode and what
+// they return, made once per pooled value so that a wake allocates nothing.
+type pollCall struct {
+	epfd, op  int
+	ev        unix.EpollEvent
+	err       error
+	ready     bool
+	ctl, peek func(fd uintptr)
+}
+
+var pollCalls = sync.Pool{New: func() any {
+	pc := &pollCall{}
+	pc.ctl = func(fd uintptr) { pc.err = unix.EpollCtl(pc.epfd, pc.op, int(fd), &pc.ev) }
+	pc.peek = func(fd uintptr) { pc.ready = peekReadable(fd) }
+	return pc
+}}
 
 // serve reads the connection it owns until it is idle, then parks it;
 // or ends it.
@@ -355,8 +373,12 @@ func (c *conn) pollIdle() (bool, error) {
 		if b.br.Buffered() > 0 || b.in.badRSV1 {
 			return false, nil
 		}
-		ready := false
-		if err := b.raw.Control(func(fd uintptr) { ready = peekReadable(fd) }); err != nil {
+		pc := pollCalls.Get().(*pollCall)
+		pc.ready = false
+		err := b.raw.Control(pc.peek)
+		ready := pc.ready
+		pollCalls.Put(pc)
+		if err != nil {
 			return false, err
 		}
 		if !ready {
