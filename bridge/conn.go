@@ -70,7 +70,6 @@ type conn struct {
 	pst     atomic.Uint32
 	seen    atomic.Int64
 	expired atomic.Bool
-	pollReg bool // registered in the epoll set; its reader only
 	// fragAt is when the open fragmented message last got a push (unix
 	// nanoseconds), 0 when none is open: the worker's keepalive tick reads
 	// it to abort an idle one, so an idle fragment costs no timer.

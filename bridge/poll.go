@@ -8,6 +8,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -52,7 +53,9 @@ const (
 type poller struct {
 	h    *Hub
 	epfd int
-	evfd int // an eventfd in the set that stops the epoll goroutine
+	ep   *os.File        // epfd, non-blocking, in the runtime's own poller
+	eprc syscall.RawConn // ep's: the epoll goroutine waits for the set like any socket reader
+	evfd int             // an eventfd in the set that stops the epoll goroutine
 
 	mu      sync.Mutex
 	cond    *sync.Cond
@@ -85,7 +88,23 @@ func newPoller(h *Hub) (*poller, error) {
 		_ = unix.Close(evfd)
 		return nil, fmt.Errorf("poll mode: epoll_ctl: %w", err)
 	}
-	p := &poller{h: h, epfd: epfd, evfd: evfd}
+	// The epoll set is itself pollable: the epoll goroutine parks in the
+	// runtime's poller until the set has events, as a socket reader would,
+	// instead of blocking a thread in epoll_wait (the runtime then hands
+	// the goroutine straight to a P when events come).
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		_ = unix.Close(epfd)
+		_ = unix.Close(evfd)
+		return nil, fmt.Errorf("poll mode: %w", err)
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	eprc, err := ep.SyscallConn()
+	if err != nil {
+		_ = ep.Close()
+		_ = unix.Close(evfd)
+		return nil, fmt.Errorf("poll mode: %w", err)
+	}
+	p := &poller{h: h, epfd: epfd, ep: ep, eprc: eprc, evfd: evfd}
 	p.cond = sync.NewCond(&p.mu)
 	n := h.cfg.PollWorkers
 	p.wg.Add(1 + n)
@@ -106,7 +125,7 @@ func (p *poller) stop() {
 	one := [8]byte{1}
 	_, _ = unix.Write(p.evfd, one[:])
 	p.wg.Wait()
-	_ = unix.Close(p.epfd)
+	_ = p.ep.Close()
 	_ = unix.Close(p.evfd)
 }
 
@@ -114,13 +133,18 @@ func (p *poller) stop() {
 func (p *poller) wait() {
 	defer p.wg.Done()
 	evs := make([]unix.EpollEvent, 256)
+	var n int
+	var err error
+	collect := func(fd uintptr) bool {
+		n, err = unix.EpollWait(int(fd), evs, 0)
+		return n > 0 || (err != nil && !errors.Is(err, unix.EINTR))
+	}
 	for {
-		n, err := unix.EpollWait(p.epfd, evs, -1)
+		if rerr := p.eprc.Read(collect); rerr != nil {
+			err = rerr
+		}
 		if err != nil {
-			if errors.Is(err, unix.EINTR) {
-				continue
-			}
-			p.h.log.Error("poll mode: epoll_wait failed; parked connections are no longer read", "err", err)
+			p.h.log.Error("poll mode: waiting for the epoll set failed; parked connections are no longer read", "err", err)
 			return
 		}
 		for i := range evs[:n] {
