@@ -259,7 +259,7 @@ type statsCollector struct {
 	refusedIn                                                   *prometheus.Desc
 	viewers, viewersDropped, traces, ready                      *prometheus.Desc
 	pollBusy, pollQueued, pollParked, pollWakeups               *prometheus.Desc
-	pollRequeues, pollReadTimeouts, pollFallbacks               *prometheus.Desc
+	pollRequeues, pollReadTimeouts, pollFallbacks, pollPartial  *prometheus.Desc
 }
 
 func newStatsCollector(src Sources) *statsCollector {
@@ -316,6 +316,7 @@ func newStatsCollector(src Sources) *statsCollector {
 	c.pollWakeups = d("poll_wakeups_total", "Connections taken from the poll mode's epoll set to be read.")
 	c.pollRequeues = d("poll_requeues_total", "Turns of the poll mode's pool that read a connection's per-turn budget of messages and put it back at the end of the queue.")
 	c.pollReadTimeouts = d("poll_read_timeouts_total", "Connections closed with 1008 because a message did not arrive within poll-read-timeout once the poll mode's pool began reading it.")
+	c.pollPartial = d("poll_partial_waits_total", "Times a connection was parked with part of a message's first frame (at most 8 KiB) in its socket until the rest arrived, instead of a pool goroutine waiting for it.")
 	c.pollFallbacks = d("poll_fallbacks_total", "Connections read by a goroutine of their own in poll mode: their socket has no descriptor to poll (TLS).")
 	c.ready = d("ready", "1 while GET /readyz answers ready (every listener bound and served, not shutting down; cluster mode: Redis up), else 0.")
 	if src.Hub != nil {
@@ -329,7 +330,7 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.messagesIn, c.bytesIn, c.bytesOut, c.queuedBytes, c.budgetOverflows, c.heldOverflows, c.fragAborts, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
 		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn, c.viewers, c.viewersDropped, c.traces, c.ready,
-		c.pollBusy, c.pollQueued, c.pollParked, c.pollWakeups, c.pollRequeues, c.pollReadTimeouts, c.pollFallbacks} {
+		c.pollBusy, c.pollQueued, c.pollParked, c.pollWakeups, c.pollRequeues, c.pollReadTimeouts, c.pollFallbacks, c.pollPartial} {
 		ch <- d
 	}
 }
@@ -407,6 +408,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			counter(c.pollRequeues, p.Requeued)
 			counter(c.pollReadTimeouts, p.ReadTimeouts)
 			counter(c.pollFallbacks, p.Fallbacks)
+			counter(c.pollPartial, p.PartialWaits)
 		}
 	}
 	if r := c.src.RPC; r != nil {

@@ -596,11 +596,24 @@ func TestPollMetrics(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if _, err := half.NetConn().Write([]byte{0x81, 0x85, 1, 2, 3, 4}); err != nil { // a frame's header, no payload
+	// A frame's header and half its payload: the connection waits in the
+	// epoll set for the rest (a partial wait); then the header of a frame
+	// too large to wait for, whose payload never comes: the pool reads it
+	// and gives up after the poll read timeout.
+	if _, err := half.NetConn().Write([]byte{0x81, 0x84, 1, 2, 3, 4, 'a' ^ 1, 'b' ^ 2}); err != nil {
+		t.Fatal(err)
+	}
+	for e.hub.Stats().Poll.PartialWaits != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("poll stats %+v, want a partial wait", *e.hub.Stats().Poll)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := half.NetConn().Write([]byte{'c' ^ 3, 'd' ^ 4, 0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.ReadClose(t, half, wait)
-	for e.hub.Check(fdHalf) || e.hub.Stats().Poll.Parked != 1 {
+	for st := e.hub.Stats(); e.hub.Check(fdHalf) || len(st.Closes) != 1 || st.Poll.Parked != 1 || st.Poll.Busy != 0; st = e.hub.Stats() {
 		if time.Now().After(deadline) {
 			t.Fatalf("poll stats %+v, want the half frame's connection closed", *e.hub.Stats().Poll)
 		}
@@ -610,10 +623,11 @@ func TestPollMetrics(t *testing.T) {
 		{"wsbridge_poll_workers_busy", nil, 0},
 		{"wsbridge_poll_queued_connections", nil, 0},
 		{"wsbridge_poll_parked_connections", nil, 1},
-		{"wsbridge_poll_wakeups_total", nil, 1},
+		{"wsbridge_poll_wakeups_total", nil, 2},
 		{"wsbridge_poll_requeues_total", nil, 0},
 		{"wsbridge_poll_read_timeouts_total", nil, 1},
 		{"wsbridge_poll_fallbacks_total", nil, 0},
+		{"wsbridge_poll_partial_waits_total", nil, 1},
 		{"wsbridge_connections_closed_total", []string{"code", "1008", "by", "server"}, 1},
 	})
 }

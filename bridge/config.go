@@ -264,11 +264,13 @@ type Config struct {
 	// PollWorkers is the size of the poll mode's pool. Default 4 ×
 	// GOMAXPROCS (at least 4).
 	PollWorkers int
-	// PollReadTimeout bounds, in poll mode, how long a message (all its
-	// frames) may take to arrive once a pool goroutine began reading it; past
-	// it the connection is closed with 1008 ("message not received in
-	// time"). A client that sends half a frame holds a pool goroutine that
-	// long. Default 5s, or PingInterval+PongTimeout when that is shorter;
+	// PollReadTimeout bounds, in poll mode, how long a message may take to
+	// arrive once a pool goroutine began reading it; past it the connection
+	// is closed with 1008 ("message not received in time"). A message's
+	// first frame of at most 8 KiB is read only once it has arrived whole
+	// (meanwhile the connection holds no goroutine); a client that sends
+	// part of a larger frame, or half a fragmented message, holds a pool
+	// goroutine that long. Default 5s, or PingInterval+PongTimeout when that is shorter;
 	// at most PingInterval+PongTimeout (a message under way is a sign of
 	// life the keepalive does not see until it is read).
 	PollReadTimeout time.Duration

@@ -70,6 +70,8 @@ type conn struct {
 	pst     atomic.Uint32
 	seen    atomic.Int64
 	expired atomic.Bool
+	lowat   int32 // the SO_RCVLOWAT set while a message is awaited whole; its reader only
+	unread  bool  // a refused message was left unread (gorilla is inside it); its reader only
 	// fragAt is when the open fragmented message last got a push (unix
 	// nanoseconds), 0 when none is open: the worker's keepalive tick reads
 	// it to abort an idle one, so an idle fragment costs no timer.
@@ -672,6 +674,7 @@ func (c *conn) readOne() error {
 		ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.connectedAt))
 		if !ok {
 			c.refuse(refusedMessageRate)
+			c.unread = true
 			return nil // unread: the next NextReader discards it
 		}
 	}
@@ -685,6 +688,7 @@ func (c *conn) readOne() error {
 	if err != nil {
 		return c.readFailed(err)
 	}
+	c.unread = why != refusedNone
 	if why != refusedNone {
 		c.refuse(why)
 		return nil

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
@@ -35,10 +36,13 @@ import (
 // connection that has ended finds nothing.
 //
 // Bounds: a pool goroutine reads at most pollBudget messages of one
-// connection per turn, then puts it at the back of the queue; a message (or
-// the frames of one) must arrive within PollReadTimeout once the pool began
-// reading it, or the connection is closed with 1008 (a client that sends
-// half a frame holds a pool goroutine that long, no longer).
+// connection per turn, then puts it at the back of the queue. A message's
+// first frame of at most pollWindow bytes is read only once it is all
+// there (waitWhole: until then the connection waits in the epoll set with
+// SO_RCVLOWAT); a larger one, and a fragmented message's later frames,
+// must arrive within PollReadTimeout once the pool began reading them, or
+// the connection is closed with 1008 (a client that sends part of one
+// holds a pool goroutine that long, no longer).
 
 // pollBudget is how many messages of one connection a pool goroutine reads
 // before it serves the others waiting.
@@ -69,6 +73,7 @@ type poller struct {
 	wakeups  atomic.Uint64 // connections taken out of the epoll set to be read
 	requeued atomic.Uint64 // turns that ended on pollBudget with more to read
 	timeouts atomic.Uint64 // connections closed (1008): a message not received within PollReadTimeout
+	partial  atomic.Uint64 // connections parked until the rest of a message arrives (SO_RCVLOWAT)
 	fallback atomic.Uint64 // connections read by a goroutine of their own: no descriptor (TLS)
 }
 
@@ -265,12 +270,31 @@ type pollCall struct {
 	err       error
 	ready     bool
 	ctl, peek func(fd uintptr)
+
+	buf           [pollWindow]byte // waitWhole's: gorilla's buffered bytes, then a peek at the socket
+	off, n, lowat int
+	peekMore      func(fd uintptr)
+	setLowat      func(fd uintptr)
 }
 
 var pollCalls = sync.Pool{New: func() any {
 	pc := &pollCall{}
 	pc.ctl = func(fd uintptr) { pc.err = unix.EpollCtl(pc.epfd, pc.op, int(fd), &pc.ev) }
 	pc.peek = func(fd uintptr) { pc.ready = peekReadable(fd) }
+	pc.peekMore = func(fd uintptr) {
+		for {
+			r, _, errno := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&pc.buf[pc.off])), uintptr(len(pc.buf)-pc.off),
+				syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			if errno == syscall.EINTR {
+				continue
+			}
+			if errno == 0 {
+				pc.n = int(r)
+			}
+			return
+		}
+	}
+	pc.setLowat = func(fd uintptr) { pc.err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, pc.lowat) }
 	return pc
 }}
 
@@ -308,12 +332,169 @@ func (p *poller) serve(c *conn) {
 			p.submit(c)
 			return
 		}
+		if !c.unread {
+			waiting, err := p.waitWhole(c)
+			if err != nil {
+				p.end(c, c.readFailed(err))
+				return
+			}
+			if waiting {
+				if p.park(c) {
+					return
+				}
+				continue
+			}
+		}
 		n++
 		c.alive()
+		c.resetLowat()
 		if err := c.readOne(); err != nil {
 			p.end(c, err)
 			return
 		}
+	}
+}
+
+// pollWindow: a message's first frame (most messages' only one) that fits
+// in this many bytes is read only once all of it has arrived, so that a
+// client sending it slowly (or half of it) holds no pool goroutine
+// meanwhile. A larger one, and the later frames of a fragmented message,
+// are read as they come, under PollReadTimeout. Well under half of any TCP receive buffer,
+// which bounds SO_RCVLOWAT.
+const pollWindow = 8 << 10
+
+// waitWhole looks, at a message boundary, whether the next message's first
+// frame has arrived whole (gorilla's buffer, then a peek at the socket,
+// frame headers walked: messageEnd). When it has not and it fits pollWindow, it sets the socket's
+// SO_RCVLOWAT to the bytes still missing, so that epoll reports the socket
+// only once they are there, and reports true: the caller parks the
+// connection. A wake that finds the same bytes missing came from
+// something else (the client closed or failed): gorilla reads then, and
+// finds out.
+func (p *poller) waitWhole(c *conn) (bool, error) {
+	b := c.bc
+	nb := b.br.Buffered()
+	if nb >= pollWindow || b.in.badRSV1 {
+		return false, nil // large, or a frame bufConn.Read holds back: gorilla fails on it now
+	}
+	pc := pollCalls.Get().(*pollCall)
+	defer pollCalls.Put(pc)
+	head, _ := b.br.Peek(nb) // buffered: no I/O
+	copy(pc.buf[:], head)
+	pc.off, pc.n = nb, 0
+	if err := b.raw.Control(pc.peekMore); err != nil {
+		return false, err
+	}
+	avail := pc.buf[:nb+pc.n]
+	need, textAt, hdr := frameWalk(avail)
+	if need <= len(avail) || need > pollWindow {
+		return false, nil // there, to be read now, or too large to wait for
+	}
+	if textAt >= 0 && !validTextSoFar(avail[textAt+hdr-4:textAt+hdr], avail[textAt+hdr:]) {
+		return false, nil // gorilla reads it now and the text is refused (1007) before it is whole, as in goroutine mode
+	}
+	lowat := int32(need - nb) // bytes the socket must hold
+	if lowat == c.lowat {
+		return false, nil // no progress since the last wake: not data
+	}
+	pc.lowat = int(lowat)
+	if err := b.raw.Control(pc.setLowat); err != nil {
+		return false, err
+	}
+	if pc.err != nil {
+		return false, nil // cannot wait for it: read it as it comes
+	}
+	c.lowat = lowat
+	p.partial.Add(1)
+	return true, nil
+}
+
+// validTextSoFar unmasks (in place) the part of a text frame's payload that
+// has arrived and reports whether it can still be UTF-8.
+func validTextSoFar(key, payload []byte) bool {
+	for i := range payload {
+		payload[i] ^= key[i%4]
+	}
+	var u utf8Stream
+	return u.write(payload)
+}
+
+// resetLowat gives the socket its SO_RCVLOWAT of 1 back before anything
+// reads it (the runtime's poller, too, waits for SO_RCVLOWAT bytes).
+func (c *conn) resetLowat() {
+	if c.lowat == 0 {
+		return
+	}
+	c.lowat = 0
+	pc := pollCalls.Get().(*pollCall)
+	pc.lowat = 1
+	_ = c.bc.raw.Control(pc.setLowat)
+	pollCalls.Put(pc)
+}
+
+// messageEnd walks the frame headers at the start of p (a message
+// boundary) and returns how many bytes from the start must be there before
+// gorilla can read without waiting: the control frames that come first
+// and the message's first frame (gorilla reads a fragmented message's
+// later frames as they come, under PollReadTimeout, so that it can refuse
+// one as soon as a frame shows it too large or not UTF-8). It returns a
+// lower bound while a header is incomplete, and 0 when gorilla should read
+// now: a header gorilla refuses (unmasked, a reserved bit or opcode, a
+// control frame too long or fragmented), which it then fails at once as in
+// goroutine mode; more than pollWindow for a frame too large to wait for.
+func messageEnd(p []byte) int {
+	need, _, _ := frameWalk(p)
+	return need
+}
+
+// frameWalk is messageEnd; when the message's first frame is a text frame
+// that is not all there, it also returns where it starts and the length of
+// its header (the masking key included), else -1, 0.
+func frameWalk(p []byte) (need, textAt, hdr int) {
+	pos := 0
+	for {
+		if len(p)-pos < 2 {
+			return pos + 2, -1, 0
+		}
+		b0, b1 := p[pos], p[pos+1]
+		op := b0 & 0x0f
+		switch {
+		case b1&0x80 == 0, b0&0x70 != 0, op > websocket.BinaryMessage && op < websocket.CloseMessage, op > websocket.PongMessage:
+			return 0, -1, 0 // unmasked, a reserved bit (or compression's), a reserved opcode
+		case op >= websocket.CloseMessage && (b0&0x80 == 0 || b1&0x7f > 125):
+			return 0, -1, 0 // a fragmented or long control frame
+		}
+		h := 2 + 4 // with the masking key
+		switch b1 & 0x7f {
+		case 126:
+			h += 2
+		case 127:
+			h += 8
+		}
+		if len(p)-pos < h {
+			return pos + h, -1, 0
+		}
+		n := uint64(b1 & 0x7f)
+		switch n {
+		case 126:
+			n = uint64(p[pos+2])<<8 | uint64(p[pos+3])
+		case 127:
+			n = 0
+			for _, x := range p[pos+2 : pos+10] {
+				n = n<<8 | uint64(x)
+			}
+		}
+		if n > pollWindow || pos+h+int(n) > pollWindow {
+			return pollWindow + 1, -1, 0
+		}
+		end := pos + h + int(n)
+		if end > len(p) && op == websocket.TextMessage {
+			return end, pos, h
+		}
+		if end > len(p) || op < websocket.PingMessage {
+			return end, -1, 0 // the frame is not all there, or it is the message's first (a close ends everything)
+		}
+		pos = end
 	}
 }
 
@@ -343,6 +524,7 @@ func (p *poller) park(c *conn) bool {
 // its own that finishes it: finish may wait up to CloseTimeout.
 func (p *poller) end(c *conn, err error) {
 	c.pst.Store(pollSolo)
+	c.resetLowat()
 	go func() {
 		defer c.hub.release(c.slot)
 		c.finish(err)
@@ -355,6 +537,7 @@ func (p *poller) end(c *conn, err error) {
 // pool goroutine must not wait for them.
 func (p *poller) solo(c *conn) {
 	c.pst.Store(pollSolo)
+	c.resetLowat()
 	c.mu.Lock()
 	if !c.closeWait {
 		// The writer has not sent the close frame yet (it then sets the
@@ -389,12 +572,19 @@ func (c *conn) pollDeadline() bool {
 // buffer is empty and a non-blocking peek finds nothing in the socket.
 // Bytes gorilla already holds (the start of the next message, read with the
 // end of the last) are read before the connection is parked, or they would
-// never be. A client's pong at the head of the socket is taken here, as the
-// goroutine mode's waitReadable does.
+// never be. A client's ping or pong at the head is taken here (takeControl):
+// gorilla would handle it inside NextReader and then wait there for the
+// next frame, holding a pool goroutine.
 func (c *conn) pollIdle() (bool, error) {
 	b := c.bc
 	for {
-		if b.br.Buffered() > 0 || b.in.badRSV1 {
+		if b.in.badRSV1 {
+			return false, nil
+		}
+		if b.br.Buffered() > 0 {
+			if c.takeControl() {
+				continue
+			}
 			return false, nil
 		}
 		pc := pollCalls.Get().(*pollCall)
@@ -408,11 +598,74 @@ func (c *conn) pollIdle() (bool, error) {
 		if !ready {
 			return true, nil
 		}
-		if !b.takePong() {
+		if !c.takeControl() {
 			return false, nil
 		}
-		c.alive()
 	}
+}
+
+// takeControl takes a whole, plain ping or pong frame (FIN, no reserved bit,
+// masked, at most 125 bytes) at the head of what the client sent, from
+// gorilla's buffer or else from the socket, at a message boundary, and does
+// what gorilla's handlers do (controlFrame). Anything else is gorilla's.
+func (c *conn) takeControl() bool {
+	b := c.bc
+	if c.unread {
+		return false // gorilla is inside a refused message
+	}
+	if n := b.br.Buffered(); n > 0 {
+		h, _ := b.br.Peek(min(n, 2))
+		if len(h) < 2 || !plainControl(h[0], h[1]) {
+			return false
+		}
+		size := 6 + int(h[1]&0x7f)
+		if n < size {
+			return false
+		}
+		f, _ := b.br.Peek(size)
+		c.controlFrame(f)
+		_, _ = b.br.Discard(size)
+		return true
+	}
+	if b.in.skip != 0 || b.in.hn != 0 || b.in.closeSeen {
+		return false // not at a frame boundary of what gorilla has read
+	}
+	p := pongPool.Get().(*pongPeek)
+	defer pongPool.Put(p)
+	p.n, p.size = 0, len(p.f)
+	if err := b.raw.Read(p.peek); err != nil || p.n < 6 || !plainControl(p.f[0], p.f[1]) {
+		return false
+	}
+	size := 6 + int(p.f[1]&0x7f)
+	if p.n < size {
+		return false // not all arrived: gorilla waits for the rest
+	}
+	p.n, p.size = 0, size
+	if err := b.raw.Read(p.take); err != nil || p.n != size {
+		b.in.badRSV1 = true // cannot happen (as in takePong): gorilla fails on what follows
+		return false
+	}
+	b.in.follow(p.f[:size])
+	c.controlFrame(p.f[:size])
+	return true
+}
+
+func plainControl(b0, b1 byte) bool {
+	return (b0 == 0x80|websocket.PingMessage || b0 == 0x80|websocket.PongMessage) && b1&0x80 != 0 && b1&0x7f <= 125
+}
+
+// controlFrame does what the handlers prepareRead gives gorilla do with a
+// client's ping or pong frame f (masked).
+func (c *conn) controlFrame(f []byte) {
+	c.alive()
+	if f[0]&0x0f != websocket.PingMessage {
+		return
+	}
+	data := make([]byte, len(f)-6)
+	for i := range data {
+		data[i] = f[6+i] ^ f[2+i%4]
+	}
+	_ = c.enqueue(item{kind: itemControl, op: OpPong, data: data, size: len(data)}, false)
 }
 
 // kick has a parked connection read: it began closing (a goroutine of its
@@ -466,6 +719,10 @@ type PollStats struct {
 	// did not arrive within Config.PollReadTimeout once the pool began
 	// reading it (half a frame, a message too slow).
 	ReadTimeouts uint64 `json:"read_timeouts"`
+	// PartialWaits counts the times a connection was parked with part of a
+	// message (of at most 8 KiB) in its socket, until the rest arrives,
+	// instead of a pool goroutine waiting for it.
+	PartialWaits uint64 `json:"partial_waits"`
 	// Fallbacks counts the connections read by a goroutine of their own
 	// because their socket has no descriptor to poll (TLS).
 	Fallbacks uint64 `json:"fallbacks"`
@@ -479,5 +736,5 @@ func (p *poller) stats() *PollStats {
 	queued := len(p.ready) - p.head
 	p.mu.Unlock()
 	return &PollStats{Workers: p.h.cfg.PollWorkers, Busy: p.busy.Load(), Queued: queued, Parked: p.parked.Load(),
-		Wakeups: p.wakeups.Load(), Requeued: p.requeued.Load(), ReadTimeouts: p.timeouts.Load(), Fallbacks: p.fallback.Load()}
+		Wakeups: p.wakeups.Load(), Requeued: p.requeued.Load(), ReadTimeouts: p.timeouts.Load(), PartialWaits: p.partial.Load(), Fallbacks: p.fallback.Load()}
 }

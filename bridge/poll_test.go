@@ -110,9 +110,10 @@ func TestPollReadsWhatGorillaBufferedBeforeParking(t *testing.T) {
 	}
 }
 
-// Half a frame holds a pool goroutine for PollReadTimeout, no longer: the
-// connection is closed with 1008, counted, and the others are read again.
-func TestPollHalfAFrameIsClosedAfterTheReadTimeout(t *testing.T) {
+// Half of a frame too large to wait for (over 8 KiB) holds a pool
+// goroutine for PollReadTimeout, no longer: the connection is closed with
+// 1008, counted, and the others are read again.
+func TestPollHalfALargeFrameIsClosedAfterTheReadTimeout(t *testing.T) {
 	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1, PollReadTimeout: 200 * time.Millisecond}))
 	addr := th.srv.Listener.Addr().String()
 	half := dialRaw(t, addr)
@@ -121,10 +122,11 @@ func TestPollHalfAFrameIsClosedAfterTheReadTimeout(t *testing.T) {
 	other, otherFD := th.dial(t, "other")
 	th.waitParked(t, 2)
 
-	f := maskedFrame(true, websocket.TextMessage, []byte("never finished"))
-	if _, err := half.Write(f[:len(f)/2]); err != nil {
+	f := maskedFrame(true, websocket.TextMessage, bytes.Repeat([]byte("x"), 10000))
+	if _, err := half.Write(f[:5000]); err != nil {
 		t.Fatal(err)
 	}
+	th.waitPoll(t, "the pool reading the large frame", func(s bridge.PollStats) bool { return s.Busy == 1 })
 	if err := other.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +150,76 @@ func TestPollHalfAFrameIsClosedAfterTheReadTimeout(t *testing.T) {
 	}
 }
 
-// A whole message that arrives in pieces, and a fragmented one whose
-// frames come apart, are read within the bound.
+// Half of a small message holds no pool goroutine: the connection waits in
+// the epoll set until the rest arrives (SO_RCVLOWAT), while the only pool
+// goroutine serves the others; the rest, much later than
+// PollReadTimeout, completes it.
+func TestPollHalfASmallMessageWaitsInTheEpollSet(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1, PollReadTimeout: 50 * time.Millisecond}))
+	half := dialRaw(t, th.srv.Listener.Addr().String())
+	half.handshake(t, "/?id=half")
+	halfFD := th.rec.fdOf(t, "half")
+	other, otherFD := th.dial(t, "other")
+	th.waitParked(t, 2)
+
+	f := maskedFrame(true, websocket.TextMessage, bytes.Repeat([]byte("y"), 3000))
+	if _, err := half.Write(f[:1500]); err != nil {
+		t.Fatal(err)
+	}
+	th.waitPoll(t, "the half message waiting, parked", func(s bridge.PollStats) bool {
+		return s.PartialWaits >= 1 && s.Parked == 2 && s.Busy == 0
+	})
+	for i := range 3 { // the pool serves the other meanwhile, over PollReadTimeout
+		msg := fmt.Sprint("m", i)
+		if err := other.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		th.rec.waitMessages(t, otherFD, i+1)
+		time.Sleep(30 * time.Millisecond) // the half message stays half meanwhile
+	}
+	if _, err := half.Write(f[1500:]); err != nil {
+		t.Fatal(err)
+	}
+	if got := th.rec.waitMessages(t, halfFD, 1); got[0] != string(bytes.Repeat([]byte("y"), 3000)) {
+		t.Fatalf("got %q", trunc([]byte(got[0])))
+	}
+	if s := th.Stats().Poll; s.ReadTimeouts != 0 || !th.Check(halfFD) {
+		t.Fatalf("poll stats %+v, open %v: want no read timeout, the connection open", *s, th.Check(halfFD))
+	}
+}
+
+// A client's ping alone is answered and leaves no pool goroutine waiting
+// for a next frame (gorilla would, inside NextReader).
+func TestPollClientPingHoldsNoPoolGoroutine(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1}))
+	rc := dialRaw(t, th.srv.Listener.Addr().String())
+	rc.handshake(t, "/?id=p")
+	th.rec.fdOf(t, "p")
+	th.waitParked(t, 1)
+	if _, err := rc.Write(maskedFrame(true, websocket.PingMessage, []byte("are you there"))); err != nil {
+		t.Fatal(err)
+	}
+	if fr, err := rc.readFrame(); err != nil || fr.op != websocket.PongMessage || string(fr.payload) != "are you there" {
+		t.Fatalf("pong: %+v, %v", fr, err)
+	}
+	th.waitPoll(t, "parked again, the pool idle", func(s bridge.PollStats) bool { return s.Parked == 1 && s.Busy == 0 && s.Wakeups >= 1 })
+	// Two pings in one segment: the second is in gorilla's buffer... or the
+	// socket; both are answered.
+	seg := append(maskedFrame(true, websocket.PingMessage, []byte("a")), maskedFrame(true, websocket.PingMessage, []byte("b"))...)
+	if _, err := rc.Write(seg); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"a", "b"} {
+		if fr, err := rc.readFrame(); err != nil || fr.op != websocket.PongMessage || string(fr.payload) != want {
+			t.Fatalf("pong %q: %+v, %v", want, fr, err)
+		}
+	}
+	th.waitPoll(t, "parked again, the pool idle", func(s bridge.PollStats) bool { return s.Parked == 1 && s.Busy == 0 })
+}
+
+// A message that arrives in pieces waits in the epoll set until its frame
+// is whole (small ones); a fragmented one's later frames and a large frame
+// are read as they come, within the bound.
 func TestPollSlowMessagesWithinTheBound(t *testing.T) {
 	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1, PollReadTimeout: wait}))
 	rc := dialRaw(t, th.srv.Listener.Addr().String())
@@ -157,17 +227,17 @@ func TestPollSlowMessagesWithinTheBound(t *testing.T) {
 	fd := th.rec.fdOf(t, "slow")
 	th.waitParked(t, 1)
 
-	busy := func() {
-		th.waitPoll(t, "the pool reading", func(s bridge.PollStats) bool { return s.Busy == 1 })
+	waits := func(n uint64) {
+		th.waitPoll(t, fmt.Sprintf("%d partial waits", n), func(s bridge.PollStats) bool { return s.PartialWaits == n && s.Parked == 1 })
 	}
 	f := maskedFrame(true, websocket.TextMessage, bytes.Repeat([]byte("x"), 300))
-	pieces := [][]byte{f[:1], f[1:5], f[5:100], f[100:]}
+	pieces := [][]byte{f[:1], f[1:2], f[2:100], f[100:]} // each tells how many bytes are missing
 	for i, piece := range pieces {
 		if _, err := rc.Write(piece); err != nil {
 			t.Fatal(err)
 		}
 		if i < len(pieces)-1 {
-			busy() // the pool waits in the middle of the frame
+			waits(uint64(i + 1)) // parked in the middle of the frame
 		}
 	}
 	if got := th.rec.waitMessages(t, fd, 1); got[0] != string(bytes.Repeat([]byte("x"), 300)) {
@@ -175,13 +245,18 @@ func TestPollSlowMessagesWithinTheBound(t *testing.T) {
 	}
 	th.waitParked(t, 1)
 
+	// A fragmented message's later frames are read as they come.
 	if _, err := rc.Write(maskedFrame(false, websocket.TextMessage, []byte("frag"))); err != nil {
 		t.Fatal(err)
+	}
+	busy := func() {
+		th.waitPoll(t, "the pool reading", func(s bridge.PollStats) bool { return s.Busy == 1 })
 	}
 	busy()
 	if _, err := rc.Write(maskedFrame(true, websocket.PingMessage, []byte("p"))); err != nil { // a control frame between fragments
 		t.Fatal(err)
 	}
+	busy()
 	if _, err := rc.Write(maskedFrame(true, 0, []byte("ments"))); err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +265,21 @@ func TestPollSlowMessagesWithinTheBound(t *testing.T) {
 	}
 	if fr, err := rc.readFrame(); err != nil || fr.op != websocket.PongMessage || string(fr.payload) != "p" {
 		t.Fatalf("pong: %+v, %v", fr, err)
+	}
+	th.waitParked(t, 1)
+
+	// A message larger than the window is read as it comes, by the pool.
+	big := maskedFrame(true, websocket.BinaryMessage, bytes.Repeat([]byte("z"), 20000))
+	for i, piece := range [][]byte{big[:10], big[10:9000], big[9000:]} {
+		if _, err := rc.Write(piece); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			busy()
+		}
+	}
+	if got := th.rec.waitMessages(t, fd, 3); got[2] != string(bytes.Repeat([]byte("z"), 20000)) {
+		t.Fatalf("got %q", trunc([]byte(got[2])))
 	}
 	th.waitParked(t, 1)
 }

@@ -11,9 +11,10 @@ import (
 )
 
 // TestPollModeHalfFrame: the binary in poll mode, one pool goroutine, a
-// short poll read timeout. A client that sends half a frame is closed
-// with 1008 once the timeout passes, and the application gets its close;
-// another client's messages are delivered before and after, in order.
+// short poll read timeout. A client that sends part of a large frame is
+// closed with 1008 once the timeout passes, and the application gets its
+// close; another client's messages are delivered before and after, in
+// order.
 func TestPollModeHalfFrame(t *testing.T) {
 	t.Parallel()
 	const secret = "poll-secret"
@@ -42,8 +43,9 @@ func TestPollModeHalfFrame(t *testing.T) {
 		t.Fatal(err)
 	}
 	app.waitEvents(3)
-	// A masked text frame of 5 bytes: its header, its key, 2 of its bytes.
-	if _, err := half.NetConn().Write([]byte{0x81, 0x85, 1, 2, 3, 4, 'h' ^ 1, 'e' ^ 2}); err != nil {
+	// A masked binary frame of 10,000 bytes (more than the bridge waits
+	// for in its epoll set): its header, its key, 100 of its bytes.
+	if _, err := half.NetConn().Write(append([]byte{0x82, 0x80 | 126, 0x27, 0x10, 1, 2, 3, 4}, make([]byte, 100)...)); err != nil {
 		t.Fatal(err)
 	}
 	if err := other.WriteMessage(websocket.TextMessage, []byte("after")); err != nil {

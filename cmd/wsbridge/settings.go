@@ -79,7 +79,7 @@ var settings = []setting{
 		help: "goroutines of the poll mode's pool (0: 4 x GOMAXPROCS, at least 4)",
 		kind: intIn(func(c *config) *int { return &c.Bridge.PollWorkers }, 0, 0, 4096)},
 	{name: "poll-read-timeout", group: groupListener, example: "2s",
-		help: "poll mode: a message (all its frames) must arrive within this once the pool began reading it, else the client is closed with 1008; a client sending half a frame holds a pool goroutine this long; at most ping-interval + pong-timeout",
+		help: "poll mode: a message (all its frames) must arrive within this once the pool began reading it, else the client is closed with 1008; a frame up to 8KiB is read only once whole, so a client sending part of a larger frame (or half a fragmented message) holds a pool goroutine this long; at most ping-interval + pong-timeout",
 		kind: dur(func(c *config) *time.Duration { return &c.Bridge.PollReadTimeout }, bridge.DefaultPollReadTimeout)},
 	{name: "max-connections", group: groupListener, example: "50",
 		help: "open connections cap; past it a handshake gets HTTP 503",
