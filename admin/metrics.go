@@ -253,6 +253,7 @@ type statsCollector struct {
 	rpcInFlightWaits, rpcTimeouts                               *prometheus.Desc
 	refused, handshakes, headersTrimmed                         *prometheus.Desc
 	queuedBytes, budgetOverflows, heldOverflows, fragAborts     *prometheus.Desc
+	pings                                                       *prometheus.Desc
 	evDelivered, evRetries, evDropped, evClosed                 *prometheus.Desc
 	evPending, evInFlight                                       *prometheus.Desc
 	evPendingBytes, evReserved, evSplits                        *prometheus.Desc
@@ -278,14 +279,16 @@ func newStatsCollector(src Sources) *statsCollector {
 		budgetOverflows: d("send_queue_budget_overflows_total", "Overflows of max-queued-bytes, by action: refused (a push refused; also in send_queue_overflows_total) or closed (a connection with one of the largest queues closed with 1008, close policy).", "action"),
 		heldOverflows:   d("send_queue_held_overflows_total", "Broadcasts refused because those held behind an open fragmented message were at the queue's bounds (also in send_queue_overflows_total)."),
 		fragAborts:      d("fragment_aborts_total", "Fragmented messages aborted with close 1011, by reason: timeout (no push within fragment-timeout) or too_large (past max-push-size).", "reason"),
-		messagesIn:      d("messages_received_total", "Messages received from WebSocket clients and given to the application (refused ones are in client_messages_refused_total)."),
-		bytesIn:         d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients and given to the application."),
-		bytesOut:        d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
-		refused:         d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error, fd_unavailable: cluster mode, no fd block could be reserved while Redis is away).", "reason"),
-		handshakes:      d("handshakes_in_progress", "Connections accepted on the WebSocket port and not yet upgraded."),
-		headersTrimmed:  d("handshake_headers_trimmed_total", "Connections whose kept handshake headers were cut down to max-kept-header-bytes."),
-		rpcConns:        d("rpc_connections", "Open RPC connections."),
-		rpcInFlight:     d("rpc_calls_in_flight", "RPC calls read and not yet answered (at most rpc-max-inflight per connection)."),
+		pings: d("keepalive_pings_total", "Keepalive pings by how they went: direct (written at once, nothing was queued), "+
+			"queued (behind what the connection had queued or was writing, or under TLS), skipped (the connection's send queue was full).", "path"),
+		messagesIn:     d("messages_received_total", "Messages received from WebSocket clients and given to the application (refused ones are in client_messages_refused_total)."),
+		bytesIn:        d("received_bytes_total", "Payload bytes of the messages received from WebSocket clients and given to the application."),
+		bytesOut:       d("sent_bytes_total", "Payload bytes of the messages written to WebSocket clients."),
+		refused:        d("handshakes_refused_total", "WebSocket handshakes refused by the bridge's limits, by reason (shutting_down, max_connections, per_ip, handshakes, rate, events_backlog, internal_error, fd_unavailable: cluster mode, no fd block could be reserved while Redis is away).", "reason"),
+		handshakes:     d("handshakes_in_progress", "Connections accepted on the WebSocket port and not yet upgraded."),
+		headersTrimmed: d("handshake_headers_trimmed_total", "Connections whose kept handshake headers were cut down to max-kept-header-bytes."),
+		rpcConns:       d("rpc_connections", "Open RPC connections."),
+		rpcInFlight:    d("rpc_calls_in_flight", "RPC calls read and not yet answered (at most rpc-max-inflight per connection)."),
 		rpcRefusedConns: d("rpc_connections_refused_total",
 			"RPC connections closed at once because rpc-max-connections were open."),
 		rpcRefusedFrames: d("rpc_frames_refused_total",
@@ -327,7 +330,7 @@ func newStatsCollector(src Sources) *statsCollector {
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
-		c.messagesIn, c.bytesIn, c.bytesOut, c.queuedBytes, c.budgetOverflows, c.heldOverflows, c.fragAborts, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
+		c.messagesIn, c.bytesIn, c.bytesOut, c.queuedBytes, c.budgetOverflows, c.heldOverflows, c.fragAborts, c.pings, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
 		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn, c.viewers, c.viewersDropped, c.traces, c.ready,
 		c.pollBusy, c.pollQueued, c.pollParked, c.pollWakeups, c.pollRequeues, c.pollReadTimeouts, c.pollFallbacks, c.pollPartial} {
@@ -345,6 +348,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	if h := c.src.Hub; h != nil {
 		st := h.Stats()
 		var opened, pushed, overflows, in, bytesIn, bytesOut, held, fragTimeouts, fragTooLarge uint64
+		var pingsDirect, pingsQueued, pingsSkipped uint64
 		for _, w := range st.Workers {
 			gauge(c.workerConns, w.Connections, strconv.Itoa(w.ID))
 			opened += w.Opened
@@ -356,6 +360,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			held += w.HeldOverflows
 			fragTimeouts += w.FragmentTimeouts
 			fragTooLarge += w.FragmentTooLarge
+			pingsDirect += w.PingsDirect
+			pingsQueued += w.PingsQueued
+			pingsSkipped += w.PingsSkipped
 		}
 		gauge(c.connections, st.Connections)
 		counter(c.opened, opened)
@@ -400,6 +407,9 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.heldOverflows, held)
 		counter(c.fragAborts, fragTimeouts, "timeout")
 		counter(c.fragAborts, fragTooLarge, "too_large")
+		counter(c.pings, pingsDirect, "direct")
+		counter(c.pings, pingsQueued, "queued")
+		counter(c.pings, pingsSkipped, "skipped")
 		if p := st.Poll; p != nil {
 			gauge(c.pollBusy, int(p.Busy))
 			gauge(c.pollQueued, p.Queued)

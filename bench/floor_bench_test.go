@@ -21,7 +21,7 @@ import (
 // work for the receiving socket included (on loopback it is done inside
 // the sender's write).
 func BenchmarkLoopbackWriteFloor(b *testing.B) {
-	for _, n := range []int{1, 10, 100} {
+	for _, n := range []int{1, 10, 100, 5000} {
 		b.Run(fmt.Sprintf("conns=%d", n), func(b *testing.B) { benchWriteFloor(b, n) })
 	}
 }

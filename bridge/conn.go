@@ -132,15 +132,22 @@ func (c *conn) isOpen() bool {
 // the message (MaxPushSize in all, QueueSize of them waiting), so the push
 // that finishes it always fits. Everything is charged to the Hub's budget.
 func (c *conn) enqueue(it item, directed bool) error {
-	if r := c.tr.ring.Load(); r != nil {
-		return r.pushed(&it, directed, c.enqueueItem(it, directed))
-	}
-	return c.enqueueItem(it, directed)
+	return c.enqueueVia(it, directed, nil)
 }
 
-// enqueueItem is enqueue but the trace.
-func (c *conn) enqueueItem(it item, directed bool) error {
-	err := c.tryEnqueue(it, directed)
+// enqueueVia is enqueue for one message of many (batch.go): when the
+// connection needs its flusher, it is put on fb instead of its worker's
+// flush list, which fb fills a chunk at a time. A nil fb is enqueue.
+func (c *conn) enqueueVia(it item, directed bool, fb *flushBatch) error {
+	if r := c.tr.ring.Load(); r != nil {
+		return r.pushed(&it, directed, c.enqueueItem(it, directed, fb))
+	}
+	return c.enqueueItem(it, directed, fb)
+}
+
+// enqueueItem is enqueueVia but the trace.
+func (c *conn) enqueueItem(it item, directed bool, fb *flushBatch) error {
+	err := c.tryEnqueue(it, directed, fb)
 	if err != errOverBudget {
 		return err
 	}
@@ -150,7 +157,7 @@ func (c *conn) enqueueItem(it item, directed bool) error {
 	h := c.hub
 	if h.cfg.Overflow == OverflowClose {
 		h.sweep(int64(it.size))
-		err = c.tryEnqueue(it, directed)
+		err = c.tryEnqueue(it, directed, fb)
 		if err != errOverBudget && err != ErrUnknownFD { // ErrUnknownFD: the sweep closed this one
 			return err
 		}
@@ -160,7 +167,7 @@ func (c *conn) enqueueItem(it item, directed bool) error {
 	return ErrQueueFull
 }
 
-func (c *conn) tryEnqueue(it item, directed bool) error {
+func (c *conn) tryEnqueue(it item, directed bool, fb *flushBatch) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state != stateOpen {
@@ -229,7 +236,7 @@ func (c *conn) tryEnqueue(it item, directed bool) error {
 			c.held, c.heldBytes = nil, 0
 		}
 	}
-	c.startWriterLocked()
+	c.startWriterVia(fb)
 	return nil
 }
 
@@ -355,13 +362,21 @@ func (c *conn) dropHeldLocked() {
 	c.held, c.heldBytes = nil, 0
 }
 
-func (c *conn) startWriterLocked() {
+func (c *conn) startWriterLocked() { c.startWriterVia(nil) }
+
+// startWriterVia is startWriterLocked, putting c on fb (batch.go) instead
+// of its flush list when fb is not nil (under c.mu).
+func (c *conn) startWriterVia(fb *flushBatch) {
 	if !c.writing && len(c.q) > c.head {
 		c.writing = true
 		if c.delayLocked() {
 			return // its writer starts after the write delay
 		}
 		if c.flushableLocked() {
+			if fb != nil {
+				fb.add(c) // its flusher gets it with the rest of fb's chunk
+				return
+			}
 			c.worker.scheduleFlush(c) // its worker's flusher writes it (direct.go)
 			return
 		}
@@ -574,24 +589,11 @@ func (c *conn) write(it item) error {
 	return w.Close()
 }
 
-// run is the connection's reader goroutine: it delivers events and owns the
-// connection's end. In poll mode (poll.go) it delivers the open event, reads
-// what the client sent meanwhile and returns once the connection is idle,
-// leaving it to the poller.
-func (c *conn) run() {
-	if c.polled {
-		c.safely("open", c.opened)
-		c.prepareRead()
-		c.hub.poll.serve(c)
-		return
-	}
-	defer c.hub.release(c.slot)
-	c.safely("open", c.opened)
-	err := c.readLoop()
-	c.finish(err)
-}
-
-// opened gives the open event to the Listener.
+// opened gives the open event to the Listener. The hub calls it on the
+// handshake's goroutine before it starts the reader: OnOpen is deep (the
+// events dispatcher, the cluster's fd tracker), and on the reader it grew
+// the stack every idle reader then kept (4 KiB against 2 KiB; RSS 8.9
+// against 6.2 KiB per idle connection with events on, docs/BENCHMARKS.md).
 func (c *conn) opened() {
 	if l := c.hub.cfg.Listener; l != nil {
 		info, ok := c.hub.Info(c.fd) // with the user and groups it was given
@@ -600,6 +602,22 @@ func (c *conn) opened() {
 		}
 		l.OnOpen(info)
 	}
+}
+
+// run is the connection's reader goroutine, started once the open event is
+// delivered: it delivers the connection's messages and close event and owns
+// the connection's end. In poll mode (poll.go) it reads what the client
+// sent meanwhile and returns once the connection is idle, leaving it to
+// the poller.
+func (c *conn) run() {
+	if c.polled {
+		c.prepareRead()
+		c.hub.poll.serve(c)
+		return
+	}
+	defer c.hub.release(c.slot)
+	err := c.readLoop()
+	c.finish(err)
 }
 
 // prepareRead sets gorilla's read limit and control frame handlers.

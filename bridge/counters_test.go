@@ -91,8 +91,11 @@ func TestStatsCounters(t *testing.T) {
 	th.rec.closeOf(t, fdA)
 	th.rec.closeOf(t, fdB)
 
-	st := waitStats(t, th.Hub, "2 closes", func(st bridge.Stats) bool {
-		return sumWorkers(st, func(w bridge.WorkerStats) uint64 { return w.Closed }) == 2
+	// A write is counted once it returned, which may be after its client
+	// read it: wait for the count as well as for the closes.
+	st := waitStats(t, th.Hub, "2 closes and 18 bytes out", func(st bridge.Stats) bool {
+		return sumWorkers(st, func(w bridge.WorkerStats) uint64 { return w.Closed }) == 2 &&
+			sumWorkers(st, func(w bridge.WorkerStats) uint64 { return w.BytesOut }) >= 6+3*2+2*3
 	})
 	if got := sumWorkers(st, func(w bridge.WorkerStats) uint64 { return w.BytesIn }); got != 12 {
 		t.Errorf("bytes in = %d, want 12", got)

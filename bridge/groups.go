@@ -180,7 +180,8 @@ func (h *Hub) PushUser(user string, data []byte, op Opcode) (int, error) {
 
 // PushMany sends the same data to each of fds, encoding the frame once, and
 // returns how many connections accepted it. fds that are unknown, closed or
-// invalid are counted out, not errors.
+// invalid are counted out, not errors. (Grouping its fds by worker as
+// PushBatch does, batch.go, was measured and not kept: docs/BENCHMARKS.md.)
 func (h *Hub) PushMany(fds []int64, data []byte, op Opcode) (int, error) {
 	it, err := h.prepare(data, op)
 	if err != nil {

@@ -280,6 +280,7 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	connected = true // from here the connection's reader releases the slot
 	wk.add(c)
 	h.applyAuthorization(fd, auth)
+	c.safely("open", c.opened) // before the reader: its events follow
 	go c.run()
 	if h.isClosed() { // Shutdown ran between handoff and add
 		c.close(CloseGoingAway, "server shutting down", true)
@@ -562,6 +563,14 @@ type WorkerStats struct {
 	// Delayed counts the times a connection's writer waited for
 	// Config.WriteDelay to gather several messages into one write.
 	Delayed uint64 `json:"delayed"`
+	// Keepalive pings: PingsDirect were written at once by the worker's
+	// keepalive goroutine (nothing was queued: no writer goroutine, no
+	// buffer), PingsQueued were queued behind what the connection had
+	// queued or was writing (or under TLS), PingsSkipped were not sent
+	// because the connection's queue was full.
+	PingsDirect  uint64 `json:"pings_direct"`
+	PingsQueued  uint64 `json:"pings_queued"`
+	PingsSkipped uint64 `json:"pings_skipped"`
 }
 
 // Stats returns per-worker counters.
@@ -577,6 +586,7 @@ func (h *Hub) Stats() Stats {
 			BytesIn: w.bytesIn.Load(), BytesOut: w.bytesOut.Load(), Refused: w.refusedCounts(),
 			HeldOverflows: w.heldOverflows.Load(), FragmentTimeouts: w.fragTimeouts.Load(), FragmentTooLarge: w.fragTooLarge.Load(),
 			DirectWrites: w.direct.Load(), DirectPartial: w.directPartial.Load(), Delayed: w.delayedCount(),
+			PingsDirect: w.pingsDirect.Load(), PingsQueued: w.pingsQueued.Load(), PingsSkipped: w.pingsSkipped.Load(),
 		}
 		s.Connections += ws.Connections
 		s.Workers[i] = ws

@@ -701,9 +701,9 @@ func (c *conn) pollTimedOut() {
 // PollStats are the poll mode's counters (Stats.Poll; nil in goroutine mode).
 type PollStats struct {
 	// Workers is the size of the pool (Config.PollWorkers); Busy how many
-	// goroutines are reading a connection now (the pool's, and those that
-	// delivered a new connection's open event and read on until it is
-	// idle); Queued how many connections wait for a pool goroutine.
+	// goroutines are reading a connection now (the pool's, and those
+	// started for a new connection after its open event, which read it
+	// until it is idle); Queued how many connections wait for a pool goroutine.
 	Workers int   `json:"workers"`
 	Busy    int64 `json:"busy"`
 	Queued  int   `json:"queued"`

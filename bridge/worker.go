@@ -27,6 +27,9 @@ type worker struct {
 	fragTimeouts  atomic.Uint64                 // fragmented messages aborted: idle past FragmentTimeout
 	fragTooLarge  atomic.Uint64                 // fragmented messages aborted: past MaxPushSize
 	direct        atomic.Uint64                 // messages written by the flusher (direct.go)
+	pingsDirect   atomic.Uint64                 // keepalive pings written at once by the keepalive goroutine (ping.go)
+	pingsQueued   atomic.Uint64                 // keepalive pings queued: something was queued or being written
+	pingsSkipped  atomic.Uint64                 // keepalive pings skipped: the queue was full
 	directPartial atomic.Uint64                 // of which only in part: the rest went to a writer
 	delayed       delayed                       // connections waiting for the write delay (delay.go)
 	flush         *flushList                    // its flusher's list, shared with other workers (direct.go)
@@ -81,10 +84,11 @@ func (w *worker) snapshot(dst []*conn) []*conn {
 // keepalive pings every connection of the worker once per interval until
 // stop is closed. One ticker per worker instead of one per connection keeps
 // idle connections cheap; a connection is pinged on the first tick at least
-// interval after its previous ping, so pings spread over time. The same
-// tick aborts fragmented messages idle for fragTimeout (one atomic load per
-// connection), so an open fragment needs no timer of its own. In poll mode
-// it also ends the connections that showed no sign of life for
+// interval after its previous ping, so pings spread over time. A ping to a
+// connection with nothing queued is written here, at once (ping.go). The
+// same tick aborts fragmented messages idle for fragTimeout (one atomic
+// load per connection), so an open fragment needs no timer of its own. In
+// poll mode it also ends the connections that showed no sign of life for
 // interval+pongTimeout (no goroutine waits for them with a read deadline):
 // they are found up to one tick late.
 func (w *worker) keepalive(interval, pongTimeout, fragTimeout time.Duration, stop <-chan struct{}) {
@@ -93,6 +97,7 @@ func (w *worker) keepalive(interval, pongTimeout, fragTimeout time.Duration, sto
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var buf []*conn
+	pw := newRawWriter()
 	for {
 		select {
 		case <-stop:
@@ -108,7 +113,7 @@ func (w *worker) keepalive(interval, pongTimeout, fragTimeout time.Duration, sto
 				}
 				if now.UnixNano()-c.pingedAt >= int64(interval) {
 					c.pingedAt = now.UnixNano()
-					_ = c.enqueue(item{kind: itemControl, op: OpPing}, false)
+					c.ping(pw)
 				}
 				buf[i] = nil
 			}

@@ -437,3 +437,36 @@ func TestPushBatchAcrossNodesStopsAtTheFailure(t *testing.T) {
 	silent(t, a, wsA, fdA) // not "4"
 	silent(t, a, wsB, fdB) // not "5"
 }
+
+// TestOutboxFlusherExitsWhenIdle: an outbox's flusher stays while calls
+// come and exits once the outbox has been idle; the next call starts
+// another.
+func TestOutboxFlusherExitsWhenIdle(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	_, fd := b.dial(t)
+	running := func() int {
+		r := a.member.router
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		n := 0
+		for _, o := range r.outboxes {
+			o.mu.Lock()
+			if o.running {
+				n++
+			}
+			o.mu.Unlock()
+		}
+		return n
+	}
+	for round := range 2 {
+		if ok, err := a.svc.Check(fd); !ok || err != nil {
+			t.Fatalf("round %d: Check = %v, %v", round, ok, err)
+		}
+		for deadline := time.Now().Add(10 * outboxIdle); running() > 0; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d flushers still run %s after the last call", round, running(), 10*outboxIdle)
+			}
+		}
+	}
+}

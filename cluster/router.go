@@ -438,7 +438,7 @@ func (r *Router) outbox(channel string) (*outbox, error) {
 	}
 	o := r.outboxes[channel]
 	if o == nil {
-		o = &outbox{r: r, channel: channel}
+		o = &outbox{r: r, channel: channel, wake: make(chan struct{}, 1)}
 		r.outboxes[channel] = o
 	}
 	return o, nil
@@ -448,17 +448,27 @@ func (r *Router) outbox(channel string) (*outbox, error) {
 // publish to it is under way the next ones wait and then travel together,
 // so that many concurrent calls cost few publishes and the latency of a
 // lone call is one publish.
+//
+// Its flusher goroutine stays while calls keep coming (it waits on wake
+// for the next ones) and exits once the outbox has been idle for
+// outboxIdle: a goroutine started per burst would be a new goroutine, and
+// a stack grown anew through rueidis and msgpack, every few calls.
 type outbox struct {
 	r       *Router
 	channel string
+	wake    chan struct{} // one pending signal: something was queued
 
 	mu      sync.Mutex
 	calls   []call
 	answers []answer
 	waiters []*waiter // of the queued calls, told of the publish
-	busy    bool      // a flusher runs
+	running bool      // the flusher goroutine exists
 	closed  bool
 }
+
+// outboxIdle is how long an outbox's flusher waits for more work before it
+// exits.
+const outboxIdle = time.Second
 
 var errQueueFull = errors.New("too many calls waiting for their publish")
 
@@ -476,8 +486,8 @@ func (o *outbox) addAnswers(a []answer) error {
 	return o.queue(func() { o.answers = append(o.answers, a...) }, len(a))
 }
 
-// queue runs put under the lock when n more items fit, and starts a
-// flusher when none runs.
+// queue runs put under the lock when n more items fit, and wakes the
+// flusher, or starts it when none runs.
 func (o *outbox) queue(put func(), n int) error {
 	o.mu.Lock()
 	if o.closed {
@@ -489,14 +499,19 @@ func (o *outbox) queue(put func(), n int) error {
 		return errQueueFull
 	}
 	put()
-	start := !o.busy
-	o.busy = true
+	start := !o.running
 	if start {
+		o.running = true
 		o.r.wg.Add(1) // under o.mu: before Close, which marks o closed under it, waits
 	}
 	o.mu.Unlock()
 	if start {
-		go o.flush()
+		go o.run()
+		return nil
+	}
+	select {
+	case o.wake <- struct{}{}:
+	default: // a signal is pending already
 	}
 	return nil
 }
@@ -505,24 +520,58 @@ func (o *outbox) close() {
 	o.mu.Lock()
 	o.closed = true
 	o.mu.Unlock()
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
 }
 
-// flush publishes what is queued, a frame at a time, until nothing is.
-func (o *outbox) flush() {
+// run is the flusher: it publishes what is queued, waits for more, and
+// exits when the outbox is closed or idle.
+func (o *outbox) run() {
 	defer o.r.wg.Done()
-	// Let the goroutines that are about to queue more do so first: a
-	// scheduling round, not a timer, so a lone call is not delayed.
-	runtime.Gosched()
+	idle := time.NewTimer(outboxIdle)
+	defer idle.Stop()
+	for {
+		// Let the goroutines that are about to queue more do so first: a
+		// scheduling round, not a timer, so a lone call is not delayed.
+		runtime.Gosched()
+		if !o.flush() {
+			return
+		}
+		idle.Reset(outboxIdle)
+		select {
+		case <-o.wake:
+		case <-idle.C:
+			o.mu.Lock()
+			if len(o.calls)+len(o.answers) == 0 && !o.closed {
+				o.running = false
+				o.mu.Unlock()
+				return
+			}
+			o.mu.Unlock()
+		}
+	}
+}
+
+// flush publishes what is queued, a frame at a time, until nothing is. It
+// returns false when the outbox is closed: the calls queued then fail, and
+// the flusher is done.
+func (o *outbox) flush() bool {
 	for {
 		o.mu.Lock()
-		if len(o.calls)+len(o.answers) == 0 || o.closed {
+		if o.closed {
 			for _, w := range o.waiters {
 				w.published(0, ErrClosed)
 			}
 			o.calls, o.answers, o.waiters = nil, nil, nil
-			o.busy = false
+			o.running = false
 			o.mu.Unlock()
-			return
+			return false
+		}
+		if len(o.calls)+len(o.answers) == 0 {
+			o.mu.Unlock()
+			return true
 		}
 		f := frame{From: o.r.cfg.Node}
 		size := 0

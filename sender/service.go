@@ -80,30 +80,21 @@ func (s *Service) localPushBatch(in *PushBatchArgs) ([]bool, error) {
 	if len(in.Messages) > MaxBatch {
 		return nil, BadRequest(fmt.Sprintf("batch of %d messages, the limit is %d", len(in.Messages), MaxBatch))
 	}
-	type decoded struct {
-		data   []byte
-		op     bridge.Opcode
-		finish bool
-	}
-	msgs := make([]decoded, len(in.Messages))
+	msgs := make([]bridge.BatchMessage, len(in.Messages))
 	for i := range in.Messages {
 		m := &in.Messages[i]
 		data, op, err := m.message()
 		if err == nil {
-			msgs[i] = decoded{data, op, m.Finish == nil || *m.Finish}
-			err = ToError(s.hub.CheckPush(m.FD, data, op, msgs[i].finish))
+			msgs[i] = bridge.BatchMessage{FD: m.FD, Data: data, Op: op, Finish: m.Finish == nil || *m.Finish}
+			err = ToError(s.hub.CheckPush(m.FD, data, op, msgs[i].Finish))
 		}
 		if err != nil {
 			return nil, atMessage(i, err)
 		}
 	}
 	res := make([]bool, len(msgs))
-	for i, m := range msgs {
-		err := s.hub.Push(in.Messages[i].FD, m.data, m.op, m.finish)
-		if err != nil && !bridge.IsNotDelivered(err) {
-			return nil, atMessage(i, ToError(err))
-		}
-		res[i] = err == nil
+	if i, err := s.hub.PushBatch(msgs, res); err != nil {
+		return nil, atMessage(i, ToError(err))
 	}
 	return res, nil
 }

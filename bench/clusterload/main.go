@@ -5,8 +5,10 @@
 //
 //   - push to one fd: through the RPC of the node that holds the fd (local)
 //     and through another node's RPC (remote), one sequential caller and 8
-//     concurrent callers: calls/s, p50 and p99 (local and remote alternate
-//     in short rounds; the medians are reported);
+//     concurrent callers: calls/s, p50 and p99, and the CPU time per call
+//     of this process, Redis and any wsbridge processes (/proc), Redis's
+//     share and the whole machine's (local and remote alternate in short
+//     rounds; the medians are reported);
 //   - group push and broadcast across the three nodes, each with -members
 //     connections: deliveries/s, and the Redis commands each push cost
 //     (INFO commandstats before and after).
@@ -207,7 +209,7 @@ const payload = `{"type":"chat","text":"hello everyone"}`
 // local) through local and through remote, 1 and 8 callers, alternating
 // in rounds; it writes the table to tw.
 func pushCases(tw *tabwriter.Writer, local, remote string, fds []int64) error {
-	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\t")
+	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\tCPU µs/call\tof which Redis\tmachine CPU µs/call\t")
 	for _, callers := range []int{1, 8} {
 		// Local and remote alternate in short rounds, so that a change
 		// in what else runs on the machine weighs on both alike; the
@@ -242,7 +244,8 @@ func pushCases(tw *tabwriter.Writer, local, remote string, fds []int64) error {
 			name string
 			res  pushResult
 		}{{"push, local fd", l}, {"push, fd of another node", r}} {
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f\t\n", c.name, callers, c.res.rate(), c.res.pct(50), c.res.pct(99), c.res.rate()/l.rate())
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f\t%.1f\t%.1f\t%.1f\t\n", c.name, callers, c.res.rate(), c.res.pct(50), c.res.pct(99), c.res.rate()/l.rate(),
+				c.res.cpuPerCall(c.res.cpu), c.res.cpuPerCall(c.res.redis), c.res.cpuPerCall(c.res.machine))
 		}
 	}
 	return nil
@@ -284,6 +287,7 @@ func runProcesses(redisAddr string) error {
 			return err
 		}
 		ps = append(ps, p)
+		measured = append(measured, p.cmd.Process.Pid)
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if c, err := net.Dial("tcp", p.rpc); err == nil {
 				c.Close()
@@ -427,9 +431,33 @@ func connect(n *node, count int, received *atomic.Int64) (func(), error) {
 }
 
 type pushResult struct {
-	calls int
-	took  time.Duration
-	lat   []time.Duration
+	calls      int
+	took       time.Duration
+	lat        []time.Duration
+	cpu, redis time.Duration // CPU time of the measured processes (servers, callers, Redis), and of Redis alone
+	machine    time.Duration // CPU time of the whole machine meanwhile
+}
+
+// cpuPerCall is the CPU time of the measured processes per call, in µs.
+func (r pushResult) cpuPerCall(d time.Duration) float64 {
+	return float64(d.Microseconds()) / float64(max(r.calls, 1))
+}
+
+// measured are the processes whose CPU time a push case counts besides
+// this one: Redis first, then any wsbridge processes.
+var measured []int
+
+func measuredCPU() (all, redis time.Duration) {
+	self, _, _ := bench.ReadStat(0)
+	all = self
+	for i, pid := range measured {
+		c, _, _ := bench.ReadStat(pid)
+		all += c
+		if i == 0 {
+			redis = c
+		}
+	}
+	return all, redis
 }
 
 func (r pushResult) rate() float64 { return float64(r.calls) / r.took.Seconds() }
@@ -455,6 +483,8 @@ func pushCase(addr string, fds []int64, callers int) (pushResult, error) {
 	var res pushResult
 	var firstErr error
 	var wg sync.WaitGroup
+	cpu0, redis0 := measuredCPU()
+	machine0 := bench.MachineCPU()
 	start := time.Now()
 	deadline := start.Add(*dur)
 	for i := range callers {
@@ -489,6 +519,8 @@ func pushCase(addr string, fds []int64, callers int) (pushResult, error) {
 	}
 	wg.Wait()
 	res.took = time.Since(start)
+	cpu1, redis1 := measuredCPU()
+	res.cpu, res.redis, res.machine = cpu1-cpu0, redis1-redis0, bench.MachineCPU()-machine0
 	slices.Sort(res.lat)
 	return res, firstErr
 }
@@ -511,6 +543,7 @@ func startRedis() (string, func(), error) {
 		return "", nil, fmt.Errorf("start %s (apt-get install redis-server): %w", *redisBin, err)
 	}
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	measured = append(measured, cmd.Process.Pid)
 	stop := func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()

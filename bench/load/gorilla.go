@@ -21,10 +21,19 @@ import (
 // connection (of group k) as one text message, encoded once
 // (PreparedMessage). It is the reference for what a plain gorilla server
 // costs on this machine, not a product: no keepalive, no limits.
+//
+// With -floor it is the write floor instead: no writer goroutines and no
+// channels; POST /publish encodes the frame once and writes it to each
+// connection's socket with one write system call, one connection after the
+// other, from the request's goroutine. That is the least a server can do
+// per delivery (BenchmarkLoopbackWriteFloor in bench/ measures the same
+// without WebSocket clients), measured from outside with the same clients
+// as the others.
 func gorillaMain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("load serve-gorilla", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", "127.0.0.1:0", "listen address")
+	floor := fs.Bool("floor", false, "write each delivery with one write system call from the publishing request (no writer goroutines)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -45,11 +54,16 @@ func gorillaMain(args []string, stdout, stderr io.Writer) int {
 		if v := r.URL.Query().Get("group"); v != "" {
 			g, _ = strconv.Atoi(v)
 		}
-		c := &naiveConn{ws: ws, group: g, send: make(chan *websocket.PreparedMessage, 256)}
+		c := &naiveConn{ws: ws, group: g}
+		if !*floor {
+			c.send = make(chan *websocket.PreparedMessage, 256)
+		}
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
-		go c.writePump()
+		if !*floor {
+			go c.writePump()
+		}
 		c.readPump(s)
 	})
 	mux.HandleFunc("POST /publish", func(w http.ResponseWriter, r *http.Request) {
@@ -57,6 +71,10 @@ func gorillaMain(args []string, stdout, stderr io.Writer) int {
 		g := -1
 		if v := r.URL.Query().Get("group"); v != "" {
 			g, _ = strconv.Atoi(v)
+		}
+		if *floor {
+			fmt.Fprintf(w, "%d\n", s.writeAll(g, textFrame(body)))
+			return
 		}
 		pm, err := websocket.NewPreparedMessage(websocket.TextMessage, body)
 		if err != nil {
@@ -97,12 +115,46 @@ type naiveConn struct {
 	send  chan *websocket.PreparedMessage
 }
 
+// writeAll writes frame to every connection (of group g) with one write
+// each (the -floor server) and returns how many took it.
+func (s *naive) writeAll(g int, frame []byte) int {
+	n := 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		if g >= 0 && c.group != g {
+			continue
+		}
+		if _, err := c.ws.NetConn().Write(frame); err == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// textFrame is one unmasked, final text frame of data, as a server sends it.
+func textFrame(data []byte) []byte {
+	n := len(data)
+	var f []byte
+	switch {
+	case n <= 125:
+		f = []byte{0x81, byte(n)}
+	case n <= 0xffff:
+		f = []byte{0x81, 126, byte(n >> 8), byte(n)}
+	default:
+		f = []byte{0x81, 127, 0, 0, 0, 0, byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)}
+	}
+	return append(f, data...)
+}
+
 func (c *naiveConn) readPump(s *naive) {
 	defer func() {
 		s.mu.Lock()
 		if _, ok := s.conns[c]; ok {
 			delete(s.conns, c)
-			close(c.send)
+			if c.send != nil {
+				close(c.send)
+			}
 		}
 		s.mu.Unlock()
 		_ = c.ws.Close()

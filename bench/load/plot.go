@@ -112,7 +112,55 @@ func writePlots(r *results, dir string, formats []string) error {
 	if err := save(rate, "deliveries-per-sec"); err != nil {
 		return err
 	}
-	return save(rss, "rss")
+	if err := save(rss, "rss"); err != nil {
+		return err
+	}
+	return writeNodePlot(r, save)
+}
+
+// nodeColors tell the nodes of a cluster apart.
+var nodeColors = []color.RGBA{
+	{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}, {R: 0xff, G: 0x7f, B: 0x0e, A: 0xff}, {R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff},
+	{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}, {R: 0x8c, G: 0x56, B: 0x4b, A: 0xff}, {R: 0xe3, G: 0x77, B: 0xc2, A: 0xff},
+}
+
+// writeNodePlot draws each node's RSS over time (rss-nodes), for a target
+// run as a cluster (-nodes > 1).
+func writeNodePlot(r *results, save func(*plot.Plot, string) error) error {
+	for _, t := range r.Targets {
+		if len(t.Nodes) == 0 && (len(t.Series) == 0 || len(t.Series[0].NodeRSS) == 0) {
+			continue
+		}
+		p := plot.New()
+		p.Title.Text = fmt.Sprintf("RSS of each node, %d nodes × %d connections", r.Nodes, r.Conns/max(r.Nodes, 1))
+		p.X.Label.Text = "seconds since the nodes started"
+		p.Y.Label.Text = "RSS (MiB)"
+		p.Add(plotter.NewGrid())
+		nodes := 0
+		for _, s := range t.Series {
+			nodes = max(nodes, len(s.NodeRSS))
+		}
+		for k := range nodes {
+			var pts plotter.XYs
+			for _, s := range t.Series {
+				if k < len(s.NodeRSS) {
+					pts = append(pts, plotter.XY{X: s.T, Y: mib(s.NodeRSS[k])})
+				}
+			}
+			l, err := plotter.NewLine(pts)
+			if err != nil {
+				return err
+			}
+			l.LineStyle.Width = vg.Points(1.5)
+			l.LineStyle.Color = nodeColors[k%len(nodeColors)]
+			p.Add(l)
+			p.Legend.Add(fmt.Sprintf("%s node %d", t.Name, k+1), l)
+		}
+		p.Y.Min = 0
+		p.Legend.Top, p.Legend.Left = false, true
+		return save(p, "rss-nodes")
+	}
+	return nil
 }
 
 func addLine(p *plot.Plot, name string, pts plotter.XYs) error {

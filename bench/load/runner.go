@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/wsbridge/wsbridge/bench"
 )
 
 // results is what a run writes to results.json.
@@ -21,7 +23,8 @@ type results struct {
 	Started     time.Time       `json:"started"`
 	Finished    time.Time       `json:"finished"`
 	Machine     map[string]any  `json:"machine"`
-	Conns       int             `json:"conns"`
+	Conns       int             `json:"conns"` // all nodes'
+	Nodes       int             `json:"nodes"`
 	Payload     int             `json:"payload_bytes"`
 	ClientProcs int             `json:"client_procs"`
 	Targets     []*targetResult `json:"targets"`
@@ -30,13 +33,24 @@ type results struct {
 type targetResult struct {
 	Name        string        `json:"name"`
 	Error       string        `json:"error,omitempty"`
+	Conns       int           `json:"conns"` // all nodes'
 	ConnectSecs float64       `json:"connect_secs"`
-	RSSBefore   int64         `json:"rss_before"` // before any client
+	RSSBefore   int64         `json:"rss_before"` // before any client (all nodes)
 	RSSIdle     int64         `json:"rss_idle"`   // every client connected and idle, after -settle
 	RSSPerConn  float64       `json:"rss_per_conn"`
 	Threads     int           `json:"threads_idle"`
+	Nodes       []nodeResult  `json:"nodes,omitempty"` // with -nodes > 1
 	Scenarios   []*scenario   `json:"scenarios"`
 	Series      []seriesPoint `json:"series"`
+}
+
+// nodeResult is one node's memory (RSS from /proc) in a cluster run.
+type nodeResult struct {
+	PID        int     `json:"pid"`
+	RSSBefore  int64   `json:"rss_before"`
+	RSSReady   int64   `json:"rss_ready"` // every client connected (after the broadcasts of -pre-broadcasts)
+	RSSIdle    int64   `json:"rss_idle"`  // after -settle
+	RSSPerConn float64 `json:"rss_per_conn"`
 }
 
 type scenario struct {
@@ -52,7 +66,8 @@ type scenario struct {
 	SyscW     float64  `json:"write_syscalls_per_delivery"`
 	SyscR     float64  `json:"read_syscalls_per_delivery"`
 	ClientCPU float64  `json:"client_cpu_secs"`
-	OtherCPU  float64  `json:"other_cpu_secs"` // the machine's CPU time less the server's, the clients' and this process's
+	CallerCPU float64  `json:"caller_cpu_secs"` // who sends: this process (Go calls, HTTP publishes), or the PHP callers
+	OtherCPU  float64  `json:"other_cpu_secs"`  // the machine's CPU time less the server's, the clients' and this process's
 	P50       float64  `json:"p50_ms"`
 	P90       float64  `json:"p90_ms"`
 	P99       float64  `json:"p99_ms"`
@@ -67,6 +82,7 @@ type seriesPoint struct {
 	CPU       float64 `json:"cpu_secs"`
 	Delivered int64   `json:"delivered"`
 	Phase     string  `json:"phase"`
+	NodeRSS   []int64 `json:"node_rss,omitempty"` // each node's, with -nodes > 1
 }
 
 // clientProc is one client process and what it last reported.
@@ -157,11 +173,15 @@ func startClients(o *options, t target, stderr io.Writer) (fleet, error) {
 		return nil, err
 	}
 	var f fleet
-	for i := range o.procs {
-		first := o.n * i / o.procs
-		n := o.n*(i+1)/o.procs - first
-		cmd := exec.Command(self, "client", "-id", strconv.Itoa(i), "-first", strconv.Itoa(first), "-n", strconv.Itoa(n),
-			"-url", t.url(), "-src", o.src, "-proto", t.proto(), "-groups", strconv.Itoa(o.groups),
+	urls := t.urls()
+	// Each node gets o.n clients, in procs processes of its own.
+	procs := max((o.procs+len(urls)-1)/len(urls), (o.n+maxPerClient-1)/maxPerClient, 1)
+	for i := range procs * len(urls) {
+		node, k := i/procs, i%procs
+		first := o.n * k / procs
+		n := o.n*(k+1)/procs - first
+		cmd := exec.Command(self, "client", "-id", strconv.Itoa(i), "-first", strconv.Itoa(node*o.n+first), "-n", strconv.Itoa(n),
+			"-url", urls[node], "-src", o.src, "-proto", t.proto(), "-groups", strconv.Itoa(o.groups),
 			"-concurrency", strconv.Itoa(o.concurrency))
 		cmd.Stderr = stderr
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -222,12 +242,16 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 	bar.status(t.name(), "starting")
 	if err := t.start(ctx, o, o.out); err != nil {
 		bar.done()
+		t.stop()
 		return nil, err
 	}
 	defer t.stop()
+	pids := t.pids()
+	conns := o.n * len(pids)
+	tr.Conns = conns
 	time.Sleep(time.Second)
 	t0 := time.Now()
-	s0, err := readProc(t.pid())
+	s0, err := readServer(pids)
 	if err != nil {
 		bar.done()
 		return nil, err
@@ -251,7 +275,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 				return
 			case <-tick.C:
 			}
-			s, err := readProc(t.pid())
+			s, err := readServer(pids)
 			if err != nil {
 				continue
 			}
@@ -261,8 +285,13 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 				recv = f.received()
 			}
 			fmu.Unlock()
+			pt := seriesPoint{T: s.At.Sub(t0).Seconds(), RSS: s.RSS, CPU: s.CPU.Seconds(), Delivered: recv}
+			if len(pids) > 1 {
+				pt.NodeRSS = s.NodeRSS
+			}
 			seriesMu.Lock()
-			tr.Series = append(tr.Series, seriesPoint{T: s.At.Sub(t0).Seconds(), RSS: s.RSS, CPU: s.CPU.Seconds(), Delivered: recv, Phase: phase})
+			pt.Phase = phase
+			tr.Series = append(tr.Series, pt)
 			seriesMu.Unlock()
 		}
 	}()
@@ -286,15 +315,15 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 			allReady = allReady && c.ready
 			c.mu.Unlock()
 		}
-		s, _ := readProc(t.pid())
-		bar.update(t.name(), "connecting", opened, int64(o.n), s.RSS, time.Since(t0))
+		s, _ := readServer(pids)
+		bar.update(t.name(), "connecting", opened, int64(conns), s.RSS, time.Since(t0))
 		if allReady {
 			break
 		}
 		for _, c := range f {
 			select {
 			case <-c.exited:
-				return tr, fmt.Errorf("a client process failed while connecting (%d of %d open)", opened, o.n)
+				return tr, fmt.Errorf("a client process failed while connecting (%d of %d open)", opened, conns)
 			default:
 			}
 		}
@@ -307,73 +336,56 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 	if err := t.prepare(ctx, o); err != nil {
 		return tr, err
 	}
-	// Idle.
-	setPhase("idle")
-	end := time.Now().Add(o.settle)
-	for time.Now().Before(end) {
-		s, _ := readProc(t.pid())
-		bar.update(t.name(), "idle (ms)", (o.settle - time.Until(end)).Milliseconds(), o.settle.Milliseconds(), s.RSS, time.Since(t0))
-		time.Sleep(100 * time.Millisecond)
-	}
-	si, err := readProc(t.pid())
-	if err != nil {
-		return tr, err
-	}
-	tr.RSSIdle, tr.Threads = si.RSS, si.Thread
-	tr.RSSPerConn = float64(si.RSS-s0.RSS) / float64(o.n)
-	if _, err := f.hist(); err != nil { // start the histograms afresh
-		return tr, err
-	}
 
 	type spec struct {
 		name     string
 		messages int
 		group    bool
-		push     bool
-	}
-	var specs []spec
-	for _, k := range o.broadcasts {
-		specs = append(specs, spec{fmt.Sprintf("broadcast x%d", k), k, false, false})
-	}
-	if o.groups > 0 {
-		specs = append(specs, spec{fmt.Sprintf("group push x%d (%d groups)", o.groupPushes, o.groups), o.groupPushes, true, false})
-	}
-	if _, ok := t.(pusher); ok && o.pushes > 0 {
-		specs = append(specs, spec{fmt.Sprintf("push x%d (PushBatch of %d)", o.pushes, o.pushBatch), o.pushes, false, true})
+		push     string // the push method; "" for a broadcast or group push
 	}
 	payload := make([]byte, 0, o.payload)
-	for _, sp := range specs {
+	runSpec := func(sp spec) error {
 		if ctx.Err() != nil {
-			return tr, ctx.Err()
+			return ctx.Err()
 		}
 		time.Sleep(o.pause)
 		setPhase(sp.name)
 		sc := &scenario{Name: sp.name, Messages: sp.messages}
 		var expected int64
 		for i := range sp.messages {
-			if sp.group {
-				g := i % o.groups
-				expected += int64(groupSize(o.n, o.groups, g))
-			} else {
-				expected += int64(o.n)
+			switch {
+			case sp.group:
+				expected += int64(groupSize(o.n, o.groups, i%o.groups))
+			case sp.push != "":
+				expected += int64(conns * o.pushPerConn)
+			default:
+				expected += int64(conns)
 			}
 		}
 		sc.Expected = expected
+		var pushSend func() (time.Duration, error)
+		if sp.push != "" {
+			var err error
+			if pushSend, err = t.(pusher).startPush(sp.push, o, sp.messages); err != nil {
+				return err
+			}
+		}
 		base := f.received()
-		m0, c0, self0 := machineCPU(), f.cpu(), selfCPU()
-		p0, err := readProc(t.pid())
+		m0, c0, self0 := bench.MachineCPU(), f.cpu(), selfCPU()
+		p0, err := readServer(pids)
 		if err != nil {
-			return tr, err
+			return err
 		}
 		start := time.Now()
 		sendErr := make(chan error, 1)
+		var callerCPU time.Duration // the PHP callers'; 0 when this process calls
 		go func() {
-			if sp.push {
-				for i := range sp.messages {
-					if err := t.(pusher).pushRound(o.pushBatch, o.payload); err != nil {
-						sendErr <- fmt.Errorf("push round %d: %w", i, err)
-						return
-					}
+			if pushSend != nil {
+				cpu, err := pushSend()
+				callerCPU = cpu
+				if err != nil {
+					sendErr <- fmt.Errorf("%s: %w", sp.name, err)
+					return
 				}
 				sc.SendSecs = time.Since(start).Seconds()
 				sendErr <- nil
@@ -397,7 +409,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		last, lastAt := base, time.Now()
 		for {
 			got := f.received() - base
-			s, _ := readProc(t.pid())
+			s, _ := readServer(pids)
 			bar.update(t.name(), sp.name, got, expected, s.RSS, time.Since(t0))
 			if got >= expected && sent {
 				break
@@ -405,7 +417,7 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 			select {
 			case err := <-sendErr:
 				if err != nil {
-					return tr, err
+					return err
 				}
 				sent = true
 			case <-time.After(20 * time.Millisecond):
@@ -419,20 +431,24 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		// The clients report every 100 ms: the last delivery is at most
 		// that much before the count showed it.
 		wall := time.Since(start)
-		p1, err := readProc(t.pid())
+		p1, err := readServer(pids)
 		if err != nil {
-			return tr, err
+			return err
 		}
-		m1, c1, self1 := machineCPU(), f.cpu(), selfCPU()
+		m1, c1, self1 := bench.MachineCPU(), f.cpu(), selfCPU()
 		h, err := f.hist()
 		if err != nil {
-			return tr, err
+			return err
 		}
 		sc.Delivered = f.received() - base
 		sc.WallSecs = wall.Seconds()
 		sc.ServerCPU = (p1.CPU - p0.CPU).Seconds()
 		sc.ClientCPU = (c1 - c0).Seconds()
-		sc.OtherCPU = max(0, (m1-m0).Seconds()-sc.ServerCPU-sc.ClientCPU-(self1-self0).Seconds())
+		sc.CallerCPU = (self1 - self0).Seconds()
+		if callerCPU > 0 {
+			sc.CallerCPU = callerCPU.Seconds()
+		}
+		sc.OtherCPU = max(0, (m1-m0).Seconds()-sc.ServerCPU-sc.ClientCPU-(self1-self0).Seconds()-callerCPU.Seconds())
 		if sc.ServerCPU > 0 {
 			sc.PerCPUSec = float64(sc.Delivered) / sc.ServerCPU
 		}
@@ -445,6 +461,69 @@ func runTarget(ctx context.Context, o *options, t target, stderr io.Writer) (*ta
 		sc.RSSAfter = p1.RSS
 		sc.Latency = h
 		tr.Scenarios = append(tr.Scenarios, sc)
+		return nil
+	}
+
+	// Broadcasts before the idle period (a check that every client is
+	// reachable before it is held).
+	if len(o.preBroadcasts) > 0 {
+		if _, err := f.hist(); err != nil { // start the histograms afresh
+			return tr, err
+		}
+	}
+	for _, k := range o.preBroadcasts {
+		if err := runSpec(spec{fmt.Sprintf("broadcast x%d (before idle)", k), k, false, ""}); err != nil {
+			return tr, err
+		}
+	}
+	ready, err := readServer(pids)
+	if err != nil {
+		return tr, err
+	}
+	// Idle.
+	setPhase("idle")
+	end := time.Now().Add(o.settle)
+	for time.Now().Before(end) {
+		s, _ := readServer(pids)
+		bar.update(t.name(), "idle (ms)", (o.settle - time.Until(end)).Milliseconds(), o.settle.Milliseconds(), s.RSS, time.Since(t0))
+		time.Sleep(100 * time.Millisecond)
+	}
+	si, err := readServer(pids)
+	if err != nil {
+		return tr, err
+	}
+	tr.RSSIdle, tr.Threads = si.RSS, si.Thread
+	tr.RSSPerConn = float64(si.RSS-s0.RSS) / float64(conns)
+	if len(pids) > 1 {
+		for i, pid := range pids {
+			tr.Nodes = append(tr.Nodes, nodeResult{PID: pid, RSSBefore: s0.NodeRSS[i], RSSReady: ready.NodeRSS[i], RSSIdle: si.NodeRSS[i],
+				RSSPerConn: float64(si.NodeRSS[i]-s0.NodeRSS[i]) / float64(o.n)})
+		}
+	}
+	if _, err := f.hist(); err != nil { // start the histograms afresh
+		return tr, err
+	}
+
+	var specs []spec
+	for _, k := range o.broadcasts {
+		specs = append(specs, spec{fmt.Sprintf("broadcast x%d", k), k, false, ""})
+	}
+	if o.groups > 0 {
+		specs = append(specs, spec{fmt.Sprintf("group push x%d (%d groups)", o.groupPushes, o.groups), o.groupPushes, true, ""})
+	}
+	if p, ok := t.(pusher); ok && o.pushes > 0 {
+		for _, m := range p.pushWith(o) {
+			name := pushName(m, o)
+			if m == "publish" {
+				name = fmt.Sprintf("push x%d (broadcasts, %d per connection)", o.pushes, o.pushPerConn)
+			}
+			specs = append(specs, spec{name, o.pushes, false, m})
+		}
+	}
+	for _, sp := range specs {
+		if err := runSpec(sp); err != nil {
+			return tr, err
+		}
 	}
 	setPhase("end")
 	time.Sleep(300 * time.Millisecond)
@@ -511,12 +590,27 @@ func (r *results) print(w io.Writer) {
 		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.2f\t\n", t.Name, t.ConnectSecs, mib(t.RSSBefore), mib(t.RSSIdle), t.RSSPerConn/1024)
 	}
 	_ = tw.Flush()
+	for _, t := range r.Targets {
+		if len(t.Nodes) == 0 {
+			continue
+		}
+		fmt.Fprintln(w)
+		fmt.Fprintf(tw, "node\tpid\tRSS before MiB\tRSS ready MiB\tRSS idle MiB\tRSS/conn KiB\t\n")
+		for i, n := range t.Nodes {
+			fmt.Fprintf(tw, "%s %d\t%d\t%.1f\t%.1f\t%.1f\t%.2f\t\n", t.Name, i+1, n.PID, mib(n.RSSBefore), mib(n.RSSReady), mib(n.RSSIdle), n.RSSPerConn/1024)
+		}
+		_ = tw.Flush()
+	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(tw, "target\tscenario\tdelivered\texpected\twall s\tserver CPU s\tdeliveries/CPU-s\tdeliveries/s\twrites/deliv\treads/deliv\tclient CPU s\tother CPU s\tp50 ms\tp99 ms\tmax ms\t\n")
+	fmt.Fprintf(tw, "target\tscenario\tdelivered\texpected\twall s\tserver CPU s\tdeliveries/CPU-s\tserver µs/deliv\tdeliveries/s\twrites/deliv\treads/deliv\tclient CPU s\tcaller CPU s\tother CPU s\tp50 ms\tp99 ms\tmax ms\t\n")
 	for _, t := range r.Targets {
 		for _, s := range t.Scenarios {
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\t\n",
-				t.Name, s.Name, s.Delivered, s.Expected, s.WallSecs, s.ServerCPU, s.PerCPUSec, s.PerSec, s.SyscW, s.SyscR, s.ClientCPU, s.OtherCPU, s.P50, s.P99, s.Max)
+			perDeliv := 0.0
+			if s.Delivered > 0 {
+				perDeliv = s.ServerCPU * 1e6 / float64(s.Delivered)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.0f\t%.2f\t%.0f\t%.3f\t%.3f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%.1f\t\n",
+				t.Name, s.Name, s.Delivered, s.Expected, s.WallSecs, s.ServerCPU, s.PerCPUSec, perDeliv, s.PerSec, s.SyscW, s.SyscR, s.ClientCPU, s.CallerCPU, s.OtherCPU, s.P50, s.P99, s.Max)
 		}
 	}
 	_ = tw.Flush()

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -31,8 +32,11 @@ type target interface {
 	name() string
 	// start runs the server; it returns once it accepts connections.
 	start(ctx context.Context, o *options, dir string) error
-	pid() int
-	url() string
+	// pids are the server's processes (one per node of a wsbridge
+	// cluster); urls the WebSocket URLs the clients connect to, one per
+	// node, o.n clients each.
+	pids() []int
+	urls() []string
 	proto() string // the clients' protocol: raw or centrifugo
 	// prepare runs once every client is connected (wsbridge joins its fds
 	// to the groups).
@@ -120,51 +124,57 @@ func (p *proc) stop() {
 
 // ---- wsbridge ----
 
+// wsbridgeTarget is one wsbridge process, or with -nodes K a cluster of K
+// (WSBRIDGE_REDIS_URL) on one redis-server, started here unless -redis
+// names one. Broadcasts and pushes go through the first node's RPC.
+// wsbridge-base is always one node.
 type wsbridgeTarget struct {
-	p                     *proc
-	wsAddr, rpc, adm, tok string
-	cl                    *rpc.Client
-	all                   []int64 // every connection's fd, for pushes
+	base  bool // wsbridge-base: the -wsbridge-base binary, one node
+	nodes []*wsNode
+	tok   string
+	redis *proc   // the redis-server started for the cluster, if any
+	all   []int64 // every connection's fd (of every node), for pushes
 }
 
-// pusher is a target that can push to each connection by its own address
-// (wsbridge: Sender.PushBatch to fds).
-type pusher interface {
-	// pushRound sends one message to every connection, batch at a time.
-	pushRound(batch, size int) error
+// wsNode is one wsbridge process.
+type wsNode struct {
+	p                *proc
+	wsAddr, rpc, adm string
+	cl               *rpc.Client
 }
 
-var _ pusher = (*wsbridgeTarget)(nil)
-
-func (t *wsbridgeTarget) pushRound(batch, size int) error {
-	var oks []bool
-	msgs := make([]sender.PushArgs, 0, batch)
-	var payload []byte
-	for i := 0; i < len(t.all); i += batch {
-		msgs = msgs[:0]
-		payload = makePayload(payload[:0], size)
-		for _, fd := range t.all[i:min(i+batch, len(t.all))] {
-			msgs = append(msgs, sender.PushArgs{FD: fd, Message: sender.Message{Data: string(payload)}})
-		}
-		if err := t.cl.Call("Sender.PushBatch", &sender.PushBatchArgs{Messages: msgs}, &oks); err != nil {
-			return err
-		}
-		for k, ok := range oks {
-			if !ok {
-				return fmt.Errorf("push to fd %d refused", msgs[k].FD)
-			}
-		}
+func (t *wsbridgeTarget) name() string {
+	if t.base {
+		return "wsbridge-base"
 	}
-	return nil
+	return "wsbridge"
+}
+func (t *wsbridgeTarget) proto() string { return "raw" }
+
+func (t *wsbridgeTarget) pids() []int {
+	var p []int
+	for _, n := range t.nodes {
+		p = append(p, n.p.pid())
+	}
+	return p
 }
 
-func (t *wsbridgeTarget) name() string  { return "wsbridge" }
-func (t *wsbridgeTarget) pid() int      { return t.p.pid() }
-func (t *wsbridgeTarget) url() string   { return "ws://" + t.wsAddr + "/" }
-func (t *wsbridgeTarget) proto() string { return "raw" }
+func (t *wsbridgeTarget) urls() []string {
+	var u []string
+	for _, n := range t.nodes {
+		u = append(u, "ws://"+n.wsAddr+"/")
+	}
+	return u
+}
 
 func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) error {
 	bin := o.wsbridgeBin
+	if t.base {
+		bin = o.wsbridgeBase
+		if bin == "" {
+			return fmt.Errorf("wsbridge-base: no binary (-wsbridge-base)")
+		}
+	}
 	if bin == "" {
 		bin = filepath.Join(dir, "wsbridge")
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/wsbridge")
@@ -173,61 +183,111 @@ func (t *wsbridgeTarget) start(ctx context.Context, o *options, dir string) erro
 			return fmt.Errorf("go build ./cmd/wsbridge: %w\n%s", err, out)
 		}
 	}
-	var err error
-	for _, a := range []*string{&t.wsAddr, &t.rpc, &t.adm} {
-		if *a, err = freeAddr(); err != nil {
-			return err
-		}
-	}
 	tok := make([]byte, 16)
 	_, _ = rand.Read(tok)
 	t.tok = hex.EncodeToString(tok)
-	args := []string{
-		"-ws-addr", t.wsAddr, "-rpc-addr", "tcp://" + t.rpc, "-admin-addr", t.adm, "-admin-token", t.tok,
-		"-max-connections", strconv.Itoa(o.n + 1000), "-log-level", "warn",
+	env := o.wsbridgeEnv
+	if o.nodes > 1 && !t.base {
+		redisURL := o.redisURL
+		if redisURL == "" {
+			addr, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			host, port, _ := net.SplitHostPort(addr)
+			rdir := filepath.Join(dir, "redis")
+			if err := os.MkdirAll(rdir, 0o755); err != nil {
+				return err
+			}
+			if t.redis, err = startProc(dir, "redis", o.redisBin, []string{"--port", port, "--bind", host, "--save", "", "--appendonly", "no", "--dir", rdir}, nil); err != nil {
+				return fmt.Errorf("%w (Debian: apt-get install redis-server)", err)
+			}
+			if err := waitListen(ctx, addr, t.redis.exited); err != nil {
+				return err
+			}
+			redisURL = "redis://" + addr
+		}
+		prefix := make([]byte, 4)
+		_, _ = rand.Read(prefix)
+		// A prefix of its own: a shared redis-server keeps no state of an earlier run for this one.
+		env = append(slices.Clone(env), "WSBRIDGE_REDIS_URL="+redisURL, "WSBRIDGE_REDIS_PREFIX=load-"+hex.EncodeToString(prefix))
 	}
-	if t.p, err = startProc(dir, "wsbridge", bin, args, o.wsbridgeEnv); err != nil {
-		return err
+	nodes := o.nodes
+	if t.base {
+		nodes = 1 // parseFlags allows -nodes > 1 with target wsbridge alone
 	}
-	for _, a := range []string{t.wsAddr, t.rpc, t.adm} {
-		if err := waitListen(ctx, a, t.p.exited); err != nil {
+	for i := range nodes {
+		n := &wsNode{}
+		var err error
+		for _, a := range []*string{&n.wsAddr, &n.rpc, &n.adm} {
+			if *a, err = freeAddr(); err != nil {
+				return err
+			}
+		}
+		args := []string{
+			"-ws-addr", n.wsAddr, "-rpc-addr", "tcp://" + n.rpc, "-admin-addr", n.adm, "-admin-token", t.tok,
+			"-max-connections", strconv.Itoa(o.n + 1000), "-log-level", "warn",
+		}
+		logName := t.name()
+		if nodes > 1 {
+			logName = fmt.Sprintf("%s-%d", t.name(), i+1)
+		}
+		if n.p, err = startProc(dir, logName, bin, args, env); err != nil {
+			return err
+		}
+		t.nodes = append(t.nodes, n)
+		for _, a := range []string{n.wsAddr, n.rpc, n.adm} {
+			if err := waitListen(ctx, a, n.p.exited); err != nil {
+				return err
+			}
+		}
+		if n.cl, err = rpc.Dial("tcp://"+n.rpc, rpc.JSON, 5*time.Second); err != nil {
 			return err
 		}
 	}
-	t.cl, err = rpc.Dial("tcp://"+t.rpc, rpc.JSON, 5*time.Second)
-	return err
+	// The admin addresses and token, to look into a run while it holds
+	// (/metrics; pprof with -wsbridge-env WSBRIDGE_ADMIN_PPROF=true).
+	var adm strings.Builder
+	for i, n := range t.nodes {
+		fmt.Fprintf(&adm, "node %d pid %d http://%s token %s\n", i+1, n.p.pid(), n.adm, t.tok)
+	}
+	return os.WriteFile(filepath.Join(dir, t.name()+"-admin.txt"), []byte(adm.String()), 0o600)
 }
 
 // prepare lists the connections' fds (for pushes) and joins them to the
 // groups, fd order round-robin.
 func (t *wsbridgeTarget) prepare(ctx context.Context, o *options) error {
-	fds, err := t.fds(ctx)
-	if err != nil {
-		return err
+	t.all = t.all[:0]
+	for i, n := range t.nodes {
+		fds, err := n.fds(ctx, t.tok)
+		if err != nil {
+			return err
+		}
+		if len(fds) != o.n {
+			return fmt.Errorf("node %d: the admin API lists %d connections, want %d", i+1, len(fds), o.n)
+		}
+		t.all = append(t.all, fds...)
 	}
-	if len(fds) != o.n {
-		return fmt.Errorf("the admin API lists %d connections, want %d", len(fds), o.n)
-	}
-	t.all = fds
+	fds := t.all
 	if o.groups == 0 {
 		return nil
 	}
 	for i, fd := range fds {
 		var ok bool
-		if err := t.cl.Call("Sender.Join", &sender.GroupArgs{FD: fd, Group: "g" + strconv.Itoa(i%o.groups)}, &ok); err != nil || !ok {
+		if err := t.nodes[0].cl.Call("Sender.Join", &sender.GroupArgs{FD: fd, Group: "g" + strconv.Itoa(i%o.groups)}, &ok); err != nil || !ok {
 			return fmt.Errorf("join fd %d: %v %v", fd, ok, err)
 		}
 	}
 	return nil
 }
 
-// fds lists the open connections through the admin API.
-func (t *wsbridgeTarget) fds(ctx context.Context) ([]int64, error) {
+// fds lists the node's open connections through its admin API.
+func (t *wsNode) fds(ctx context.Context, tok string) ([]int64, error) {
 	var fds []int64
 	after := int64(0)
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/v1/connections?after=%d&limit=1000", t.adm, after), nil)
-		req.Header.Set("Authorization", "Bearer "+t.tok)
+		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return nil, err
@@ -256,16 +316,19 @@ func (t *wsbridgeTarget) fds(ctx context.Context) ([]int64, error) {
 func (t *wsbridgeTarget) publish(group int, payload []byte) error {
 	var n int
 	if group < 0 {
-		return t.cl.Call("Sender.Broadcast", &sender.BroadcastArgs{Message: sender.Message{Data: string(payload)}}, &n)
+		return t.nodes[0].cl.Call("Sender.Broadcast", &sender.BroadcastArgs{Message: sender.Message{Data: string(payload)}}, &n)
 	}
-	return t.cl.Call("Sender.PushGroup", &sender.PushGroupArgs{Group: "g" + strconv.Itoa(group), Message: sender.Message{Data: string(payload)}}, &n)
+	return t.nodes[0].cl.Call("Sender.PushGroup", &sender.PushGroupArgs{Group: "g" + strconv.Itoa(group), Message: sender.Message{Data: string(payload)}}, &n)
 }
 
 func (t *wsbridgeTarget) stop() {
-	if t.cl != nil {
-		_ = t.cl.Close()
+	for _, n := range t.nodes {
+		if n.cl != nil {
+			_ = n.cl.Close()
+		}
+		n.p.stop()
 	}
-	t.p.stop()
+	t.redis.stop()
 }
 
 // ---- Centrifugo ----
@@ -276,9 +339,11 @@ type centrifugoTarget struct {
 	httpClient *http.Client
 }
 
-func (t *centrifugoTarget) name() string  { return "centrifugo" }
-func (t *centrifugoTarget) pid() int      { return t.p.pid() }
-func (t *centrifugoTarget) url() string   { return "ws://" + t.addr + "/connection/websocket" }
+func (t *centrifugoTarget) name() string { return "centrifugo" }
+func (t *centrifugoTarget) pids() []int  { return []int{t.p.pid()} }
+func (t *centrifugoTarget) urls() []string {
+	return []string{"ws://" + t.addr + "/connection/websocket"}
+}
 func (t *centrifugoTarget) proto() string { return "centrifugo" }
 
 func (t *centrifugoTarget) start(ctx context.Context, o *options, dir string) error {
@@ -343,14 +408,20 @@ func (t *centrifugoTarget) stop() { t.p.stop() }
 // ---- the naive gorilla server ----
 
 type gorillaTarget struct {
+	floor      bool // the write floor: serve-gorilla -floor
 	p          *proc
 	addr       string
 	httpClient *http.Client
 }
 
-func (t *gorillaTarget) name() string                            { return "gorilla" }
-func (t *gorillaTarget) pid() int                                { return t.p.pid() }
-func (t *gorillaTarget) url() string                             { return "ws://" + t.addr + "/" }
+func (t *gorillaTarget) name() string {
+	if t.floor {
+		return "floor"
+	}
+	return "gorilla"
+}
+func (t *gorillaTarget) pids() []int                             { return []int{t.p.pid()} }
+func (t *gorillaTarget) urls() []string                          { return []string{"ws://" + t.addr + "/"} }
 func (t *gorillaTarget) proto() string                           { return "raw" }
 func (t *gorillaTarget) prepare(context.Context, *options) error { return nil }
 
@@ -362,7 +433,11 @@ func (t *gorillaTarget) start(ctx context.Context, o *options, dir string) error
 	if t.addr, err = freeAddr(); err != nil {
 		return err
 	}
-	if t.p, err = startProc(dir, "gorilla", self, []string{"serve-gorilla", "-addr", t.addr}, nil); err != nil {
+	args := []string{"serve-gorilla", "-addr", t.addr}
+	if t.floor {
+		args = append(args, "-floor")
+	}
+	if t.p, err = startProc(dir, t.name(), self, args, nil); err != nil {
 		return err
 	}
 	t.httpClient = &http.Client{Timeout: 30 * time.Second}
@@ -396,8 +471,12 @@ func newTarget(name string) (target, error) {
 		return &centrifugoTarget{}, nil
 	case "gorilla":
 		return &gorillaTarget{}, nil
+	case "wsbridge-base":
+		return &wsbridgeTarget{base: true}, nil
+	case "floor":
+		return &gorillaTarget{floor: true}, nil
 	}
-	return nil, fmt.Errorf("unknown target %q (wsbridge, centrifugo, gorilla)", name)
+	return nil, fmt.Errorf("unknown target %q (wsbridge, wsbridge-base, centrifugo, gorilla, floor)", name)
 }
 
 // readLines feeds r's lines to f until EOF.

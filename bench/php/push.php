@@ -4,8 +4,10 @@ declare(strict_types=1);
 
 // One PHP client of bench/rpcload: pushes for a while, sequentially, and
 // prints {"calls": n, "messages": m, "latencies_us": [...]}. With BATCH > 1
-// each call is SERVICE.PushBatch of BATCH messages to consecutive fds.
-// php push.php ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA [BATCH]
+// each call is SERVICE.PushBatch of BATCH messages to consecutive fds: from
+// FIRST_FD on, in turn over 1 .. FD_COUNT. With FDS (a comma-separated
+// list of FD_COUNT fds), over those instead, from the FIRST_FD-th (1-based).
+// php push.php ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA [BATCH [FDS]]
 
 require __DIR__ . '/../../php-client/vendor/autoload.php';
 
@@ -13,6 +15,7 @@ use WsBridge\Goridge\RPC;
 
 [, $addr, $service, $seconds, $first, $count, $data] = $argv;
 $batch = (int) ($argv[7] ?? 1);
+$list = isset($argv[8]) ? array_map('intval', explode(',', $argv[8])) : null;
 $rpc = RPC::create($addr);
 $method = $service . ($batch > 1 ? '.PushBatch' : '.Push');
 $fd = (int) $first;
@@ -23,7 +26,7 @@ while (($t = hrtime(true)) && microtime(true) < $end) {
     if ($batch > 1) {
         $messages = [];
         for ($i = 0; $i < $batch; $i++) {
-            $messages[] = ['fd' => $fd, 'data' => $data];
+            $messages[] = ['fd' => $list === null ? $fd : $list[$fd - 1], 'data' => $data];
             $fd = $fd % $count + 1;
         }
         $ok = $rpc->call($method, ['messages' => $messages]);
@@ -32,8 +35,9 @@ while (($t = hrtime(true)) && microtime(true) < $end) {
             exit(1);
         }
     } else {
-        if ($rpc->call($method, ['fd' => $fd, 'data' => $data]) !== true) {
-            fwrite(STDERR, "push to fd {$fd} not delivered\n");
+        $to = $list === null ? $fd : $list[$fd - 1];
+        if ($rpc->call($method, ['fd' => $to, 'data' => $data]) !== true) {
+            fwrite(STDERR, "push to fd {$to} not delivered\n");
             exit(1);
         }
         $fd = $fd % $count + 1;

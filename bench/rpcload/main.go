@@ -18,6 +18,14 @@
 //	go run ./bench/rpcload -php -d 5s       # PHP clients too
 //	go run ./bench/rpcload -only php -php-parts  # where a PHP call's time goes
 //	go run ./bench/rpcload -cpuprofile cpu.prof -only 'wsbridge unix, go, 1'
+//	go run ./bench/rpcload -server-procs -go-proc -php -only ', 1 client'  # servers in processes of their own
+//
+// By default the servers run in this process, next to the hub and the
+// WebSocket clients. With -server-procs each is a process of its own: the
+// wsbridge binary (built from this module unless -wsbridge is given, one
+// per transport, with its own WebSocket clients, which stay in this
+// process) and the bare server (this binary, re-executed with -bare-proc);
+// their CPU time is read from /proc and counted in cpu/msg.
 package main
 
 import (
@@ -91,15 +99,40 @@ func (r result) cpuPerMsg() time.Duration {
 	return r.cpu / time.Duration(r.messages)
 }
 
-// measured runs one case and adds its CPU accounting: what this process
-// and its children used (getrusage) and what every other process on the
-// machine used meanwhile (from /proc), so that a case disturbed by other
-// jobs shows.
-func measured(run func() result) result {
-	other0, own0 := otherCPU(), ownCPU()
+// measuredWith runs one case and adds its CPU accounting: what this
+// process, its reaped children (getrusage) and the server processes pids
+// (from /proc) used, and what every other process on the machine used
+// meanwhile (from /proc), so that a case disturbed by other jobs shows.
+func measuredWith(pids []int, run func() result) result {
+	other0, own0, srv0 := otherCPU(), ownCPU(), procsCPU(pids)
 	r := run()
-	r.cpu, r.other = ownCPU()-own0, max(0, otherCPU()-other0)
+	r.cpu, r.other = ownCPU()-own0+procsCPU(pids)-srv0, max(0, otherCPU()-other0)
 	return r
+}
+
+// procsCPU sums the user and system time of the processes pids (their own,
+// from /proc/PID/stat).
+func procsCPU(pids []int) time.Duration {
+	var ticks int64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		end := bytes.LastIndexByte(b, ')')
+		if end < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[end+1:])) // state ppid ... utime(11) stime(12)
+		if len(f) < 13 {
+			continue
+		}
+		for _, i := range []int{11, 12} {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			ticks += n
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
 
 // ownCPU is the user and system time of this process and of its children
@@ -189,6 +222,10 @@ func main() {
 		clientProc(os.Args[2:])
 		return
 	}
+	if len(os.Args) > 2 && os.Args[1] == "-bare-proc" {
+		bareProc(os.Args[2])
+		return
+	}
 	dur := flag.Duration("d", 3*time.Second, "duration of each case")
 	conns := flag.Int("conns", 100, "WebSocket connections the pushes go to")
 	php := flag.Bool("php", false, "also measure PHP clients (needs php and php-client/vendor)")
@@ -199,19 +236,11 @@ func main() {
 	only := flag.String("only", "", "run only the cases whose name contains this")
 	phpParts := flag.Bool("php-parts", false, "also time the parts of a PHP client's call against the bare servers (bench/php/parts.php)")
 	readEvery := flag.Duration("read-every", 10*time.Millisecond, "WebSocket clients read in bulk, sleeping this long after each read; 0: they parse every frame as it arrives")
+	serverProcs := flag.Bool("server-procs", false, "run each server as a process of its own: the wsbridge binary (one per transport) and the bare goridge server (this binary, re-executed)")
+	wsbridgeBin := flag.String("wsbridge", "", "the wsbridge binary of -server-procs (default: go build ./cmd/wsbridge)")
 	flag.Parse()
 
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	// Keepalive pings are off (one an hour): the bulk-reading clients parse
-	// no frames, so they would not answer them, and the byte count of what
-	// they receive would include them.
-	hub, err := bridge.New(bridge.Config{Logger: quiet, QueueSize: 1 << 16, QueueBytes: 1 << 30, PingInterval: time.Hour,
-		Sequence: &bridge.CounterSequence{}}) // fds 1, 2, 3, ...: the client processes push to 1..n
-	check(err)
-	ws := &http.Server{Handler: hub}
-	wsln, err := net.Listen("tcp", "127.0.0.1:0")
-	check(err)
-	go ws.Serve(wsln)
 	frameLen := int64(2 + *size) // a server frame's header is 2 bytes up to 125 bytes of payload
 	if *size > 125 {
 		frameLen += 2
@@ -219,33 +248,64 @@ func main() {
 	if *size > 65535 {
 		frameLen += 6
 	}
-	fds, stopClients, received := connectClients("ws://"+wsln.Addr().String()+"/", *conns, hub, *readEvery, frameLen)
-
 	dir, err := os.MkdirTemp("", "rpcload")
 	check(err)
 	defer os.RemoveAll(dir)
 
-	type server struct {
-		name, addr string
-		stop       func()
-	}
-	var servers []server
-	for _, network := range []string{"unix", "tcp"} {
-		addr := "tcp://127.0.0.1:0"
-		if network == "unix" {
-			addr = "unix://" + filepath.Join(dir, "bare.sock")
-		}
-		baddr, bstop := serveBare(addr)
-		servers = append(servers, server{"bare " + network, baddr, bstop})
-		if network == "unix" {
-			addr = "unix://" + filepath.Join(dir, "wsbridge.sock")
-		}
-		srv, err := rpc.New(sender.NewService(hub), rpc.Config{Addr: addr, Logger: quiet})
+	var (
+		servers     []server
+		pushed      func() uint64 // messages the hubs queued for their clients
+		received    func() int64  // messages the WebSocket clients received
+		stopClients func()
+		stopHubs    func()
+	)
+	if *serverProcs {
+		servers, pushed, received, stopClients, stopHubs = startServerProcs(dir, *wsbridgeBin, *conns, *readEvery, frameLen)
+	} else {
+		// Keepalive pings are off (one an hour): the bulk-reading clients parse
+		// no frames, so they would not answer them, and the byte count of what
+		// they receive would include them.
+		hub, err := bridge.New(bridge.Config{Logger: quiet, QueueSize: 1 << 16, QueueBytes: 1 << 30, PingInterval: time.Hour,
+			Sequence: &bridge.CounterSequence{}}) // fds 1, 2, 3, ...: the client processes push to 1..n
 		check(err)
-		check(srv.Listen())
-		go srv.Serve()
-		servers = append(servers, server{"wsbridge " + network, srv.Addr(), func() { srv.Shutdown(context.Background()) }})
+		ws := &http.Server{Handler: hub}
+		wsln, err := net.Listen("tcp", "127.0.0.1:0")
+		check(err)
+		go ws.Serve(wsln)
+		fds, stop, recv := connectClients("ws://"+wsln.Addr().String()+"/", *conns, func() int { return hub.Stats().Connections }, *readEvery, frameLen)
+		stopClients, received = stop, recv
+		pushed = func() uint64 {
+			var n uint64
+			for _, w := range hub.Stats().Workers {
+				n += w.Pushed
+			}
+			return n
+		}
+		stopHubs = func() { ws.Close(); hub.Shutdown(context.Background()) }
+		for _, network := range []string{"unix", "tcp"} {
+			addr := "tcp://127.0.0.1:0"
+			if network == "unix" {
+				addr = "unix://" + filepath.Join(dir, "bare.sock")
+			}
+			baddr, bstop := serveBare(addr)
+			servers = append(servers, server{name: "bare " + network, addr: baddr, stop: bstop, fds: fds})
+			if network == "unix" {
+				addr = "unix://" + filepath.Join(dir, "wsbridge.sock")
+			}
+			srv, err := rpc.New(sender.NewService(hub), rpc.Config{Addr: addr, Logger: quiet})
+			check(err)
+			check(srv.Listen())
+			go srv.Serve()
+			servers = append(servers, server{name: "wsbridge " + network, addr: srv.Addr(), stop: func() { srv.Shutdown(context.Background()) }, fds: fds})
+		}
 	}
+	var serverPids []int
+	for _, s := range servers {
+		if s.pid != 0 {
+			serverPids = append(serverPids, s.pid)
+		}
+	}
+	measured := func(run func() result) result { return measuredWith(serverPids, run) }
 
 	data := strings.Repeat("x", *size)
 	var prof *os.File
@@ -259,7 +319,7 @@ func main() {
 	for _, s := range servers {
 		for _, clients := range []int{1, 8} {
 			if name := fmt.Sprintf("%s, go, %d client(s)", s.name, clients); want(name) {
-				results = append(results, measured(func() result { return runGo(name, s.addr, methodOf(s.name), clients, *dur, fds, data, 1) }))
+				results = append(results, measured(func() result { return runGo(name, s.addr, methodOf(s.name), clients, *dur, s.fds, data, 1) }))
 			}
 		}
 		batchName := fmt.Sprintf("%s, go, batch of 100", s.name)
@@ -268,20 +328,20 @@ func main() {
 		}
 		if name := batchName; want(name) {
 			results = append(results, measured(func() result {
-				return runGo(name, s.addr, methodOf(s.name), *batchClients, *dur, fds, data, 100)
+				return runGo(name, s.addr, methodOf(s.name), *batchClients, *dur, s.fds, data, 100)
 			}))
 		}
 		for _, clients := range []int{1, 8} {
 			if name := fmt.Sprintf("%s, php, %d client(s)", s.name, clients); *php && want(name) {
-				results = append(results, measured(func() result { return runPHP(name, s.addr, methodOf(s.name), clients, *dur, fds, data, 1) }))
+				results = append(results, measured(func() result { return runPHP(name, s.addr, methodOf(s.name), clients, *dur, s.fds, data, 1) }))
 			}
 		}
 		if name := fmt.Sprintf("%s, php, batch of 100", s.name); *php && want(name) {
-			results = append(results, measured(func() result { return runPHP(name, s.addr, methodOf(s.name), 1, *dur, fds, data, 100) }))
+			results = append(results, measured(func() result { return runPHP(name, s.addr, methodOf(s.name), 1, *dur, s.fds, data, 100) }))
 		}
 		for _, clients := range []int{1, 8} {
 			if name := fmt.Sprintf("%s, go-proc, %d client(s)", s.name, clients); *goProc && want(name) {
-				results = append(results, measured(func() result { return runGoProc(name, s.addr, methodOf(s.name), clients, *dur, fds, data) }))
+				results = append(results, measured(func() result { return runGoProc(name, s.addr, methodOf(s.name), clients, *dur, s.fds, data) }))
 			}
 		}
 	}
@@ -300,10 +360,7 @@ func main() {
 			}
 		}
 	}
-	var delivered uint64
-	for _, w := range hub.Stats().Workers {
-		delivered += w.Pushed
-	}
+	delivered := pushed()
 	// Every push the hub accepted must reach its client.
 	for wait := time.Now(); received() < int64(delivered) && time.Since(wait) < 10*time.Second; {
 		time.Sleep(10 * time.Millisecond)
@@ -317,8 +374,17 @@ func main() {
 		s.stop()
 	}
 	stopClients()
-	ws.Close()
-	hub.Shutdown(context.Background())
+	stopHubs()
+}
+
+// server is one RPC server of the run: its name ("bare unix", "wsbridge
+// tcp"), address, the fds its pushes go to, and its pid when it is a
+// process of its own.
+type server struct {
+	name, addr string
+	stop       func()
+	fds        []int64
+	pid        int
 }
 
 func methodOf(server string) string {
@@ -357,7 +423,7 @@ func serveBare(addr string) (string, func()) {
 // machine nothing; bulk reads keep the in-process clients' share of the two
 // cores small. With readEvery 0 each client parses every frame as it
 // arrives (gorilla's NextReader): a wake-up and a read per message.
-func connectClients(url string, n int, hub *bridge.Hub, readEvery time.Duration, frameLen int64) ([]int64, func(), func() int64) {
+func connectClients(url string, n int, count func() int, readEvery time.Duration, frameLen int64) ([]int64, func(), func() int64) {
 	var bytesIn, messagesIn atomic.Int64
 	var clients []*websocket.Conn
 	var wg sync.WaitGroup
@@ -380,7 +446,7 @@ func connectClients(url string, n int, hub *bridge.Hub, readEvery time.Duration,
 			}
 		}()
 	}
-	for hub.Stats().Connections < n {
+	for count() < n {
 		time.Sleep(time.Millisecond)
 	}
 	fds := make([]int64, n)
@@ -471,7 +537,7 @@ func runGo(name, addr, service string, clients int, d time.Duration, fds []int64
 func runPHP(name, addr, service string, clients int, d time.Duration, fds []int64, data string, batch int) result {
 	script := filepath.Join(bench.ModuleRoot(), "bench", "php", "push.php")
 	return runProcs(name, clients, func(ci int) *exec.Cmd {
-		return exec.Command("php", script, addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci+1), fmt.Sprint(len(fds)), data, fmt.Sprint(batch))
+		return exec.Command("php", script, addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci%len(fds)+1), fmt.Sprint(len(fds)), data, fmt.Sprint(batch), joinFDs(fds))
 	})
 }
 
@@ -481,7 +547,7 @@ func runGoProc(name, addr, service string, clients int, d time.Duration, fds []i
 	self, err := os.Executable()
 	check(err)
 	return runProcs(name, clients, func(ci int) *exec.Cmd {
-		cmd := exec.Command(self, "-client-proc", addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci+1), fmt.Sprint(len(fds)), data)
+		cmd := exec.Command(self, "-client-proc", addr, service, fmt.Sprint(d.Seconds()), fmt.Sprint(ci%len(fds)+1), fmt.Sprint(len(fds)), data, joinFDs(fds))
 		// One thread running Go code, as a PHP process has: with more, the
 		// client processes' idle threads spin looking for work and take
 		// CPU time from the server.
@@ -527,10 +593,18 @@ func runProcs(name string, clients int, command func(ci int) *exec.Cmd) result {
 }
 
 // clientProc is one Go client process, the twin of bench/php/push.php:
-// rpcload -client-proc ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA
+// rpcload -client-proc ADDRESS SERVICE SECONDS FIRST FD_COUNT DATA FDS
+// pushes to the FIRST-th fd of FDS (comma-separated, FD_COUNT of them,
+// 1-based), then to the next ones in turn.
 func clientProc(args []string) {
-	if len(args) != 6 {
-		check(fmt.Errorf("-client-proc: want ADDRESS SERVICE SECONDS FIRST_FD FD_COUNT DATA, got %q", args))
+	if len(args) != 7 {
+		check(fmt.Errorf("-client-proc: want ADDRESS SERVICE SECONDS FIRST FD_COUNT DATA FDS, got %q", args))
+	}
+	var list []int64
+	for f := range strings.SplitSeq(args[6], ",") {
+		fd, err := strconv.ParseInt(f, 10, 64)
+		check(err)
+		list = append(list, fd)
 	}
 	addr, service, data := args[0], args[1], args[5]
 	secs, err := strconv.ParseFloat(args[2], 64)
@@ -546,9 +620,9 @@ func clientProc(args []string) {
 	end := time.Now().Add(time.Duration(secs * float64(time.Second)))
 	for t := time.Now(); t.Before(end); t = time.Now() {
 		var ok bool
-		check(c.Call(service+".Push", sender.PushArgs{FD: fd, Message: sender.Message{Data: data}}, &ok))
+		check(c.Call(service+".Push", sender.PushArgs{FD: list[fd-1], Message: sender.Message{Data: data}}, &ok))
 		if !ok {
-			check(fmt.Errorf("push to fd %d not delivered", fd))
+			check(fmt.Errorf("push to fd %d not delivered", list[fd-1]))
 		}
 		lat = append(lat, float64(time.Since(t))/float64(time.Microsecond))
 		fd = fd%count + 1
@@ -556,6 +630,15 @@ func clientProc(args []string) {
 	out, err := json.Marshal(map[string]any{"calls": len(lat), "latencies_us": lat})
 	check(err)
 	os.Stdout.Write(out)
+}
+
+// joinFDs is fds comma-separated, for the client processes.
+func joinFDs(fds []int64) string {
+	parts := make([]string, len(fds))
+	for i, fd := range fds {
+		parts[i] = strconv.FormatInt(fd, 10)
+	}
+	return strings.Join(parts, ",")
 }
 
 func report(results []result) {
