@@ -59,14 +59,15 @@ type poller struct {
 	epfd int
 	ep   *os.File        // epfd, non-blocking, in the runtime's own poller
 	eprc syscall.RawConn // ep's: the epoll goroutine waits for the set like any socket reader
-	evfd int             // an eventfd in the set that stops the epoll goroutine
+	ev   *os.File        // an eventfd in the set that stops the epoll goroutine
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	ready   []*conn // the connections waiting for a pool goroutine; each at most once (owned)
-	head    int
-	stopped bool
-	wg      sync.WaitGroup // the epoll goroutine and the pool
+	stopOnce sync.Once // a second Shutdown must not close the descriptors again: their numbers may be reused
+	mu       sync.Mutex
+	cond     *sync.Cond
+	ready    []*conn // the connections waiting for a pool goroutine; each at most once (owned)
+	head     int
+	stopped  bool
+	wg       sync.WaitGroup // the epoll goroutine and the pool
 
 	busy     atomic.Int64  // pool goroutines reading a connection
 	parked   atomic.Int64  // connections armed in the epoll set
@@ -87,8 +88,8 @@ func newPoller(h *Hub) (*poller, error) {
 		_ = unix.Close(epfd)
 		return nil, fmt.Errorf("poll mode: eventfd: %w", err)
 	}
-	ev := unix.EpollEvent{Events: unix.EPOLLIN} // data 0: no connection has fd 0
-	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &ev); err != nil {
+	stopEv := unix.EpollEvent{Events: unix.EPOLLIN} // data 0: no connection has fd 0
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, evfd, &stopEv); err != nil {
 		_ = unix.Close(epfd)
 		_ = unix.Close(evfd)
 		return nil, fmt.Errorf("poll mode: epoll_ctl: %w", err)
@@ -103,13 +104,14 @@ func newPoller(h *Hub) (*poller, error) {
 		return nil, fmt.Errorf("poll mode: %w", err)
 	}
 	ep := os.NewFile(uintptr(epfd), "epoll")
+	ev := os.NewFile(uintptr(evfd), "eventfd")
 	eprc, err := ep.SyscallConn()
 	if err != nil {
 		_ = ep.Close()
-		_ = unix.Close(evfd)
+		_ = ev.Close()
 		return nil, fmt.Errorf("poll mode: %w", err)
 	}
-	p := &poller{h: h, epfd: epfd, ep: ep, eprc: eprc, evfd: evfd}
+	p := &poller{h: h, epfd: epfd, ep: ep, eprc: eprc, ev: ev}
 	p.cond = sync.NewCond(&p.mu)
 	n := h.cfg.PollWorkers
 	p.wg.Add(1 + n)
@@ -121,17 +123,21 @@ func newPoller(h *Hub) (*poller, error) {
 }
 
 // stop ends the epoll goroutine and the pool once no connection is left
-// (Shutdown calls it after every connection has ended).
+// (Shutdown calls it after every connection has ended), once: Shutdown may
+// be called again, by when the numbers of the descriptors closed here may
+// belong to something else.
 func (p *poller) stop() {
-	p.mu.Lock()
-	p.stopped = true
-	p.cond.Broadcast()
-	p.mu.Unlock()
-	one := [8]byte{1}
-	_, _ = unix.Write(p.evfd, one[:])
-	p.wg.Wait()
-	_ = p.ep.Close()
-	_ = unix.Close(p.evfd)
+	p.stopOnce.Do(func() {
+		p.mu.Lock()
+		p.stopped = true
+		p.cond.Broadcast()
+		p.mu.Unlock()
+		one := [8]byte{1} // any count but 0 makes the eventfd readable
+		_, _ = p.ev.Write(one[:])
+		p.wg.Wait()
+		_ = p.ep.Close()
+		_ = p.ev.Close()
+	})
 }
 
 // wait is the epoll goroutine: it hands each readable connection to the pool.

@@ -2,9 +2,11 @@ package bridge_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -431,5 +433,34 @@ func TestPollPingAndPongWhileParked(t *testing.T) {
 	}
 	if !th.Check(fd) {
 		t.Fatal("the connection was closed")
+	}
+}
+
+// Shutdown may be called again (the tests' cleanup does): the second call
+// must not close the descriptor numbers of the poller's epoll set and
+// eventfd again, which by then belong to whatever was opened since.
+func TestPollSecondShutdownLeavesOtherDescriptors(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{}))
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := th.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Likely the lowest free numbers: those the poller just closed.
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	if err := th.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("x")); err != nil {
+		t.Fatalf("a pipe opened after the first Shutdown is broken by the second: %v", err)
+	}
+	var b [16]byte
+	if n, err := r.Read(b[:]); err != nil || string(b[:n]) != "x" {
+		t.Fatalf("read %q, %v from the pipe, want \"x\"", b[:n], err)
 	}
 }
