@@ -258,7 +258,8 @@ type Config struct {
 	// ReadMode is how connections are read: ReadModeGoroutine (the
 	// default: a reader goroutine per connection) or ReadModePoll (idle
 	// connections hold no goroutine: epoll readiness wakes a pool of
-	// PollWorkers goroutines; Linux only). Over TLS a connection is read by
+	// PollWorkers goroutines; Linux only: elsewhere New refuses it, "poll
+	// read mode needs Linux"). Over TLS a connection is read by
 	// a goroutine of its own in either mode.
 	ReadMode ReadMode
 	// PollWorkers is the size of the poll mode's pool. Default 4 ×
@@ -398,6 +399,7 @@ func (c Config) validate() error {
 	}
 	check(c.WriteDelay >= 0 && c.WriteDelay <= time.Second, "write delay: %s must be 0 (off) to 1s", c.WriteDelay)
 	check(c.ReadMode == ReadModeGoroutine || c.ReadMode == ReadModePoll, "read mode: %q must be %q or %q", c.ReadMode, ReadModeGoroutine, ReadModePoll)
+	check(c.ReadMode != ReadModePoll || pollSupported, "read mode: %v", errPollNeedsLinux)
 	check(c.PollWorkers > 0 && c.PollWorkers <= 4096, "poll workers: %d is out of range 1..4096", c.PollWorkers)
 	check(c.ReadMode != ReadModePoll || c.PollReadTimeout <= c.PingInterval+c.PongTimeout,
 		"poll read timeout: %s must be at most ping interval + pong timeout (%s): a message under way is a sign of life", c.PollReadTimeout, c.PingInterval+c.PongTimeout)

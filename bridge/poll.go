@@ -44,6 +44,10 @@ import (
 // the connection is closed with 1008 (a client that sends part of one
 // holds a pool goroutine that long, no longer).
 
+// pollSupported: the configuration accepts ReadModePoll (not where
+// poll_other.go builds).
+const pollSupported = true
+
 // pollBudget is how many messages of one connection a pool goroutine reads
 // before it serves the others waiting.
 const pollBudget = 16
@@ -702,36 +706,6 @@ func (c *conn) pollTimedOut() {
 	c.hub.poll.timeouts.Add(1)
 	c.hub.log.Warn("poll mode: message not received in time, closing", "fd", c.fd, "timeout", c.hub.cfg.PollReadTimeout)
 	c.closeLocked(websocket.ClosePolicyViolation, "message not received in time", false)
-}
-
-// PollStats are the poll mode's counters (Stats.Poll; nil in goroutine mode).
-type PollStats struct {
-	// Workers is the size of the pool (Config.PollWorkers); Busy how many
-	// goroutines are reading a connection now (the pool's, and those
-	// started for a new connection after its open event, which read it
-	// until it is idle); Queued how many connections wait for a pool goroutine.
-	Workers int   `json:"workers"`
-	Busy    int64 `json:"busy"`
-	Queued  int   `json:"queued"`
-	// Parked is the number of connections armed in the epoll set, with no
-	// goroutine.
-	Parked int64 `json:"parked"`
-	// Wakeups counts the connections taken from the epoll set to be read.
-	Wakeups uint64 `json:"wakeups"`
-	// Requeued counts the turns that read pollBudget messages of one
-	// connection and put it back at the end of the queue.
-	Requeued uint64 `json:"requeued"`
-	// ReadTimeouts counts the connections closed (1008) because a message
-	// did not arrive within Config.PollReadTimeout once the pool began
-	// reading it (half a frame, a message too slow).
-	ReadTimeouts uint64 `json:"read_timeouts"`
-	// PartialWaits counts the times a connection was parked with part of a
-	// message (of at most 8 KiB) in its socket, until the rest arrives,
-	// instead of a pool goroutine waiting for it.
-	PartialWaits uint64 `json:"partial_waits"`
-	// Fallbacks counts the connections read by a goroutine of their own
-	// because their socket has no descriptor to poll (TLS).
-	Fallbacks uint64 `json:"fallbacks"`
 }
 
 func (p *poller) stats() *PollStats {
