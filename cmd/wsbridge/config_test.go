@@ -915,6 +915,27 @@ func TestRunHandshakes(t *testing.T) {
 	}
 }
 
+// The poll read mode starts with a keepalive shorter than 5 s in all
+// (ping interval + pong timeout): its read timeout then defaults to that
+// sum, as the package's does, instead of a fixed 5 s the package refuses.
+func TestPollModeWithAShortKeepalive(t *testing.T) {
+	c, err := parseConfig(nil, envOf(map[string]string{"WSBRIDGE_READ_MODE": "poll", "WSBRIDGE_PING_INTERVAL": "2s", "WSBRIDGE_PONG_TIMEOUT": "1s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Bridge.NodeID = 0 // as run sets it without a cluster
+	c.Bridge.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := bridge.New(c.Bridge)
+	if err != nil {
+		t.Fatalf("poll mode with ping interval 2s and pong timeout 1s: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRunBadConfig(t *testing.T) {
 	for _, tt := range []struct {
 		args []string
