@@ -162,12 +162,16 @@ func (p *poller) wait() {
 			p.h.log.Error("poll mode: waiting for the epoll set failed; parked connections are no longer read", "err", err)
 			return
 		}
+		now := time.Now().UnixNano()
 		for i := range evs[:n] {
 			fd := int64(uint32(evs[i].Fd)) | int64(evs[i].Pad)<<32
 			if fd == 0 {
 				return // stop
 			}
 			if c := p.h.lookup(fd); c != nil {
+				// Bytes came (or the client hung up): a sign of life,
+				// though a busy pool may read them late (serve).
+				c.seen.Store(now)
 				p.wake(c)
 			}
 		}
@@ -318,6 +322,9 @@ func (p *poller) serve(c *conn) {
 		return
 	}
 	for n := 0; ; {
+		if c.expired.Load() && !p.stillStale(c) {
+			c.expired.Store(false)
+		}
 		if c.expired.Load() {
 			p.end(c, c.readFailed(os.ErrDeadlineExceeded)) // "no pong in time"
 			return
@@ -363,6 +370,18 @@ func (p *poller) serve(c *conn) {
 			return
 		}
 	}
+}
+
+// stillStale reports whether a connection the keepalive tick found with no
+// sign of life for PingInterval+PongTimeout has none still once the pongs
+// (and pings) waiting in its socket are taken: with the pool busy they
+// may have waited in the queue, unread, since before the tick.
+func (p *poller) stillStale(c *conn) bool {
+	if _, err := c.pollIdle(); err != nil {
+		return true // the read that follows fails on it
+	}
+	cfg := &p.h.cfg
+	return time.Now().UnixNano()-c.seen.Load() >= int64(cfg.PingInterval+cfg.PongTimeout)
 }
 
 // pollWindow: a message's first frame (most messages' only one) that fits

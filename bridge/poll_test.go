@@ -466,3 +466,50 @@ func TestPollSecondShutdownLeavesOtherDescriptors(t *testing.T) {
 		t.Fatalf("read %q, %v from the pipe, want \"x\"", b[:n], err)
 	}
 }
+
+// A client that answers every ping is not closed as dead while the pool is
+// busy: its pongs wait in the queue behind clients that each hold the one
+// pool goroutine with part of a large frame (until PollReadTimeout), for
+// longer than PingInterval+PongTimeout in all. Its epoll wake is a sign of
+// life, and a connection the keepalive found stale takes its waiting pongs
+// before it is ended.
+func TestPollBusyPoolKeepsHealthyClients(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1, PollReadTimeout: 500 * time.Millisecond,
+		PingInterval: 300 * time.Millisecond, PongTimeout: 300 * time.Millisecond, CloseTimeout: 100 * time.Millisecond}))
+	addr := th.srv.Listener.Addr().String()
+	victim, victimFD := th.dial(t, "victim")
+	go func() { // answers the pings (gorilla's default ping handler)
+		for {
+			if _, _, err := victim.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	const holders = 4
+	var fds []int64
+	for i := range holders {
+		rc := dialRaw(t, addr)
+		id := fmt.Sprint("holder", i)
+		rc.handshake(t, "/?id="+id)
+		fds = append(fds, th.rec.fdOf(t, id))
+		defer rc.Close()
+		// A frame too large to wait for in the epoll set: a pool goroutine
+		// reads it, and waits for the rest until PollReadTimeout.
+		if _, err := rc.Write(maskedFrame(true, websocket.BinaryMessage, make([]byte, 16<<10))[:20]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, fd := range fds {
+		th.rec.closeOf(t, fd) // 1008 (the read timeout) or 1006 (they answer no ping)
+	}
+	var closed bool
+	th.waitPoll(t, "the victim parked again, or closed", func(s bridge.PollStats) bool {
+		th.rec.mu.Lock()
+		_, closed = th.rec.closes[victimFD]
+		th.rec.mu.Unlock()
+		return closed || s.Parked == 1 && s.Busy == 0 && s.Queued == 0
+	})
+	if closed {
+		t.Fatalf("the client that answered every ping was closed: %+v", th.rec.closeOf(t, victimFD))
+	}
+}
