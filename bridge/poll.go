@@ -317,10 +317,6 @@ var pollCalls = sync.Pool{New: func() any {
 func (p *poller) serve(c *conn) {
 	p.busy.Add(1)
 	defer p.busy.Add(-1)
-	if !c.pollDeadline() {
-		p.solo(c)
-		return
-	}
 	for n := 0; ; {
 		if c.expired.Load() && !p.stillStale(c) {
 			c.expired.Store(false)
@@ -361,6 +357,10 @@ func (p *poller) serve(c *conn) {
 				}
 				continue
 			}
+		}
+		if !c.pollDeadline() {
+			p.solo(c)
+			return
 		}
 		n++
 		c.alive()
@@ -585,8 +585,8 @@ func (p *poller) solo(c *conn) {
 	}()
 }
 
-// pollDeadline gives the message the pool is about to read PollReadTimeout
-// to arrive; false when the connection is no longer open.
+// pollDeadline gives the message the pool is about to read (each one)
+// PollReadTimeout to arrive; false when the connection is no longer open.
 func (c *conn) pollDeadline() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()

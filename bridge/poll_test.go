@@ -513,3 +513,40 @@ func TestPollBusyPoolKeepsHealthyClients(t *testing.T) {
 		t.Fatalf("the client that answered every ping was closed: %+v", th.rec.closeOf(t, victimFD))
 	}
 }
+
+// PollReadTimeout bounds each message, not a pool goroutine's turn: two
+// large messages read in one turn (the second's start came with the
+// first's end), each arriving well within the bound, together longer.
+func TestPollReadTimeoutIsPerMessage(t *testing.T) {
+	const bound = time.Second
+	th := startHub(t, pollConfig(bridge.Config{PollReadTimeout: bound}))
+	rc := dialRaw(t, th.srv.Listener.Addr().String())
+	rc.handshake(t, "/?id=two")
+	fd := th.rec.fdOf(t, "two")
+	th.waitParked(t, 1)
+	// Larger than the 8 KiB the epoll set waits for: read as they come.
+	m1 := maskedFrame(true, websocket.BinaryMessage, bytes.Repeat([]byte("a"), 16<<10))
+	m2 := maskedFrame(true, websocket.BinaryMessage, bytes.Repeat([]byte("b"), 16<<10))
+	write := func(b []byte) {
+		t.Helper()
+		if _, err := rc.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(m1[:100])
+	th.waitPoll(t, "the pool in the first message", func(s bridge.PollStats) bool { return s.Busy == 1 })
+	time.Sleep(bound * 6 / 10) // the client's pace: each message takes 0.6 of the bound
+	write(append(m1[100:len(m1):len(m1)], m2[:100]...))
+	th.rec.waitMessages(t, fd, 1)
+	time.Sleep(bound * 6 / 10)
+	write(m2[100:])
+	var closed bool
+	var ev bridge.CloseEvent
+	th.rec.waitFor(t, "the second message or a close", func() bool {
+		ev, closed = th.rec.closes[fd]
+		return closed || len(th.rec.messages[fd]) == 2
+	})
+	if closed {
+		t.Fatalf("closed %+v: each message arrived within PollReadTimeout", ev)
+	}
+}
