@@ -317,7 +317,7 @@ func newStatsCollector(src Sources) *statsCollector {
 	c.pollQueued = d("poll_queued_connections", "Connections with bytes to read waiting for a goroutine of the poll mode's pool.")
 	c.pollParked = d("poll_parked_connections", "Connections waiting in the poll mode's epoll set with no goroutine.")
 	c.pollWakeups = d("poll_wakeups_total", "Connections taken from the poll mode's epoll set to be read.")
-	c.pollRequeues = d("poll_requeues_total", "Turns of the poll mode's pool that read a connection's per-turn budget of messages and put it back at the end of the queue.")
+	c.pollRequeues = d("poll_requeues_total", "Turns of the poll mode's pool that read a connection's per-turn budget of messages (a client ping or pong counts as one) and put it back at the end of the queue.")
 	c.pollReadTimeouts = d("poll_read_timeouts_total", "Connections closed with 1008 because a message did not arrive within poll-read-timeout once the poll mode's pool began reading it.")
 	c.pollPartial = d("poll_partial_waits_total", "Times a connection was parked with part of a message's first frame (at most 8 KiB) in its socket until the rest arrived, instead of a pool goroutine waiting for it.")
 	c.pollFallbacks = d("poll_fallbacks_total", "Connections read by a goroutine of their own in poll mode: their socket has no descriptor to poll (TLS).")

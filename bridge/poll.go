@@ -35,8 +35,8 @@ import (
 // bridge's fd, not the socket's: the fd is never reused, so an event for a
 // connection that has ended finds nothing.
 //
-// Bounds: a pool goroutine reads at most pollBudget messages of one
-// connection per turn, then puts it at the back of the queue. A message's
+// Bounds: a pool goroutine reads at most pollBudget messages (or client
+// pings and pongs) of one connection per turn, then puts it at the back of the queue. A message's
 // first frame of at most pollWindow bytes is read only once it is all
 // there (waitWhole: until then the connection waits in the epoll set with
 // SO_RCVLOWAT); a larger one, and a fragmented message's later frames,
@@ -48,8 +48,8 @@ import (
 // poll_other.go builds).
 const pollSupported = true
 
-// pollBudget is how many messages of one connection a pool goroutine reads
-// before it serves the others waiting.
+// pollBudget is how many messages, and client pings and pongs, of one
+// connection a pool goroutine reads before it serves the others waiting.
 const pollBudget = 16
 
 const (
@@ -329,7 +329,7 @@ func (p *poller) serve(c *conn) {
 			p.solo(c)
 			return
 		}
-		idle, err := c.pollIdle()
+		idle, err := c.pollIdle(&n)
 		if err != nil {
 			p.end(c, c.readFailed(err))
 			return
@@ -340,7 +340,7 @@ func (p *poller) serve(c *conn) {
 			}
 			continue
 		}
-		if n == pollBudget {
+		if n >= pollBudget {
 			p.requeued.Add(1)
 			p.submit(c)
 			return
@@ -377,7 +377,8 @@ func (p *poller) serve(c *conn) {
 // (and pings) waiting in its socket are taken: with the pool busy they
 // may have waited in the queue, unread, since before the tick.
 func (p *poller) stillStale(c *conn) bool {
-	if _, err := c.pollIdle(); err != nil {
+	n := 0 // a budget of its own: what is left after it is read next
+	if _, err := c.pollIdle(&n); err != nil {
 		return true // the read that follows fails on it
 	}
 	cfg := &p.h.cfg
@@ -603,10 +604,13 @@ func (c *conn) pollDeadline() bool {
 // end of the last) are read before the connection is parked, or they would
 // never be. A client's ping or pong at the head is taken here (takeControl):
 // gorilla would handle it inside NextReader and then wait there for the
-// next frame, holding a pool goroutine.
-func (c *conn) pollIdle() (bool, error) {
+// next frame, holding a pool goroutine. Each frame taken counts against the
+// turn's budget (*n, up to pollBudget, as messages do): past it pollIdle
+// reports false with more to read, and the caller requeues the connection,
+// so that a flood of pongs holds a pool goroutine no longer than a turn.
+func (c *conn) pollIdle(n *int) (bool, error) {
 	b := c.bc
-	for {
+	for ; *n < pollBudget; *n++ {
 		if b.in.badRSV1 {
 			return false, nil
 		}
@@ -631,6 +635,7 @@ func (c *conn) pollIdle() (bool, error) {
 			return false, nil
 		}
 	}
+	return false, nil
 }
 
 // takeControl takes a whole, plain ping or pong frame (FIN, no reserved bit,

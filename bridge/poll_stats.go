@@ -19,8 +19,8 @@ type PollStats struct {
 	Parked int64 `json:"parked"`
 	// Wakeups counts the connections taken from the epoll set to be read.
 	Wakeups uint64 `json:"wakeups"`
-	// Requeued counts the turns that read pollBudget messages of one
-	// connection and put it back at the end of the queue.
+	// Requeued counts the turns that read pollBudget messages (a client's
+	// ping or pong counts as one) of one connection and put it back at the end of the queue.
 	Requeued uint64 `json:"requeued"`
 	// ReadTimeouts counts the connections closed (1008) because a message
 	// did not arrive within Config.PollReadTimeout once the pool began

@@ -550,3 +550,27 @@ func TestPollReadTimeoutIsPerMessage(t *testing.T) {
 		t.Fatalf("closed %+v: each message arrived within PollReadTimeout", ev)
 	}
 }
+
+// Control frames count against a turn's budget like messages: a client
+// that sends pongs faster than one pool goroutine takes them is put back
+// in the queue after a turn's worth, not read as long as it keeps sending.
+func TestPollPongFloodIsRequeued(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PollWorkers: 1}))
+	rc := dialRaw(t, th.srv.Listener.Addr().String())
+	rc.handshake(t, "/?id=flood")
+	fd := th.rec.fdOf(t, "flood")
+	th.waitParked(t, 1)
+	pong := maskedFrame(true, websocket.PongMessage, nil)
+	burst := bytes.Repeat(pong, 8<<10) // 8192 pongs in one write
+	if _, err := rc.Write(burst); err != nil {
+		t.Fatal(err)
+	}
+	// A message after them: once it is read, every pong before it was taken.
+	if _, err := rc.Write(maskedFrame(true, websocket.TextMessage, []byte("after"))); err != nil {
+		t.Fatal(err)
+	}
+	th.rec.waitMessages(t, fd, 1)
+	if s := th.Stats().Poll; s.Requeued == 0 {
+		t.Fatalf("8192 pongs were taken without the connection going back to the queue: %+v", *s)
+	}
+}
