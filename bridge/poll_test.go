@@ -398,9 +398,11 @@ func TestPollAbruptCloseWhileParked(t *testing.T) {
 }
 
 // A client's ping and the keepalive's pong are answered and taken while
-// the connection sits parked.
+// the connection sits parked: no pool goroutine waits in gorilla for a
+// message after them (which PollReadTimeout would end with 1008).
 func TestPollPingAndPongWhileParked(t *testing.T) {
-	th := startHub(t, pollConfig(bridge.Config{PingInterval: 20 * time.Millisecond, PongTimeout: wait}))
+	const readTimeout = 100 * time.Millisecond
+	th := startHub(t, pollConfig(bridge.Config{PingInterval: 20 * time.Millisecond, PongTimeout: wait, PollReadTimeout: readTimeout}))
 	c, fd := th.dial(t, "a")
 	pings := make(chan string, 100)
 	c.SetPingHandler(func(p string) error {
@@ -433,8 +435,27 @@ func TestPollPingAndPongWhileParked(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("no pong")
 	}
-	if !th.Check(fd) {
-		t.Fatal("the connection was closed")
+	// Ten more keepalive rounds, each at least PingInterval after the
+	// last: well past PollReadTimeout since the client's ping.
+	for len(pings) > 0 {
+		<-pings
+	}
+	for range 10 {
+		select {
+		case <-pings:
+		case <-time.After(wait):
+			t.Fatal("no more keepalive pings")
+		}
+	}
+	th.waitParked(t, 1)
+	th.rec.mu.Lock()
+	ev, closed := th.rec.closes[fd]
+	th.rec.mu.Unlock()
+	if closed || !th.Check(fd) {
+		t.Fatalf("the connection was closed: %+v", ev)
+	}
+	if s := th.Stats().Poll; s.ReadTimeouts != 0 {
+		t.Fatalf("read timeouts: %+v", *s)
 	}
 }
 
@@ -572,5 +593,32 @@ func TestPollPongFloodIsRequeued(t *testing.T) {
 	th.rec.waitMessages(t, fd, 1)
 	if s := th.Stats().Poll; s.Requeued == 0 {
 		t.Fatalf("8192 pongs were taken without the connection going back to the queue: %+v", *s)
+	}
+}
+
+// In poll mode no goroutine waits with a read deadline: the keepalive tick
+// ends a client that answers no ping (1006 "no pong in time"), parked with
+// nothing sent, or with half a small frame waiting in the epoll set.
+func TestPollDeadClientsAreEndedByTheKeepalive(t *testing.T) {
+	th := startHub(t, pollConfig(bridge.Config{PingInterval: 50 * time.Millisecond, PongTimeout: 50 * time.Millisecond,
+		CloseTimeout: 50 * time.Millisecond}))
+	addr := th.srv.Listener.Addr().String()
+	silent := dialRaw(t, addr)
+	silent.handshake(t, "/?id=silent")
+	half := dialRaw(t, addr)
+	half.handshake(t, "/?id=half")
+	f := maskedFrame(true, websocket.TextMessage, []byte("never finished"))
+	if _, err := half.Write(f[:8]); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"silent", "half"} {
+		ev := th.rec.closeOf(t, th.rec.fdOf(t, id))
+		if ev.Code != websocket.CloseAbnormalClosure || ev.Reason != "no pong in time" {
+			t.Fatalf("%s: close %+v, want 1006 no pong in time", id, ev)
+		}
+	}
+	th.waitPoll(t, "nothing parked", func(s bridge.PollStats) bool { return s.Parked == 0 && s.Busy == 0 })
+	if s := th.Stats().Poll; s.ReadTimeouts != 0 || s.PartialWaits == 0 {
+		t.Fatalf("want the half frame waited for in the epoll set, no read timeout: %+v", *s)
 	}
 }
