@@ -34,8 +34,10 @@ vet:
 	$(GO) vet ./...
 
 # The browser test in tests/ runs examples/chat, which loads php-client's autoloader.
+# The bridge package's tests run again in the poll read mode (WSBRIDGE_READ_MODE=poll).
 go-test: php-autoload
 	$(GO) test -race -count=1 -timeout 20m ./...
+	WSBRIDGE_TEST_READ_MODE=poll $(GO) test -race -count=1 -timeout 10m ./bridge/
 
 build:
 	$(GO) build -o $(BIN)/wsbridge ./cmd/wsbridge

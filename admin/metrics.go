@@ -259,6 +259,8 @@ type statsCollector struct {
 	evPendingBytes, evReserved, evSplits                        *prometheus.Desc
 	refusedIn                                                   *prometheus.Desc
 	viewers, viewersDropped, traces, ready                      *prometheus.Desc
+	pollBusy, pollQueued, pollParked, pollWakeups               *prometheus.Desc
+	pollRequeues, pollReadTimeouts, pollFallbacks, pollPartial  *prometheus.Desc
 }
 
 func newStatsCollector(src Sources) *statsCollector {
@@ -311,6 +313,14 @@ func newStatsCollector(src Sources) *statsCollector {
 	c.viewers = d("console_stream_viewers", "Viewers of the console's live stream (GET /v1/stream) now.")
 	c.viewersDropped = d("console_stream_viewers_dropped_total", "Stream viewers dropped because they did not read their last samples (each holds at most a few).")
 	c.traces = d("console_traces", "Connections whose trace is kept now (at most 32).")
+	c.pollBusy = d("poll_workers_busy", "Goroutines of the poll mode's pool reading a connection now (at most poll-workers; read-mode=poll only).")
+	c.pollQueued = d("poll_queued_connections", "Connections with bytes to read waiting for a goroutine of the poll mode's pool.")
+	c.pollParked = d("poll_parked_connections", "Connections waiting in the poll mode's epoll set with no goroutine.")
+	c.pollWakeups = d("poll_wakeups_total", "Connections taken from the poll mode's epoll set to be read.")
+	c.pollRequeues = d("poll_requeues_total", "Turns of the poll mode's pool that read a connection's per-turn budget of messages (a client ping or pong counts as one) and put it back at the end of the queue.")
+	c.pollReadTimeouts = d("poll_read_timeouts_total", "Connections closed with 1008 because a message did not arrive within poll-read-timeout once the poll mode's pool began reading it.")
+	c.pollPartial = d("poll_partial_waits_total", "Times a connection was parked with part of a message's first frame (at most 8 KiB) in its socket until the rest arrived, instead of a pool goroutine waiting for it.")
+	c.pollFallbacks = d("poll_fallbacks_total", "Connections read by a goroutine of their own in poll mode: their socket has no descriptor to poll (TLS).")
 	c.ready = d("ready", "1 while GET /readyz answers ready (every listener bound and served, not shutting down; cluster mode: Redis up), else 0.")
 	if src.Hub != nil {
 		c.policy = string(src.Hub.Config().Overflow)
@@ -322,7 +332,8 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.workerConns, c.opened, c.closed, c.pushes, c.overflows,
 		c.messagesIn, c.bytesIn, c.bytesOut, c.queuedBytes, c.budgetOverflows, c.heldOverflows, c.fragAborts, c.pings, c.refused, c.handshakes, c.headersTrimmed, c.rpcConns, c.rpcInFlight, c.rpcRefusedConns, c.rpcRefusedFrames,
 		c.rpcInFlightWaits, c.rpcTimeouts, c.evDelivered, c.evRetries, c.evDropped, c.evClosed,
-		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn, c.viewers, c.viewersDropped, c.traces, c.ready} {
+		c.evPending, c.evInFlight, c.evPendingBytes, c.evReserved, c.evSplits, c.refusedIn, c.viewers, c.viewersDropped, c.traces, c.ready,
+		c.pollBusy, c.pollQueued, c.pollParked, c.pollWakeups, c.pollRequeues, c.pollReadTimeouts, c.pollFallbacks, c.pollPartial} {
 		ch <- d
 	}
 }
@@ -399,6 +410,16 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.pings, pingsDirect, "direct")
 		counter(c.pings, pingsQueued, "queued")
 		counter(c.pings, pingsSkipped, "skipped")
+		if p := st.Poll; p != nil {
+			gauge(c.pollBusy, int(p.Busy))
+			gauge(c.pollQueued, p.Queued)
+			gauge(c.pollParked, int(p.Parked))
+			counter(c.pollWakeups, p.Wakeups)
+			counter(c.pollRequeues, p.Requeued)
+			counter(c.pollReadTimeouts, p.ReadTimeouts)
+			counter(c.pollFallbacks, p.Fallbacks)
+			counter(c.pollPartial, p.PartialWaits)
+		}
 	}
 	if r := c.src.RPC; r != nil {
 		st := r.Stats()

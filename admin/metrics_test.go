@@ -577,3 +577,60 @@ func TestMetricsQueuesAndFragments(t *testing.T) {
 		{"wsbridge_connections_closed_total", []string{"code", "1011", "by", "server"}, 2},
 	})
 }
+
+// TestPollMetrics: in poll mode the pool's counters are exported; a
+// client's half frame past the poll read timeout is counted.
+func TestPollMetrics(t *testing.T) {
+	reg := admin.NewRegistry()
+	m, err := admin.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, bridge.Config{ReadMode: bridge.ReadModePoll, PollWorkers: 3, PollReadTimeout: 100 * time.Millisecond}, admin.Config{Gatherer: reg})
+	if err := m.Watch(admin.Sources{Hub: e.hub}); err != nil {
+		t.Fatal(err)
+	}
+	e.dial(t, "idle")
+	half, fdHalf := e.dial(t, "half")
+	deadline := time.Now().Add(wait)
+	for e.hub.Stats().Poll.Parked != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("poll stats %+v, want 2 parked", *e.hub.Stats().Poll)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A frame's header and half its payload: the connection waits in the
+	// epoll set for the rest (a partial wait); then the header of a frame
+	// too large to wait for, whose payload never comes: the pool reads it
+	// and gives up after the poll read timeout.
+	if _, err := half.NetConn().Write([]byte{0x81, 0x84, 1, 2, 3, 4, 'a' ^ 1, 'b' ^ 2}); err != nil {
+		t.Fatal(err)
+	}
+	for e.hub.Stats().Poll.PartialWaits != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("poll stats %+v, want a partial wait", *e.hub.Stats().Poll)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := half.NetConn().Write([]byte{'c' ^ 3, 'd' ^ 4, 0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3, 4}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.ReadClose(t, half, wait)
+	for st := e.hub.Stats(); e.hub.Check(fdHalf) || len(st.Closes) != 1 || st.Poll.Parked != 1 || st.Poll.Busy != 0; st = e.hub.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("poll stats %+v, want the half frame's connection closed", *e.hub.Stats().Poll)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	expectMetrics(t, e.scrape(t), []metricWant{
+		{"wsbridge_poll_workers_busy", nil, 0},
+		{"wsbridge_poll_queued_connections", nil, 0},
+		{"wsbridge_poll_parked_connections", nil, 1},
+		{"wsbridge_poll_wakeups_total", nil, 2},
+		{"wsbridge_poll_requeues_total", nil, 0},
+		{"wsbridge_poll_read_timeouts_total", nil, 1},
+		{"wsbridge_poll_fallbacks_total", nil, 0},
+		{"wsbridge_poll_partial_waits_total", nil, 1},
+		{"wsbridge_connections_closed_total", []string{"code", "1008", "by", "server"}, 1},
+	})
+}

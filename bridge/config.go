@@ -252,7 +252,43 @@ type Config struct {
 	// that receives no push for this long is aborted: the connection is
 	// closed with 1011. Default 30s.
 	FragmentTimeout time.Duration
+
+	// Read mode (poll.go).
+
+	// ReadMode is how connections are read: ReadModeGoroutine (the
+	// default: a reader goroutine per connection) or ReadModePoll (idle
+	// connections hold no goroutine: epoll readiness wakes a pool of
+	// PollWorkers goroutines; Linux only: elsewhere New refuses it, "poll
+	// read mode needs Linux"). Over TLS a connection is read by
+	// a goroutine of its own in either mode.
+	ReadMode ReadMode
+	// PollWorkers is the size of the poll mode's pool. Default 4 ×
+	// GOMAXPROCS (at least 4).
+	PollWorkers int
+	// PollReadTimeout bounds, in poll mode, how long a message may take to
+	// arrive once a pool goroutine began reading it; past it the connection
+	// is closed with 1008 ("message not received in time"). A message's
+	// first frame of at most 8 KiB is read only once it has arrived whole
+	// (meanwhile the connection holds no goroutine); a client that sends
+	// part of a larger frame, or half a fragmented message, holds a pool
+	// goroutine that long. Default 5s, or PingInterval+PongTimeout when that is shorter;
+	// at most PingInterval+PongTimeout (a message under way is a sign of
+	// life the keepalive does not see until it is read).
+	PollReadTimeout time.Duration
 }
+
+// ReadMode is how a Hub reads its connections.
+type ReadMode string
+
+const (
+	// ReadModeGoroutine reads each connection in a goroutine of its own.
+	ReadModeGoroutine ReadMode = "goroutine"
+	// ReadModePoll reads connections from a bounded pool woken by epoll.
+	ReadModePoll ReadMode = "poll"
+)
+
+// DefaultPollReadTimeout is Config.PollReadTimeout's default.
+const DefaultPollReadTimeout = 5 * time.Second
 
 // Authorization is the answer of Config.Authorize.
 type Authorization struct {
@@ -328,6 +364,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.readDefaults()
 	config.Default(&c.MaxQueuedBytes, DefaultMaxQueuedBytes)
 	config.Default(&c.FragmentTimeout, DefaultFragmentTimeout)
+	config.Default(&c.ReadMode, ReadModeGoroutine)
+	config.Default(&c.PollWorkers, max(4, 4*runtime.GOMAXPROCS(0)))
+	config.Default(&c.PollReadTimeout, min(DefaultPollReadTimeout, c.PingInterval+c.PongTimeout))
 	return c, c.validate()
 }
 
@@ -359,6 +398,11 @@ func (c Config) validate() error {
 		check(p.IsValid(), "trusted proxies: %v is not a network", p)
 	}
 	check(c.WriteDelay >= 0 && c.WriteDelay <= time.Second, "write delay: %s must be 0 (off) to 1s", c.WriteDelay)
+	check(c.ReadMode == ReadModeGoroutine || c.ReadMode == ReadModePoll, "read mode: %q must be %q or %q", c.ReadMode, ReadModeGoroutine, ReadModePoll)
+	check(c.ReadMode != ReadModePoll || pollSupported, "read mode: %v", errPollNeedsLinux)
+	check(c.PollWorkers > 0 && c.PollWorkers <= 4096, "poll workers: %d is out of range 1..4096", c.PollWorkers)
+	check(c.ReadMode != ReadModePoll || c.PollReadTimeout <= c.PingInterval+c.PongTimeout,
+		"poll read timeout: %s must be at most ping interval + pong timeout (%s): a message under way is a sign of life", c.PollReadTimeout, c.PingInterval+c.PongTimeout)
 	check(c.Overflow == OverflowClose || c.Overflow == OverflowDrop, "overflow policy: %q must be %q or %q", c.Overflow, OverflowClose, OverflowDrop)
 	for _, d := range []struct {
 		name string
@@ -366,7 +410,7 @@ func (c Config) validate() error {
 	}{
 		{"write timeout", c.WriteTimeout}, {"ping interval", c.PingInterval}, {"pong timeout", c.PongTimeout},
 		{"handshake timeout", c.HandshakeTimeout}, {"close timeout", c.CloseTimeout},
-		{"fragment timeout", c.FragmentTimeout},
+		{"fragment timeout", c.FragmentTimeout}, {"poll read timeout", c.PollReadTimeout},
 	} {
 		check(d.d > 0, "%s: %s must be positive", d.name, d.d)
 	}

@@ -57,11 +57,21 @@ type conn struct {
 	slot   *slot    // the admission slot, released when the reader returns
 	info   keptInfo // the handshake, compact (info.go)
 	direct bool     // messages for many connections may be written directly (direct.go)
+	polled bool     // read by the poll mode's pool, not a goroutine of its own (poll.go)
 
 	pingedAt  int64 // unix nanoseconds; read and written by the worker goroutine only
 	lastWrite int64 // unix nanoseconds of the last write, with a write delay only (delay.go); under mu
 
 	rate rateBucket // the client's rate limits; the reader goroutine only
+
+	// Poll mode only (poll.go): who reads the connection (pollOwned,
+	// pollParked, pollSolo), the last sign of life from the client (unix
+	// nanoseconds; alive) and whether the keepalive tick found it dead.
+	pst     atomic.Uint32
+	seen    atomic.Int64
+	expired atomic.Bool
+	lowat   int32 // the SO_RCVLOWAT set while a message is awaited whole; its reader only
+	unread  bool  // a refused message was left unread (gorilla is inside it); its reader only
 	// fragAt is when the open fragmented message last got a push (unix
 	// nanoseconds), 0 when none is open: the worker's keepalive tick reads
 	// it to abort an idle one, so an idle fragment costs no timer.
@@ -92,6 +102,7 @@ type conn struct {
 	closeCode   int
 	closeReason string
 	peerClosed  bool // the client sent a close frame
+	closeWait   bool // the close frame is written: the read deadline is the close timeout
 	peerCode    int
 	peerReason  string
 
@@ -302,6 +313,7 @@ func (c *conn) closeLocked(code int, reason string, flush bool) bool {
 	c.byServer, c.closeCode, c.closeReason = true, code, reason
 	c.q = append(c.q, item{kind: itemClose, code: code, data: []byte(reason)})
 	c.startWriterLocked()
+	c.kick() // a parked connection waits for the client's close in a goroutine of its own
 	return true
 }
 
@@ -452,7 +464,7 @@ func (c *conn) writeLoop() {
 			c.clearLocked()
 			c.writerExitLocked()
 			c.mu.Unlock()
-			_ = c.ws.Close() // the reader sees the error and finishes the connection
+			c.closeSocket() // the reader sees the error and finishes the connection
 		}
 	}()
 	c.bc.gather()
@@ -510,8 +522,19 @@ func (c *conn) writeFailed(err error) {
 	c.clearLocked()
 	c.mu.Unlock()
 	if !closeSent {
-		_ = c.ws.Close()
+		c.closeSocket()
 	}
+}
+
+// closeSocket closes the socket; the reader then finishes the connection.
+// In poll mode the socket leaves the epoll set first, and a parked
+// connection is woken to find the socket closed.
+func (c *conn) closeSocket() {
+	if c.polled {
+		c.hub.poll.forget(c)
+	}
+	_ = c.ws.Close()
+	c.kick()
 }
 
 func (c *conn) write(it item) error {
@@ -524,7 +547,10 @@ func (c *conn) write(it item) error {
 		err := c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(it.code, string(it.data)), deadline)
 		// Wait a bounded time for the client's close frame, then the
 		// reader gives up and closes the socket.
+		c.mu.Lock()
+		c.closeWait = true
 		_ = c.ws.SetReadDeadline(time.Now().Add(cfg.CloseTimeout))
+		c.mu.Unlock()
 		return err
 	case itemPrepared:
 		_ = c.ws.SetWriteDeadline(deadline)
@@ -580,31 +606,29 @@ func (c *conn) opened() {
 
 // run is the connection's reader goroutine, started once the open event is
 // delivered: it delivers the connection's messages and close event and owns
-// the connection's end.
+// the connection's end. In poll mode (poll.go) it reads what the client
+// sent meanwhile and returns once the connection is idle, leaving it to
+// the poller.
 func (c *conn) run() {
+	if c.polled {
+		c.prepareRead()
+		c.hub.poll.serve(c)
+		return
+	}
 	defer c.hub.release(c.slot)
 	err := c.readLoop()
 	c.finish(err)
 }
 
-func (c *conn) readLoop() error {
+// prepareRead sets gorilla's read limit and control frame handlers.
+func (c *conn) prepareRead() {
 	cfg := &c.hub.cfg
-	idle := cfg.PingInterval + cfg.PongTimeout
-	// Under mu, so that it cannot undo the close timeout the writer sets
-	// once the state has left open.
-	alive := func() {
-		c.mu.Lock()
-		if c.state == stateOpen {
-			_ = c.ws.SetReadDeadline(time.Now().Add(idle))
-		}
-		c.mu.Unlock()
-	}
 	// gorilla's limit bounds the frames' bytes as they arrive; readMessage
 	// bounds the message once inflated.
 	c.ws.SetReadLimit(wireLimit(cfg))
-	c.ws.SetPongHandler(func(string) error { alive(); return nil })
+	c.ws.SetPongHandler(func(string) error { c.alive(); return nil })
 	c.ws.SetPingHandler(func(payload string) error {
-		alive()
+		c.alive()
 		_ = c.enqueue(item{kind: itemControl, op: OpPong, data: []byte(payload), size: len(payload)}, false)
 		return nil
 	})
@@ -612,55 +636,90 @@ func (c *conn) readLoop() error {
 		c.peerClose(code, reason)
 		return nil
 	})
-	limited := cfg.rateLimited()
 	c.rate.fill(cfg)
+}
+
+// alive notes that the client showed a sign of life: in goroutine mode it
+// moves the read deadline (PingInterval+PongTimeout on); in poll mode it
+// keeps the time, which the worker's keepalive tick compares (no goroutine
+// waits with a deadline). The deadline is moved under mu, so that it cannot
+// undo the close timeout the writer sets once the state has left open.
+func (c *conn) alive() {
+	if c.polled {
+		c.seen.Store(time.Now().UnixNano())
+		return
+	}
+	cfg := &c.hub.cfg
+	c.mu.Lock()
+	if c.state == stateOpen {
+		_ = c.ws.SetReadDeadline(time.Now().Add(cfg.PingInterval + cfg.PongTimeout))
+	}
+	c.mu.Unlock()
+}
+
+func (c *conn) readLoop() error {
+	c.prepareRead()
+	alive := c.alive // one closure for the loop's life
 	for {
 		alive()
 		if err := c.waitReadable(alive); err != nil {
 			return c.readFailed(err)
 		}
-		mt, r, err := c.ws.NextReader()
-		if err != nil {
-			return c.readFailed(err)
+		if err := c.readOne(); err != nil {
+			return err
 		}
-		if !c.isOpen() {
-			// Closing: the next NextReader discards it, until the
-			// client's close frame or the close timeout.
-			c.worker.refused[refusedClosing].Add(1)
-			continue
-		}
-		maxBytes := int64(1<<63 - 1)
-		if limited {
-			var ok bool
-			ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.connectedAt))
-			if !ok {
-				c.refuse(refusedMessageRate)
-				continue // unread: the next NextReader discards it
-			}
-		}
-		data, why, err := c.readMessage(mt, r, maxBytes)
-		if limited {
-			// What was read counts against the rates, given to the
-			// application or not: a client refused for its byte rate
-			// cannot make the bridge read and inflate more meanwhile.
-			c.rate.take(cfg, len(data))
-		}
-		if err != nil {
-			return c.readFailed(err)
-		}
-		if why != refusedNone {
-			c.refuse(why)
-			continue
-		}
-		c.worker.messagesIn.Add(1)
-		c.worker.bytesIn.Add(uint64(len(data)))
-		c.tr.frameIn(mt, data)
-		c.safely("message", func() {
-			if l := cfg.Listener; l != nil {
-				l.OnMessage(c.fd, Opcode(mt), data)
-			}
-		})
 	}
+}
+
+// readOne reads the client's next message and gives it to the Listener,
+// or refuses it. err (from readFailed) ends the connection.
+func (c *conn) readOne() error {
+	cfg := &c.hub.cfg
+	mt, r, err := c.ws.NextReader()
+	if err != nil {
+		return c.readFailed(err)
+	}
+	if !c.isOpen() {
+		// Closing: the next NextReader discards it, until the
+		// client's close frame or the close timeout.
+		c.worker.refused[refusedClosing].Add(1)
+		return nil
+	}
+	limited := cfg.rateLimited()
+	maxBytes := int64(1<<63 - 1)
+	if limited {
+		var ok bool
+		ok, maxBytes = c.rate.allow(cfg, time.Since(c.info.connectedAt))
+		if !ok {
+			c.refuse(refusedMessageRate)
+			c.unread = true
+			return nil // unread: the next NextReader discards it
+		}
+	}
+	data, why, err := c.readMessage(mt, r, maxBytes)
+	if limited {
+		// What was read counts against the rates, given to the
+		// application or not: a client refused for its byte rate
+		// cannot make the bridge read and inflate more meanwhile.
+		c.rate.take(cfg, len(data))
+	}
+	if err != nil {
+		return c.readFailed(err)
+	}
+	c.unread = why != refusedNone
+	if why != refusedNone {
+		c.refuse(why)
+		return nil
+	}
+	c.worker.messagesIn.Add(1)
+	c.worker.bytesIn.Add(uint64(len(data)))
+	c.tr.frameIn(mt, data)
+	c.safely("message", func() {
+		if l := cfg.Listener; l != nil {
+			l.OnMessage(c.fd, Opcode(mt), data)
+		}
+	})
+	return nil
 }
 
 // readFailed ends the read loop on err. A forbidden RSV1 (bufConn.Read)
@@ -677,7 +736,10 @@ func (c *conn) readFailed(err error) error {
 		c.close(websocket.CloseProtocolError, errReservedBit.Error(), false)
 	default:
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() { // gorilla hides os.ErrDeadlineExceeded
+		if errors.As(err, &ne) && ne.Timeout() && c.polled && !c.expired.Load() {
+			// Poll mode: the pool's bound on a message under way.
+			c.pollTimedOut()
+		} else if errors.As(err, &ne) && ne.Timeout() { // gorilla hides os.ErrDeadlineExceeded
 			c.mu.Lock()
 			if c.state == stateOpen {
 				c.endedLocked("no pong in time")
@@ -731,6 +793,9 @@ func (c *conn) finish(readErr error) {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+	if c.polled {
+		c.hub.poll.forget(c) // before the socket is closed: its number may be reused at once
 	}
 	if !peerClosed && c.mustLinger(readErr) {
 		c.bc.linger(c.hub.cfg.CloseTimeout)

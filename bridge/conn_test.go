@@ -475,6 +475,10 @@ func TestConfigErrors(t *testing.T) {
 		{bridge.Config{WriteTimeout: -time.Second}, "write timeout"},
 		{bridge.Config{MaxQueuedBytes: 1 << 20}, "max queued bytes"},
 		{bridge.Config{FragmentTimeout: -time.Second}, "fragment timeout"},
+		{bridge.Config{ReadMode: "epoll"}, "read mode"},
+		{bridge.Config{ReadMode: bridge.ReadModePoll, PollWorkers: -1}, "poll workers"},
+		{bridge.Config{ReadMode: bridge.ReadModePoll, PollReadTimeout: -time.Second}, "poll read timeout"},
+		{bridge.Config{ReadMode: bridge.ReadModePoll, PingInterval: time.Second, PongTimeout: time.Second, PollReadTimeout: 3 * time.Second}, "poll read timeout"},
 	} {
 		_, err := bridge.New(tt.cfg)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {

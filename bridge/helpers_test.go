@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,11 @@ import (
 
 	"github.com/wsbridge/wsbridge/bridge"
 )
+
+// testReadMode is the read mode of the hubs the tests start when they do
+// not choose one: WSBRIDGE_TEST_READ_MODE=poll runs the package's tests in
+// poll mode (make test runs them in both modes).
+var testReadMode = bridge.ReadMode(os.Getenv("WSBRIDGE_TEST_READ_MODE"))
 
 // wait is how long a test waits for something that should happen at once:
 // long enough never to fail on a loaded machine, short enough to turn a
@@ -136,6 +142,9 @@ func serve(t testing.TB, cfg bridge.Config, wrap func(net.Listener) net.Listener
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.ReadMode == "" {
+		cfg.ReadMode = testReadMode
 	}
 	h, err := bridge.New(cfg)
 	if err != nil {

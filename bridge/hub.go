@@ -45,6 +45,7 @@ type Hub struct {
 	budget    budget // queued bytes of all connections
 	traces    traceSet
 	flushers  []*flushList // direct.go
+	poll      *poller      // poll mode (poll.go); nil in goroutine mode
 }
 
 // New returns a Hub that accepts connections once it is served; it starts
@@ -92,10 +93,17 @@ func New(cfg Config) (*Hub, error) {
 	h.workers = make([]*worker, cfg.Workers)
 	for i := range h.workers {
 		h.workers[i] = newWorker(i)
+	}
+	if cfg.ReadMode == ReadModePoll { // its goroutines look connections up in the workers
+		if h.poll, err = newPoller(h); err != nil {
+			return nil, fmt.Errorf("bridge: %w", err)
+		}
+	}
+	for i := range h.workers {
 		h.keepalive.Add(1)
 		go func(w *worker) {
 			defer h.keepalive.Done()
-			w.keepalive(cfg.PingInterval, cfg.FragmentTimeout, h.stop)
+			w.keepalive(cfg.PingInterval, cfg.PongTimeout, cfg.FragmentTimeout, h.stop)
 		}(h.workers[i])
 	}
 	h.startFlushers()
@@ -263,6 +271,9 @@ func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		pingedAt: time.Now().UnixNano(),
 	}
 	c.direct = bc != nil && !deflate && bc.raw != nil
+	if h.poll != nil {
+		c.polled = h.poll.adopt(c)
+	}
 	if h.cfg.Compression {
 		ws.EnableWriteCompression(true)
 	}
@@ -515,6 +526,8 @@ type Stats struct {
 	// BudgetCloses counts the connections closed (1008) to bring
 	// QueuedBytes back under its budget (OverflowClose).
 	BudgetCloses uint64 `json:"budget_closes"`
+	// Poll holds the poll mode's counters; nil in goroutine mode.
+	Poll *PollStats `json:"poll,omitempty"`
 }
 
 // WorkerStats are one worker's counters since the Hub started.
@@ -564,7 +577,8 @@ type WorkerStats struct {
 func (h *Hub) Stats() Stats {
 	s := Stats{NodeID: h.cfg.NodeID, Workers: make([]WorkerStats, len(h.workers)), NotOpen: h.notOpen.Load(), Closes: h.closeCounts(),
 		Handshakes: int(h.adm.pending.Load()), Refused: h.adm.stats(), HeadersTrimmed: h.adm.headersTrimmed.Load(),
-		QueuedBytes: h.budget.queued.Load(), BudgetRefused: h.budget.refused.Load(), BudgetCloses: h.budget.closed.Load()}
+		QueuedBytes: h.budget.queued.Load(), BudgetRefused: h.budget.refused.Load(), BudgetCloses: h.budget.closed.Load(),
+		Poll: h.poll.stats()}
 	for i, w := range h.workers {
 		ws := WorkerStats{
 			ID: w.id, Connections: w.len(), Opened: w.opened.Load(), Closed: w.closed.Load(),
@@ -599,6 +613,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.keepalive.Wait()
 		h.stopFlushers() // after the readers: a connection's end waits for its flush
 		h.stopWriters()
+		if h.poll != nil {
+			h.poll.stop() // after the readers: no connection is left to read
+		}
 		close(done)
 	}()
 	select {
@@ -607,7 +624,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	h.eachConn(func(c *conn) { _ = c.ws.Close() })
+	h.eachConn(func(c *conn) { c.closeSocket() })
 	<-done // every reader returns once its socket is closed
 	return ctx.Err()
 }

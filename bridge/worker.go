@@ -87,9 +87,13 @@ func (w *worker) snapshot(dst []*conn) []*conn {
 // interval after its previous ping, so pings spread over time. A ping to a
 // connection with nothing queued is written here, at once (ping.go). The
 // same tick aborts fragmented messages idle for fragTimeout (one atomic
-// load per connection), so an open fragment needs no timer of its own.
-func (w *worker) keepalive(interval, fragTimeout time.Duration, stop <-chan struct{}) {
+// load per connection), so an open fragment needs no timer of its own. In
+// poll mode it also ends the connections that showed no sign of life for
+// interval+pongTimeout (no goroutine waits for them with a read deadline):
+// they are found up to one tick late.
+func (w *worker) keepalive(interval, pongTimeout, fragTimeout time.Duration, stop <-chan struct{}) {
 	tick := max(min(interval, fragTimeout)/4, 10*time.Millisecond)
+	idle := int64(interval + pongTimeout)
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	var buf []*conn
@@ -103,6 +107,9 @@ func (w *worker) keepalive(interval, fragTimeout time.Duration, stop <-chan stru
 			for i, c := range buf {
 				if at := c.fragAt.Load(); at != 0 && now.UnixNano()-at >= int64(fragTimeout) {
 					c.abortIdleFragment(at)
+				}
+				if c.polled && now.UnixNano()-c.seen.Load() >= idle {
+					c.expire()
 				}
 				if now.UnixNano()-c.pingedAt >= int64(interval) {
 					c.pingedAt = now.UnixNano()

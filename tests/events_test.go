@@ -135,9 +135,18 @@ func (a *phpApp) waitEvents(n int) []appEvent {
 // client's open, messages and close to the application, signed and in
 // order; it asks the application to authorize each handshake first; on
 // SIGTERM it delivers the close events of the clients it closes before it
-// exits.
+// exits. The same in both read modes.
 func TestEventsDelivered(t *testing.T) {
 	t.Parallel()
+	for _, mode := range []string{"goroutine", "poll"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testEventsDelivered(t, mode)
+		})
+	}
+}
+
+func testEventsDelivered(t *testing.T, mode string) {
 	const secret = "e2e-secret"
 	app := newPHPApp(t, secret)
 	p := startDefault(t, []string{
@@ -145,7 +154,11 @@ func TestEventsDelivered(t *testing.T) {
 		"WSBRIDGE_EVENTS_AUTH_URL=" + app.srv.URL + "/wsbridge/auth",
 		"WSBRIDGE_EVENTS_SECRET=" + secret,
 		"WSBRIDGE_NODE_ID=3",
+		"WSBRIDGE_READ_MODE=" + mode,
 	})
+	if rec := p.waitFor("websocket listening"); rec["read_mode"] != mode {
+		t.Errorf("websocket listening record %v, want read_mode %s", rec, mode)
+	}
 	if rec, ok := p.find("events configured"); !ok || rec["signed"] != true {
 		t.Errorf("events configured record %v, want signed", rec)
 	}

@@ -45,6 +45,8 @@ import (
 
 const secret = "eventload"
 
+var readMode string // -read-mode
+
 type result struct {
 	name       string
 	events     uint64
@@ -59,6 +61,7 @@ func main() {
 	dur := flag.Duration("d", 3*time.Second, "duration of the load in each case")
 	clients := flag.Int("clients", 20, "WebSocket clients sending at full speed (throughput cases)")
 	sinks := flag.String("sink", "go,php", "sinks to measure: go, php")
+	flag.StringVar(&readMode, "read-mode", "goroutine", "hub: bridge.Config.ReadMode (goroutine or poll)")
 	flag.Parse()
 
 	var results []result
@@ -110,7 +113,8 @@ func run(sink string, batch, clients int, d time.Duration, paced bool) result {
 	disp, err := events.New(events.Config{URL: url, Secret: secret, BatchSize: batch, QueuePerFD: 1 << 20, QueueTotal: 1 << 22, QueueBytes: 1 << 30, Overflow: events.OverflowDrop, Logger: quiet})
 	fail(err)
 	// Clients flood on purpose: no client rate limits.
-	hub, err := bridge.New(bridge.Config{Listener: disp, Logger: quiet, ClientMessageRate: bridge.RateUnlimited, ClientByteRate: bridge.RateUnlimited})
+	hub, err := bridge.New(bridge.Config{Listener: disp, Logger: quiet, ClientMessageRate: bridge.RateUnlimited, ClientByteRate: bridge.RateUnlimited,
+		ReadMode: bridge.ReadMode(readMode)})
 	fail(err)
 	disp.SetCloser(hub)
 	srv := hub.Server()

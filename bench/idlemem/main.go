@@ -80,6 +80,7 @@ type options struct {
 	profileRate int
 	browser     bool
 	burst       int
+	readMode    string
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -93,6 +94,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.readBuf, "read-buffer-size", 0, "hub: bridge.Config.ReadBufferSize (0: the bridge's default, 1 KiB)")
 	fs.BoolVar(&o.compression, "compression", false, "hub: negotiate permessage-deflate (the clients offer it)")
 	fs.IntVar(&o.workers, "workers", 0, "hub: bridge.Config.Workers (0: the number of CPUs)")
+	fs.StringVar(&o.readMode, "read-mode", "goroutine", "hub: bridge.Config.ReadMode (goroutine, or poll: no reader goroutine while idle)")
 	fs.DurationVar(&o.ping, "ping-interval", bridge.DefaultPingInterval, "hub: bridge.Config.PingInterval")
 	fs.DurationVar(&o.hold, "hold", 0, "keep the connections idle this long before measuring (longer than -ping-interval: measure after keepalive pings)")
 	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "give up when the connections are not all open after this long")
@@ -198,6 +200,7 @@ func measureIdle(o options, stdout, stderr io.Writer) (err error) {
 		Compression:    o.compression,
 		Workers:        o.workers,
 		PingInterval:   o.ping,
+		ReadMode:       bridge.ReadMode(o.readMode),
 		Logger:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {

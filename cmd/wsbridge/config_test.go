@@ -215,6 +215,9 @@ func allSet(tb testing.TB) config {
 	b.MaxKeptHeaderBytes = 4 << 10
 	b.MaxQueuedBytes = 512 << 20
 	b.FragmentTimeout = 5 * time.Second
+	b.ReadMode = bridge.ReadModePoll
+	b.PollWorkers = 8
+	b.PollReadTimeout = 2 * time.Second
 	b.ClientMessageRate = 0.5
 	b.ClientMessageBurst = 7
 	b.ClientByteRate = 64 << 10
@@ -909,6 +912,27 @@ func TestRunHandshakes(t *testing.T) {
 	}
 	if code := r.stop(t); code != 0 {
 		t.Errorf("run returned %d, want 0; log:\n%s", code, r.log.String())
+	}
+}
+
+// The poll read mode starts with a keepalive shorter than 5 s in all
+// (ping interval + pong timeout): its read timeout then defaults to that
+// sum, as the package's does, instead of a fixed 5 s the package refuses.
+func TestPollModeWithAShortKeepalive(t *testing.T) {
+	c, err := parseConfig(nil, envOf(map[string]string{"WSBRIDGE_READ_MODE": "poll", "WSBRIDGE_PING_INTERVAL": "2s", "WSBRIDGE_PONG_TIMEOUT": "1s"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Bridge.NodeID = 0 // as run sets it without a cluster
+	c.Bridge.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	h, err := bridge.New(c.Bridge)
+	if err != nil {
+		t.Fatalf("poll mode with ping interval 2s and pong timeout 1s: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.Shutdown(ctx); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -271,15 +271,24 @@ func rate(field func(*config) *float64, def, off float64) kind[float64] {
 
 // dur is a positive duration.
 func dur(field func(*config) *time.Duration, def time.Duration) kind[time.Duration] {
-	return durKind(field, def, false)
+	return durKind(field, def, "")
 }
 
 // offDur is a duration whose default, 0, means off.
 func offDur(field func(*config) *time.Duration) kind[time.Duration] {
-	return durKind(field, 0, true)
+	return durKind(field, 0, "off")
 }
 
-func durKind(field func(*config) *time.Duration, def time.Duration, zeroOK bool) kind[time.Duration] {
+// autoDur is a duration whose default, 0, leaves it to the package, which
+// derives it from other settings (the help says how).
+func autoDur(field func(*config) *time.Duration) kind[time.Duration] {
+	return durKind(field, 0, "the default")
+}
+
+// durKind is a duration; zero, when not empty, says what 0 means (then
+// allowed).
+func durKind(field func(*config) *time.Duration, def time.Duration, zero string) kind[time.Duration] {
+	zeroOK := zero != ""
 	bad := []string{"soon", "10", "-1s", "1h1"}
 	if !zeroOK {
 		bad = append(bad, "0s")
@@ -292,7 +301,7 @@ func durKind(field func(*config) *time.Duration, def time.Duration, zeroOK bool)
 			}
 			if d < 0 || d == 0 && !zeroOK {
 				if zeroOK {
-					return 0, errors.New("must be positive, or 0 for off")
+					return 0, errors.New("must be positive, or 0 for " + zero)
 				}
 				return 0, errors.New("must be positive")
 			}

@@ -159,6 +159,9 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	}
 	if wsCert != nil {
 		ln = tls.NewListener(ln, wsCert.ServerConfig()) // the handshake runs under the handshake timeout
+		if bc.ReadMode == bridge.ReadModePoll {
+			log.Warn("read-mode poll over TLS: every wss:// connection is read by a goroutine of its own, as in goroutine mode (counted in poll_fallbacks_total); terminate TLS in front of the bridge for the poll mode")
+		}
 	}
 	svc := sender.NewService(hub) // the Sender API both transports carry
 	if member != nil {
@@ -221,7 +224,7 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 	served := make(chan error, 3)
 	running := 1
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "paths", bc.Paths, "node_id", bc.NodeID, "workers", bc.Workers, "max_connections", bc.MaxConnections,
+	log.Info("websocket listening", "addr", ln.Addr().String(), "tls", wsCert != nil, "paths", bc.Paths, "node_id", bc.NodeID, "workers", bc.Workers, "read_mode", bc.ReadMode, "max_connections", bc.MaxConnections,
 		"max_connections_per_ip", bc.MaxConnectionsPerIP, "max_handshakes", bc.MaxHandshakes, "accept_rate", bc.AcceptRate, "trusted_proxies", len(bc.TrustedProxies))
 	if rpcSrv != nil {
 		running++
