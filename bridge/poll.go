@@ -649,7 +649,7 @@ func (c *conn) takeControl() bool {
 	}
 	if n := b.br.Buffered(); n > 0 {
 		h, _ := b.br.Peek(min(n, 2))
-		if len(h) < 2 || !plainControl(h[0], h[1]) {
+		if len(h) < 2 || !plainControl(h[0], h[1], true) {
 			return false
 		}
 		size := 6 + int(h[1]&0x7f)
@@ -661,31 +661,14 @@ func (c *conn) takeControl() bool {
 		_, _ = b.br.Discard(size)
 		return true
 	}
-	if b.in.skip != 0 || b.in.hn != 0 || b.in.closeSeen {
-		return false // not at a frame boundary of what gorilla has read
-	}
 	p := pongPool.Get().(*pongPeek)
 	defer pongPool.Put(p)
-	p.n, p.size = 0, len(p.f)
-	if err := b.raw.Read(p.peek); err != nil || p.n < 6 || !plainControl(p.f[0], p.f[1]) {
+	size, ok := b.takeFrame(p, true)
+	if !ok {
 		return false
 	}
-	size := 6 + int(p.f[1]&0x7f)
-	if p.n < size {
-		return false // not all arrived: gorilla waits for the rest
-	}
-	p.n, p.size = 0, size
-	if err := b.raw.Read(p.take); err != nil || p.n != size {
-		b.in.badRSV1 = true // cannot happen (as in takePong): gorilla fails on what follows
-		return false
-	}
-	b.in.follow(p.f[:size])
 	c.controlFrame(p.f[:size])
 	return true
-}
-
-func plainControl(b0, b1 byte) bool {
-	return (b0 == 0x80|websocket.PingMessage || b0 == 0x80|websocket.PongMessage) && b1&0x80 != 0 && b1&0x7f <= 125
 }
 
 // controlFrame does what the handlers prepareRead gives gorilla do with a

@@ -135,28 +135,46 @@ func (c *conn) waitReadable(alive func()) error {
 // takePong reads a whole plain pong frame from the head of the socket, if
 // that is what is there (the reader goroutine, gorilla's buffer empty).
 func (b *bufConn) takePong() bool {
-	if b.in.skip != 0 || b.in.hn != 0 || b.in.closeSeen {
-		return false // not at a frame boundary of what gorilla has read
-	}
 	p := pongPool.Get().(*pongPeek)
 	defer pongPool.Put(p)
+	_, ok := b.takeFrame(p, false)
+	return ok
+}
+
+// takeFrame reads a whole plain control frame from the head of the socket
+// into p.f and returns its size, if that is what is there at a frame
+// boundary of what gorilla has read: a pong, or with pingsToo a ping or a
+// pong (plainControl). The frame is followed like every frame (inFrames).
+// Anything else is left where it is, for gorilla.
+func (b *bufConn) takeFrame(p *pongPeek, pingsToo bool) (int, bool) {
+	if b.in.skip != 0 || b.in.hn != 0 || b.in.closeSeen {
+		return 0, false // not at a frame boundary of what gorilla has read
+	}
 	p.n, p.size = 0, len(p.f)
-	if err := b.raw.Read(p.peek); err != nil || p.n < 6 || p.f[0] != 0x80|websocket.PongMessage || p.f[1]&0x80 == 0 || int(p.f[1]&0x7f) > 125 {
-		return false
+	if err := b.raw.Read(p.peek); err != nil || p.n < 6 || !plainControl(p.f[0], p.f[1], pingsToo) {
+		return 0, false
 	}
 	size := 6 + int(p.f[1]&0x7f)
 	if p.n < size {
-		return false // not all arrived: gorilla waits for the rest
+		return 0, false // not all arrived: gorilla waits for the rest
 	}
 	p.n, p.size = 0, size
 	if err := b.raw.Read(p.take); err != nil || p.n != size {
 		// Cannot happen (the bytes were there and only this goroutine
 		// reads); the stream is lost: gorilla fails on what follows.
 		b.in.badRSV1 = true
-		return false
+		return 0, false
 	}
 	b.in.follow(p.f[:size])
-	return true
+	return size, true
+}
+
+// plainControl reports whether a frame whose first two bytes are b0 and b1
+// is a whole plain pong (with pingsToo: a ping or a pong): FIN, no reserved
+// bit, masked, at most 125 bytes.
+func plainControl(b0, b1 byte, pingsToo bool) bool {
+	ok := b0 == 0x80|websocket.PongMessage || pingsToo && b0 == 0x80|websocket.PingMessage
+	return ok && b1&0x80 != 0 && b1&0x7f <= 125
 }
 
 // pongPeek is takePong's buffer and RawConn.Read callbacks, made once per
