@@ -23,37 +23,7 @@ import (
 func TestKeepalivePingsStartNoWriter(t *testing.T) {
 	for _, compression := range []bool{false, true} {
 		t.Run(fmt.Sprintf("compression=%v", compression), func(t *testing.T) {
-			h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sequence: &CounterSequence{},
-				Compression: compression, PingInterval: 20 * time.Millisecond, PongTimeout: 5 * time.Second})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(h)
-			t.Cleanup(srv.Close)
-			t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
-			d := *websocket.DefaultDialer
-			d.EnableCompression = compression
-			c, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { c.Close() })
-			var pings atomic.Int32
-			c.SetPingHandler(func(p string) error {
-				pings.Add(1)
-				return c.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(10*time.Second))
-			})
-			msgs := make(chan string, 1)
-			go func() {
-				for {
-					_, b, err := c.ReadMessage()
-					if err != nil {
-						close(msgs)
-						return
-					}
-					msgs <- string(b)
-				}
-			}()
+			h, pings, msgs := pingedHub(t, Config{Compression: compression})
 			waitUntil(t, "5 pings", func() bool { return pings.Load() >= 5 })
 			if n := h.writers.started.Load(); n != 0 {
 				t.Errorf("%d writer goroutines started for keepalive pings to an idle connection, want 0", n)
@@ -88,35 +58,7 @@ func TestKeepalivePingsStartNoWriter(t *testing.T) {
 // the keepalive goroutine), reach the client, and the message arrives
 // whole once it is finished.
 func TestKeepalivePingQueuedWhileFragmenting(t *testing.T) {
-	h, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sequence: &CounterSequence{},
-		PingInterval: 20 * time.Millisecond, PongTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
-	c, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	var pings atomic.Int32
-	c.SetPingHandler(func(p string) error {
-		pings.Add(1)
-		return c.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(10*time.Second))
-	})
-	msgs := make(chan string, 1)
-	go func() {
-		defer close(msgs)
-		for {
-			_, b, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			msgs <- string(b)
-		}
-	}()
+	h, pings, msgs := pingedHub(t, Config{})
 	waitUntil(t, "fd 1 open", func() bool { return h.Check(1) })
 	if err := h.Push(1, []byte("ab"), OpText, false); err != nil {
 		t.Fatal(err)
@@ -142,4 +84,45 @@ func TestKeepalivePingQueuedWhileFragmenting(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the fragmented message did not arrive")
 	}
+}
+
+// pingedHub serves a Hub of cfg with keepalive pings every 20 ms (pong
+// timeout 5 s) and dials it: the client answers each ping and counts it,
+// and sends what it reads to msgs, closed when the connection ends.
+func pingedHub(t *testing.T, cfg Config) (*Hub, *atomic.Int32, chan string) {
+	t.Helper()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Sequence = &CounterSequence{}
+	cfg.PingInterval, cfg.PongTimeout = 20*time.Millisecond, 5*time.Second
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { _ = h.Shutdown(context.Background()) })
+	d := *websocket.DefaultDialer
+	d.EnableCompression = cfg.Compression
+	c, _, err := d.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	pings := new(atomic.Int32)
+	c.SetPingHandler(func(p string) error {
+		pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(p), time.Now().Add(10*time.Second))
+	})
+	msgs := make(chan string, 1)
+	go func() {
+		defer close(msgs)
+		for {
+			_, b, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			msgs <- string(b)
+		}
+	}()
+	return h, pings, msgs
 }
