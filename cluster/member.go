@@ -27,6 +27,9 @@ type Config struct {
 	Address string
 	// Timeout bounds a remote call's wait (WSBRIDGE_CLUSTER_TIMEOUT).
 	Timeout time.Duration
+	// BatchHold is RouterConfig.BatchHold (WSBRIDGE_CLUSTER_BATCH_HOLD):
+	// 0 is DefaultBatchHold, negative never holds.
+	BatchHold time.Duration
 	// TTL: a node silent for longer is lost. Default 10s.
 	TTL time.Duration
 	// OnClaimLost is told when this node lost its id: it must stop.
@@ -135,7 +138,7 @@ func (n *Member) OnIndexChange(kind bridge.IndexKind, name string) { n.subs.Chan
 func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service) error {
 	n.hub.Store(hub)
 	n.router = NewRouter(RouterConfig{
-		Node: n.ID(), Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, Observer: n.cfg.Observer, Logger: n.log,
+		Node: n.ID(), Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, BatchHold: n.cfg.BatchHold, Observer: n.cfg.Observer, Logger: n.log,
 		Peers: n.peerCount,
 	})
 	var err error

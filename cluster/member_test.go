@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"runtime"
 	"slices"
@@ -31,12 +32,22 @@ type testNode struct {
 
 func startNode(t *testing.T, redisURL, prefix string, id int) *testNode {
 	t.Helper()
+	return startNodeWith(t, redisURL, prefix, id, nil)
+}
+
+// startNodeWith starts a node whose Config set changes first.
+func startNodeWith(t *testing.T, redisURL, prefix string, id int, set func(*Config)) *testNode {
+	t.Helper()
 	u, err := ParseURL(redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := &testNode{lost: make(chan []int64, 100)}
-	n.member, err = Open(ctxT(t), Config{URL: u, Prefix: prefix, NodeID: id, Address: "test", Timeout: 2 * time.Second, Logger: quiet()})
+	cfg := Config{URL: u, Prefix: prefix, NodeID: id, Address: "test", Timeout: 2 * time.Second, Logger: quiet()}
+	if set != nil {
+		set(&cfg)
+	}
+	n.member, err = Open(ctxT(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,35 +276,108 @@ func TestSentinel(t *testing.T) {
 // TestRemoteConcurrent: many callers at once on one node, their calls for
 // another node's fds batched into few frames; every answer is the right
 // one.
+// TestRemoteConcurrent: concurrent calls to another node's fds all get
+// their answer, in fewer frames than calls, whatever the batch hold: with
+// a hold far longer than the calls' timeout, only the release of held
+// calls as the answers land keeps them from failing.
 func TestRemoteConcurrent(t *testing.T) {
-	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
-	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
-	ws, fd := b.dial(t)
-	const callers, each = 8, 200
-	var wg sync.WaitGroup
-	for range callers {
-		wg.Go(func() {
-			for range each {
-				if ok, err := a.svc.Check(fd); !ok || err != nil {
-					t.Errorf("Check = %v, %v", ok, err)
-					return
-				}
-				if ok, err := a.svc.Check(fd + 1); ok || err != nil {
-					t.Errorf("Check of another fd = %v, %v", ok, err)
-					return
-				}
+	url := redistest.Start(t).URL()
+	for _, hold := range []time.Duration{0, -1, time.Minute} {
+		t.Run(fmt.Sprint("hold ", hold), func(t *testing.T) {
+			prefix := redistest.Prefix(t)
+			a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.BatchHold = hold })
+			b := startNode(t, url, prefix, 2)
+			_, fd := b.dial(t)
+			const callers, each = 8, 200
+			var wg sync.WaitGroup
+			for range callers {
+				wg.Go(func() {
+					for range each {
+						if ok, err := a.svc.Check(fd); !ok || err != nil {
+							t.Errorf("Check = %v, %v", ok, err)
+							return
+						}
+						if ok, err := a.svc.Check(fd + 1); ok || err != nil {
+							t.Errorf("Check of another fd = %v, %v", ok, err)
+							return
+						}
+					}
+				})
 			}
+			wg.Wait()
+			st := a.member.router.Stats()
+			if st.Calls != 2*callers*each || st.CallErrors != 0 {
+				t.Fatalf("router stats %+v", st)
+			}
+			if st.FramesOut >= st.Calls {
+				t.Errorf("%d frames for %d calls: nothing batched", st.FramesOut, st.Calls)
+			}
+			a.member.router.outboxes.Range(func(_, o any) bool {
+				if n := o.(*outbox).inflight.Load(); n != 0 {
+					t.Errorf("%d calls still counted in flight after every answer", n)
+				}
+				return true
+			})
 		})
 	}
-	wg.Wait()
-	st := a.member.router.Stats()
-	if st.Calls != 2*callers*each || st.CallErrors != 0 {
-		t.Fatalf("router stats %+v", st)
+}
+
+// TestHeldCallGoesWhenCallsLand: a call held back while others to its
+// node are in flight goes as soon as they land, even when no other call
+// comes to wake the flusher (the hold here outlasts the call's timeout).
+func TestHeldCallGoesWhenCallsLand(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.BatchHold = time.Minute })
+	b := startNode(t, url, prefix, 2)
+	_, fd := b.dial(t)
+	r := a.member.router
+	o, err := r.outbox(2)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if st.FramesOut >= st.Calls {
-		t.Errorf("%d frames for %d calls: nothing batched", st.FramesOut, st.Calls)
+	o.inflight.Add(2) // as if two calls were in flight to node 2
+	done := make(chan error, 1)
+	go func() {
+		var ok bool
+		err := r.Call(2, "Check", &sender.FDArgs{FD: fd}, &ok, true)
+		if err == nil && !ok {
+			err = errors.New("Check = false")
+		}
+		done <- err
+	}()
+	waitFor(t, "the call held", o.holding.Load)
+	o.landed()
+	o.landed()
+	if err := <-done; err != nil {
+		t.Fatalf("the held call: %v", err)
 	}
-	_ = ws
+}
+
+// TestRemoteCallRefusedBeforeItTravels: a call whose arguments do not
+// encode, or encode past what a message between nodes may hold, fails with
+// its own error code, not node_unreachable; calls beside it are served.
+func TestRemoteCallRefusedBeforeItTravels(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	_, fd := b.dial(t)
+	r := a.member.router
+	var ok bool
+	huge := &sender.PushArgs{FD: fd, Message: msg(strings.Repeat("x", maxCallBytes))}
+	for _, c := range []struct {
+		args any
+		code string
+	}{{huge, sender.CodeTooLarge}, {map[string]any{"fd": fd, "f": func() {}}, sender.CodeInternal}} {
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := r.Call(2, "Check", &sender.FDArgs{FD: fd}, &ok, true); err != nil || !ok {
+				t.Errorf("a call beside the refused one: %v, %v", ok, err)
+			}
+		})
+		if err := r.Call(2, "Push", c.args, &ok, true); !isCode(err, c.code) {
+			t.Errorf("Call(%T) = %v, want %s", c.args, err, c.code)
+		}
+		wg.Wait()
+	}
 }
 
 // TestRedisAway: while Redis is away, calls for another node's fds fail at
@@ -446,17 +530,16 @@ func TestOutboxFlusherExitsWhenIdle(t *testing.T) {
 	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
 	_, fd := b.dial(t)
 	running := func() int {
-		r := a.member.router
-		r.mu.Lock()
-		defer r.mu.Unlock()
 		n := 0
-		for _, o := range r.outboxes {
+		a.member.router.outboxes.Range(func(_, v any) bool {
+			o := v.(*outbox)
 			o.mu.Lock()
 			if o.running {
 				n++
 			}
 			o.mu.Unlock()
-		}
+			return true
+		})
 		return n
 	}
 	for round := range 2 {

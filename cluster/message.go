@@ -54,6 +54,8 @@ type call struct {
 	ID     uint64             `msgpack:"i"`
 	Method string             `msgpack:"m"`
 	Args   msgpack.RawMessage `msgpack:"a"`
+
+	args any // the arguments until the sender encodes them into Args
 }
 
 // answer is the reply to a call: its result, or an error code and message.

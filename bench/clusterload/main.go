@@ -59,6 +59,7 @@ var (
 	fanouts  = flag.Int("fanouts", 50, "group pushes (and broadcasts) per fan-out case")
 	redisBin = flag.String("redis-server", "redis-server", "the redis-server command")
 	cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the remote push cases to this file")
+	hold     = flag.Duration("batch-hold", cluster.DefaultBatchHold, "the nodes' WSBRIDGE_CLUSTER_BATCH_HOLD (0: never hold)")
 	procs    = flag.Bool("processes", false, "push cases against two wsbridge processes (built from this module) instead of nodes in this process")
 )
 
@@ -119,7 +120,7 @@ func run() error {
 	fmt.Printf("clusterload: 3 nodes in process, redis-server %s, %d cores; push cases: %d rounds of %s local then %s remote, medians\n\n",
 		redisAddr, runtime.NumCPU(), *rounds, *dur, *dur)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if err := pushCases(tw, b.rpc.Addr(), a.rpc.Addr(), fds); err != nil {
+	if err := pushCases(tw, redisAddr, b.rpc.Addr(), a.rpc.Addr(), fds); err != nil {
 		return err
 	}
 	if os.Getenv("CLUSTERLOAD_DEBUG") != "" {
@@ -208,8 +209,8 @@ const payload = `{"type":"chat","text":"hello everyone"}`
 // pushCases measures pushes to fds (held by the node whose RPC is at
 // local) through local and through remote, 1 and 8 callers, alternating
 // in rounds; it writes the table to tw.
-func pushCases(tw *tabwriter.Writer, local, remote string, fds []int64) error {
-	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\tCPU µs/call\tof which Redis\tmachine CPU µs/call\t")
+func pushCases(tw *tabwriter.Writer, redisAddr, local, remote string, fds []int64) error {
+	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\tCPU µs/call\tof which Redis\tmachine CPU µs/call\tcalls per publish\t")
 	for _, callers := range []int{1, 8} {
 		// Local and remote alternate in short rounds, so that a change
 		// in what else runs on the machine weighs on both alike; the
@@ -230,6 +231,10 @@ func pushCases(tw *tabwriter.Writer, local, remote string, fds []int64) error {
 					return err
 				}
 			}
+			before, err := commandStats(redisAddr)
+			if err != nil {
+				return err
+			}
 			r, err := pushCase(remote, fds, callers)
 			if profile {
 				pprof.StopCPUProfile()
@@ -237,6 +242,11 @@ func pushCases(tw *tabwriter.Writer, local, remote string, fds []int64) error {
 			if err != nil {
 				return err
 			}
+			after, err := commandStats(redisAddr)
+			if err != nil {
+				return err
+			}
+			r.publishes = after["spublish"] - before["spublish"]
 			locals, remotes = append(locals, l), append(remotes, r)
 		}
 		l, r := median(locals), median(remotes)
@@ -244,8 +254,13 @@ func pushCases(tw *tabwriter.Writer, local, remote string, fds []int64) error {
 			name string
 			res  pushResult
 		}{{"push, local fd", l}, {"push, fd of another node", r}} {
-			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f\t%.1f\t%.1f\t%.1f\t\n", c.name, callers, c.res.rate(), c.res.pct(50), c.res.pct(99), c.res.rate()/l.rate(),
-				c.res.cpuPerCall(c.res.cpu), c.res.cpuPerCall(c.res.redis), c.res.cpuPerCall(c.res.machine))
+			perPublish := "-"
+			if c.res.publishes > 0 {
+				// Each frame of calls has its frame of answers.
+				perPublish = fmt.Sprintf("%.2f", 2*float64(c.res.calls)/float64(c.res.publishes))
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f\t%.1f\t%.1f\t%.1f\t%s\t\n", c.name, callers, c.res.rate(), c.res.pct(50), c.res.pct(99), c.res.rate()/l.rate(),
+				c.res.cpuPerCall(c.res.cpu), c.res.cpuPerCall(c.res.redis), c.res.cpuPerCall(c.res.machine), perPublish)
 		}
 	}
 	return nil
@@ -282,7 +297,7 @@ func runProcesses(redisAddr string) error {
 		p.cmd = exec.Command(bin)
 		p.cmd.Env = append(os.Environ(), "WSBRIDGE_REDIS_URL=redis://"+redisAddr, "WSBRIDGE_REDIS_PREFIX=clusterload",
 			"WSBRIDGE_WS_ADDR="+p.ws, "WSBRIDGE_RPC_ADDR=tcp://"+p.rpc, "WSBRIDGE_ADMIN_ADDR=off",
-			"WSBRIDGE_QUEUE_SIZE=65536", "WSBRIDGE_LOG_LEVEL=error")
+			"WSBRIDGE_QUEUE_SIZE=65536", "WSBRIDGE_LOG_LEVEL=error", "WSBRIDGE_CLUSTER_BATCH_HOLD="+hold.String())
 		if err := p.cmd.Start(); err != nil {
 			return err
 		}
@@ -340,7 +355,7 @@ func runProcesses(redisAddr string) error {
 	fmt.Printf("clusterload: 2 wsbridge processes, redis-server %s, %d cores; push cases: %d rounds of %s local then %s remote, medians\n\n",
 		redisAddr, runtime.NumCPU(), *rounds, *dur, *dur)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if err := pushCases(tw, "tcp://"+b.rpc, "tcp://"+a.rpc, fds); err != nil {
+	if err := pushCases(tw, redisAddr, "tcp://"+b.rpc, "tcp://"+a.rpc, fds); err != nil {
 		return err
 	}
 	return tw.Flush()
@@ -359,7 +374,11 @@ func freeAddr() string {
 func startNode(u cluster.RedisURL, log *slog.Logger) (*node, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	m, err := cluster.Open(ctx, cluster.Config{URL: u, Prefix: "clusterload", NodeID: cluster.AutoNodeID, Address: "clusterload", Logger: log})
+	batchHold := *hold
+	if batchHold == 0 {
+		batchHold = -1 // the setting's 0 is never; the package's is its default
+	}
+	m, err := cluster.Open(ctx, cluster.Config{URL: u, Prefix: "clusterload", NodeID: cluster.AutoNodeID, Address: "clusterload", BatchHold: batchHold, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -436,6 +455,7 @@ type pushResult struct {
 	lat        []time.Duration
 	cpu, redis time.Duration // CPU time of the measured processes (servers, callers, Redis), and of Redis alone
 	machine    time.Duration // CPU time of the whole machine meanwhile
+	publishes  int64         // SPUBLISH commands Redis ran meanwhile
 }
 
 // cpuPerCall is the CPU time of the measured processes per call, in µs.

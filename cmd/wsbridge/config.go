@@ -38,10 +38,11 @@ type config struct {
 // clusterConfig is what cluster mode needs beside the node id
 // (Bridge.NodeID, cluster.AutoNodeID for auto).
 type clusterConfig struct {
-	URL     string // WSBRIDGE_REDIS_URL; empty: standalone
-	Prefix  string
-	Timeout time.Duration
-	TTL     time.Duration
+	URL       string // WSBRIDGE_REDIS_URL; empty: standalone
+	Prefix    string
+	Timeout   time.Duration
+	BatchHold time.Duration // 0: never hold
+	TTL       time.Duration
 }
 
 func (c config) clusterOn() bool { return c.Cluster.URL != "" }

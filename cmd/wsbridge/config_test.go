@@ -140,7 +140,7 @@ func withKnownDefaults(c config) config {
 	a.Logger = nil
 	a.TLS = nil
 	a.Nodes = nil
-	c.Cluster = clusterConfig{Prefix: "wsbridge", Timeout: 2 * time.Second, TTL: 10 * time.Second}
+	c.Cluster = clusterConfig{Prefix: "wsbridge", Timeout: 2 * time.Second, BatchHold: time.Millisecond, TTL: 10 * time.Second}
 	c.Bridge.NodeID = cluster.AutoNodeID
 	c.TLS, c.AdminTLS = tlsPair{}, tlsPair{}
 	c.TLSReloadInterval = 10 * time.Second

@@ -578,6 +578,13 @@ func checkWriteDelay(d time.Duration) error {
 	return nil
 }
 
+func checkBatchHold(d time.Duration) error {
+	if d > 100*time.Millisecond {
+		return errors.New("must be at most 100ms")
+	}
+	return nil
+}
+
 func checkKeptHeaders(k int) error {
 	if k > bridge.MaxHeaderBytes {
 		return fmt.Errorf("at most %s", formatSize(bridge.MaxHeaderBytes))
