@@ -170,6 +170,7 @@ func unreachable(format string, args ...any) *sender.Error {
 // waiter is a call's wait for its answers: one for a call to a node, one
 // per node in scope for a fanout.
 type waiter struct {
+	id       uint64 // the call's number, of a call to one node that awaits its answer
 	mu       sync.Mutex
 	answers  []answer
 	skipped  int // this node's own copy of a fanout call
@@ -261,30 +262,57 @@ func (r *Router) Call(node int, method string, args, reply any, ack bool) error 
 }
 
 func (r *Router) call(node int, method string, args, reply any, ack bool) error {
-	// The arguments are encoded by the outbox's flusher, whose stack has
-	// grown once for good, rather than here: net/rpc runs each request on
-	// a new goroutine, whose stack msgpack would grow on every call.
+	// call's own frame stays small, and its steps each have their own:
+	// net/rpc runs each request on a new goroutine, whose stack a deep
+	// path would grow (a copy) on every call.
+	w, err := r.post(node, method, args, ack)
+	if err != nil {
+		return err
+	}
+	if ack {
+		defer r.pending.Delete(w.id)
+	}
+	r.await(w)
+	return r.outcome(node, method, w, ack, reply)
+}
+
+// post queues a call for node. Its arguments are encoded later, by the
+// outbox's flusher, whose stack has grown once for good.
+func (r *Router) post(node int, method string, args any, ack bool) (*waiter, error) {
 	c := call{Method: method, args: args}
 	w := newWaiter()
 	w.oneWay = !ack
 	if ack {
 		c.ID = r.nextID.Add(1)
+		w.id = c.ID
 		r.pending.Store(c.ID, w)
-		defer r.pending.Delete(c.ID)
 	}
 	o, err := r.outbox(node)
 	if err == nil {
 		err = o.add(&c, w)
 	}
 	if err != nil {
-		return unreachable("node %d: %v", node, err)
+		if ack {
+			r.pending.Delete(c.ID)
+		}
+		return nil, unreachable("node %d: %v", node, err)
 	}
+	return w, nil
+}
+
+// await waits for a call's answers, or its timeout.
+func (r *Router) await(w *waiter) {
 	timer := time.NewTimer(r.cfg.Timeout)
-	defer timer.Stop()
 	select {
 	case <-w.done:
 	case <-timer.C:
 	}
+	timer.Stop()
+}
+
+// outcome is a call's result once awaited: the answer decoded into reply,
+// or why there is none.
+func (r *Router) outcome(node int, method string, w *waiter, ack bool, reply any) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.settleLocked()
