@@ -77,8 +77,9 @@ var errMalformed = errors.New("cluster: malformed node message")
 // The codec below reads and writes the frame struct's msgpack form by
 // hand, without reflection, and must stay exactly what msgpack.Marshal
 // and msgpack.Unmarshal (v5.4.1) make of the struct tags above: nodes of
-// either codec talk to each other during a rolling upgrade.
-// FuzzFrameCodecDiff holds the two against each other.
+// either codec talk to each other during a rolling upgrade. The
+// reflection codec is kept in message_test.go, and FuzzDecodeFrame and
+// FuzzEncodeFrame hold the two against each other.
 
 // encodeFrame sets f.Version and encodes f into a new slice of exactly its
 // size, which the caller owns. The bytes are those msgpack.Marshal writes
@@ -86,17 +87,19 @@ var errMalformed = errors.New("cluster: malformed node message")
 // fields left out, ints in their shortest form, call and answer IDs as
 // uint64 (9 bytes), the raw arguments and results as they are (an empty
 // one as nil).
+//
+// The slice is not taken back into a pool after the publish: the broker
+// hands it to rueidis without a copy, and a publish that times out
+// returns while the command may still wait in rueidis's queue to be
+// written.
 func encodeFrame(f *frame) ([]byte, error) {
 	f.Version = frameVersion
 	e := encoderPool.Get().(*frameEncoder)
 	e.w.b = make([]byte, 0, frameSize(f))
-	err := e.frame(f)
+	e.frame(f)
 	b := e.w.b
 	e.w.b = nil
 	encoderPool.Put(e)
-	if err != nil {
-		return nil, err
-	}
 	return b, nil
 }
 
@@ -128,7 +131,9 @@ func (w *sliceWriter) WriteByte(c byte) error {
 	return nil
 }
 
-func (e *frameEncoder) frame(f *frame) error {
+// frame writes f. The errors of the Encoder's methods are their writer's,
+// and a sliceWriter never fails.
+func (e *frameEncoder) frame(f *frame) {
 	n := 2
 	if len(f.Calls) > 0 {
 		n++
@@ -178,8 +183,6 @@ func (e *frameEncoder) frame(f *frame) error {
 			}
 		}
 	}
-	// sliceWriter never fails, so neither does the encoder on it.
-	return nil
 }
 
 // raw writes an already encoded value. msgpack.Marshal writes a nil one as
