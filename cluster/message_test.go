@@ -198,7 +198,9 @@ func decodeFrameReflect(b []byte) (*frame, error) {
 }
 
 // normalized is f as it comes back from an encoding: an empty slice or
-// result is left out of the encoding and decodes as nil.
+// result is left out of the encoding and decodes as nil, and a raw value
+// that is msgpack's nil decodes as a nil RawMessage (both codecs, the
+// reflection one's nil-aware decoder and decodeFrame alike).
 func normalized(f *frame) *frame {
 	g := *f
 	if len(g.Calls) == 0 {
@@ -207,13 +209,19 @@ func normalized(f *frame) *frame {
 	if len(g.Answers) == 0 {
 		g.Answers = nil
 	}
-	if g.Answers != nil {
-		g.Answers = slices.Clone(g.Answers)
-		for i := range g.Answers {
-			if len(g.Answers[i].Result) == 0 {
-				g.Answers[i].Result = nil
-			}
+	rawNil := func(m msgpack.RawMessage) msgpack.RawMessage {
+		if len(m) == 0 || len(m) == 1 && m[0] == 0xc0 {
+			return nil
 		}
+		return m
+	}
+	g.Calls = slices.Clone(g.Calls)
+	for i := range g.Calls {
+		g.Calls[i].Args = rawNil(g.Calls[i].Args)
+	}
+	g.Answers = slices.Clone(g.Answers)
+	for i := range g.Answers {
+		g.Answers[i].Result = rawNil(g.Answers[i].Result)
 	}
 	return &g
 }
