@@ -36,19 +36,29 @@ func Check(b []byte) error { return CheckLimit(b, math.MaxUint32) }
 // a count bound only by the bytes that remain still lets a few megabytes
 // become gigabytes.
 func CheckLimit(b []byte, maxLen uint64) error {
+	_, err := Len(b, maxLen)
+	return err
+}
+
+// Len is CheckLimit that also says how many bytes the first value of b
+// takes (what follows it is not looked at): a decoder that has checked
+// a whole message can find where one of its values ends without copying
+// it (msgpack.Decoder.Skip reads a skipped string into a buffer of the
+// string's size).
+func Len(b []byte, maxLen uint64) (int, error) {
 	var pending [maxMsgpackDepth + 1]uint64 // values still to read at each depth
 	depth, i := 0, 0
 	pending[0] = 1
 	for {
 		for pending[depth] == 0 {
 			if depth == 0 {
-				return nil
+				return i, nil
 			}
 			depth--
 		}
 		pending[depth]--
 		if i >= len(b) {
-			return errMsgpackTruncated
+			return 0, errMsgpackTruncated
 		}
 		c := b[i]
 		i++
@@ -64,12 +74,12 @@ func CheckLimit(b []byte, maxLen uint64) error {
 		default:
 			h := msgpackHeads[c-0xc0]
 			if h.kind == mpInvalid {
-				return fmt.Errorf("msgpack: byte 0x%02x at offset %d is not a type", c, i-1)
+				return 0, fmt.Errorf("msgpack: byte 0x%02x at offset %d is not a type", c, i-1)
 			}
 			var n uint64
 			if h.lenBytes > 0 {
 				if len(b)-i < h.lenBytes {
-					return errMsgpackTruncated
+					return 0, errMsgpackTruncated
 				}
 				switch h.lenBytes {
 				case 1:
@@ -92,19 +102,19 @@ func CheckLimit(b []byte, maxLen uint64) error {
 				children = 2 * n
 			}
 			if (h.kind == mpArray || h.kind == mpMap) && n > maxLen {
-				return fmt.Errorf("msgpack: %d elements at offset %d, the limit is %d", n, i, maxLen)
+				return 0, fmt.Errorf("msgpack: %d elements at offset %d, the limit is %d", n, i, maxLen)
 			}
 		}
 		if skip > uint64(len(b)-i) {
-			return errMsgpackTruncated
+			return 0, errMsgpackTruncated
 		}
 		i += int(skip)
 		if children > 0 {
 			if children > uint64(len(b)-i) {
-				return fmt.Errorf("msgpack: %d elements announced at offset %d, %d bytes remain", children, i, len(b)-i)
+				return 0, fmt.Errorf("msgpack: %d elements announced at offset %d, %d bytes remain", children, i, len(b)-i)
 			}
 			if depth == maxMsgpackDepth {
-				return fmt.Errorf("msgpack: nested deeper than %d levels", maxMsgpackDepth)
+				return 0, fmt.Errorf("msgpack: nested deeper than %d levels", maxMsgpackDepth)
 			}
 			depth++
 			pending[depth] = children

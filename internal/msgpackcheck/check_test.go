@@ -2,6 +2,7 @@ package msgpackcheck
 
 import (
 	"bytes"
+	"math"
 	"strings"
 	"testing"
 
@@ -51,7 +52,7 @@ func TestCheckMsgpack(t *testing.T) {
 
 // FuzzCheckMsgpack: Check accepts exactly the complete msgpack
 // values msgpack's own Skip accepts, deep nesting apart (which it refuses
-// on purpose).
+// on purpose), and Len says how many bytes Skip read.
 func FuzzCheckMsgpack(f *testing.F) {
 	for _, s := range []string{"\x81\xa3fds\xdd\xff\xff\xff\xff", "\x82\xa2fd\x01\xa4data\xa5hello", "\x93\x01\xc0\xc3",
 		"\xc7\x02\x05ab", "\xd5\x01ab", "\xca\x00\x00\x00\x00", "\x91\x91\x91\x00", "\xde\x00\x01\xa1k\xa1v", "\xc1"} {
@@ -59,7 +60,11 @@ func FuzzCheckMsgpack(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		errC := Check(b)
-		errS := msgpack.NewDecoder(bytes.NewReader(b)).Skip()
+		r := bytes.NewReader(b)
+		errS := msgpack.NewDecoder(r).Skip()
+		if n, err := Len(b, math.MaxUint32); (err == nil) != (errC == nil) || err == nil && n != len(b)-r.Len() {
+			t.Fatalf("Len(%q) = %d, %v; Check: %v, Skip read %d bytes", b, n, err, errC, len(b)-r.Len())
+		}
 		switch {
 		case errC == nil && errS != nil:
 			t.Fatalf("Check accepted %q, which msgpack cannot skip: %v", b, errS)
