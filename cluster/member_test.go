@@ -358,7 +358,10 @@ func TestHeldCallGoesWhenCallsLand(t *testing.T) {
 // its own error code, not node_unreachable; calls beside it are served.
 func TestRemoteCallRefusedBeforeItTravels(t *testing.T) {
 	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
-	a, b := startNode(t, url, prefix, 1), startNode(t, url, prefix, 2)
+	// Encoding 64 MiB takes seconds under the race detector: the calls
+	// get a minute.
+	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.Timeout = time.Minute })
+	b := startNode(t, url, prefix, 2)
 	_, fd := b.dial(t)
 	r := a.member.router
 	var ok bool
