@@ -353,6 +353,38 @@ func TestHeldCallGoesWhenCallsLand(t *testing.T) {
 	}
 }
 
+// TestGivenUpCallNeitherSentNorCounted: a call whose caller stopped
+// waiting while it was held is not sent afterwards, and leaves nothing in
+// the count of calls in flight (which would hold every later call).
+func TestGivenUpCallNeitherSentNorCounted(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.BatchHold = time.Minute; c.Timeout = 300 * time.Millisecond })
+	b := startNode(t, url, prefix, 2)
+	_, fd := b.dial(t)
+	r := a.member.router
+	o, err := r.outbox(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.inflight.Add(2) // as if two calls were in flight to node 2: the next is held
+	var ok bool
+	if err := r.Call(2, "Check", &sender.FDArgs{FD: fd}, &ok, true); !isCode(err, sender.CodeNodeUnreachable) {
+		t.Fatalf("the held call = %v, want node_unreachable once its time is up", err)
+	}
+	served := b.member.router.Stats().Served
+	o.landed()
+	o.landed() // the hold ends: the given-up call must not go now
+	if err := r.Call(2, "Check", &sender.FDArgs{FD: fd}, &ok, true); err != nil || !ok {
+		t.Fatalf("the next call: %v, %v", ok, err)
+	}
+	if n := b.member.router.Stats().Served - served; n != 1 {
+		t.Errorf("node 2 served %d calls after the hold, want 1 (the given-up one was sent)", n)
+	}
+	if n := o.inflight.Load(); n != 0 {
+		t.Errorf("%d calls counted in flight after every answer", n)
+	}
+}
+
 // TestRemoteCallRefusedBeforeItTravels: a call whose arguments do not
 // encode, or encode past what a message between nodes may hold, fails with
 // its own error code, not node_unreachable; calls beside it are served.

@@ -181,6 +181,7 @@ type waiter struct {
 	done     chan struct{} // closed when complete or failed
 	closed   bool
 	inflight *outbox // counts this call among its calls in flight, until settled
+	gone     bool    // the caller stopped waiting: not to be sent nor counted
 }
 
 func newWaiter() *waiter { return &waiter{expected: -1, done: make(chan struct{})} }
@@ -199,6 +200,13 @@ func (w *waiter) add(a answer) {
 	w.checkLocked()
 	w.settleLocked()
 	w.mu.Unlock()
+}
+
+// abandoned says whether the caller stopped waiting.
+func (w *waiter) abandoned() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.gone
 }
 
 // settleLocked takes the call off its outbox's count of calls in flight:
@@ -233,7 +241,7 @@ func (w *waiter) published(receivers int, err error, o *outbox) {
 		return
 	}
 	w.checkLocked()
-	if o != nil && !w.closed && receivers > 0 {
+	if o != nil && !w.closed && !w.gone && receivers > 0 {
 		w.inflight = o
 		o.inflight.Add(1)
 	}
@@ -316,6 +324,7 @@ func (r *Router) outcome(node int, method string, w *waiter, ack bool, reply any
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.settleLocked()
+	w.gone = true
 	var e *sender.Error
 	switch {
 	case !w.closed:
@@ -731,6 +740,9 @@ func (o *outbox) send(b *batch) {
 	calls, waiters := b.calls[:0], b.waiters[:0]
 	for i := range b.calls {
 		c, w := b.calls[i], b.waiters[i]
+		if w.abandoned() {
+			continue // its caller was told it failed: it does not go later
+		}
 		if err := c.encodeArgs(); err != nil {
 			w.published(0, err, nil)
 			continue
