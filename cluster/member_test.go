@@ -385,6 +385,45 @@ func TestGivenUpCallNeitherSentNorCounted(t *testing.T) {
 	}
 }
 
+// TestCloseStopsBetweenFrames: Close waits for the frame being published,
+// not for the rest of the batch taken with it; those calls fail closed
+// instead of going out after Close.
+func TestCloseStopsBetweenFrames(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.Timeout = time.Minute })
+	startNode(t, url, prefix, 2)
+	r := a.member.router
+	rogue := client(t, url)
+	// Writes (SPUBLISH among them) wait while Redis is paused: the first
+	// frame's publish is under way when Close comes.
+	if err := rogue.Do(ctxT(t), rogue.B().ClientPause().Timeout(1500).Write().Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", maxFrameItemBytes*2/3) // one call per frame
+	const calls = 6
+	errs := make(chan error, calls)
+	for range calls {
+		go func() {
+			var ok bool
+			errs <- r.Call(2, "Push", &sender.PushArgs{FD: 1, Message: msg(big)}, &ok, false)
+		}()
+	}
+	waitFor(t, "the first frame under way", func() bool { return r.Stats().FramesOut == 1 })
+	r.Close()
+	failed := 0
+	for range calls {
+		if err := <-errs; err != nil {
+			failed++
+		}
+	}
+	if out := r.Stats().FramesOut; out > 2 {
+		t.Errorf("%d frames published after Close began, want at most the one under way (and one before it)", out)
+	}
+	if failed < calls-2 {
+		t.Errorf("%d of %d calls failed, want those not published", failed, calls)
+	}
+}
+
 // TestRemoteCallRefusedBeforeItTravels: a call whose arguments do not
 // encode, or encode past what a message between nodes may hold, fails with
 // its own error code, not node_unreachable; calls beside it are served.

@@ -44,9 +44,9 @@ type RouterConfig struct {
 	MaxQueued int
 	// BatchHold bounds how long a call may wait for others to the same
 	// node to fill its frame: while more calls to that node are in flight
-	// than are queued, the queued ones wait until as many are queued, an
-	// answer comes back, or BatchHold has passed since the first of them
-	// was queued. Fewer, fuller frames cost less CPU per call, in this
+	// than are queued, the queued ones wait until as many are queued (as
+	// answers come back, fewer are in flight) or BatchHold has passed
+	// since the first of them was queued. Fewer, fuller frames cost less CPU per call, in this
 	// node, the owner and Redis alike. A lone caller never waits: with
 	// nothing in flight a call goes at once. Default DefaultBatchHold;
 	// negative: never hold.
@@ -180,8 +180,9 @@ type waiter struct {
 	fanout   bool          // a call to every node in scope: this node's own copy is skipped
 	done     chan struct{} // closed when complete or failed
 	closed   bool
-	inflight *outbox // counts this call among its calls in flight, until settled
-	gone     bool    // the caller stopped waiting: not to be sent nor counted
+	inflight *outbox       // counts this call among its calls in flight, until settled
+	gone     bool          // the caller stopped waiting: not to be sent nor counted
+	refused  *sender.Error // the call itself cannot be sent (too large, does not encode)
 }
 
 func newWaiter() *waiter { return &waiter{expected: -1, done: make(chan struct{})} }
@@ -247,7 +248,9 @@ func (w *waiter) published(receivers int, err error, o *outbox) {
 	}
 }
 
-// Call implements sender.Remote.
+// Call implements sender.Remote. The outbox's goroutine encodes args
+// after Call queued them, and may still be reading them just after a Call
+// that timed out returned: args must not change afterwards.
 func (r *Router) Call(node int, method string, args, reply any, ack bool) error {
 	start := time.Now()
 	err := r.call(node, method, args, reply, ack)
@@ -325,12 +328,11 @@ func (r *Router) outcome(node int, method string, w *waiter, ack bool, reply any
 	defer w.mu.Unlock()
 	w.settleLocked()
 	w.gone = true
-	var e *sender.Error
 	switch {
 	case !w.closed:
 		return unreachable("node %d did not answer %s within %s", node, method, r.cfg.Timeout)
-	case errors.As(w.err, &e):
-		return e // the call itself was refused (too large, does not encode)
+	case w.refused != nil:
+		return w.refused
 	case w.err != nil:
 		return unreachable("node %d: %v", node, w.err)
 	case w.expected == 0:
@@ -380,14 +382,10 @@ func (r *Router) Fanout(scope sender.Scope, method string, args any, each func(d
 }
 
 func (r *Router) fanout(scope sender.Scope, method string, args any, each func(decode func(any) error) error) (int, error) {
-	body, err := msgpack.Marshal(args)
-	if err != nil {
-		return 0, &sender.Error{Code: sender.CodeInternal, Message: "cannot encode the call: " + err.Error()}
+	c := call{ID: r.nextID.Add(1), Method: method, args: args}
+	if err := c.encodeArgs(); err != nil {
+		return 0, err
 	}
-	if len(body) > maxCallBytes {
-		return 0, &sender.Error{Code: sender.CodeTooLarge, Message: fmt.Sprintf("a call of %d bytes cannot cross to the other nodes: the limit of a message between nodes is %d", len(body), maxCallBytes)}
-	}
-	c := call{ID: r.nextID.Add(1), Method: method, Args: body}
 	w := newWaiter()
 	w.fanout = true
 	r.pending.Store(c.ID, w)
@@ -410,12 +408,7 @@ func (r *Router) fanout(scope sender.Scope, method string, args any, each func(d
 		return peers, nil
 	}
 	w.published(n, nil, nil)
-	timer := time.NewTimer(r.cfg.Timeout)
-	defer timer.Stop()
-	select {
-	case <-w.done:
-	case <-timer.C:
-	}
+	r.await(w)
 	w.mu.Lock()
 	answers := w.answers
 	w.answers = nil // later ones are late
@@ -498,7 +491,7 @@ func (r *Router) Handle(channel string, payload []byte) {
 
 // encodeArgs encodes the call's arguments, once; its error is the
 // call's.
-func (c *call) encodeArgs() error {
+func (c *call) encodeArgs() *sender.Error {
 	if c.Args != nil {
 		return nil
 	}
@@ -507,7 +500,7 @@ func (c *call) encodeArgs() error {
 		return &sender.Error{Code: sender.CodeInternal, Message: "cannot encode the call: " + err.Error()}
 	}
 	if len(body) > maxCallBytes {
-		return &sender.Error{Code: sender.CodeTooLarge, Message: fmt.Sprintf("a call of %d bytes cannot cross to another node: the limit of a message between nodes is %d", len(body), maxCallBytes)}
+		return &sender.Error{Code: sender.CodeTooLarge, Message: fmt.Sprintf("a call of %d bytes cannot cross to the other nodes: the limit of a message between nodes is %d", len(body), maxCallBytes)}
 	}
 	c.Args, c.args = body, nil
 	return nil
@@ -640,6 +633,12 @@ func (o *outbox) queue(put func(), n int) error {
 	return nil
 }
 
+func (o *outbox) isClosed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.closed
+}
+
 func (o *outbox) close() {
 	o.mu.Lock()
 	o.closed = true
@@ -708,8 +707,10 @@ func (o *outbox) flush() bool {
 			o.mu.Unlock()
 			return true
 		}
+		// holding is set before holdLocked reads inflight: a landed()
+		// either is seen there or sees holding and wakes the flusher.
+		o.holding.Store(true)
 		if d := o.holdLocked(); d > 0 {
-			o.holding.Store(true)
 			o.mu.Unlock()
 			o.hold.Reset(d)
 			select {
@@ -722,6 +723,7 @@ func (o *outbox) flush() bool {
 			o.holding.Store(false)
 			continue
 		}
+		o.holding.Store(false)
 		b := &o.sending
 		b.calls, o.calls = o.calls, b.calls[:0]
 		b.answers, o.answers = o.answers, b.answers[:0]
@@ -743,14 +745,24 @@ func (o *outbox) send(b *batch) {
 		if w.abandoned() {
 			continue // its caller was told it failed: it does not go later
 		}
-		if err := c.encodeArgs(); err != nil {
-			w.published(0, err, nil)
+		if e := c.encodeArgs(); e != nil {
+			w.mu.Lock()
+			w.refused = e
+			w.mu.Unlock()
+			w.published(0, e, nil)
 			continue
 		}
 		calls, waiters = append(calls, c), append(waiters, w)
 	}
 	answers := b.answers
 	for len(calls)+len(answers) > 0 {
+		if o.isClosed() {
+			// Close waits for the frame under way, not for the rest.
+			for _, w := range waiters {
+				w.published(0, ErrClosed, nil)
+			}
+			return
+		}
 		f := frame{From: o.r.cfg.Node}
 		size := 0
 		na := 0
