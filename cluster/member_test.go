@@ -322,20 +322,29 @@ func TestRemoteConcurrent(t *testing.T) {
 	}
 }
 
-// TestHeldCallGoesWhenCallsLand: a call held back while others to its
-// node are in flight goes as soon as they land, even when no other call
-// comes to wake the flusher (the hold here outlasts the call's timeout).
-func TestHeldCallGoesWhenCallsLand(t *testing.T) {
+// holdingNodes starts node 1, whose calls may be held for a minute and
+// time out after timeout, and node 2 with one client (fd): it returns node
+// 1's router, its outbox to node 2 with two calls counted in flight (the
+// next call is held), and node 2.
+func holdingNodes(t *testing.T, timeout time.Duration) (*Router, *outbox, *testNode, int64) {
+	t.Helper()
 	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
-	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.BatchHold = time.Minute })
+	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.BatchHold = time.Minute; c.Timeout = timeout })
 	b := startNode(t, url, prefix, 2)
 	_, fd := b.dial(t)
-	r := a.member.router
-	o, err := r.outbox(2)
+	o, err := a.member.router.outbox(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	o.inflight.Add(2) // as if two calls were in flight to node 2
+	return a.member.router, o, b, fd
+}
+
+// TestHeldCallGoesWhenCallsLand: a call held back while others to its
+// node are in flight goes as soon as they land, even when no other call
+// comes to wake the flusher (the hold here outlasts the call's timeout).
+func TestHeldCallGoesWhenCallsLand(t *testing.T) {
+	r, o, _, fd := holdingNodes(t, 2*time.Second)
 	done := make(chan error, 1)
 	go func() {
 		var ok bool
@@ -357,16 +366,7 @@ func TestHeldCallGoesWhenCallsLand(t *testing.T) {
 // waiting while it was held is not sent afterwards, and leaves nothing in
 // the count of calls in flight (which would hold every later call).
 func TestGivenUpCallNeitherSentNorCounted(t *testing.T) {
-	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
-	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.BatchHold = time.Minute; c.Timeout = 300 * time.Millisecond })
-	b := startNode(t, url, prefix, 2)
-	_, fd := b.dial(t)
-	r := a.member.router
-	o, err := r.outbox(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	o.inflight.Add(2) // as if two calls were in flight to node 2: the next is held
+	r, o, b, fd := holdingNodes(t, 300*time.Millisecond)
 	var ok bool
 	if err := r.Call(2, "Check", &sender.FDArgs{FD: fd}, &ok, true); !isCode(err, sender.CodeNodeUnreachable) {
 		t.Fatalf("the held call = %v, want node_unreachable once its time is up", err)
