@@ -312,12 +312,11 @@ func TestRemoteConcurrent(t *testing.T) {
 			if st.FramesOut >= st.Calls {
 				t.Errorf("%d frames for %d calls: nothing batched", st.FramesOut, st.Calls)
 			}
-			a.member.router.outboxes.Range(func(_, o any) bool {
-				if n := o.(*outbox).inflight.Load(); n != 0 {
-					t.Errorf("%d calls still counted in flight after every answer", n)
+			for i := range a.member.router.outboxes {
+				if o := a.member.router.outboxes[i].Load(); o != nil && o.inflight.Load() != 0 {
+					t.Errorf("%d calls still counted in flight after every answer", o.inflight.Load())
 				}
-				return true
-			})
+			}
 		})
 	}
 }
@@ -605,15 +604,15 @@ func TestOutboxFlusherExitsWhenIdle(t *testing.T) {
 	_, fd := b.dial(t)
 	running := func() int {
 		n := 0
-		a.member.router.outboxes.Range(func(_, v any) bool {
-			o := v.(*outbox)
-			o.mu.Lock()
-			if o.running {
-				n++
+		for i := range a.member.router.outboxes {
+			if o := a.member.router.outboxes[i].Load(); o != nil {
+				o.mu.Lock()
+				if o.running {
+					n++
+				}
+				o.mu.Unlock()
 			}
-			o.mu.Unlock()
-			return true
-		})
+		}
 		return n
 	}
 	for round := range 2 {

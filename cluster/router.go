@@ -13,6 +13,7 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/wsbridge/wsbridge/bridge"
 	"github.com/wsbridge/wsbridge/internal/msgpackcheck"
 	"github.com/wsbridge/wsbridge/sender"
 )
@@ -87,7 +88,7 @@ type Router struct {
 	pending sync.Map // id → *waiter
 
 	mu       sync.Mutex
-	outboxes sync.Map // node id → *outbox; added under mu
+	outboxes [bridge.MaxNodeID + 1]atomic.Pointer[outbox] // by node id; set under mu
 	closed   bool
 	wg       sync.WaitGroup // flushers
 
@@ -147,10 +148,11 @@ func (r *Router) Start(ctx context.Context, b Broker) error {
 func (r *Router) Close() {
 	r.mu.Lock()
 	r.closed = true
-	r.outboxes.Range(func(_, o any) bool {
-		o.(*outbox).close()
-		return true
-	})
+	for i := range r.outboxes {
+		if o := r.outboxes[i].Load(); o != nil {
+			o.close()
+		}
+	}
 	r.mu.Unlock()
 	r.wg.Wait()
 }
@@ -513,16 +515,23 @@ const maxCallBytes = MaxFrameBytes - 64<<10
 // outbox returns the outbox of a node's channel. An outbox found after
 // Close is closed: queueing to it fails.
 func (r *Router) outbox(node int) (*outbox, error) {
-	if o, ok := r.outboxes.Load(node); ok {
-		return o.(*outbox), nil
+	if node < 0 || node > bridge.MaxNodeID {
+		return nil, fmt.Errorf("cluster: no node %d", node)
+	}
+	if o := r.outboxes[node].Load(); o != nil {
+		return o, nil
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return nil, ErrClosed
 	}
-	o, _ := r.outboxes.LoadOrStore(node, &outbox{r: r, channel: r.cfg.Keys.NodeChannel(node), wake: make(chan struct{}, 1)})
-	return o.(*outbox), nil
+	o := r.outboxes[node].Load()
+	if o == nil {
+		o = &outbox{r: r, channel: r.cfg.Keys.NodeChannel(node), wake: make(chan struct{}, 1)}
+		r.outboxes[node].Store(o)
+	}
+	return o, nil
 }
 
 // outbox gathers the calls and answers for one node's channel: while a
