@@ -186,6 +186,7 @@ type clusterCollector struct {
 	m                                               *cluster.Member
 	up, reconnects, subscriptions, dropped, served  *prometheus.Desc
 	frames, late, fdWrites, fdRewrites, blocks, ids *prometheus.Desc
+	linkFrames, linkDials, linkLost, linkRefused    *prometheus.Desc
 	subFailures                                     *prometheus.Desc
 }
 
@@ -197,7 +198,7 @@ func newClusterCollector(m *cluster.Member) *clusterCollector {
 		up:            d("redis_up", "1 while Redis is reachable, else 0 (then remote calls fail with node_unreachable and /readyz answers 503)."),
 		reconnects:    d("redis_reconnects_total", "Times Redis came back after being unreachable."),
 		subscriptions: d("subscriptions", "Channels this node is subscribed to (its own, the broadcast channel, and one per group and user with local connections)."),
-		dropped:       d("messages_dropped_total", "Messages on this node's channels dropped as malformed (any Redis client can publish there)."),
+		dropped:       d("messages_dropped_total", "Messages on this node's channels and links dropped as malformed (any Redis client can publish there), or link frames that said they came from another node than the link's."),
 		served:        d("calls_served_total", "Calls of other nodes this node ran."),
 		frames:        d("messages_total", "Messages between nodes, by direction (out: published, in: received); one message carries many calls and answers.", "direction"),
 		late:          d("late_answers_total", "Answers that arrived after their call gave up (past cluster-timeout)."),
@@ -205,12 +206,17 @@ func newClusterCollector(m *cluster.Member) *clusterCollector {
 		fdRewrites:    d("fd_set_rewrites_total", "Times the open-fd set was written anew (after Redis was away or its queue overflowed)."),
 		blocks:        d("fd_blocks_total", "fd sequence blocks reserved in Redis."),
 		ids:           d("lost_nodes_handled_total", "Lost nodes whose connections this node reported closed to the application."),
+		linkFrames:    d("link_frames_total", "Messages between nodes on direct links (WSBRIDGE_CLUSTER_LINK), not through Redis, by direction (out, in); also counted in messages_total.", "direction"),
+		linkDials:     d("link_dials_total", "Links to other nodes this node opened, by result (ok; error: the calls went through Redis meanwhile).", "result"),
+		linkLost:      d("links_lost_total", "Links to other nodes that broke (the other node left or died, or a write failed); the calls go through Redis until a new one is up."),
+		linkRefused:   d("link_refused_total", "Connections to this node's link listener closed unserved, by reason (handshake: not proved with the cluster's link secret or not for this node; busy: too many at once).", "reason"),
 		subFailures:   d("subscribe_failures_total", "Group and user channels the broker refused to subscribe (past its channel bound): their pushes miss this node's members until a retry succeeds."),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.reconnects, c.subscriptions, c.dropped, c.served, c.frames, c.late, c.fdWrites, c.fdRewrites, c.blocks, c.ids, c.subFailures} {
+	for _, d := range []*prometheus.Desc{c.up, c.reconnects, c.subscriptions, c.dropped, c.served, c.frames, c.late, c.fdWrites, c.fdRewrites, c.blocks, c.ids, c.subFailures,
+		c.linkFrames, c.linkDials, c.linkLost, c.linkRefused} {
 		ch <- d
 	}
 }
@@ -235,6 +241,14 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.frames, st.Router.FramesOut, "out")
 	counter(c.frames, st.Router.FramesIn, "in")
 	counter(c.late, st.Router.LateAnswers)
+	ln := st.Router.Links
+	counter(c.linkFrames, ln.FramesOut, "out")
+	counter(c.linkFrames, ln.FramesIn, "in")
+	counter(c.linkDials, ln.Dials, "ok")
+	counter(c.linkDials, ln.DialErrors, "error")
+	counter(c.linkLost, ln.Lost)
+	counter(c.linkRefused, ln.Refused, "handshake")
+	counter(c.linkRefused, ln.Busy, "busy")
 	counter(c.fdWrites, st.Tracker.Written)
 	counter(c.fdRewrites, st.Tracker.Rewrites)
 	counter(c.blocks, st.Sequence.Blocks)

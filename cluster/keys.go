@@ -61,6 +61,10 @@ func (k Keys) lostLockPrefix() string { return k.tag + ":lostlock:" }
 // deadPrefix is the prefix of the marks of cleaned-up generations.
 func (k Keys) deadPrefix() string { return k.tag + ":dead:" }
 
+// LinkSecret is the key of the secret the links between nodes prove
+// (link.go).
+func (k Keys) LinkSecret() string { return k.tag + ":linksecret" }
+
 // Gen is the claim generation counter.
 func (k Keys) Gen() string { return k.tag + ":gen" }
 

@@ -2,9 +2,11 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +27,11 @@ type Config struct {
 	// address); it is in the registry and in the error a node that wants
 	// the same id gets.
 	Address string
+	// Link, when set, is the address to listen on for links from the
+	// other nodes (WSBRIDGE_CLUSTER_LINK, link.go): host:port, or :port
+	// to listen on every interface and be dialed at this machine's
+	// address on its route to Redis.
+	Link string
 	// Timeout bounds a remote call's wait (WSBRIDGE_CLUSTER_TIMEOUT).
 	Timeout time.Duration
 	// BatchHold is RouterConfig.BatchHold (WSBRIDGE_CLUSTER_BATCH_HOLD):
@@ -55,6 +62,8 @@ type Member struct {
 	subs    *Subscriptions
 	router  *Router
 	broker  *RedisBroker
+	linkLn  net.Listener // bound by Open, served by Start
+	links   *LinkServer
 	hub     atomic.Pointer[bridge.Hub] // set by Start; the heartbeat reads it
 
 	// postLost posts the close events of a lost node's fds, once
@@ -84,8 +93,16 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 	n.closing, n.close = context.WithCancel(context.Background())
 	n.tracker = NewTracker(cfg.Logger)
 	n.subs = NewSubscriptions(keys, cfg.Logger)
+	var link string
+	if cfg.Link != "" {
+		if n.linkLn, link, err = listenLink(cfg.Link, cfg.URL.Addresses()); err != nil {
+			n.close()
+			client.Close()
+			return nil, err
+		}
+	}
 	n.reg, err = Join(ctx, RegistryConfig{
-		Client: client, Keys: keys, NodeID: cfg.NodeID, Address: cfg.Address, TTL: cfg.TTL,
+		Client: client, Keys: keys, NodeID: cfg.NodeID, Address: cfg.Address, Link: link, TTL: cfg.TTL,
 		Connections: func() int64 {
 			if h := n.hub.Load(); h != nil {
 				return int64(h.Stats().Connections)
@@ -98,12 +115,14 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 	})
 	if err != nil {
 		n.close()
+		n.closeLinkListener()
 		client.Close()
 		return nil, err
 	}
 	n.seq, err = NewBlockSequence(ctx, BlockSequenceConfig{Client: client, Keys: keys, NodeID: n.reg.ID(), Logger: cfg.Logger})
 	if err != nil {
 		n.close()
+		n.closeLinkListener()
 		_ = n.reg.Close(context.Background())
 		client.Close()
 		return nil, err
@@ -137,11 +156,17 @@ func (n *Member) OnIndexChange(kind bridge.IndexKind, name string) { n.subs.Chan
 // and the subscriptions and the open-fd set follow the hub.
 func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service) error {
 	n.hub.Store(hub)
+	secret, err := LinkSecret(ctx, n.client, n.keys)
+	if err != nil {
+		if n.linkLn != nil {
+			return err
+		}
+		n.log.Warn("cluster: no link secret; calls to other nodes go through Redis", "err", err)
+	}
 	n.router = NewRouter(RouterConfig{
-		Node: n.ID(), Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, BatchHold: n.cfg.BatchHold, Observer: n.cfg.Observer, Logger: n.log,
-		Peers: n.peerCount,
+		Node: n.ID(), Gen: n.reg.Self().Gen, Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, BatchHold: n.cfg.BatchHold, Observer: n.cfg.Observer, Logger: n.log,
+		Peers: n.peerCount, LinkSecret: secret, LinkOf: n.linkOf,
 	})
-	var err error
 	n.broker, err = NewRedisBroker(RedisBrokerConfig{Client: n.client, Handler: n.router.Handle, Logger: n.log})
 	if err != nil {
 		return err
@@ -149,10 +174,62 @@ func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service
 	if err := n.router.Start(ctx, n.broker); err != nil {
 		return fmt.Errorf("cluster: subscribe this node's channels: %w", err)
 	}
+	if n.linkLn != nil {
+		n.links = ServeLinks(n.router, n.linkLn, secret, n.ID(), n.reg.Self().Gen)
+		n.log.Info("cluster: links from other nodes served", "listen", n.linkLn.Addr().String(), "advertised", n.reg.Self().Link)
+	}
 	svc.UseRemote(n.router)
 	n.subs.Start(hub, n.broker)
 	n.tracker.Start(n.client, n.keys.FDs(n.ID(), n.reg.Self().Gen), hub, func() bool { return n.broker.Health().Up })
 	return nil
+}
+
+// closeLinkListener closes the link listener that Start did not serve.
+func (n *Member) closeLinkListener() {
+	if n.linkLn != nil {
+		n.linkLn.Close()
+	}
+}
+
+// linkOf is the router's RouterConfig.LinkOf: a node's link address and
+// generation, from its claim.
+func (n *Member) linkOf(ctx context.Context, node int) (string, int64, error) {
+	body, err := n.client.Do(ctx, n.client.B().Get().Key(n.keys.Claim(node)).Build()).ToString()
+	if err != nil {
+		return "", 0, fmt.Errorf("cluster: node %d's claim: %w", node, err)
+	}
+	var rec Node
+	if err := json.Unmarshal([]byte(body), &rec); err != nil {
+		return "", 0, fmt.Errorf("cluster: node %d's claim does not decode: %w", node, err)
+	}
+	return rec.Link, rec.Gen, nil
+}
+
+// listenLink listens on addr for links and says where other nodes dial
+// it: addr's host, or when it has none (or 0.0.0.0, ::) this machine's
+// address on its route to Redis (a UDP socket's local address: no packet
+// is sent).
+func listenLink(addr string, redis []string) (net.Listener, string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster: listen for links: %w", err)
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
+		return ln, net.JoinHostPort(host, port), nil
+	}
+	for _, r := range redis {
+		c, err := net.Dial("udp", r)
+		if err != nil {
+			continue
+		}
+		local := c.LocalAddr().(*net.UDPAddr).IP.String()
+		c.Close()
+		return ln, net.JoinHostPort(local, port), nil
+	}
+	ln.Close()
+	return nil, "", fmt.Errorf("cluster: listen for links on %s: no route to Redis to find this machine's address; give a host", addr)
 }
 
 // peerCount is how many other nodes there are, for a call to every node
@@ -238,6 +315,13 @@ func (n *Member) Close(ctx context.Context) error {
 		// First: its channels are unsubscribed, so the other nodes' calls
 		// for this node's fds count no receiver at once.
 		_ = n.broker.Close()
+	}
+	if n.links != nil {
+		// Next: the other nodes' links break and their calls for this
+		// node's fds go through Redis, where nothing receives them.
+		n.links.Close()
+	} else {
+		n.closeLinkListener()
 	}
 	if n.router != nil {
 		n.router.Close()

@@ -65,6 +65,7 @@ type Node struct {
 	ID          int    `json:"id"`
 	Gen         int64  `json:"gen"` // one per claim: a restarted node gets a new one
 	Address     string `json:"address"`
+	Link        string `json:"link,omitempty"` // where other nodes dial its link (link.go); "": it takes none
 	Hostname    string `json:"hostname"`
 	PID         int    `json:"pid"`
 	Started     int64  `json:"started"`     // unix seconds
@@ -91,6 +92,9 @@ type RegistryConfig struct {
 	// Address is how an operator or another node finds this node (its
 	// advertised RPC address); shown in errors and listings.
 	Address string
+	// Link is the address other nodes dial for a link to this node
+	// ("": it takes none).
+	Link string
 	// Hostname defaults to os.Hostname().
 	Hostname string
 	// TTL: a node whose heartbeat is older is lost. Default 10s.
@@ -262,7 +266,7 @@ func Join(ctx context.Context, cfg RegistryConfig) (*Registry, error) {
 		cfg.Logger = slog.Default()
 	}
 	r := &Registry{cfg: cfg, log: cfg.Logger, stop: make(chan struct{})}
-	r.self = Node{Address: cfg.Address, Hostname: cfg.Hostname, PID: os.Getpid(), Started: time.Now().Unix(), TTLMillis: cfg.TTL.Milliseconds()}
+	r.self = Node{Address: cfg.Address, Link: cfg.Link, Hostname: cfg.Hostname, PID: os.Getpid(), Started: time.Now().Unix(), TTLMillis: cfg.TTL.Milliseconds()}
 	rec, err := json.Marshal(r.self)
 	if err != nil {
 		return nil, err

@@ -52,6 +52,13 @@ type RouterConfig struct {
 	// nothing in flight a call goes at once. Default DefaultBatchHold;
 	// negative: never hold.
 	BatchHold time.Duration
+	// Gen is this node's generation (Registry), which links prove.
+	Gen int64
+	// LinkSecret, when set, lets this node dial the links of the nodes
+	// that take them (link.go), found with LinkOf: a node's link address
+	// ("" when it takes none) and its generation.
+	LinkSecret []byte
+	LinkOf     func(ctx context.Context, node int) (addr string, gen int64, err error)
 	// Peers, when set, counts the other live nodes: a call to every node
 	// that cannot be published reports them as not answering.
 	Peers func() int
@@ -90,9 +97,12 @@ type Router struct {
 	mu       sync.Mutex
 	outboxes [bridge.MaxNodeID + 1]atomic.Pointer[outbox] // by node id; set under mu
 	closed   bool
-	wg       sync.WaitGroup // flushers
+	wg       sync.WaitGroup // flushers, link dialers and watchers
+	stopCtx  context.Context
+	stop     context.CancelFunc
 
 	stats routerStats
+	links linkStats
 }
 
 // routerStats are the Router's counters (RouterStats).
@@ -110,10 +120,13 @@ type RouterStats struct {
 	Served uint64
 	// LateAnswers arrived after their call gave up.
 	LateAnswers uint64
-	// Dropped counts the malformed messages dropped from the channels.
+	// Dropped counts the malformed messages dropped from the channels and
+	// the links (and link frames that say they are from another node).
 	Dropped uint64
-	// FramesOut and FramesIn count the messages published and received.
+	// FramesOut and FramesIn count the messages published and received,
+	// through Redis and on links.
 	FramesOut, FramesIn uint64
+	Links               LinkStats
 }
 
 var _ sender.Remote = (*Router)(nil)
@@ -133,6 +146,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		cfg.Logger = slog.Default()
 	}
 	r := &Router{cfg: cfg, log: cfg.Logger}
+	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	r.nextID.Store(rand.Uint64() >> 1) // call numbers another client cannot guess from 1
 	return r
 }
@@ -146,6 +160,7 @@ func (r *Router) Start(ctx context.Context, b Broker) error {
 
 // Close stops the Router: calls under way fail, queued ones are dropped.
 func (r *Router) Close() {
+	r.stop()
 	r.mu.Lock()
 	r.closed = true
 	for i := range r.outboxes {
@@ -161,7 +176,9 @@ func (r *Router) Close() {
 func (r *Router) Stats() RouterStats {
 	s := &r.stats
 	return RouterStats{Calls: s.calls.Load(), CallErrors: s.callErrors.Load(), Served: s.served.Load(),
-		LateAnswers: s.answersLate.Load(), Dropped: s.dropped.Load(), FramesOut: s.frames.Load(), FramesIn: s.framesIn.Load()}
+		LateAnswers: s.answersLate.Load(), Dropped: s.dropped.Load(), FramesOut: s.frames.Load(), FramesIn: s.framesIn.Load(),
+		Links: LinkStats{FramesOut: r.links.framesOut.Load(), FramesIn: r.links.framesIn.Load(), Dials: r.links.dials.Load(),
+			DialErrors: r.links.dialErrors.Load(), Lost: r.links.lost.Load(), Refused: r.links.refused.Load(), Busy: r.links.busy.Load()}}
 }
 
 // unreachable is the error of a call whose node cannot be reached.
@@ -439,6 +456,26 @@ func (r *Router) Handle(channel string, payload []byte) {
 		r.log.Warn("cluster: node message dropped", "channel", channel, "bytes", len(payload), "err", err)
 		return
 	}
+	r.serve(f)
+}
+
+// handleFrom runs a frame that came on the link of node peer: a frame
+// that says it is from another node is dropped.
+func (r *Router) handleFrom(peer int, payload []byte) {
+	f, err := decodeFrame(payload)
+	if err == nil && f.From != peer {
+		err = fmt.Errorf("the frame says it is from node %d", f.From)
+	}
+	if err != nil {
+		r.stats.dropped.Add(1)
+		r.log.Warn("cluster: link frame dropped", "node", peer, "bytes", len(payload), "err", err)
+		return
+	}
+	r.serve(f)
+}
+
+// serve takes a frame's answers for this node's calls and runs its calls.
+func (r *Router) serve(f *frame) {
 	r.stats.framesIn.Add(1)
 	for _, a := range f.Answers {
 		if w, ok := r.pending.Load(a.ID); ok {
@@ -528,7 +565,7 @@ func (r *Router) outbox(node int) (*outbox, error) {
 	}
 	o := r.outboxes[node].Load()
 	if o == nil {
-		o = &outbox{r: r, channel: r.cfg.Keys.NodeChannel(node), wake: make(chan struct{}, 1)}
+		o = &outbox{r: r, node: node, channel: r.cfg.Keys.NodeChannel(node), wake: make(chan struct{}, 1)}
 		r.outboxes[node].Store(o)
 	}
 	return o, nil
@@ -567,6 +604,15 @@ type outbox struct {
 	// and the timer of a hold.
 	sending batch
 	hold    *time.Timer
+
+	// The link to the node, while one is up (link.go); dialing while a
+	// dial is under way, not again before redialAt (unix ns), waiting
+	// redialWait more after each failure.
+	node       int
+	link       atomic.Pointer[linkConn]
+	dialing    atomic.Bool
+	redialAt   atomic.Int64
+	redialWait time.Duration // owned by the dialing goroutine
 }
 
 // batch is what the flusher takes from the queue at once.
@@ -651,6 +697,9 @@ func (o *outbox) isClosed() bool {
 func (o *outbox) close() {
 	o.mu.Lock()
 	o.closed = true
+	if l := o.link.Swap(nil); l != nil {
+		l.c.Close()
+	}
 	o.mu.Unlock()
 	o.signal()
 }
@@ -802,5 +851,71 @@ func (o *outbox) publish(f *frame) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.r.cfg.Timeout)
 	defer cancel()
 	o.r.stats.frames.Add(1)
+	if l := o.link.Load(); l != nil {
+		err := l.send(payload, o.r.cfg.Timeout)
+		if err == nil {
+			o.r.links.framesOut.Add(1)
+			return 1, nil
+		}
+		o.dropLink(l, err) // and this frame goes through Redis
+	}
+	o.dial()
 	return o.r.broker.Publish(ctx, o.channel, payload)
+}
+
+// dial starts a dial of the node's link, unless one is under way, the
+// last failed too recently, or this node dials no links. It runs on the
+// flusher (whose count in the Router's WaitGroup covers the Add).
+func (o *outbox) dial() {
+	if o.r.cfg.LinkSecret == nil || time.Now().UnixNano() < o.redialAt.Load() || !o.dialing.CompareAndSwap(false, true) {
+		return
+	}
+	o.r.wg.Add(1)
+	go func() {
+		defer o.r.wg.Done()
+		defer o.dialing.Store(false)
+		ctx, cancel := context.WithTimeout(o.r.stopCtx, o.r.cfg.Timeout)
+		l, err := o.r.dialLink(ctx, o.node)
+		cancel()
+		if err != nil {
+			o.redialWait = min(max(2*o.redialWait, linkRedial), linkRedialMax)
+			o.redialAt.Store(time.Now().Add(o.redialWait).UnixNano())
+			if !errors.Is(err, errNoLink) {
+				o.r.links.dialErrors.Add(1)
+				o.r.log.Debug("cluster: no link to a node; its calls go through Redis", "node", o.node, "err", err, "retry", o.redialWait)
+			}
+			return
+		}
+		o.redialWait = 0
+		o.r.links.dials.Add(1)
+		o.mu.Lock()
+		if o.closed {
+			o.mu.Unlock()
+			l.c.Close()
+			return
+		}
+		o.link.Store(l)
+		o.r.wg.Add(1)
+		o.mu.Unlock()
+		go o.watch(l)
+	}()
+}
+
+// watch waits for the other end of the link to close it (the listener
+// sends nothing once the handshake is done) and drops it.
+func (o *outbox) watch(l *linkConn) {
+	defer o.r.wg.Done()
+	var b [1]byte
+	_, err := l.c.Read(b[:])
+	o.dropLink(l, err)
+}
+
+// dropLink closes a link that broke; the next frames go through Redis
+// until a new one is up.
+func (o *outbox) dropLink(l *linkConn, err error) {
+	if o.link.CompareAndSwap(l, nil) {
+		o.r.links.lost.Add(1)
+		o.r.log.Debug("cluster: link to a node lost; its calls go through Redis", "node", o.node, "err", err)
+	}
+	l.c.Close()
 }

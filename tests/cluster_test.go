@@ -210,9 +210,11 @@ func TestClusterAcrossNodes(t *testing.T) {
 	for _, kind := range redistest.Kinds {
 		t.Run(kind.Name, func(t *testing.T) {
 			redisURL, prefix, sink := kind.Start(t), redistest.Prefix(t), newAppSink(t)
+			// b and c take links, a does not: a's calls for their fds
+			// travel on links once dialed, their answers through Redis.
 			a := startClusterNode(t, redisURL, prefix, sink)
-			b := startClusterNode(t, redisURL, prefix, sink)
-			c := startClusterNode(t, redisURL, prefix, sink)
+			b := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
+			c := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
 			if a.id == b.id || b.id == c.id || a.id == c.id {
 				t.Fatalf("node ids %d, %d, %d", a.id, b.id, c.id)
 			}
@@ -270,6 +272,16 @@ func TestClusterAcrossNodes(t *testing.T) {
 			waitUntil(t, "GET /v1/nodes lists three nodes and two connections", func() bool {
 				return a.admin(t, "/v1/nodes", &nodes) == 200 && nodes.Cluster && len(nodes.Nodes) == 3 && nodes.Connections == 2
 			})
+
+			// a dialed the links of b and c; calls travel on them.
+			waitUntil(t, "node a's links to b and c", func() bool {
+				return strings.Contains(scrape(t, a), `wsbridge_cluster_link_dials_total{result="ok"} 2`)
+			})
+			callOK[bool](t, a, "Sender.Push", map[string]any{"fd": fdB, "data": "on the link"})
+			expect(t, cb, "on the link")
+			if !strings.Contains(scrape(t, b), `wsbridge_cluster_link_frames_total{direction="in"}`) || strings.Contains(scrape(t, b), `wsbridge_cluster_link_frames_total{direction="in"} 0`) {
+				t.Error("node b's metrics count no frame received on a link")
+			}
 
 			// The metrics say what crossed nodes.
 			metrics := scrape(t, a)
@@ -399,15 +411,25 @@ func TestClusterRedisRestart(t *testing.T) {
 // id hands out fds greater than all before.
 func TestClusterNodeLost(t *testing.T) {
 	redisURL, prefix, sink := redistest.Start(t).URL(), redistest.Prefix(t), newAppSink(t)
-	a := startClusterNode(t, redisURL, prefix, sink)
-	b := startClusterNode(t, redisURL, prefix, sink)
+	a := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
+	b := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
 	var fds []int64
 	for i := range 3 {
 		id := fmt.Sprint("b", i)
 		connect(t, "ws://"+b.addr+"/?id="+id)
 		fds = append(fds, sink.fd(t, id))
 	}
+	// a's calls for b's fds travel on a link.
+	callOK[bool](t, a, "Sender.Check", map[string]any{"fd": fds[0]})
+	waitUntil(t, "node a's link to b", func() bool {
+		return strings.Contains(scrape(t, a), `wsbridge_cluster_link_dials_total{result="ok"} 1`)
+	})
 	b.signal(syscall.SIGKILL)
+	// The link breaks with the process: a call for b's fd fails, typed,
+	// and does not hang.
+	if err := a.call(t, "Sender.Push", map[string]any{"fd": fds[0], "data": "x"}, new(bool)); err == nil || !strings.Contains(err.Error(), "node_unreachable") {
+		t.Fatalf("push to a killed node's fd: %v, want node_unreachable", err)
+	}
 	defer func() {
 		if t.Failed() {
 			t.Logf("node a's log:\n%s", a.log())
@@ -431,10 +453,21 @@ func TestClusterNodeLost(t *testing.T) {
 	}
 	sink.mu.Unlock()
 
-	b2 := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_NODE_ID="+strconv.Itoa(b.id))
+	b2 := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_NODE_ID="+strconv.Itoa(b.id), "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
 	connect(t, "ws://"+b2.addr+"/?id=again")
-	if fd := sink.fd(t, "again"); bridge.NodeOf(fd) != b.id || fd <= slices.Max(fds) {
+	fd := sink.fd(t, "again")
+	if bridge.NodeOf(fd) != b.id || fd <= slices.Max(fds) {
 		t.Fatalf("after the restart fd %d (node %d), want node %d and above %d", fd, bridge.NodeOf(fd), b.id, slices.Max(fds))
+	}
+	// a links to the restarted node (its new generation) and calls it.
+	if !callOK[bool](t, a, "Sender.Check", map[string]any{"fd": fd}) {
+		t.Fatal("Check of the restarted node's fd answered false")
+	}
+	waitUntil(t, "node a's link to the restarted b", func() bool {
+		return strings.Contains(scrape(t, a), `wsbridge_cluster_link_dials_total{result="ok"} 2`)
+	})
+	if !callOK[bool](t, a, "Sender.Check", map[string]any{"fd": fd}) {
+		t.Fatal("Check of the restarted node's fd on the link answered false")
 	}
 }
 

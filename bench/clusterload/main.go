@@ -60,6 +60,7 @@ var (
 	redisBin = flag.String("redis-server", "redis-server", "the redis-server command")
 	cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the remote push cases to this file")
 	hold     = flag.Duration("batch-hold", cluster.DefaultBatchHold, "the nodes' WSBRIDGE_CLUSTER_BATCH_HOLD (0: never hold)")
+	link     = flag.Bool("link", false, "the nodes take links from each other (WSBRIDGE_CLUSTER_LINK on loopback): calls for another node's fds skip Redis")
 	procs    = flag.Bool("processes", false, "push cases against two wsbridge processes (built from this module) instead of nodes in this process")
 )
 
@@ -250,12 +251,16 @@ func pushCases(tw *tabwriter.Writer, redisAddr, local, remote string, fds []int6
 			locals, remotes = append(locals, l), append(remotes, r)
 		}
 		l, r := median(locals), median(remotes)
-		for _, c := range []struct {
+		for i, c := range []struct {
 			name string
 			res  pushResult
 		}{{"push, local fd", l}, {"push, fd of another node", r}} {
 			perPublish := "-"
-			if c.res.publishes > 0 {
+			if i == 0 {
+				// a local push publishes nothing
+			} else if *link && c.res.publishes < int64(c.res.calls)/100 {
+				perPublish = "(links)" // the frames skip Redis
+			} else if c.res.publishes > 0 {
 				// Each frame of calls has its frame of answers.
 				perPublish = fmt.Sprintf("%.2f", 2*float64(c.res.calls)/float64(c.res.publishes))
 			}
@@ -298,6 +303,9 @@ func runProcesses(redisAddr string) error {
 		p.cmd.Env = append(os.Environ(), "WSBRIDGE_REDIS_URL=redis://"+redisAddr, "WSBRIDGE_REDIS_PREFIX=clusterload",
 			"WSBRIDGE_WS_ADDR="+p.ws, "WSBRIDGE_RPC_ADDR=tcp://"+p.rpc, "WSBRIDGE_ADMIN_ADDR=off",
 			"WSBRIDGE_QUEUE_SIZE=65536", "WSBRIDGE_LOG_LEVEL=error", "WSBRIDGE_CLUSTER_BATCH_HOLD="+hold.String())
+		if *link {
+			p.cmd.Env = append(p.cmd.Env, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
+		}
 		if err := p.cmd.Start(); err != nil {
 			return err
 		}
@@ -378,7 +386,7 @@ func startNode(u cluster.RedisURL, log *slog.Logger) (*node, error) {
 	if batchHold == 0 {
 		batchHold = -1 // the setting's 0 is never; the package's is its default
 	}
-	m, err := cluster.Open(ctx, cluster.Config{URL: u, Prefix: "clusterload", NodeID: cluster.AutoNodeID, Address: "clusterload", BatchHold: batchHold, Logger: log})
+	m, err := cluster.Open(ctx, cluster.Config{URL: u, Prefix: "clusterload", NodeID: cluster.AutoNodeID, Address: "clusterload", BatchHold: batchHold, Logger: log, Link: linkAddr()})
 	if err != nil {
 		return nil, err
 	}
@@ -597,4 +605,12 @@ func commandStats(addr string) (map[string]int64, error) {
 		stats[strings.TrimPrefix(name, "cmdstat_")] = n
 	}
 	return stats, nil
+}
+
+// linkAddr is the nodes' cluster.Config.Link: with -link, loopback.
+func linkAddr() string {
+	if *link {
+		return "127.0.0.1:0"
+	}
+	return ""
 }

@@ -43,6 +43,7 @@ type clusterConfig struct {
 	Timeout   time.Duration
 	BatchHold time.Duration // 0: never hold
 	TTL       time.Duration
+	Link      string // WSBRIDGE_CLUSTER_LINK; empty: no link listener
 }
 
 func (c config) clusterOn() bool { return c.Cluster.URL != "" }

@@ -253,7 +253,7 @@ func allSet(tb testing.TB) config {
 	c.TLS = tlsPair{"/etc/wsbridge/tls/tls.crt", "/etc/wsbridge/tls/tls.key"}
 	c.AdminTLS = tlsPair{"/etc/wsbridge/admin/tls.crt", "/etc/wsbridge/admin/tls.key"}
 	c.TLSReloadInterval = time.Minute
-	c.Cluster = clusterConfig{URL: "redis://:pw@127.0.0.1:6379/0", Prefix: "app1", Timeout: 500 * time.Millisecond, TTL: 30 * time.Second}
+	c.Cluster = clusterConfig{URL: "redis://:pw@127.0.0.1:6379/0", Prefix: "app1", Timeout: 500 * time.Millisecond, TTL: 30 * time.Second, Link: ":7401"}
 	return c
 }
 

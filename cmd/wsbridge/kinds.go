@@ -578,6 +578,21 @@ func checkWriteDelay(d time.Duration) error {
 	return nil
 }
 
+// checkListenAddr accepts host:port and :port.
+func checkListenAddr(a string) error {
+	if a == "" {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("not host:port or :port: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("port %q is not a number 0..65535", port)
+	}
+	return nil
+}
+
 func checkBatchHold(d time.Duration) error {
 	if d > 100*time.Millisecond {
 		return errors.New("must be at most 100ms")

@@ -1,0 +1,327 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/wsbridge/wsbridge/internal/redistest"
+	"github.com/wsbridge/wsbridge/sender"
+)
+
+func withLink(c *Config) { c.Link = "127.0.0.1:0" }
+
+// linkUp waits until n's router has a link to node.
+func linkUp(t *testing.T, n *testNode, node int) {
+	t.Helper()
+	o, err := n.member.router.outbox(node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, fmt.Sprintf("node %d's link to node %d", n.member.ID(), node), func() bool { return o.link.Load() != nil })
+}
+
+// TestLinkCarriesRemoteCalls: two nodes that take links: once the first
+// call (through Redis) had the link dialed, the calls and their answers
+// travel on the links, and none through Redis.
+func TestLinkCarriesRemoteCalls(t *testing.T) {
+	for _, kind := range redistest.Kinds {
+		t.Run(kind.Name, func(t *testing.T) {
+			url, prefix := kind.Start(t), redistest.Prefix(t)
+			a := startNodeWith(t, url, prefix, 1, withLink)
+			b := startNodeWith(t, url, prefix, 2, withLink)
+			ws, fd := b.dial(t)
+			if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg("first")}); !ok || err != nil {
+				t.Fatalf("first push = %v, %v", ok, err)
+			}
+			read(t, ws, "first")
+			linkUp(t, a, 2)
+			linkUp(t, b, 1) // dialed when its first answer went through Redis
+
+			before, beforeB := a.member.router.Stats(), b.member.router.Stats()
+			for i := range 50 {
+				m := fmt.Sprint("m", i)
+				if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg(m)}); !ok || err != nil {
+					t.Fatalf("push %d = %v, %v", i, ok, err)
+				}
+				read(t, ws, m)
+			}
+			if ok, err := a.svc.Check(fd + 1); ok || err != nil {
+				t.Fatalf("Check of an fd nobody holds = %v, %v", ok, err)
+			}
+			after, afterB := a.member.router.Stats(), b.member.router.Stats()
+			if n := after.Links.FramesOut - before.Links.FramesOut; n < 51 {
+				t.Errorf("%d frames on the link for 51 sequential calls", n)
+			}
+			for _, s := range []struct {
+				name          string
+				before, after RouterStats
+			}{{"node 1", before, after}, {"node 2", beforeB, afterB}} {
+				if redis := (s.after.FramesOut - s.after.Links.FramesOut) - (s.before.FramesOut - s.before.Links.FramesOut); redis != 0 {
+					t.Errorf("%s published %d frames through Redis with its link up", s.name, redis)
+				}
+			}
+			nodes, err := a.member.Nodes(ctxT(t))
+			if err != nil || len(nodes) != 2 || nodes[1].Link != b.member.links.Addr().String() {
+				t.Fatalf("nodes %+v, %v: want node 2's link %s in its record", nodes, err, b.member.links.Addr())
+			}
+		})
+	}
+}
+
+// TestLinkLostFallsBackToRedis: when a node's links close (it leaves),
+// the calls for its fds go through Redis at once, with the same answers;
+// a node that takes no links is called through Redis without a failed
+// dial.
+func TestLinkLostFallsBackToRedis(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, withLink)
+	b := startNodeWith(t, url, prefix, 2, withLink)
+	c := startNode(t, url, prefix, 3) // takes no links
+	ws, fd := b.dial(t)
+	if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg("first")}); !ok || err != nil {
+		t.Fatalf("first push = %v, %v", ok, err)
+	}
+	read(t, ws, "first")
+	linkUp(t, a, 2)
+
+	b.member.links.Close() // as when b leaves: its links close first
+	waitFor(t, "node 1 sees its link lost", func() bool { return a.member.router.Stats().Links.Lost == 1 })
+	for i := range 5 {
+		m := fmt.Sprint("redis", i)
+		if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg(m)}); !ok || err != nil {
+			t.Fatalf("push through Redis = %v, %v", ok, err)
+		}
+		read(t, ws, m)
+	}
+	waitFor(t, "a failed dial of the closed listener", func() bool { return a.member.router.Stats().Links.DialErrors >= 1 })
+
+	_, fdC := c.dial(t)
+	for range 3 {
+		if ok, err := a.svc.Check(fdC); !ok || err != nil {
+			t.Fatalf("Check on the node without links = %v, %v", ok, err)
+		}
+	}
+	st := a.member.router.Stats()
+	if st.Links.Dials != 1 || st.Links.DialErrors < 1 {
+		t.Errorf("link stats %+v: want one dial (to node 2) and the failed redials of node 2", st.Links)
+	}
+	if o, _ := a.member.router.outbox(3); o.link.Load() != nil {
+		t.Error("a link to a node that takes none")
+	}
+
+	b.stop(t)
+	start := time.Now()
+	if _, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg("gone")}); !isCode(err, sender.CodeNodeUnreachable) {
+		t.Fatalf("push to a node that left = %v, want node_unreachable", err)
+	}
+	if d := time.Since(start); d >= a.member.cfg.Timeout {
+		t.Errorf("the push to a node that left waited out the timeout (%s)", d)
+	}
+}
+
+// rawLink connects to n's link listener.
+func rawLink(t *testing.T, n *testNode) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", n.member.links.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedByPeer waits for the other end to close c, reading what it sends.
+func closedByPeer(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(wait))
+	if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, net.ErrClosed) {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("%s: the connection stayed open", what)
+		}
+	}
+}
+
+// TestLinkHostile: connections to a link listener that do not prove the
+// cluster's secret, or prove it and then send malformed frames, are
+// closed and counted; nothing they send runs, and the node keeps serving
+// its links.
+func TestLinkHostile(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, withLink)
+	b := startNodeWith(t, url, prefix, 2, withLink)
+	ws, fd := b.dial(t)
+	gen := b.member.reg.Self().Gen
+	refused := func() uint64 { return b.member.router.Stats().Links.Refused }
+
+	hello := func(to int, toGen int64) []byte {
+		h := linkHello{from: 7, fromGen: 1, to: to, toGen: toGen}
+		return h.encode()
+	}
+	for i, bad := range []struct {
+		name string
+		send []byte
+	}{
+		{"HTTP", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n0123456789abcdef")},
+		{"another node's hello", hello(5, gen)},
+		{"a former generation's hello", hello(2, gen-1)},
+		{"a hello of version 2", append([]byte(linkMagic+"\x02"), hello(2, gen)[5:]...)},
+		{"the right hello and a wrong proof", append(hello(2, gen), make([]byte, linkMACLen)...)},
+	} {
+		c := rawLink(t, b)
+		if _, err := c.Write(bad.send); err != nil {
+			t.Fatal(err)
+		}
+		closedByPeer(t, c, bad.name)
+		waitFor(t, bad.name+" counted", func() bool { return refused() == uint64(i+1) })
+	}
+
+	// A connection that says nothing is closed at the handshake's limit.
+	b.member.links.limit.Store(int64(100 * time.Millisecond))
+	closedByPeer(t, rawLink(t, b), "a silent connection")
+	b.member.links.limit.Store(int64(linkHandshakeLimit))
+	waitFor(t, "the silent connection counted", func() bool { return refused() == 6 })
+
+	// Past MaxLinkHandshakes connections in their handshake, more are
+	// closed at once.
+	var silent []net.Conn
+	for range MaxLinkHandshakes {
+		silent = append(silent, rawLink(t, b))
+	}
+	waitFor(t, "every silent connection in its handshake", func() bool { return b.member.links.handshakes.Load() == MaxLinkHandshakes })
+	closedByPeer(t, rawLink(t, b), "one connection too many")
+	if st := b.member.router.Stats().Links; st.Busy != 1 {
+		t.Errorf("busy = %d, want 1", st.Busy)
+	}
+	for _, c := range silent {
+		c.Close()
+	}
+
+	// Whoever holds the secret (it is in Redis) gets a link, and its
+	// malformed frames are dropped and counted: one that does not
+	// decode or says it is from another node leaves the link open, a
+	// length out of bounds closes it.
+	secret, err := LinkSecret(ctxT(t), a.member.client, a.member.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogue := NewRouter(RouterConfig{Node: 7, Gen: 1, LinkSecret: secret, Logger: quiet()})
+	defer rogue.Close()
+	authed := func() net.Conn {
+		c := rawLink(t, b)
+		if err := rogue.linkHandshake(ctxT(t), c, 2, gen); err != nil {
+			t.Fatalf("handshake with the secret: %v", err)
+		}
+		return c
+	}
+	dropped := func() uint64 { return b.member.router.Stats().Dropped }
+	lengthed := func(payload []byte) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(payload))), payload...)
+	}
+	forged, err := encodeFrame(&frame{From: 1, Calls: []call{{Method: "Push", Args: mustMsgpack(t, sender.PushArgs{FD: fd, Message: msg("forged")})}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := authed()
+	if _, err := c.Write(append(lengthed([]byte("\x93not a frame")), lengthed(forged)...)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the junk and the forged frame dropped", func() bool { return dropped() == 2 })
+	for _, n := range []uint32{0, MaxFrameBytes + 1} {
+		c := authed()
+		if _, err := c.Write(binary.BigEndian.AppendUint32(nil, n)); err != nil {
+			t.Fatal(err)
+		}
+		closedByPeer(t, c, fmt.Sprintf("a frame of %d bytes", n))
+	}
+	waitFor(t, "the frames out of bounds counted", func() bool { return dropped() == 4 })
+
+	// The node still serves: its link from node 1 carries calls, and the
+	// forged push never ran.
+	if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg("after")}); !ok || err != nil {
+		t.Fatalf("push after the hostile links = %v, %v", ok, err)
+	}
+	read(t, ws, "after")
+	linkUp(t, a, 2)
+	if ok, err := a.svc.Push(&sender.PushArgs{FD: fd, Message: msg("on the link")}); !ok || err != nil {
+		t.Fatalf("push on the link = %v, %v", ok, err)
+	}
+	read(t, ws, "on the link")
+}
+
+// TestLinkDialerChecksTheListener: a dialer refuses a listener that is not
+// the node and generation the registry names, or cannot prove the secret.
+func TestLinkDialerChecksTheListener(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	b := startNodeWith(t, url, prefix, 2, withLink)
+	gen := b.member.reg.Self().Gen
+	secret, err := LinkSecret(ctxT(t), b.member.client, b.member.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		secret []byte
+		node   int
+		gen    int64
+	}{
+		{"another secret", bytes.Repeat([]byte("x"), 64), 2, gen},
+		{"the wrong generation", secret, 2, gen + 1},
+		{"the wrong node", secret, 3, gen},
+	} {
+		r := NewRouter(RouterConfig{Node: 7, Gen: 1, LinkSecret: tc.secret, Logger: quiet()})
+		c := rawLink(t, b)
+		if err := r.linkHandshake(ctxT(t), c, tc.node, tc.gen); err == nil {
+			t.Errorf("%s: handshake accepted", tc.name)
+		}
+		r.Close()
+	}
+}
+
+func FuzzLinkHello(f *testing.F) {
+	h := linkHello{from: 1, fromGen: 3, to: 1023, toGen: 1 << 40}
+	f.Add(h.encode())
+	f.Add([]byte(linkMagic))
+	f.Add(bytes.Repeat([]byte{0xff}, linkHelloLen))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := parseLinkHello(b)
+		if err != nil {
+			return
+		}
+		if !bytes.Equal(h.encode(), b) {
+			t.Fatalf("hello %x decodes to %+v, which encodes to %x", b, h, h.encode())
+		}
+		if id, gen, err := parseLinkReply(linkReply(h.to, h.toGen, h.nonce)); err != nil || id != h.to || gen != h.toGen {
+			t.Fatalf("reply of %+v: %d, %d, %v", h, id, gen, err)
+		}
+	})
+}
+
+// FuzzReadLinkFrame: a link's byte stream never yields a frame past
+// MaxFrameBytes nor one that is not what its length announced, and what
+// it yields goes through the frame decoder without a panic.
+func FuzzReadLinkFrame(f *testing.F) {
+	p, _ := encodeFrame(&frame{From: 3, Answers: []answer{{ID: 9, Result: []byte{0xc3}}}})
+	f.Add(append(binary.BigEndian.AppendUint32(nil, uint32(len(p))), p...))
+	f.Add(binary.BigEndian.AppendUint32(nil, MaxFrameBytes+1))
+	f.Add([]byte{0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		r := bytes.NewReader(stream)
+		for {
+			b, err := readLinkFrame(r)
+			if err != nil {
+				return
+			}
+			if len(b) == 0 || len(b) > MaxFrameBytes {
+				t.Fatalf("a frame of %d bytes", len(b))
+			}
+			_, _ = decodeFrame(b)
+		}
+	})
+}
