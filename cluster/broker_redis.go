@@ -119,6 +119,7 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byt
 		b.publishErrors.Add(1)
 		return 0, fmt.Errorf("%w: %s", ErrUnavailable, b.Health().Reason)
 	}
+	caller := ctx
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.PublishTimeout)
 	defer cancel()
 	c := b.cfg.Client
@@ -126,6 +127,10 @@ func (b *RedisBroker) Publish(ctx context.Context, channel string, payload []byt
 	if err != nil {
 		b.publishErrors.Add(1)
 		if _, isRedis := rueidis.IsRedisErr(err); isRedis {
+			return 0, fmt.Errorf("cluster: publish to %s: %w", channel, err)
+		}
+		if caller.Err() != nil {
+			// The caller gave up first: that says nothing of Redis.
 			return 0, fmt.Errorf("cluster: publish to %s: %w", channel, err)
 		}
 		b.setDown(err)

@@ -228,3 +228,18 @@ func BenchmarkPublishRoundTrip(b *testing.B) {
 		<-done
 	})
 }
+
+// TestBrokerCallerGaveUp: a publish whose caller's context has ended
+// fails without taking Redis for down; its own timeout is what says
+// Redis hangs (TestRedisHangs).
+func TestBrokerCallerGaveUp(t *testing.T) {
+	b := newBroker(t, redistest.Start(t).URL(), newInbox())
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := b.Publish(ctx, keys(t).NodeChannel(1), []byte("x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("publish with an ended context: %v", err)
+	}
+	if h := b.Health(); !h.Up {
+		t.Fatalf("Redis taken for down after a caller gave up: %+v", h)
+	}
+}

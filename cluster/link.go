@@ -33,8 +33,8 @@ import (
 // other node's own link, or through Redis). Both ends prove they hold
 // the cluster's link secret, a random value kept in Redis (so the
 // trust is the same as for the node channels: whoever can use the
-// cluster's Redis can call its nodes), and that they are the node id and
-// generation the registry names:
+// cluster's Redis can call its nodes), and that they are the node ids
+// and generations the registry names:
 //
 //	dialer   → listener  hello: "WSBL", version 1, from id (uint16), from gen (uint64), to id, to gen, nonce (16 bytes)
 //	listener → dialer    "WSBL", 1, id, gen, nonce (16 bytes), HMAC-SHA256(secret, "listener" | hello | its own first 31 bytes)
@@ -56,8 +56,9 @@ const (
 	// MaxLinkHandshakes bounds the connections to a link listener that
 	// have not finished their handshake; more are closed at once.
 	MaxLinkHandshakes = 64
-	// MaxLinksIn bounds the authenticated links into one node (one per
-	// other node; a node that dials again replaces its older link).
+	// MaxLinksIn bounds the authenticated links into one node: one per
+	// other node, and the older ones of nodes that dialed again, until
+	// they are read to their end.
 	MaxLinksIn    = 2 * (maxNodeID + 1)
 	linkRedial    = 250 * time.Millisecond // first wait before dialing a node again after a failure
 	linkRedialMax = 10 * time.Second
@@ -211,7 +212,8 @@ type LinkServer struct {
 	handshakes atomic.Int64
 	limit      atomic.Int64 // the handshake's, in ns: linkHandshakeLimit (shorter in tests)
 	mu         sync.Mutex
-	conns      map[net.Conn]int // authenticated links by the node that dialed
+	conns      map[net.Conn]int // every connection: the node that dialed it, or -1 in its handshake
+	links      int              // of them authenticated
 	closed     bool
 	wg         sync.WaitGroup
 }
@@ -245,7 +247,7 @@ func (s *LinkServer) accept() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if s.handshakes.Add(1) > MaxLinkHandshakes {
+		if s.handshakes.Add(1) > MaxLinkHandshakes || !s.track(c) {
 			s.handshakes.Add(-1)
 			s.r.links.busy.Add(1)
 			c.Close()
@@ -262,21 +264,35 @@ func (s *LinkServer) isClosed() bool {
 	return s.closed
 }
 
+// track records a connection in its handshake, so that Close closes it;
+// false once closed.
+func (s *LinkServer) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[c] = -1
+	return true
+}
+
 // serve authenticates one connection, then runs its frames.
 func (s *LinkServer) serve(c net.Conn) {
 	defer s.wg.Done()
 	defer c.Close()
+	defer s.forget(c)
 	peer, err := s.handshake(c)
 	s.handshakes.Add(-1)
 	if err != nil {
-		s.r.links.refused.Add(1)
-		s.log.Warn("cluster: link refused", "remote", c.RemoteAddr().String(), "err", err)
+		if !s.isClosed() {
+			s.r.links.refused.Add(1)
+			s.log.Warn("cluster: link refused", "remote", c.RemoteAddr().String(), "err", err)
+		}
 		return
 	}
 	if !s.admit(c, peer) {
 		return
 	}
-	defer s.forget(c)
 	br := bufio.NewReaderSize(c, 64<<10)
 	for {
 		b, err := readLinkFrame(br)
@@ -309,6 +325,15 @@ func (s *LinkServer) handshake(c net.Conn) (int, error) {
 	if h.to != s.id || h.toGen != s.gen {
 		return 0, fmt.Errorf("cluster: a link for node %d (gen %d) reached node %d (gen %d)", h.to, h.toGen, s.id, s.gen)
 	}
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Duration(s.limit.Load())))
+	_, gen, err := s.r.cfg.LinkOf(ctx, h.from)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("cluster: a link from node %d: %w", h.from, err)
+	}
+	if gen != h.fromGen {
+		return 0, fmt.Errorf("cluster: a link from node %d of gen %d, which the registry has at gen %d", h.from, h.fromGen, gen)
+	}
 	var nonce [linkNonceLen]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
 		return 0, err
@@ -330,37 +355,38 @@ func (s *LinkServer) handshake(c net.Conn) (int, error) {
 	return h.from, c.SetDeadline(time.Time{})
 }
 
-// admit records an authenticated link; an older link of the same node is
-// closed (it dialed again: the older one is dead to it).
+// admit records an authenticated link. A node that dialed again keeps its
+// older link until that one is read to its end (it closed its side: the
+// frames it wrote there still run).
 func (s *LinkServer) admit(c net.Conn, peer int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return false
 	}
-	for old, p := range s.conns {
-		if p == peer {
-			old.Close()
-			delete(s.conns, old)
-		}
-	}
-	if len(s.conns) >= MaxLinksIn {
+	if s.links >= MaxLinksIn {
 		s.r.links.busy.Add(1)
 		return false
 	}
 	s.conns[c] = peer
+	s.links++
 	return true
 }
 
 func (s *LinkServer) forget(c net.Conn) {
 	s.mu.Lock()
-	delete(s.conns, c)
+	if p, ok := s.conns[c]; ok {
+		if p >= 0 {
+			s.links--
+		}
+		delete(s.conns, c)
+	}
 	s.mu.Unlock()
 }
 
-// Close stops the listener and closes every link into this node, then
-// waits for their goroutines: the dialers see their links close and go
-// through Redis.
+// Close stops the listener and closes every connection into this node,
+// in its handshake or a link, then waits for their goroutines: the
+// dialers see their links close and go through Redis.
 func (s *LinkServer) Close() {
 	s.mu.Lock()
 	s.closed = true
@@ -379,15 +405,14 @@ type linkConn struct {
 	hdr [4]byte
 }
 
-// send writes one frame.
-func (l *linkConn) send(payload []byte, timeout time.Duration) error {
+// send writes one frame, and says how many bytes went.
+func (l *linkConn) send(payload []byte, timeout time.Duration) (int64, error) {
 	binary.BigEndian.PutUint32(l.hdr[:], uint32(len(payload)))
 	if err := l.c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
-		return err
+		return 0, err
 	}
 	bufs := net.Buffers{l.hdr[:], payload}
-	_, err := bufs.WriteTo(l.c)
-	return err
+	return bufs.WriteTo(l.c)
 }
 
 // dialLink opens and authenticates a link to node, found in the registry.
@@ -422,6 +447,7 @@ func (r *Router) linkHandshake(ctx context.Context, c net.Conn, node int, gen in
 	if err := c.SetDeadline(deadline); err != nil {
 		return err
 	}
+	defer context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })()
 	h := linkHello{from: r.cfg.Node, fromGen: r.cfg.Gen, to: node, toGen: gen}
 	if _, err := rand.Read(h.nonce[:]); err != nil {
 		return err

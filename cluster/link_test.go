@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -54,10 +55,15 @@ func TestLinkCarriesRemoteCalls(t *testing.T) {
 			if ok, err := a.svc.Check(fd + 1); ok || err != nil {
 				t.Fatalf("Check of an fd nobody holds = %v, %v", ok, err)
 			}
-			after, afterB := a.member.router.Stats(), b.member.router.Stats()
+			after := a.member.router.Stats()
 			if n := after.Links.FramesOut - before.Links.FramesOut; n < 51 {
 				t.Errorf("%d frames on the link for 51 sequential calls", n)
 			}
+			// Node 2 counts its last answer's frame just after sending it.
+			waitFor(t, "node 2's last answer counted", func() bool {
+				return b.member.router.Stats().Links.FramesOut-beforeB.Links.FramesOut >= 51
+			})
+			afterB := b.member.router.Stats()
 			for _, s := range []struct {
 				name          string
 				before, after RouterStats
@@ -202,16 +208,26 @@ func TestLinkHostile(t *testing.T) {
 	for _, c := range silent {
 		c.Close()
 	}
+	waitFor(t, "the silent connections counted", func() bool { return refused() == 6+MaxLinkHandshakes })
 
-	// Whoever holds the secret (it is in Redis) gets a link, and its
-	// malformed frames are dropped and counted: one that does not
-	// decode or says it is from another node leaves the link open, a
-	// length out of bounds closes it.
+	// Whoever holds the secret (it is in Redis) and says it is a node of
+	// the registry, at its generation, gets a link; its malformed frames
+	// are dropped and counted: one that does not decode or says it is
+	// from another node leaves the link open, a length out of bounds
+	// closes it.
 	secret, err := LinkSecret(ctxT(t), a.member.client, a.member.keys)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rogue := NewRouter(RouterConfig{Node: 7, Gen: 1, LinkSecret: secret, Logger: quiet()})
+	for i, who := range []struct{ node, gen int64 }{{7, 1}, {1, a.member.reg.Self().Gen + 1}} {
+		stranger := NewRouter(RouterConfig{Node: int(who.node), Gen: who.gen, LinkSecret: secret, Logger: quiet()})
+		if err := stranger.linkHandshake(ctxT(t), rawLink(t, b), 2, gen); err == nil {
+			t.Errorf("node %d of gen %d, not in the registry, got a link", who.node, who.gen)
+		}
+		stranger.Close()
+		waitFor(t, "the stranger refused", func() bool { return refused() == uint64(6+MaxLinkHandshakes+1+i) })
+	}
+	rogue := NewRouter(RouterConfig{Node: 1, Gen: a.member.reg.Self().Gen, LinkSecret: secret, Logger: quiet()})
 	defer rogue.Close()
 	authed := func() net.Conn {
 		c := rawLink(t, b)
@@ -224,7 +240,7 @@ func TestLinkHostile(t *testing.T) {
 	lengthed := func(payload []byte) []byte {
 		return append(binary.BigEndian.AppendUint32(nil, uint32(len(payload))), payload...)
 	}
-	forged, err := encodeFrame(&frame{From: 1, Calls: []call{{Method: "Push", Args: mustMsgpack(t, sender.PushArgs{FD: fd, Message: msg("forged")})}}})
+	forged, err := encodeFrame(&frame{From: 3, Calls: []call{{Method: "Push", Args: mustMsgpack(t, sender.PushArgs{FD: fd, Message: msg("forged")})}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,4 +340,111 @@ func FuzzReadLinkFrame(f *testing.F) {
 			_, _ = decodeFrame(b)
 		}
 	})
+}
+
+// TestLinkRedialKeepsFramesWritten: a node that dials again (its older
+// link broke on its side) does not make the listener drop the frames it
+// wrote in full on the older link: they all run.
+func TestLinkRedialKeepsFramesWritten(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, withLink)
+	b := startNodeWith(t, url, prefix, 2, withLink)
+	_, fd := b.dial(t)
+	secret, err := LinkSecret(ctxT(t), a.member.client, a.member.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as1 := NewRouter(RouterConfig{Node: 1, Gen: a.member.reg.Self().Gen, LinkSecret: secret, Logger: quiet()})
+	defer as1.Close()
+	link := func() net.Conn {
+		c := rawLink(t, b)
+		if err := as1.linkHandshake(ctxT(t), c, 2, b.member.reg.Self().Gen); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	check, err := encodeFrame(&frame{From: 1, Calls: []call{{Method: "Check", Args: mustMsgpack(t, sender.FDArgs{FD: fd})}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const frames = 20000
+	var stream []byte
+	for range frames {
+		stream = binary.BigEndian.AppendUint32(stream, uint32(len(check)))
+		stream = append(stream, check...)
+	}
+	served := b.member.router.Stats().Served
+	older := link()
+	if _, err := older.Write(stream); err != nil {
+		t.Fatal(err)
+	}
+	older.Close()
+	link() // dialed again
+	waitFor(t, "every frame of the older link served", func() bool { return b.member.router.Stats().Served-served == frames })
+}
+
+// TestLinkServerCloseEndsHandshakes: closing a node does not wait for the
+// connections still in their link handshake (anyone who reaches the port
+// could delay every shutdown by the handshake's limit).
+func TestLinkServerCloseEndsHandshakes(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	b := startNodeWith(t, url, prefix, 2, withLink)
+	b.member.links.limit.Store(int64(time.Hour))
+	rawLink(t, b) // says nothing
+	waitFor(t, "the connection in its handshake", func() bool { return b.member.links.handshakes.Load() == 1 })
+	done := make(chan struct{})
+	go func() { b.member.links.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		t.Fatal("LinkServer.Close waits for a connection in its handshake")
+	}
+	if n := b.member.router.Stats().Links.Refused; n != 0 {
+		t.Errorf("a connection closed by Close counted as refused (%d)", n)
+	}
+}
+
+// TestLinkWriteTimeoutFailsItsFrame: a frame whose write on a link timed
+// out (the other node stopped reading) fails, is not published through
+// Redis as well (its calls' time is spent, and part of it may have gone),
+// and does not make the node take Redis for down.
+func TestLinkWriteTimeoutFailsItsFrame(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, func(c *Config) { c.Timeout = 200 * time.Millisecond })
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stalled := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			stalled <- c // never read
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { (<-stalled).Close() }()
+	o, err := a.member.router.outbox(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.link.Store(&linkConn{c: c})
+	published := a.member.broker.published.Load()
+	big := make([]byte, 48<<20) // more than the sockets' buffers take
+	if _, err := o.publish(&frame{From: 1, Calls: []call{{Method: "Check", Args: big}}}); err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("publish on a stalled link = %v, want its write's timeout", err)
+	}
+	if o.link.Load() != nil || a.member.router.Stats().Links.Lost != 1 {
+		t.Error("the stalled link was not dropped")
+	}
+	if n := a.member.broker.published.Load() - published; n != 0 {
+		t.Errorf("the frame was published through Redis too (%d publishes)", n)
+	}
+	if h := a.member.Health(); !h.Up {
+		t.Errorf("Redis taken for down after a link's write timed out: %+v", h)
+	}
 }

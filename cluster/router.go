@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -848,18 +849,25 @@ func (o *outbox) publish(f *frame) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), o.r.cfg.Timeout)
-	defer cancel()
 	o.r.stats.frames.Add(1)
 	if l := o.link.Load(); l != nil {
-		err := l.send(payload, o.r.cfg.Timeout)
+		n, err := l.send(payload, o.r.cfg.Timeout)
 		if err == nil {
 			o.r.links.framesOut.Add(1)
 			return 1, nil
 		}
-		o.dropLink(l, err) // and this frame goes through Redis
+		o.dropLink(l, err)
+		if n > 0 || errors.Is(err, os.ErrDeadlineExceeded) {
+			// Part of it may have gone (the other end drops a frame cut
+			// short), and its calls' time is spent: they fail, rather
+			// than travel twice or late.
+			return 0, fmt.Errorf("the link to node %d broke: %w", o.node, err)
+		}
+		// Nothing went: the frame goes through Redis.
 	}
 	o.dial()
+	ctx, cancel := context.WithTimeout(context.Background(), o.r.cfg.Timeout)
+	defer cancel()
 	return o.r.broker.Publish(ctx, o.channel, payload)
 }
 
