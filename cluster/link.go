@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,9 +60,12 @@ const (
 	// MaxLinksIn bounds the authenticated links into one node: one per
 	// other node, and the older ones of nodes that dialed again, until
 	// they are read to their end.
-	MaxLinksIn    = 2 * (maxNodeID + 1)
-	linkRedial    = 250 * time.Millisecond // first wait before dialing a node again after a failure
-	linkRedialMax = 10 * time.Second
+	MaxLinksIn = 2 * (maxNodeID + 1)
+	// maxLinksPerNode bounds the links of one node into another (its
+	// current one, and older ones still read to their end).
+	maxLinksPerNode = 4
+	linkRedial      = 250 * time.Millisecond // first wait before dialing a node again after a failure
+	linkRedialMax   = 10 * time.Second
 )
 
 // linkHandshakeLimit: a connection that has not proved itself by then is
@@ -147,9 +151,17 @@ func readLinkFrame(r io.Reader) ([]byte, error) {
 	if n == 0 || n > MaxFrameBytes {
 		return nil, fmt.Errorf("cluster: a link frame of %d bytes (at most %d)", n, MaxFrameBytes)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("cluster: a link frame cut short: %w", err)
+	// Grown as the bytes arrive, not allocated at the length announced.
+	b := make([]byte, 0, min(n, 64<<10))
+	for uint32(len(b)) < n {
+		if len(b) == cap(b) {
+			b = slices.Grow(b, int(min(n, 2*uint32(cap(b))))-len(b))
+		}
+		m, err := io.ReadFull(r, b[len(b):min(uint32(cap(b)), n)])
+		b = b[:len(b)+m]
+		if err != nil {
+			return nil, fmt.Errorf("cluster: a link frame cut short: %w", err)
+		}
 	}
 	return b, nil
 }
@@ -291,6 +303,12 @@ func (s *LinkServer) serve(c net.Conn) {
 		return
 	}
 	if !s.admit(c, peer) {
+		return // the dialer sees its link closed before it was accepted
+	}
+	if _, err := c.Write([]byte{1}); err != nil {
+		return
+	}
+	if err := c.SetDeadline(time.Time{}); err != nil {
 		return
 	}
 	br := bufio.NewReaderSize(c, 64<<10)
@@ -349,10 +367,7 @@ func (s *LinkServer) handshake(c net.Conn) (int, error) {
 	if !hmac.Equal(mac, linkMAC(s.secret, "dialer", hello, reply)) {
 		return 0, errors.New("cluster: link proof does not match the cluster's link secret")
 	}
-	if _, err := c.Write([]byte{1}); err != nil {
-		return 0, fmt.Errorf("cluster: link accept: %w", err)
-	}
-	return h.from, c.SetDeadline(time.Time{})
+	return h.from, nil
 }
 
 // admit records an authenticated link. A node that dialed again keeps its
@@ -364,7 +379,13 @@ func (s *LinkServer) admit(c net.Conn, peer int) bool {
 	if s.closed {
 		return false
 	}
-	if s.links >= MaxLinksIn {
+	same := 0
+	for _, p := range s.conns {
+		if p == peer {
+			same++
+		}
+	}
+	if s.links >= MaxLinksIn || same >= maxLinksPerNode {
 		s.r.links.busy.Add(1)
 		return false
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -446,5 +447,52 @@ func TestLinkWriteTimeoutFailsItsFrame(t *testing.T) {
 	}
 	if h := a.member.Health(); !h.Up {
 		t.Errorf("Redis taken for down after a link's write timed out: %+v", h)
+	}
+}
+
+// TestLinkFrameAllocatesWhatArrives: a length announced on a link is not
+// allocated before its bytes arrive (a peer could announce 64 MiB on
+// every link and send nothing).
+func TestLinkFrameAllocatesWhatArrives(t *testing.T) {
+	stream := append(binary.BigEndian.AppendUint32(nil, MaxFrameBytes), "ten bytes."...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if _, err := readLinkFrame(bytes.NewReader(stream)); err == nil {
+		t.Fatal("a frame cut short was read")
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > 4<<20 {
+		t.Fatalf("%d bytes allocated for 10 bytes received", n)
+	}
+}
+
+// TestLinksPerNodeBounded: a node (or whoever holds the secret and names
+// it) keeps at most maxLinksPerNode links into a node; more are closed,
+// counted busy, and the other nodes' links are not crowded out.
+func TestLinksPerNodeBounded(t *testing.T) {
+	url, prefix := redistest.Start(t).URL(), redistest.Prefix(t)
+	a := startNodeWith(t, url, prefix, 1, withLink)
+	b := startNodeWith(t, url, prefix, 2, withLink)
+	secret, err := LinkSecret(ctxT(t), a.member.client, a.member.keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as1 := NewRouter(RouterConfig{Node: 1, Gen: a.member.reg.Self().Gen, LinkSecret: secret, Logger: quiet()})
+	defer as1.Close()
+	for range maxLinksPerNode {
+		if err := as1.linkHandshake(ctxT(t), rawLink(t, b), 2, b.member.reg.Self().Gen); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the links admitted", func() bool {
+		b.member.links.mu.Lock()
+		defer b.member.links.mu.Unlock()
+		return b.member.links.links == maxLinksPerNode
+	})
+	if err := as1.linkHandshake(ctxT(t), rawLink(t, b), 2, b.member.reg.Self().Gen); err == nil {
+		t.Fatal("one link too many accepted")
+	}
+	if st := b.member.router.Stats().Links; st.Busy != 1 {
+		t.Errorf("busy = %d, want 1", st.Busy)
 	}
 }
