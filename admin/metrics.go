@@ -209,7 +209,7 @@ func newClusterCollector(m *cluster.Member) *clusterCollector {
 		linkFrames:    d("link_frames_total", "Messages between nodes on direct links (WSBRIDGE_CLUSTER_LINK), not through Redis, by direction (out, in); also counted in messages_total.", "direction"),
 		linkDials:     d("link_dials_total", "Links to other nodes this node opened, by result (ok; error: the calls went through Redis meanwhile).", "result"),
 		linkLost:      d("links_lost_total", "Links to other nodes that broke (the other node left or died, or a write failed); the calls go through Redis until a new one is up."),
-		linkRefused:   d("link_refused_total", "Connections to this node's link listener closed unserved, by reason (handshake: not proved with the cluster's link secret or not for this node; busy: too many at once).", "reason"),
+		linkRefused:   d("link_refused_total", "Connections to this node's link listener closed unserved, by reason (handshake: closed or timed out before it finished, not proved with the cluster's link secret, or not the nodes the registry names; busy: too many in their handshake, from one address, or links of one node).", "reason"),
 		subFailures:   d("subscribe_failures_total", "Group and user channels the broker refused to subscribe (past its channel bound): their pushes miss this node's members until a retry succeeds."),
 	}
 }

@@ -64,8 +64,26 @@ const (
 	// maxLinksPerNode bounds the links of one node into another (its
 	// current one, and older ones still read to their end).
 	maxLinksPerNode = 4
-	linkRedial      = 250 * time.Millisecond // first wait before dialing a node again after a failure
-	linkRedialMax   = 10 * time.Second
+	// maxHandshakesPerIP bounds the connections of one address in their
+	// handshake, so that one client cannot take every handshake slot.
+	maxHandshakesPerIP = 8
+	// linkHelloLimit bounds the wait for a dialer's hello (which it sends
+	// at once).
+	linkHelloLimit = 2 * time.Second
+	linkWarnEvery  = 10 * time.Second
+	// linkUserTimeout: data unacknowledged for this long breaks a link
+	// (linkSocket, Linux).
+	linkUserTimeout = 5 * time.Second
+)
+
+// linkKeepAlive probes an idle link, both ends: a machine that is gone
+// without closing its connections (crashed, cut off) breaks its links in
+// about 5 s, before its claim expires and another node may take its id.
+var linkKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 2 * time.Second, Interval: time.Second, Count: 3}
+
+const (
+	linkRedial    = 250 * time.Millisecond // first wait before dialing a node again after a failure
+	linkRedialMax = 10 * time.Second
 )
 
 // linkHandshakeLimit: a connection that has not proved itself by then is
@@ -139,6 +157,10 @@ func linkMAC(secret []byte, side string, hello, reply []byte) []byte {
 	return m.Sum(nil)
 }
 
+// errLinkFrame is a frame a link cannot carry: out of bounds, or cut
+// short; an error without it is the connection's.
+var errLinkFrame = errors.New("cluster: a link frame")
+
 // readLinkFrame reads one frame of a link: its length, bounded by
 // MaxFrameBytes, then its bytes, into a slice of its own (the decoded
 // frame points into it).
@@ -149,7 +171,7 @@ func readLinkFrame(r io.Reader) ([]byte, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if n == 0 || n > MaxFrameBytes {
-		return nil, fmt.Errorf("cluster: a link frame of %d bytes (at most %d)", n, MaxFrameBytes)
+		return nil, fmt.Errorf("%w of %d bytes (at most %d)", errLinkFrame, n, MaxFrameBytes)
 	}
 	// Grown as the bytes arrive, not allocated at the length announced.
 	b := make([]byte, 0, min(n, 64<<10))
@@ -160,7 +182,7 @@ func readLinkFrame(r io.Reader) ([]byte, error) {
 		m, err := io.ReadFull(r, b[len(b):min(uint32(cap(b)), n)])
 		b = b[:len(b)+m]
 		if err != nil {
-			return nil, fmt.Errorf("cluster: a link frame cut short: %w", err)
+			return nil, fmt.Errorf("%w cut short: %w", errLinkFrame, err)
 		}
 	}
 	return b, nil
@@ -223,17 +245,26 @@ type LinkServer struct {
 
 	handshakes atomic.Int64
 	limit      atomic.Int64 // the handshake's, in ns: linkHandshakeLimit (shorter in tests)
+	lastWarn   atomic.Int64 // unix ns of the last refusal logged at Warn
 	mu         sync.Mutex
-	conns      map[net.Conn]int // every connection: the node that dialed it, or -1 in its handshake
-	links      int              // of them authenticated
+	conns      map[net.Conn]linkIn // every connection, in its handshake or a link
+	links      int                 // of them authenticated
+	shaking    map[string]int      // connections in their handshake by remote IP
 	closed     bool
 	wg         sync.WaitGroup
+}
+
+// linkIn is a connection to the listener: from ip, in its handshake (peer
+// -1) or the link of node peer.
+type linkIn struct {
+	peer int
+	ip   string
 }
 
 // ServeLinks serves ln's links for r, as node id of generation gen. Close
 // stops it.
 func ServeLinks(r *Router, ln net.Listener, secret []byte, id int, gen int64) *LinkServer {
-	s := &LinkServer{r: r, ln: ln, secret: secret, id: id, gen: gen, log: r.log, conns: make(map[net.Conn]int)}
+	s := &LinkServer{r: r, ln: ln, secret: secret, id: id, gen: gen, log: r.log, conns: make(map[net.Conn]linkIn), shaking: make(map[string]int)}
 	s.limit.Store(int64(linkHandshakeLimit))
 	s.wg.Add(1)
 	go s.accept()
@@ -277,14 +308,17 @@ func (s *LinkServer) isClosed() bool {
 }
 
 // track records a connection in its handshake, so that Close closes it;
-// false once closed.
+// false once closed, or when its address has maxHandshakesPerIP in
+// their handshake already.
 func (s *LinkServer) track(c net.Conn) bool {
+	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || s.shaking[ip] >= maxHandshakesPerIP {
 		return false
 	}
-	s.conns[c] = -1
+	s.shaking[ip]++
+	s.conns[c] = linkIn{peer: -1, ip: ip}
 	return true
 }
 
@@ -298,8 +332,9 @@ func (s *LinkServer) serve(c net.Conn) {
 	if err != nil {
 		if !s.isClosed() {
 			s.r.links.refused.Add(1)
-			s.log.Warn("cluster: link refused", "remote", c.RemoteAddr().String(), "err", err)
+			s.logRefused(c, err)
 		}
+		s.admit(c, -1) // out of its handshake
 		return
 	}
 	if !s.admit(c, peer) {
@@ -315,7 +350,7 @@ func (s *LinkServer) serve(c net.Conn) {
 	for {
 		b, err := readLinkFrame(br)
 		if err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, errLinkFrame) {
 				s.r.stats.dropped.Add(1)
 				s.log.Warn("cluster: link from a node closed", "node", peer, "err", err)
 			}
@@ -326,15 +361,33 @@ func (s *LinkServer) serve(c net.Conn) {
 	}
 }
 
+// logRefused logs a refused connection: at Warn at most once per
+// linkWarnEvery (a scan of the port must not flood the log), else at
+// Debug; a connection closed before it said anything (a probe of the
+// port) at Debug only.
+func (s *LinkServer) logRefused(c net.Conn, err error) {
+	level := slog.LevelDebug
+	if now := time.Now().UnixNano(); !errors.Is(err, io.EOF) {
+		if last := s.lastWarn.Load(); now-last >= int64(linkWarnEvery) && s.lastWarn.CompareAndSwap(last, now) {
+			level = slog.LevelWarn
+		}
+	}
+	s.log.Log(context.Background(), level, "cluster: link refused", "remote", c.RemoteAddr().String(), "err", err)
+}
+
 // handshake proves both ends (see the top of this file) and returns the
 // node that dialed.
 func (s *LinkServer) handshake(c net.Conn) (int, error) {
-	if err := c.SetDeadline(time.Now().Add(time.Duration(s.limit.Load()))); err != nil {
+	limit := time.Duration(s.limit.Load())
+	if err := c.SetDeadline(time.Now().Add(min(limit, linkHelloLimit))); err != nil {
 		return 0, err
 	}
 	hello := make([]byte, linkHelloLen)
 	if _, err := io.ReadFull(c, hello); err != nil {
 		return 0, fmt.Errorf("cluster: link hello: %w", err)
+	}
+	if err := c.SetDeadline(time.Now().Add(limit)); err != nil {
+		return 0, err
 	}
 	h, err := parseLinkHello(hello)
 	if err != nil {
@@ -342,15 +395,6 @@ func (s *LinkServer) handshake(c net.Conn) (int, error) {
 	}
 	if h.to != s.id || h.toGen != s.gen {
 		return 0, fmt.Errorf("cluster: a link for node %d (gen %d) reached node %d (gen %d)", h.to, h.toGen, s.id, s.gen)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(time.Duration(s.limit.Load())))
-	_, gen, err := s.r.cfg.LinkOf(ctx, h.from)
-	cancel()
-	if err != nil {
-		return 0, fmt.Errorf("cluster: a link from node %d: %w", h.from, err)
-	}
-	if gen != h.fromGen {
-		return 0, fmt.Errorf("cluster: a link from node %d of gen %d, which the registry has at gen %d", h.from, h.fromGen, gen)
 	}
 	var nonce [linkNonceLen]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
@@ -367,21 +411,39 @@ func (s *LinkServer) handshake(c net.Conn) (int, error) {
 	if !hmac.Equal(mac, linkMAC(s.secret, "dialer", hello, reply)) {
 		return 0, errors.New("cluster: link proof does not match the cluster's link secret")
 	}
+	// Proved: now worth a look in the registry.
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(limit))
+	_, gen, err := s.r.cfg.LinkOf(ctx, h.from)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("cluster: a link from node %d: %w", h.from, err)
+	}
+	if gen != h.fromGen {
+		return 0, fmt.Errorf("cluster: a link from node %d of gen %d, which the registry has at gen %d", h.from, h.fromGen, gen)
+	}
 	return h.from, nil
 }
 
-// admit records an authenticated link. A node that dialed again keeps its
-// older link until that one is read to its end (it closed its side: the
-// frames it wrote there still run).
+// admit takes a connection out of its handshake and, for a node that
+// proved itself (peer >= 0), records its link. A node that dialed again
+// keeps its older link until that one is read to its end (it closed its
+// side: the frames it wrote there still run).
 func (s *LinkServer) admit(c net.Conn, peer int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	in, ok := s.conns[c]
+	if !ok || in.peer >= 0 {
+		return false
+	}
+	s.doneShaking(in.ip)
+	in.ip = ""
+	s.conns[c] = in
+	if s.closed || peer < 0 {
 		return false
 	}
 	same := 0
-	for _, p := range s.conns {
-		if p == peer {
+	for _, o := range s.conns {
+		if o.peer == peer {
 			same++
 		}
 	}
@@ -389,16 +451,24 @@ func (s *LinkServer) admit(c net.Conn, peer int) bool {
 		s.r.links.busy.Add(1)
 		return false
 	}
-	s.conns[c] = peer
+	s.conns[c] = linkIn{peer: peer}
 	s.links++
 	return true
 }
 
+func (s *LinkServer) doneShaking(ip string) {
+	if s.shaking[ip]--; s.shaking[ip] <= 0 {
+		delete(s.shaking, ip)
+	}
+}
+
 func (s *LinkServer) forget(c net.Conn) {
 	s.mu.Lock()
-	if p, ok := s.conns[c]; ok {
-		if p >= 0 {
+	if in, ok := s.conns[c]; ok {
+		if in.peer >= 0 {
 			s.links--
+		} else if in.ip != "" {
+			s.doneShaking(in.ip)
 		}
 		delete(s.conns, c)
 	}
@@ -445,7 +515,7 @@ func (r *Router) dialLink(ctx context.Context, node int) (*linkConn, error) {
 	if addr == "" {
 		return nil, errNoLink
 	}
-	var d net.Dialer
+	d := net.Dialer{KeepAliveConfig: linkKeepAlive, Control: linkSocket}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -497,7 +567,7 @@ func (r *Router) linkHandshake(ctx context.Context, c net.Conn, node int, gen in
 	}
 	var ok [1]byte
 	if _, err := io.ReadFull(c, ok[:]); err != nil || ok[0] != 1 {
-		return fmt.Errorf("refused by node %d (not the same link secret?): %v", node, err)
+		return fmt.Errorf("refused by node %d (its log says why: not the same link secret, or too many links of this node): %v", node, err)
 	}
 	return c.SetDeadline(time.Time{})
 }

@@ -143,6 +143,18 @@ func rawLink(t *testing.T, n *testNode) net.Conn {
 	return c
 }
 
+// rawLinkFrom connects to n's link listener from the local address ip.
+func rawLinkFrom(t *testing.T, n *testNode, ip string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c, err := d.Dial("tcp", n.member.links.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // closedByPeer waits for the other end to close c, reading what it sends.
 func closedByPeer(t *testing.T, c net.Conn, what string) {
 	t.Helper()
@@ -195,21 +207,32 @@ func TestLinkHostile(t *testing.T) {
 	b.member.links.limit.Store(int64(linkHandshakeLimit))
 	waitFor(t, "the silent connection counted", func() bool { return refused() == 6 })
 
-	// Past MaxLinkHandshakes connections in their handshake, more are
-	// closed at once.
+	// Past maxHandshakesPerIP connections of one address in their
+	// handshake, and past MaxLinkHandshakes of all (from 127.0.0.2 to
+	// 127.0.0.9, eight each), more are closed at once.
 	var silent []net.Conn
-	for range MaxLinkHandshakes {
-		silent = append(silent, rawLink(t, b))
+	for range maxHandshakesPerIP {
+		silent = append(silent, rawLinkFrom(t, b, "127.0.0.1"))
+	}
+	waitFor(t, "one address's silent connections in their handshake", func() bool { return b.member.links.handshakes.Load() == maxHandshakesPerIP })
+	closedByPeer(t, rawLinkFrom(t, b, "127.0.0.1"), "one connection too many from one address")
+	for _, c := range silent {
+		c.Close()
+	}
+	waitFor(t, "one address's silent connections counted", func() bool { return refused() == 6+maxHandshakesPerIP })
+	silent = silent[:0]
+	for i := range MaxLinkHandshakes {
+		silent = append(silent, rawLinkFrom(t, b, fmt.Sprintf("127.0.0.%d", 2+i/maxHandshakesPerIP)))
 	}
 	waitFor(t, "every silent connection in its handshake", func() bool { return b.member.links.handshakes.Load() == MaxLinkHandshakes })
-	closedByPeer(t, rawLink(t, b), "one connection too many")
-	if st := b.member.router.Stats().Links; st.Busy != 1 {
-		t.Errorf("busy = %d, want 1", st.Busy)
+	closedByPeer(t, rawLinkFrom(t, b, "127.0.0.10"), "one connection too many")
+	if st := b.member.router.Stats().Links; st.Busy != 2 {
+		t.Errorf("busy = %d, want 2", st.Busy)
 	}
 	for _, c := range silent {
 		c.Close()
 	}
-	waitFor(t, "the silent connections counted", func() bool { return refused() == 6+MaxLinkHandshakes })
+	waitFor(t, "the silent connections counted", func() bool { return refused() == 6+maxHandshakesPerIP+MaxLinkHandshakes })
 
 	// Whoever holds the secret (it is in Redis) and says it is a node of
 	// the registry, at its generation, gets a link; its malformed frames
@@ -226,7 +249,7 @@ func TestLinkHostile(t *testing.T) {
 			t.Errorf("node %d of gen %d, not in the registry, got a link", who.node, who.gen)
 		}
 		stranger.Close()
-		waitFor(t, "the stranger refused", func() bool { return refused() == uint64(6+MaxLinkHandshakes+1+i) })
+		waitFor(t, "the stranger refused", func() bool { return refused() == uint64(6+maxHandshakesPerIP+MaxLinkHandshakes+1+i) })
 	}
 	rogue := NewRouter(RouterConfig{Node: 1, Gen: a.member.reg.Self().Gen, LinkSecret: secret, Logger: quiet()})
 	defer rogue.Close()

@@ -95,7 +95,7 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 	n.subs = NewSubscriptions(keys, cfg.Logger)
 	var link string
 	if cfg.Link != "" {
-		if n.linkLn, link, err = listenLink(cfg.Link, cfg.URL.Addresses()); err != nil {
+		if n.linkLn, link, err = listenLink(cfg.Link, cfg.URL.Addresses(), cfg.Logger); err != nil {
 			n.close()
 			client.Close()
 			return nil, err
@@ -209,8 +209,9 @@ func (n *Member) linkOf(ctx context.Context, node int) (string, int64, error) {
 // it: addr's host, or when it has none (or 0.0.0.0, ::) this machine's
 // address on its route to Redis (a UDP socket's local address: no packet
 // is sent).
-func listenLink(addr string, redis []string) (net.Listener, string, error) {
-	ln, err := net.Listen("tcp", addr)
+func listenLink(addr string, redis []string, log *slog.Logger) (net.Listener, string, error) {
+	lc := net.ListenConfig{KeepAliveConfig: linkKeepAlive, Control: linkSocket}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("cluster: listen for links: %w", err)
 	}
@@ -219,17 +220,26 @@ func listenLink(addr string, redis []string) (net.Listener, string, error) {
 	if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
 		return ln, net.JoinHostPort(host, port), nil
 	}
+	var errs []error
 	for _, r := range redis {
-		c, err := net.Dial("udp", r)
-		if err != nil {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			errs = append(errs, fmt.Errorf("Redis at %s is not on the network (a unix socket?)", r))
 			continue
 		}
-		local := c.LocalAddr().(*net.UDPAddr).IP.String()
+		c, err := net.Dial("udp", r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		ip := c.LocalAddr().(*net.UDPAddr).IP
 		c.Close()
-		return ln, net.JoinHostPort(local, port), nil
+		if ip.IsLoopback() {
+			log.Warn("cluster: the link address found on the route to Redis is a loopback address: only nodes of this machine can dial it; give WSBRIDGE_CLUSTER_LINK a host when nodes run elsewhere", "link", net.JoinHostPort(ip.String(), port))
+		}
+		return ln, net.JoinHostPort(ip.String(), port), nil
 	}
 	ln.Close()
-	return nil, "", fmt.Errorf("cluster: listen for links on %s: no route to Redis to find this machine's address; give a host", addr)
+	return nil, "", fmt.Errorf("cluster: listen for links on %s: this machine's address is found on its route to Redis, and there is none (%w); give the setting a host", addr, errors.Join(errs...))
 }
 
 // peerCount is how many other nodes there are, for a call to every node

@@ -153,6 +153,12 @@ func (c config) check() error {
 // its kind in the settings table.
 var crossChecks = []func(c config) error{
 	func(c config) error {
+		if c.Cluster.Link != "" && !c.clusterOn() {
+			return fmt.Errorf("invalid value %q for -cluster-link (%s): needs -redis-url (%s): links join the nodes of a cluster", c.Cluster.Link, envName("cluster-link"), envName("redis-url"))
+		}
+		return nil
+	},
+	func(c config) error {
 		if c.Bridge.QueueBytes < c.Bridge.MaxPushSize {
 			return fmt.Errorf("invalid value %d for -queue-bytes (%s): must be at least -max-push-size (%d)", c.Bridge.QueueBytes, envName("queue-bytes"), c.Bridge.MaxPushSize)
 		}

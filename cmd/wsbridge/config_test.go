@@ -419,6 +419,7 @@ var badConfigTests = []struct {
 	{name: "bad accept rate", args: []string{"-accept-rate", "fast"}, want: []string{"-accept-rate", "not a number"}},
 	{name: "negative accept rate", args: []string{"-accept-rate", "-1"}, want: []string{"-accept-rate", "out of range"}},
 	{name: "burst without rate", args: []string{"-accept-burst", "10"}, want: []string{"-accept-burst", "needs -accept-rate"}},
+	{name: "link without redis", args: []string{"-cluster-link", ":7401"}, want: []string{"-cluster-link", "WSBRIDGE_CLUSTER_LINK", "needs -redis-url"}},
 	{name: "bad trusted proxy", args: []string{"-trusted-proxies", "10.0.0.0/8,proxy.internal"}, want: []string{"-trusted-proxies", "proxy.internal"}},
 	{name: "kept headers past 64KiB", args: []string{"-max-kept-header-bytes", "65KiB"}, want: []string{"-max-kept-header-bytes", "at most 64KiB"}},
 	{name: "ws-addr without port", args: []string{"-ws-addr", "nope"}, want: []string{"-ws-addr", "WSBRIDGE_WS_ADDR"}},
