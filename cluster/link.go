@@ -243,15 +243,14 @@ type LinkServer struct {
 	gen    int64
 	log    *slog.Logger
 
-	handshakes atomic.Int64
-	limit      atomic.Int64 // the handshake's, in ns: linkHandshakeLimit (shorter in tests)
-	lastWarn   atomic.Int64 // unix ns of the last refusal logged at Warn
-	mu         sync.Mutex
-	conns      map[net.Conn]linkIn // every connection, in its handshake or a link
-	links      int                 // of them authenticated
-	shaking    map[string]int      // connections in their handshake by remote IP
-	closed     bool
-	wg         sync.WaitGroup
+	limit    atomic.Int64 // the handshake's, in ns: linkHandshakeLimit (shorter in tests)
+	lastWarn atomic.Int64 // unix ns of the last refusal logged at Warn
+	mu       sync.Mutex
+	conns    map[net.Conn]linkIn // every connection, in its handshake or a link
+	links    int                 // of them authenticated
+	shaking  map[string]int      // connections in their handshake by remote IP
+	closed   bool
+	wg       sync.WaitGroup
 }
 
 // linkIn is a connection to the listener: from ip, in its handshake (peer
@@ -290,8 +289,7 @@ func (s *LinkServer) accept() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if s.handshakes.Add(1) > MaxLinkHandshakes || !s.track(c) {
-			s.handshakes.Add(-1)
+		if !s.track(c) {
 			s.r.links.busy.Add(1)
 			c.Close()
 			continue
@@ -308,13 +306,13 @@ func (s *LinkServer) isClosed() bool {
 }
 
 // track records a connection in its handshake, so that Close closes it;
-// false once closed, or when its address has maxHandshakesPerIP in
-// their handshake already.
+// false once closed, or when MaxLinkHandshakes are in their handshake, or
+// maxHandshakesPerIP of its address.
 func (s *LinkServer) track(c net.Conn) bool {
 	ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.shaking[ip] >= maxHandshakesPerIP {
+	if s.closed || s.shakingLocked() >= MaxLinkHandshakes || s.shaking[ip] >= maxHandshakesPerIP {
 		return false
 	}
 	s.shaking[ip]++
@@ -328,7 +326,6 @@ func (s *LinkServer) serve(c net.Conn) {
 	defer c.Close()
 	defer s.forget(c)
 	peer, err := s.handshake(c)
-	s.handshakes.Add(-1)
 	if err != nil {
 		if !s.isClosed() {
 			s.r.links.refused.Add(1)
@@ -454,6 +451,15 @@ func (s *LinkServer) admit(c net.Conn, peer int) bool {
 	s.conns[c] = linkIn{peer: peer}
 	s.links++
 	return true
+}
+
+// shakingLocked counts the connections in their handshake.
+func (s *LinkServer) shakingLocked() int {
+	n := 0
+	for _, k := range s.shaking {
+		n += k
+	}
+	return n
 }
 
 func (s *LinkServer) doneShaking(ip string) {
