@@ -46,6 +46,16 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
+// BatchHoldSetting is Config.BatchHold for a value of the setting
+// WSBRIDGE_CLUSTER_BATCH_HOLD, whose 0 is "never hold" (the Config's 0 is
+// its default).
+func BatchHoldSetting(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
 // Member is this process's membership of a cluster: the Redis client, the
 // claimed id and its heartbeat, the fd sequence, the broker, the router,
 // the subscriptions and the open-fd set. Open it before the hub (the hub

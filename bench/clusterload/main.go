@@ -255,12 +255,12 @@ func pushCases(tw *tabwriter.Writer, redisAddr, local, remote string, fds []int6
 			name string
 			res  pushResult
 		}{{"push, local fd", l}, {"push, fd of another node", r}} {
-			perPublish := "-"
-			if i == 0 {
-				// a local push publishes nothing
-			} else if *link && c.res.publishes < int64(c.res.calls)/100 {
+			perPublish := "-" // a local push publishes nothing
+			switch {
+			case i == 0:
+			case *link && c.res.publishes < int64(c.res.calls)/100:
 				perPublish = "(links)" // the frames skip Redis
-			} else if c.res.publishes > 0 {
+			case c.res.publishes > 0:
 				// Each frame of calls has its frame of answers.
 				perPublish = fmt.Sprintf("%.2f", 2*float64(c.res.calls)/float64(c.res.publishes))
 			}
@@ -382,11 +382,7 @@ func freeAddr() string {
 func startNode(u cluster.RedisURL, log *slog.Logger) (*node, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	batchHold := *hold
-	if batchHold == 0 {
-		batchHold = -1 // the setting's 0 is never; the package's is its default
-	}
-	m, err := cluster.Open(ctx, cluster.Config{URL: u, Prefix: "clusterload", NodeID: cluster.AutoNodeID, Address: "clusterload", BatchHold: batchHold, Logger: log, Link: linkAddr()})
+	m, err := cluster.Open(ctx, cluster.Config{URL: u, Prefix: "clusterload", NodeID: cluster.AutoNodeID, Address: "clusterload", BatchHold: cluster.BatchHoldSetting(*hold), Logger: log, Link: linkAddr()})
 	if err != nil {
 		return nil, err
 	}

@@ -327,10 +327,7 @@ func joinCluster(ctx context.Context, cfg *config, log *slog.Logger, claimLost f
 	cc := cluster.Config{
 		URL: u, Prefix: cfg.Cluster.Prefix, NodeID: cfg.Bridge.NodeID, Address: cfg.RPC.Addr,
 		Timeout: cfg.Cluster.Timeout, TTL: cfg.Cluster.TTL, OnClaimLost: claimLost, Logger: log,
-		BatchHold: cfg.Cluster.BatchHold, Link: cfg.Cluster.Link,
-	}
-	if cc.BatchHold == 0 {
-		cc.BatchHold = -1 // the setting's 0 is "never"; the package's is its default
+		BatchHold: cluster.BatchHoldSetting(cfg.Cluster.BatchHold), Link: cfg.Cluster.Link,
 	}
 	if o, ok := cfg.RPC.Observer.(cluster.Observer); ok {
 		cc.Observer = o
