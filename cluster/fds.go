@@ -48,7 +48,10 @@ type Tracker struct {
 	next bridge.Listener // the events dispatcher, or nil
 	adm  bridge.Admitter
 	up   func() bool // whether Redis is reachable: opens wait for their write only then
-	log  *slog.Logger
+	// subscribed, when set, is Subscriptions.Settled: an open waits for
+	// the channels of the user and groups its authorization gave it too.
+	subscribed func(kind bridge.IndexKind, name string, within time.Duration) <-chan struct{}
+	log        *slog.Logger
 
 	ops    chan fdOp
 	resync atomic.Bool
@@ -103,20 +106,42 @@ func (t *Tracker) queue(op fdOp) bool {
 }
 
 // OnOpen implements bridge.Listener. While Redis is up, the open event
-// goes on to the application only once the fd is in Redis (at most
-// recordTimeout later; the opens of that moment share one write): if
-// the application heard of a connection, a survivor will tell it of the
-// close should this node die.
+// goes on to the application only once the fd is in Redis (the opens of
+// that moment share one write): if the application heard of a
+// connection, a survivor will tell it of the close should this node die.
+// It also waits for this node's subscriptions to the user and groups the
+// authorization gave the connection, so that the application's first
+// push to them, from any node, reaches it. Both waits end within
+// recordTimeout.
 func (t *Tracker) OnOpen(info bridge.ConnInfo) {
 	op := fdOp{fd: info.FD, add: true}
 	if t.up != nil && t.up() {
 		op.done = make(chan struct{})
 	}
+	var waits []<-chan struct{}
 	if t.queue(op) && op.done != nil {
+		waits = append(waits, op.done)
+	}
+	if t.subscribed != nil {
+		if info.User != "" {
+			waits = append(waits, t.subscribed(bridge.UserIndex, info.User, recordTimeout))
+		}
+		for _, g := range info.Groups {
+			waits = append(waits, t.subscribed(bridge.GroupIndex, g, recordTimeout))
+		}
+	}
+	if len(waits) > 0 {
 		timer := time.NewTimer(recordTimeout)
-		select {
-		case <-op.done:
-		case <-timer.C:
+	wait:
+		for _, ch := range waits {
+			if ch == nil {
+				continue
+			}
+			select {
+			case <-ch:
+			case <-timer.C:
+				break wait
+			}
 		}
 		timer.Stop()
 	}

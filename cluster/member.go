@@ -103,6 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Member, error) {
 	n.closing, n.close = context.WithCancel(context.Background())
 	n.tracker = NewTracker(cfg.Logger)
 	n.subs = NewSubscriptions(keys, cfg.Logger)
+	n.tracker.subscribed = n.subs.Settled
 	var link string
 	if cfg.Link != "" {
 		if n.linkLn, link, err = listenLink(cfg.Link, cfg.URL.Addresses(), cfg.Logger); err != nil {
@@ -175,7 +176,7 @@ func (n *Member) Start(ctx context.Context, hub *bridge.Hub, svc *sender.Service
 	}
 	n.router = NewRouter(RouterConfig{
 		Node: n.ID(), Gen: n.reg.Self().Gen, Keys: n.keys, Service: svc, Timeout: n.cfg.Timeout, BatchHold: n.cfg.BatchHold, Observer: n.cfg.Observer, Logger: n.log,
-		Peers: n.peerCount, LinkSecret: secret, LinkOf: n.linkOf,
+		Peers: n.peerCount, LinkSecret: secret, LinkOf: n.linkOf, Subscriptions: n.subs,
 	})
 	n.broker, err = NewRedisBroker(RedisBrokerConfig{Client: n.client, Handler: n.router.Handle, Logger: n.log})
 	if err != nil {

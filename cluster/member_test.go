@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"slices"
@@ -38,22 +39,38 @@ func startNode(t *testing.T, redisURL, prefix string, id int) *testNode {
 // startNodeWith starts a node whose Config set changes first.
 func startNodeWith(t *testing.T, redisURL, prefix string, id int, set func(*Config)) *testNode {
 	t.Helper()
+	return startNodeSetup(t, redisURL, prefix, id, nodeSetup{cluster: set})
+}
+
+// nodeSetup changes a test node before it starts.
+type nodeSetup struct {
+	cluster func(*Config)
+	hub     func(*bridge.Config)
+	events  bridge.Listener // the application's, after the cluster's
+}
+
+func startNodeSetup(t *testing.T, redisURL, prefix string, id int, setup nodeSetup) *testNode {
+	t.Helper()
 	u, err := ParseURL(redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := &testNode{lost: make(chan []int64, 100)}
 	cfg := Config{URL: u, Prefix: prefix, NodeID: id, Address: "test", Timeout: 2 * time.Second, Logger: quiet()}
-	if set != nil {
-		set(&cfg)
+	if setup.cluster != nil {
+		setup.cluster(&cfg)
 	}
 	n.member, err = Open(ctxT(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := n.member
-	listener := m.UseEvents(nil, func(node int, fds []int64) int { n.lost <- slices.Clone(fds); return len(fds) })
-	n.hub, err = bridge.New(bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: listener, OnIndexChange: m.OnIndexChange, Logger: quiet()})
+	listener := m.UseEvents(setup.events, func(node int, fds []int64) int { n.lost <- slices.Clone(fds); return len(fds) })
+	hubCfg := bridge.Config{NodeID: m.ID(), Sequence: m.Sequence(), Listener: listener, OnIndexChange: m.OnIndexChange, Logger: quiet()}
+	if setup.hub != nil {
+		setup.hub(&hubCfg)
+	}
+	n.hub, err = bridge.New(hubCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +195,6 @@ func TestRemoteCalls(t *testing.T) {
 			if g, err := a.svc.GroupsOf(fdB); err != nil || !slices.Equal(g, []string{"room"}) {
 				t.Fatalf("remote GroupsOf = %v, %v", g, err)
 			}
-			waitFor(t, "b subscribed to the room", func() bool { return b.member.subs.Count() == 1 })
 			if fds, un, err := b.svc.GroupMembers("room"); err != nil || un != 0 || !slices.Equal(fds, []int64{fdA, fdB}) {
 				t.Fatalf("GroupMembers = %v, %d, %v", fds, un, err)
 			}
@@ -562,6 +578,19 @@ func TestSubscriptionRefusedIsRetried(t *testing.T) {
 	if subs.Count() != 1 {
 		t.Fatalf("%d channels taken for subscribed, want 1", subs.Count())
 	}
+	// A join's wait for it ends at its bound.
+	unsettled := subs.Settled(bridge.GroupIndex, "second", 50*time.Millisecond)
+	if unsettled == nil {
+		t.Fatal("the refused group's subscription taken for settled")
+	}
+	select {
+	case <-unsettled:
+	case <-time.After(wait):
+		t.Fatal("the wait for the refused group's subscription passed its bound")
+	}
+	if subs.Settled(bridge.GroupIndex, "first", time.Hour) != nil {
+		t.Fatal("the subscribed group's subscription not taken for settled")
+	}
 	if _, err := h.Leave(fdA, "first"); err != nil { // room for the second
 		t.Fatal(err)
 	}
@@ -572,6 +601,9 @@ func TestSubscriptionRefusedIsRetried(t *testing.T) {
 		_, ok := b.subs[subs.keys.GroupChannel("second")]
 		return ok
 	})
+	if subs.Settled(bridge.GroupIndex, "second", time.Hour) != nil || subs.Settled(bridge.GroupIndex, "first", time.Hour) != nil {
+		t.Fatal("subscriptions that match the hub not taken for settled")
+	}
 }
 
 // TestPushBatchAcrossNodesStopsAtTheFailure: a batch that fails at one
@@ -624,5 +656,123 @@ func TestOutboxFlusherExitsWhenIdle(t *testing.T) {
 				t.Fatalf("round %d: %d flushers still run %s after the last call", round, running(), 10*outboxIdle)
 			}
 		}
+	}
+}
+
+// subscribed tells whether n's subscription to a group's (user's)
+// channel is confirmed.
+func subscribed(n *testNode, kind bridge.IndexKind, name string) bool {
+	s := n.member.subs
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subbed[indexName{kind, name}]
+}
+
+// TestJoinAnswersOnceSubscribed: a Join that makes a node a group's first
+// member answers once that node's subscription is confirmed, whether it
+// was called on the node itself or routed there (on a link, while Redis
+// hangs), so that a group push that follows it from any node reaches the
+// new member. Redis frozen for a moment holds the subscription back.
+func TestJoinAnswersOnceSubscribed(t *testing.T) {
+	srv := redistest.Start(t)
+	prefix := redistest.Prefix(t)
+	long := func(c *Config) { withLink(c); c.Timeout = 4 * wait } // the join's wait is bounded by half of it
+	a, b := startNodeWith(t, srv.URL(), prefix, 1, long), startNodeWith(t, srv.URL(), prefix, 2, long)
+	_, fdA := a.dial(t)
+	if ok, err := b.svc.Check(fdA); !ok || err != nil {
+		t.Fatalf("remote Check = %v, %v", ok, err)
+	}
+	linkUp(t, b, 1)
+	linkUp(t, a, 2)
+
+	for _, c := range []struct {
+		name  string
+		group string
+		via   *testNode
+	}{{"on the node", "here", a}, {"routed to the node", "there", b}} {
+		srv.Pause()
+		done := make(chan error, 1)
+		go func() {
+			ok, err := c.via.svc.Join(&sender.GroupArgs{FD: fdA, Group: c.group})
+			if err == nil && !ok {
+				err = errors.New("Join = false")
+			}
+			if err == nil && !subscribed(a, bridge.GroupIndex, c.group) {
+				err = errors.New("Join answered before node 1 subscribed the group")
+			}
+			done <- err
+		}()
+		time.Sleep(200 * time.Millisecond)
+		srv.Resume()
+		if err := <-done; err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+	}
+}
+
+// opens hands each open event's ConnInfo to a test.
+type opens chan bridge.ConnInfo
+
+func (o opens) OnOpen(info bridge.ConnInfo)          { o <- info }
+func (opens) OnMessage(int64, bridge.Opcode, []byte) {}
+func (opens) OnClose(int64, bridge.CloseEvent)       {}
+
+// TestOpenWaitsForItsSubscriptions: the user and groups an authorization
+// gave a connection are subscribed before its open event goes on to the
+// application, so that the application's first push to them from any node
+// reaches it. The Redis Cluster master of the group's and the user's
+// channels hangs for a moment (not the master of the node's fd set, which
+// the open event waits for too).
+func TestOpenWaitsForItsSubscriptions(t *testing.T) {
+	c := redistest.StartCluster(t)
+	prefix := redistest.Prefix(t)
+	events := make(opens, 1)
+	var group, user string // named once the node's keys are known
+	auth := func(*http.Request) bridge.Authorization {
+		return bridge.Authorization{Allow: true, User: user, Groups: []string{group}}
+	}
+	a := startNodeSetup(t, c.URL(), prefix, 1, nodeSetup{
+		cluster: func(cfg *Config) { cfg.Timeout = 4 * wait },
+		hub:     func(cfg *bridge.Config) { cfg.Authorize = auth },
+		events:  events,
+	})
+	k := a.member.keys
+	busy := map[*redistest.Server]bool{}
+	for _, key := range []string{k.FDs(a.member.ID(), a.member.reg.Self().Gen), k.Claim(1)} {
+		s, err := c.ServerOf(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		busy[s] = true
+	}
+	// The group's and the user's channels on one master that holds
+	// neither the node's claim nor its fd set.
+	var paused *redistest.Server
+	for i := 0; group == "" || user == ""; i++ {
+		name := fmt.Sprint("n", i)
+		for _, ch := range []struct {
+			channel string
+			to      *string
+		}{{k.GroupChannel(name), &group}, {k.UserChannel(name), &user}} {
+			s, err := c.ServerOf(ch.channel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *ch.to == "" && !busy[s] && (paused == nil || s == paused) {
+				paused, *ch.to = s, name
+			}
+		}
+	}
+	paused.Pause()
+	a.dial(t)
+	time.Sleep(200 * time.Millisecond)
+	paused.Resume()
+	select {
+	case info := <-events:
+		if !subscribed(a, bridge.GroupIndex, group) || !subscribed(a, bridge.UserIndex, user) {
+			t.Fatalf("open event of %+v before the group and the user were subscribed", info)
+		}
+	case <-time.After(wait):
+		t.Fatal("no open event")
 	}
 }

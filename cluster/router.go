@@ -60,6 +60,9 @@ type RouterConfig struct {
 	// ("" when it takes none) and its generation.
 	LinkSecret []byte
 	LinkOf     func(ctx context.Context, node int) (addr string, gen int64, err error)
+	// Subscriptions, when set, tell when this node's part of a Join or
+	// Bind has taken effect on every node (Subscribed).
+	Subscriptions *Subscriptions
 	// Peers, when set, counts the other live nodes: a call to every node
 	// that cannot be published reports them as not answering.
 	Peers func() int
@@ -508,25 +511,73 @@ func (r *Router) serve(f *frame) {
 		if c.ID == 0 {
 			continue
 		}
-		a := answer{ID: c.ID}
-		if err != nil {
-			e := sender.ToError(err).(*sender.Error)
-			a.Code, a.Message = e.Code, e.Message
-		} else if a.Result, err = msgpack.Marshal(res); err != nil {
-			a.Code, a.Message = sender.CodeInternal, "cannot encode the reply: "+err.Error()
+		if s, ok := res.(sender.Settling); ok {
+			r.answerWhenSettled(f.From, c.ID, s)
+			continue
 		}
-		answers = append(answers, a)
+		answers = append(answers, answerOf(c.ID, res, err))
 	}
+	r.sendAnswers(f.From, answers)
+}
+
+// answerOf is the answer of call id that returned res, err.
+func answerOf(id uint64, res any, err error) answer {
+	a := answer{ID: id}
+	if err != nil {
+		e := sender.ToError(err).(*sender.Error)
+		a.Code, a.Message = e.Code, e.Message
+	} else if a.Result, err = msgpack.Marshal(res); err != nil {
+		a.Code, a.Message = sender.CodeInternal, "cannot encode the reply: "+err.Error()
+	}
+	return a
+}
+
+// sendAnswers queues answers for node's next frame.
+func (r *Router) sendAnswers(node int, answers []answer) {
 	if len(answers) == 0 {
 		return
 	}
-	o, err := r.outbox(f.From)
+	o, err := r.outbox(node)
 	if err == nil {
 		err = o.addAnswers(answers)
 	}
 	if err != nil {
-		r.log.Debug("cluster: answers could not be queued", "to", f.From, "answers", len(answers), "err", err)
+		r.log.Debug("cluster: answers could not be queued", "to", node, "answers", len(answers), "err", err)
 	}
+}
+
+// answerWhenSettled answers call id of node once s has taken effect on
+// every node, from a goroutine of its own (which Subscribed's bound
+// ends), so that the frames behind it are not held up.
+func (r *Router) answerWhenSettled(node int, id uint64, s sender.Settling) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		select {
+		case <-s.Done:
+			r.sendAnswers(node, []answer{answerOf(id, s.Result, nil)})
+		case <-r.stopCtx.Done():
+		}
+	}()
+}
+
+// Subscribed is sender.Remote's: nil when this node's subscription to
+// scope's channel matches its members, else a channel closed once it does
+// or after half the call timeout (the other half is the answer's).
+func (r *Router) Subscribed(scope sender.Scope) <-chan struct{} {
+	if r.cfg.Subscriptions == nil || scope.Kind == sender.ScopeAll {
+		return nil
+	}
+	kind := bridge.GroupIndex
+	if scope.Kind == sender.ScopeUser {
+		kind = bridge.UserIndex
+	}
+	return r.cfg.Subscriptions.Settled(kind, scope.Name, r.cfg.Timeout/2)
 }
 
 // encodeArgs encodes the call's arguments, once; its error is the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,10 +26,12 @@ type Subscriptions struct {
 	broker Broker
 	dirty  map[indexName]struct{}
 	subbed map[indexName]bool
-	wake   chan struct{}
-	ctx    context.Context // ended by Close
-	cancel context.CancelFunc
-	done   chan struct{}
+	// waiters wait for a name's subscription to match the hub (Settled).
+	waiters map[indexName][]*settleWaiter
+	wake    chan struct{}
+	ctx     context.Context // ended by Close
+	cancel  context.CancelFunc
+	done    chan struct{}
 
 	failures atomic.Uint64
 }
@@ -44,7 +47,7 @@ func NewSubscriptions(keys Keys, log *slog.Logger) *Subscriptions {
 		log = slog.Default()
 	}
 	s := &Subscriptions{keys: keys, log: log, dirty: map[indexName]struct{}{}, subbed: map[indexName]bool{},
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+		waiters: map[indexName][]*settleWaiter{}, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -94,14 +97,23 @@ func (s *Subscriptions) loop() {
 	}
 }
 
-// reconcile subscribes or unsubscribes n's channel after the hub's state.
-func (s *Subscriptions) reconcile(ctx context.Context, n indexName) {
-	want := false
-	channel := s.keys.GroupChannel(n.name)
+// wants tells whether the hub has members of n: whether n's channel
+// should be subscribed. Never called with mu held: the hub tells of its
+// changes (Changed) under its own locks.
+func (s *Subscriptions) wants(n indexName) bool {
 	if n.kind == bridge.GroupIndex {
-		want = s.hub.HasGroup(n.name)
-	} else {
-		want = s.hub.HasUser(n.name)
+		return s.hub.HasGroup(n.name)
+	}
+	return s.hub.HasUser(n.name)
+}
+
+// reconcile subscribes or unsubscribes n's channel after the hub's state,
+// then releases the waits that it settled.
+func (s *Subscriptions) reconcile(ctx context.Context, n indexName) {
+	defer s.settle(n)
+	want := s.wants(n)
+	channel := s.keys.GroupChannel(n.name)
+	if n.kind == bridge.UserIndex {
 		channel = s.keys.UserChannel(n.name)
 	}
 	s.mu.Lock()
@@ -154,7 +166,83 @@ func (s *Subscriptions) Count() int {
 	return len(s.subbed)
 }
 
-// Close stops the goroutine; the broker's Close ends the subscriptions.
+// Settled returns nil when this node's subscription to the channel of a
+// group (kind GroupIndex) or user matches the hub's state, so that a push
+// to it from any node reaches this node's members. Otherwise it returns a
+// channel closed once it does, after within, or at Close.
+func (s *Subscriptions) Settled(kind bridge.IndexKind, name string, within time.Duration) <-chan struct{} {
+	n := indexName{kind, name}
+	s.mu.Lock()
+	started := s.hub != nil
+	s.mu.Unlock()
+	if !started || s.ctx.Err() != nil {
+		return nil
+	}
+	want := s.wants(n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subbed[n] == want {
+		return nil // a change since is followed by its own reconcile
+	}
+	w := &settleWaiter{ch: make(chan struct{})}
+	s.waiters[n] = append(s.waiters[n], w)
+	w.timer = time.AfterFunc(within, func() {
+		s.mu.Lock()
+		if ws := s.waiters[n]; ws != nil {
+			ws = slices.DeleteFunc(ws, func(o *settleWaiter) bool { return o == w })
+			if len(ws) == 0 {
+				delete(s.waiters, n)
+			} else {
+				s.waiters[n] = ws
+			}
+		}
+		s.mu.Unlock()
+		w.release()
+	})
+	return w.ch
+}
+
+// settleWaiter is one wait of Settled.
+type settleWaiter struct {
+	ch    chan struct{}
+	once  sync.Once
+	timer *time.Timer
+}
+
+func (w *settleWaiter) release() {
+	w.once.Do(func() {
+		if w.timer != nil {
+			w.timer.Stop()
+		}
+		close(w.ch)
+	})
+}
+
+// settle releases n's waits if its subscription matches the hub's state
+// now (which a Join may have changed while it was reconciled: then its
+// own round follows).
+func (s *Subscriptions) settle(n indexName) {
+	s.mu.Lock()
+	waiting := len(s.waiters[n]) > 0
+	s.mu.Unlock()
+	if !waiting {
+		return
+	}
+	want := s.wants(n)
+	s.mu.Lock()
+	var ws []*settleWaiter
+	if s.subbed[n] == want {
+		ws = s.waiters[n]
+		delete(s.waiters, n)
+	}
+	s.mu.Unlock()
+	for _, w := range ws {
+		w.release()
+	}
+}
+
+// Close stops the goroutine and releases the waits of Settled; the
+// broker's Close ends the subscriptions.
 func (s *Subscriptions) Close() {
 	s.mu.Lock()
 	started := s.hub != nil
@@ -162,5 +250,14 @@ func (s *Subscriptions) Close() {
 	s.cancel()
 	if started {
 		<-s.done
+	}
+	s.mu.Lock()
+	waiters := s.waiters
+	s.waiters = map[indexName][]*settleWaiter{}
+	s.mu.Unlock()
+	for _, ws := range waiters {
+		for _, w := range ws {
+			w.release()
+		}
 	}
 }

@@ -28,6 +28,49 @@ type Remote interface {
 	// each with a decoder of every answer that arrives in time. It returns
 	// how many nodes in scope did not answer in time.
 	Fanout(scope Scope, method string, args any, each func(decode func(reply any) error) error) (unanswered int, err error)
+	// Subscribed returns nil when a push to scope (a group or a user) from
+	// any node reaches this node's members of it. Otherwise (this node's
+	// first member joined, its subscription is under way) it returns a
+	// channel closed once it does, or after a bound of the Remote's.
+	Subscribed(scope Scope) <-chan struct{}
+}
+
+// Settling is what Serve returns for a call whose effect reaches the other
+// nodes after it ran here: a Join or Bind that made this node a group's or
+// user's first member. The Remote answers Result once Done is closed, so
+// that a group or user push that follows the answer reaches the member.
+type Settling struct {
+	Result any
+	Done   <-chan struct{}
+}
+
+// subscribed is the Remote's Subscribed, nil without a Remote.
+func (s *Service) subscribed(kind ScopeKind, name string) <-chan struct{} {
+	if s.remote == nil {
+		return nil
+	}
+	return s.remote.Subscribed(Scope{Kind: kind, Name: name})
+}
+
+// settled makes the handler of a routed Join or Bind: its reply is
+// Settling until its change reached the other nodes.
+func settled[A any](f func(*Service, *A) (bool, <-chan struct{}, error)) func(*Service, *A) (any, error) {
+	return func(s *Service, in *A) (any, error) {
+		ok, done, err := f(s, in)
+		if done == nil {
+			return ok, err
+		}
+		return Settling{Result: ok, Done: done}, err
+	}
+}
+
+// waited runs a Join or Bind on this node for a caller of this node: it
+// returns once the change reached the other nodes.
+func waited(ok bool, done <-chan struct{}, err error) (bool, error) {
+	if done != nil {
+		<-done
+	}
+	return ok, err
 }
 
 // Scope names the nodes a Fanout reaches: those with members of a group,
@@ -343,7 +386,7 @@ func (s *Service) Join(in *GroupArgs) (bool, error) {
 	if node, remote := s.remoteNode(in.FD); remote {
 		return call[bool](s, node, "Join", in, true)
 	}
-	return s.localJoin(in)
+	return waited(s.localJoin(in))
 }
 
 // Leave removes fd from a group; false when it was not a member.
@@ -368,7 +411,7 @@ func (s *Service) Bind(in *BindArgs) (bool, error) {
 	if node, remote := s.remoteNode(in.FD); remote {
 		return call[bool](s, node, "Bind", in, true)
 	}
-	return s.localBind(in)
+	return waited(s.localBind(in))
 }
 
 // Unbind removes fd's user binding; false when it had none.
@@ -405,9 +448,9 @@ var handlers = map[string]handler{
 	"PushGroup":    serve((*Service).localPushGroup),
 	"PushUser":     serve((*Service).localPushUser),
 	"Disconnect":   serve((*Service).localDisconnect),
-	"Join":         serve((*Service).localJoin),
+	"Join":         serve(settled((*Service).localJoin)),
 	"Leave":        serve((*Service).localLeave),
-	"Bind":         serve((*Service).localBind),
+	"Bind":         serve(settled((*Service).localBind)),
 	"Check":        serve(noErr(func(s *Service, in *FDArgs) bool { return s.localCheck(in.FD) })),
 	"Info":         serve(noErr(func(s *Service, in *FDArgs) Info { return s.localInfo(in.FD) })),
 	"GroupsOf":     serve(noErr(func(s *Service, in *FDArgs) []string { return s.localGroupsOf(in.FD) })),

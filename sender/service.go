@@ -163,9 +163,13 @@ func groupOp(err error, ok bool) (bool, error) {
 	return err == nil && ok, ToError(err)
 }
 
-// Join adds fd to a group.
-func (s *Service) localJoin(in *GroupArgs) (bool, error) {
-	return groupOp(s.hub.Join(in.FD, in.Group), true)
+// Join adds fd to a group. done, when not nil, is closed once a group
+// push from any node reaches fd (Remote.Subscribed).
+func (s *Service) localJoin(in *GroupArgs) (ok bool, done <-chan struct{}, err error) {
+	if ok, err = groupOp(s.hub.Join(in.FD, in.Group), true); ok {
+		done = s.subscribed(ScopeGroup, in.Group)
+	}
+	return ok, done, err
 }
 
 // Leave removes fd from a group; false when it was not a member.
@@ -198,9 +202,13 @@ func (s *Service) localGroupsOf(fd int64) []string {
 // Groups lists every group with its member count.
 func (s *Service) localGroups() map[string]int { return s.hub.Groups() }
 
-// Bind binds fd to a user id.
-func (s *Service) localBind(in *BindArgs) (bool, error) {
-	return groupOp(s.hub.Bind(in.FD, in.User), true)
+// Bind binds fd to a user id. done, when not nil, is closed once a user
+// push from any node reaches fd (Remote.Subscribed).
+func (s *Service) localBind(in *BindArgs) (ok bool, done <-chan struct{}, err error) {
+	if ok, err = groupOp(s.hub.Bind(in.FD, in.User), true); ok {
+		done = s.subscribed(ScopeUser, in.User)
+	}
+	return ok, done, err
 }
 
 // Unbind removes fd's user binding; false when it had none.

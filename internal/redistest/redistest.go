@@ -268,6 +268,48 @@ func StartCluster(t testing.TB) *Cluster {
 	return c
 }
 
+// ServerOf returns the master that holds the slot of key (a key or a
+// sharded channel), after CLUSTER KEYSLOT and CLUSTER NODES.
+func (c *Cluster) ServerOf(key string) (*Server, error) {
+	out, err := c.Servers[0].CLI("cluster", "keyslot", key)
+	if err != nil {
+		return nil, fmt.Errorf("redistest: cluster keyslot: %w: %s", err, out)
+	}
+	slot, err := strconv.Atoi(out)
+	if err != nil {
+		return nil, fmt.Errorf("redistest: cluster keyslot: %q", out)
+	}
+	nodes, err := c.Servers[0].CLI("cluster", "nodes")
+	if err != nil {
+		return nil, fmt.Errorf("redistest: cluster nodes: %w: %s", err, nodes)
+	}
+	// <id> <ip:port@bus> <flags> <master> <ping> <pong> <epoch> <state> <slots>...
+	for _, line := range strings.Split(nodes, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 9 || !strings.Contains(f[2], "master") {
+			continue
+		}
+		for _, r := range f[8:] {
+			lo, hi, _ := strings.Cut(r, "-")
+			from, err1 := strconv.Atoi(lo)
+			to, err2 := strconv.Atoi(hi)
+			if hi == "" {
+				to, err2 = from, nil
+			}
+			if err1 != nil || err2 != nil || slot < from || slot > to {
+				continue
+			}
+			addr, _, _ := strings.Cut(f[1], "@")
+			for _, s := range c.Servers {
+				if s.Addr() == addr {
+					return s, nil
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("redistest: no master holds slot %d of %q:\n%s", slot, key, nodes)
+}
+
 func clusterOK(info string) bool {
 	sc := bufio.NewScanner(strings.NewReader(info))
 	for sc.Scan() {

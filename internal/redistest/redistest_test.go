@@ -42,4 +42,11 @@ func TestCluster(t *testing.T) {
 	if !strings.Contains(c.URL(), "addr=") {
 		t.Fatalf("URL %q names one node", c.URL())
 	}
+	// "{a}" is in slot 15495 and "{b}" in 3300: the last and the first
+	// master of a cluster made of three.
+	for key, want := range map[string]*Server{"{a}x": c.Servers[2], "{b}y": c.Servers[0]} {
+		if s, err := c.ServerOf(key); err != nil || s != want {
+			t.Errorf("ServerOf(%q) = %p, %v; want the server of %s", key, s, err, want.Addr())
+		}
+	}
 }
