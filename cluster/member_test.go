@@ -776,3 +776,77 @@ func TestOpenWaitsForItsSubscriptions(t *testing.T) {
 		t.Fatal("no open event")
 	}
 }
+
+// receiving tells whether n's broker holds channel with its subscription
+// confirmed.
+func receiving(n *testNode, channel string) bool {
+	b := n.member.broker
+	b.mu.Lock()
+	s, ok := b.subs[channel]
+	b.mu.Unlock()
+	if !ok {
+		return false
+	}
+	select {
+	case <-s.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestJoinDuringUnsubscribe: a Join that comes while the node is
+// unsubscribing the group (its last member left a moment ago; Redis
+// hangs, so the unsubscription takes its time) answers only once the
+// node subscribed the group again.
+func TestJoinDuringUnsubscribe(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startNodeWith(t, srv.URL(), redistest.Prefix(t), 1, func(c *Config) { c.Timeout = 4 * wait })
+	_, fd1 := a.dial(t)
+	_, fd2 := a.dial(t)
+	join := func(fd int64) {
+		t.Helper()
+		if ok, err := a.svc.Join(&sender.GroupArgs{FD: fd, Group: "room"}); !ok || err != nil {
+			t.Fatalf("Join(%d) = %v, %v", fd, ok, err)
+		}
+	}
+	join(fd1)
+	channel := a.member.keys.GroupChannel("room")
+	srv.Pause()
+	if ok, err := a.svc.Leave(&sender.GroupArgs{FD: fd1, Group: "room"}); !ok || err != nil {
+		t.Fatalf("Leave = %v, %v", ok, err)
+	}
+	waitFor(t, "the unsubscription under way", func() bool { return !receiving(a, channel) })
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		srv.Resume()
+	}()
+	join(fd2)
+	if !receiving(a, channel) {
+		t.Fatal("Join answered while the node did not receive the group's pushes")
+	}
+}
+
+// TestJoinWhileRedisDown: once the node knows Redis is away, a Join does
+// not wait for a subscription that cannot come (not even behind one that
+// was under way when Redis went: it is made once Redis is back).
+func TestJoinWhileRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startNodeWith(t, srv.URL(), redistest.Prefix(t), 1, func(c *Config) { c.Timeout = 4 * wait })
+	_, fd := a.dial(t)
+	srv.Pause() // a hang: the first group's subscription stays under way
+	if err := a.hub.Join(fd, "first"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "Redis known to be away", func() bool { return !a.member.broker.Health().Up })
+	if err := a.hub.Join(fd, "second"); err != nil {
+		t.Fatal(err)
+	}
+	if a.member.subs.Settled(bridge.GroupIndex, "second", time.Hour) != nil {
+		t.Error("a join while Redis is away waits for its subscription")
+	}
+	srv.Resume()
+	waitFor(t, "both groups subscribed once Redis is back", func() bool {
+		return receiving(a, a.member.keys.GroupChannel("first")) && receiving(a, a.member.keys.GroupChannel("second"))
+	})
+}

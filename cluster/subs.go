@@ -128,6 +128,11 @@ func (s *Subscriptions) reconcile(ctx context.Context, n indexName) {
 		// it once Redis is back.
 		err = s.broker.Subscribe(ctx, channel)
 	} else {
+		// Not subscribed from the moment the broker stops delivering,
+		// before Redis confirms: a Join meanwhile waits (Settled).
+		s.mu.Lock()
+		delete(s.subbed, n)
+		s.mu.Unlock()
 		err = s.broker.Unsubscribe(ctx, channel)
 	}
 	if err != nil && want && !errors.Is(err, ErrUnavailable) {
@@ -169,19 +174,21 @@ func (s *Subscriptions) Count() int {
 // Settled returns nil when this node's subscription to the channel of a
 // group (kind GroupIndex) or user matches the hub's state, so that a push
 // to it from any node reaches this node's members. Otherwise it returns a
-// channel closed once it does, after within, or at Close.
+// channel closed once it does, after within, or at Close. While Redis is
+// known to be away nothing is waited for: the broker subscribes once it
+// is back.
 func (s *Subscriptions) Settled(kind bridge.IndexKind, name string, within time.Duration) <-chan struct{} {
 	n := indexName{kind, name}
 	s.mu.Lock()
-	started := s.hub != nil
+	broker := s.broker
 	s.mu.Unlock()
-	if !started || s.ctx.Err() != nil {
+	if broker == nil || !broker.Health().Up {
 		return nil
 	}
 	want := s.wants(n)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.subbed[n] == want {
+	if s.subbed[n] == want || s.ctx.Err() != nil {
 		return nil // a change since is followed by its own reconcile
 	}
 	w := &settleWaiter{ch: make(chan struct{})}
