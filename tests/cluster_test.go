@@ -239,11 +239,11 @@ func TestClusterAcrossNodes(t *testing.T) {
 				callOK[bool](t, a, "Sender.Join", map[string]any{"fd": fd, "group": "room"})
 				callOK[bool](t, a, "Sender.Bind", map[string]any{"fd": fd, "user": "u1"})
 			}
-			// Joins subscribe the nodes' group channels; a push is one
-			// publish, so it waits until both nodes are there.
-			waitUntil(t, "both members listed", func() bool {
-				return slices.Equal(callOK[[]int64](t, a, "Sender.GroupMembers", map[string]any{"group": "room"}), []int64{min(fdB, fdC), max(fdB, fdC)})
-			})
+			// A Join answers once its node subscribed the group's channel:
+			// the listing and the push right after it reach both members.
+			if fds := callOK[[]int64](t, a, "Sender.GroupMembers", map[string]any{"group": "room"}); !slices.Equal(fds, []int64{min(fdB, fdC), max(fdB, fdC)}) {
+				t.Fatalf("GroupMembers right after the joins = %v, want %d and %d", fds, fdB, fdC)
+			}
 			if n := callOK[int](t, a, "Sender.PushGroup", map[string]any{"group": "room", "data": "group"}); n != 2 {
 				t.Fatalf("PushGroup = %d, want 2", n)
 			}
