@@ -20,10 +20,13 @@
 //	go run ./bench/clusterload                 # 7 rounds of 1 s per push case
 //	go run ./bench/clusterload -rounds 11 -members 3000
 //	go run ./bench/clusterload -processes      # push cases against two wsbridge processes
+//	go run ./bench/clusterload -processes -link -rounds 1 -d 8s -cpuprofile /tmp/cl  # and where their CPU goes
 package main
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -58,7 +61,7 @@ var (
 	members  = flag.Int("members", 3000, "connections per node for the group and broadcast cases")
 	fanouts  = flag.Int("fanouts", 50, "group pushes (and broadcasts) per fan-out case")
 	redisBin = flag.String("redis-server", "redis-server", "the redis-server command")
-	cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the remote push cases to this file")
+	cpuprof  = flag.String("cpuprofile", "", "write a CPU profile of the first 8-caller remote round to this file; with -processes, profiles of each wsbridge process in the first 8-caller local and remote rounds, to this path with .local.b, .remote.a and .remote.b appended (through their admin API's pprof)")
 	hold     = flag.Duration("batch-hold", cluster.DefaultBatchHold, "the nodes' WSBRIDGE_CLUSTER_BATCH_HOLD (0: never hold)")
 	link     = flag.Bool("link", false, "the nodes take links from each other (WSBRIDGE_CLUSTER_LINK on loopback): calls for another node's fds skip Redis")
 	procs    = flag.Bool("processes", false, "push cases against two wsbridge processes (built from this module) instead of nodes in this process")
@@ -121,7 +124,7 @@ func run() error {
 	fmt.Printf("clusterload: 3 nodes in process, redis-server %s, %d cores; push cases: %d rounds of %s local then %s remote, medians\n\n",
 		redisAddr, runtime.NumCPU(), *rounds, *dur, *dur)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if err := pushCases(tw, redisAddr, b.rpc.Addr(), a.rpc.Addr(), fds); err != nil {
+	if err := pushCases(tw, redisAddr, b.rpc.Addr(), a.rpc.Addr(), fds, profileThis); err != nil {
 		return err
 	}
 	if os.Getenv("CLUSTERLOAD_DEBUG") != "" {
@@ -210,7 +213,7 @@ const payload = `{"type":"chat","text":"hello everyone"}`
 // pushCases measures pushes to fds (held by the node whose RPC is at
 // local) through local and through remote, 1 and 8 callers, alternating
 // in rounds; it writes the table to tw.
-func pushCases(tw *tabwriter.Writer, redisAddr, local, remote string, fds []int64) error {
+func pushCases(tw *tabwriter.Writer, redisAddr, local, remote string, fds []int64, prof profiler) error {
 	fmt.Fprintln(tw, "case\tcallers\tcalls/s\tp50\tp99\tof local\tCPU µs/call\tof which Redis\tmachine CPU µs/call\tcalls per publish\t")
 	for _, callers := range []int{1, 8} {
 		// Local and remote alternate in short rounds, so that a change
@@ -218,29 +221,24 @@ func pushCases(tw *tabwriter.Writer, redisAddr, local, remote string, fds []int6
 		// ratio is of the medians.
 		var locals, remotes []pushResult
 		for range *rounds {
-			l, err := pushCase(local, fds, callers)
+			profile := *cpuprof != "" && callers > 1 && len(remotes) == 0
+			stop, err := prof.start(profile, "local")
 			if err != nil {
 				return err
 			}
-			profile := *cpuprof != "" && callers > 1 && len(remotes) == 0
-			if profile {
-				f, err := os.Create(*cpuprof)
-				if err != nil {
-					return err
-				}
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
+			l, err := pushCase(local, fds, callers)
+			if err := errors.Join(err, stop()); err != nil {
+				return err
 			}
 			before, err := commandStats(redisAddr)
 			if err != nil {
 				return err
 			}
-			r, err := pushCase(remote, fds, callers)
-			if profile {
-				pprof.StopCPUProfile()
+			if stop, err = prof.start(profile, "remote"); err != nil {
+				return err
 			}
-			if err != nil {
+			r, err := pushCase(remote, fds, callers)
+			if err := errors.Join(err, stop()); err != nil {
 				return err
 			}
 			after, err := commandStats(redisAddr)
@@ -271,6 +269,92 @@ func pushCases(tw *tabwriter.Writer, redisAddr, local, remote string, fds []int6
 	return nil
 }
 
+// profiler profiles a round of a push case ("local" or "remote") when
+// asked to: start returns the function that ends the profile.
+type profiler func(round string) (stop func() error, err error)
+
+func (p profiler) start(profile bool, round string) (func() error, error) {
+	if !profile || p == nil {
+		return func() error { return nil }, nil
+	}
+	return p(round)
+}
+
+// profileThis profiles this process in the remote round: the nodes in
+// process.
+func profileThis(round string) (func() error, error) {
+	if round != "remote" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(*cpuprof)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
+}
+
+// profileProcesses profiles wsbridge processes through their admin API's
+// /debug/pprof/profile for the length of a round (-d, whole seconds): the
+// owner of the fds (b) in the local round, both in the remote round.
+func profileProcesses(token string, admins map[string]string) profiler {
+	return func(round string) (func() error, error) {
+		seconds := max(1, int(dur.Round(time.Second)/time.Second))
+		var wg sync.WaitGroup
+		errs := make(chan error, len(admins))
+		for name, addr := range admins {
+			if round == "local" && name != "b" {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds), token, *cpuprof+"."+round+"."+name)
+			}()
+		}
+		return func() error {
+			wg.Wait()
+			close(errs)
+			var all []error
+			for err := range errs {
+				all = append(all, err)
+			}
+			return errors.Join(all...)
+		}, nil
+	}
+}
+
+func fetchProfile(url, token, path string) error {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("profile: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile: %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("profile: %w", err)
+	}
+	return f.Close()
+}
+
 // runProcesses runs the push cases against two wsbridge processes, A and
 // B, on the Redis at redisAddr: 8 WebSocket clients on B over loopback TCP,
 // pushes through B's RPC (local) and through A's (remote).
@@ -297,11 +381,19 @@ func runProcesses(redisAddr string) error {
 			_ = p.cmd.Wait()
 		}
 	}()
-	for range 2 {
+	token := rand.Text() // the admin API's, which serves pprof with -cpuprofile
+	admins := map[string]string{}
+	for i := range 2 {
 		p := &proc{ws: freeAddr(), rpc: freeAddr()}
 		p.cmd = exec.Command(bin)
+		admin := "off"
+		if *cpuprof != "" {
+			admin = freeAddr()
+			admins[string(rune('a'+i))] = admin
+		}
 		p.cmd.Env = append(os.Environ(), "WSBRIDGE_REDIS_URL=redis://"+redisAddr, "WSBRIDGE_REDIS_PREFIX=clusterload",
-			"WSBRIDGE_WS_ADDR="+p.ws, "WSBRIDGE_RPC_ADDR=tcp://"+p.rpc, "WSBRIDGE_ADMIN_ADDR=off",
+			"WSBRIDGE_WS_ADDR="+p.ws, "WSBRIDGE_RPC_ADDR=tcp://"+p.rpc, "WSBRIDGE_ADMIN_ADDR="+admin,
+			"WSBRIDGE_ADMIN_TOKEN="+token, "WSBRIDGE_ADMIN_PPROF=true",
 			"WSBRIDGE_QUEUE_SIZE=65536", "WSBRIDGE_LOG_LEVEL=error", "WSBRIDGE_CLUSTER_BATCH_HOLD="+hold.String())
 		if *link {
 			p.cmd.Env = append(p.cmd.Env, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
@@ -363,7 +455,7 @@ func runProcesses(redisAddr string) error {
 	fmt.Printf("clusterload: 2 wsbridge processes, redis-server %s, %d cores; push cases: %d rounds of %s local then %s remote, medians\n\n",
 		redisAddr, runtime.NumCPU(), *rounds, *dur, *dur)
 	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	if err := pushCases(tw, redisAddr, "tcp://"+b.rpc, "tcp://"+a.rpc, fds); err != nil {
+	if err := pushCases(tw, redisAddr, "tcp://"+b.rpc, "tcp://"+a.rpc, fds, profileProcesses(token, admins)); err != nil {
 		return err
 	}
 	return tw.Flush()
