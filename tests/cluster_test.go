@@ -211,10 +211,13 @@ func TestClusterAcrossNodes(t *testing.T) {
 		t.Run(kind.Name, func(t *testing.T) {
 			redisURL, prefix, sink := kind.Start(t), redistest.Prefix(t), newAppSink(t)
 			// b and c take links, a does not: a's calls for their fds
-			// travel on links once dialed, their answers through Redis.
-			a := startClusterNode(t, redisURL, prefix, sink)
-			b := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
-			c := startClusterNode(t, redisURL, prefix, sink, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
+			// travel on links once dialed, their answers through Redis. A
+			// Join waits for its node's subscription up to half the call
+			// timeout: a loaded machine has 5 s here, not 0.5 s.
+			slow := "WSBRIDGE_CLUSTER_TIMEOUT=10s"
+			a := startClusterNode(t, redisURL, prefix, sink, slow)
+			b := startClusterNode(t, redisURL, prefix, sink, slow, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
+			c := startClusterNode(t, redisURL, prefix, sink, slow, "WSBRIDGE_CLUSTER_LINK=127.0.0.1:0")
 			if a.id == b.id || b.id == c.id || a.id == c.id {
 				t.Fatalf("node ids %d, %d, %d", a.id, b.id, c.id)
 			}

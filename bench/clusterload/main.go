@@ -306,6 +306,7 @@ func profileThis(round string) (func() error, error) {
 func profileProcesses(token string, admins map[string]string) profiler {
 	return func(round string) (func() error, error) {
 		seconds := max(1, int(dur.Round(time.Second)/time.Second))
+		client := &http.Client{Timeout: time.Duration(seconds)*time.Second + 10*time.Second}
 		var wg sync.WaitGroup
 		errs := make(chan error, len(admins))
 		for name, addr := range admins {
@@ -315,7 +316,7 @@ func profileProcesses(token string, admins map[string]string) profiler {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs <- fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds), token, *cpuprof+"."+round+"."+name)
+				errs <- fetchProfile(client, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds), token, *cpuprof+"."+round+"."+name)
 			}()
 		}
 		return func() error {
@@ -330,13 +331,13 @@ func profileProcesses(token string, admins map[string]string) profiler {
 	}
 }
 
-func fetchProfile(url, token, path string) error {
+func fetchProfile(client *http.Client, url, token, path string) error {
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}
