@@ -294,13 +294,8 @@ func rawSize(m msgpack.RawMessage) int { return max(len(m), 1) }
 // does), nil for any field, ints of any width, strings as str or bin, and
 // a struct as an array of all its fields.
 func decodeFrame(b []byte) (*frame, error) {
-	if len(b) > MaxFrameBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errMalformed, len(b), MaxFrameBytes)
-	}
-	// The walk bounds nesting and announced lengths: below, every length
-	// read fits in what remains of b, and no array exceeds maxFrameArray.
-	if err := msgpackcheck.CheckLimit(b, maxFrameArray); err != nil {
-		return nil, fmt.Errorf("%w: %w", errMalformed, err)
+	if err := checkFrameBytes(b); err != nil {
+		return nil, err
 	}
 	f := new(frame)
 	d := frameDecoder{b: b}
@@ -308,6 +303,20 @@ func decodeFrame(b []byte) (*frame, error) {
 		return nil, fmt.Errorf("%w: %w", errMalformed, err)
 	}
 	return checkFrame(f)
+}
+
+// checkFrameBytes bounds a frame before it is decoded: its size, and (the
+// walk) its nesting and announced lengths, so that every length the
+// decoder reads fits in what remains of b and no array exceeds
+// maxFrameArray.
+func checkFrameBytes(b []byte) error {
+	if len(b) > MaxFrameBytes {
+		return fmt.Errorf("%w: %d bytes, the limit is %d", errMalformed, len(b), MaxFrameBytes)
+	}
+	if err := msgpackcheck.CheckLimit(b, maxFrameArray); err != nil {
+		return fmt.Errorf("%w: %w", errMalformed, err)
+	}
+	return nil
 }
 
 // checkFrame refuses a decoded frame out of bounds.
@@ -600,18 +609,32 @@ func resize[T any](s *[]T, n int) {
 	}
 }
 
-func (d *frameDecoder) frame(f *frame) error {
-	n, asArray, err := d.structHead(4)
+// fields decodes a struct whose fields are named by the bytes of names
+// (their order in the array form), in either form structHead takes: set
+// decodes the value of each field present, and skips (d.skip) one no
+// field is named by. A nil struct, or an empty array, zeroes it (zero).
+func (d *frameDecoder) fields(names string, zero func(), set func(k byte) error) error {
+	n, asArray, err := d.structHead(len(names))
 	if err != nil || n == -1 {
-		*f = frame{}
+		zero()
 		return err
 	}
 	for i := 0; i < n; i++ {
-		k, err := d.field(asArray, i, "vfca")
+		k, err := d.field(asArray, i, names)
+		if err == nil {
+			err = set(k)
+		}
 		if err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (d *frameDecoder) frame(f *frame) error {
+	return d.fields("vfca", func() { *f = frame{} }, func(k byte) error {
 		var v int64
+		var err error
 		switch k {
 		case 'v':
 			v, err = d.int()
@@ -638,24 +661,12 @@ func (d *frameDecoder) frame(f *frame) error {
 		default:
 			err = d.skip()
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func (d *frameDecoder) call(c *call) error {
-	n, asArray, err := d.structHead(3)
-	if err != nil || n == -1 {
-		*c = call{}
-		return err
-	}
-	for i := 0; i < n; i++ {
-		k, err := d.field(asArray, i, "ima")
-		if err != nil {
-			return err
-		}
+	return d.fields("ima", func() { *c = call{} }, func(k byte) (err error) {
 		switch k {
 		case 'i':
 			c.ID, err = d.uint()
@@ -666,24 +677,12 @@ func (d *frameDecoder) call(c *call) error {
 		default:
 			err = d.skip()
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }
 
 func (d *frameDecoder) answer(a *answer) error {
-	n, asArray, err := d.structHead(4)
-	if err != nil || n == -1 {
-		*a = answer{}
-		return err
-	}
-	for i := 0; i < n; i++ {
-		k, err := d.field(asArray, i, "irce")
-		if err != nil {
-			return err
-		}
+	return d.fields("irce", func() { *a = answer{} }, func(k byte) (err error) {
 		switch k {
 		case 'i':
 			a.ID, err = d.uint()
@@ -696,9 +695,6 @@ func (d *frameDecoder) answer(a *answer) error {
 		default:
 			err = d.skip()
 		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return err
+	})
 }

@@ -184,11 +184,8 @@ func encodeFrameReflect(f *frame) ([]byte, error) {
 }
 
 func decodeFrameReflect(b []byte) (*frame, error) {
-	if len(b) > MaxFrameBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", errMalformed, len(b), MaxFrameBytes)
-	}
-	if err := msgpackcheck.CheckLimit(b, maxFrameArray); err != nil {
-		return nil, fmt.Errorf("%w: %w", errMalformed, err)
+	if err := checkFrameBytes(b); err != nil {
+		return nil, err
 	}
 	f := new(frame)
 	if err := msgpack.Unmarshal(b, f); err != nil {
